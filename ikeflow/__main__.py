@@ -1,0 +1,3 @@
+from ikeflow.cli import main
+
+main()
