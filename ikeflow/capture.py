@@ -1,0 +1,403 @@
+"""Capture-file reader: classic pcap, pcapng, gzip, stdin.
+
+This is the hot path.  `scan()` walks the records of one capture in large
+chunks with `struct`; plain IPv4 ESP (IP protocol 50 or UDP-encapsulated) on
+the common link types is counted inline into an `EspTable`, every other
+record is handed back in batches for the general decoder.  ESP accounting does
+not depend on the order of IKE processing, so the batching is invisible to the
+analysis.
+"""
+
+from __future__ import annotations
+
+import gzip
+import heapq
+import io
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator
+
+from ikeflow.esp import EspTable
+
+CHUNK = 1 << 20
+MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+
+# Link types whose IPv4 packets the fast path reads: link type -> (offset of the
+# ethertype or None, offset of the IP header).
+LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2 = 1, 101, 113, 276
+FAST_LINKS = {
+    LINKTYPE_ETHERNET: (12, 14),
+    LINKTYPE_RAW: (None, 0),
+    12: (None, 0),  # DLT_RAW on OpenBSD and friends
+    228: (None, 0),  # LINKTYPE_IPV4
+    LINKTYPE_SLL: (14, 16),
+    LINKTYPE_SLL2: (0, 20),
+}
+# IPv4 header up to the first 8 bytes of its payload: version/IHL, total length,
+# flags/fragment offset, protocol, then two 32-bit words (ESP: SPI, sequence).
+_IP = ">BxHxxHxB10xII"
+_FAST = {lt: (struct.Struct(_IP).unpack_from if et is None else
+              struct.Struct(">H" + "x" * (ip - et - 2) + _IP[1:]).unpack_from, et, ip)
+         for lt, (et, ip) in FAST_LINKS.items()}
+_UDP_ESP = struct.Struct(">HH4xII").unpack_from  # ports, then SPI and sequence after the UDP header
+
+
+class CaptureError(Exception):
+    """The input is not a readable capture file."""
+
+
+REF_SHIFT = 40
+
+
+def frame_ref(file: int, frame: int) -> int:
+    """One int naming a frame: the frame number itself for the first file."""
+    return (file << REF_SHIFT) | frame
+
+
+def split_ref(ref: int) -> tuple[int, int]:
+    """(file index, 1-based frame number) of a frame_ref."""
+    return ref >> REF_SHIFT, ref & ((1 << REF_SHIFT) - 1)
+
+
+@dataclass(slots=True)
+class Record:
+    """One captured frame; `ref` is its frame_ref (frames numbered from 1, as Wireshark does)."""
+
+    ref: int
+    time: float
+    linktype: int
+    data: bytes
+    wirelen: int
+
+
+@dataclass
+class FileInfo:
+    """What the reader learnt about one input file."""
+
+    name: str
+    format: str = ""
+    linktypes: list[int] = field(default_factory=list)
+    packets: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    truncated_at: int | None = None  # byte offset of the first incomplete record
+    warning: str | None = None
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with some already-read bytes put back in front of it."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0 or n >= len(self._head):
+                head, self._head = self._head, b""
+                more = self._rest.read(-1 if n < 0 else n - len(head))
+                return head + (more or b"")
+            head, self._head = self._head[:n], self._head[n:]
+            return head
+        return self._rest.read(n)
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def open_capture(path: str) -> tuple[BinaryIO, bytes]:
+    """Open a capture (path or '-' for stdin), undo gzip, return (stream, first 4 bytes)."""
+    try:
+        raw: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except OSError as e:
+        raise CaptureError(f"{path}: {e.strerror or e}") from None
+    head = raw.read(4)
+    if head[:2] == GZIP_MAGIC:
+        raw = gzip.GzipFile(fileobj=_Prefixed(head, raw), mode="rb")  # type: ignore[assignment]
+        try:
+            head = raw.read(4)
+        except (OSError, EOFError) as e:
+            raise CaptureError(f"{path}: broken gzip data ({e})") from None
+    if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
+        return _Prefixed(head, raw), head  # type: ignore[return-value]
+    if not head:
+        raise CaptureError(f"{path}: empty file, not a capture")
+    raise CaptureError(
+        f"{path}: not a pcap or pcapng capture (starts with {head.hex()}); "
+        "save it with tcpdump -w or as pcap/pcapng in Wireshark"
+    )
+
+
+def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> Iterator[list[Record]]:
+    """Yield batches of records that need the general decoder.
+
+    With an `esp` table, plain IPv4 ESP is counted into it on the way and not
+    yielded.  Problems with the file end the scan with `info.warning` set.
+    """
+    stream, magic = open_capture(path)
+    try:
+        if magic == PCAPNG_MAGIC:
+            info.format = "pcapng"
+            yield from _scan_pcapng(stream, file_index, info, esp)
+        else:
+            endian, scale = PCAP_MAGICS[magic]
+            info.format = "pcap" if scale == 1e-6 else "pcap-ns"
+            yield from _scan_pcap(stream, endian, scale, file_index, info, esp)
+    except (OSError, EOFError) as e:  # gzip/zlib errors mid-stream are OSError/EOFError
+        info.warning = f"read error after {info.packets} packets: {e}"
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref: int) -> bool:
+    """Count plain IPv4 ESP at buf[p:end] into `esp`; False if it is anything else.
+
+    An in-sequence packet of a known flow is counted right here (the same
+    update as the first branch of `EspTable.add`); everything else goes to
+    `EspTable.add`.  The pcap loop has the same steps inline.
+    """
+    unpack, etype_at, l2 = fast
+    ip = p + l2
+    if end - ip < 36:  # IPv4 header + UDP header + SPI + sequence, or an ESP of 16 bytes
+        return False
+    if etype_at is None:
+        vhl, size, frag, proto, spi, seq = unpack(buf, p)
+    else:
+        etype, vhl, size, frag, proto, spi, seq = unpack(buf, p + etype_at)
+        if etype != 0x0800:
+            return False
+    if vhl != 0x45 or frag & 0x3FFF or size > end - ip:  # options, MF or offset, cut short
+        return False
+    if proto == 50:
+        key = buf[ip + 12 : ip + 24]
+        encap, sport, dport = "esp", 0, 0
+    elif proto == 17:
+        sport, dport, spi, seq = _UDP_ESP(buf, ip + 20)
+        if (sport != esp.natt_port and dport != esp.natt_port) or not spi:
+            return False
+        key = buf[ip + 12 : ip + 20] + buf[ip + 28 : ip + 32]
+        encap = "udp"
+    else:
+        return False
+    f = esp.flows.get(key)
+    if f is not None and seq == f.seq_max + 1:
+        f.packets += 1
+        f.bytes += size
+        f.last_time = ts
+        f.last_frame = ref
+        f.seq_max = seq
+    else:
+        esp.add(key, encap, sport, dport, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
+    return True
+
+
+def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
+    header = stream.read(24)
+    if len(header) < 24:
+        info.truncated_at = len(header)
+        info.warning = "pcap file header is cut short"
+        return
+    linktype = struct.unpack(endian + "I", header[20:24])[0] & 0x0FFFFFFF
+    info.linktypes = [linktype]
+    fast = _FAST.get(linktype) if esp is not None else None
+    unpack, etype_at, l2 = fast or (None, None, 0)
+    if fast and etype_at is None:  # no ethertype: read the IP header with a fake one in front
+        raw_unpack = unpack
+        unpack, etype_at = (lambda b, o: (0x0800, *raw_unpack(b, o))), 0
+    flows_get = esp.flows.get if esp is not None else None
+    rec = struct.Struct(endian + "IIII").unpack_from
+    base = frame_ref(file_index, 0)
+    buf, off, consumed, frame = b"", 0, 24, 0
+    first = ts = None
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        consumed += off
+        buf = buf[off:] + chunk
+        off, n = 0, len(buf)
+        batch: list[Record] = []
+        while off + 16 <= n:
+            sec, frac, caplen, wirelen = rec(buf, off)
+            if caplen > MAX_RECORD:
+                info.truncated_at = consumed + off
+                info.warning = f"corrupt record header at byte {consumed + off} (length {caplen})"
+                _finish(info, frame, first, ts)
+                if batch:
+                    yield batch
+                return
+            p = off + 16
+            end = p + caplen
+            if end > n:
+                break
+            frame += 1
+            ts = sec + frac * scale
+            if first is None:
+                first = ts
+            off = end
+            # Fast path: the steps of _fast_esp, inline (a call per packet costs a third of the speed).
+            ip = p + l2
+            if fast and end - ip >= 36:
+                etype, vhl, size, frag, proto, spi, seq = unpack(buf, p + etype_at)
+                if etype == 0x0800 and vhl == 0x45 and not frag & 0x3FFF and size <= end - ip:
+                    if proto == 50:
+                        key = buf[ip + 12 : ip + 24]
+                        f = flows_get(key)
+                        if f is not None and seq == f.seq_max + 1:
+                            f.packets += 1
+                            f.bytes += size
+                            f.last_time = ts
+                            f.last_frame = base + frame
+                            f.seq_max = seq
+                        else:
+                            esp.add(key, "esp", 0, 0, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20],
+                                    seq, size, ts, base + frame)
+                        continue
+                    if proto == 17 and _fast_esp(buf, p, end, fast, esp, ts, base + frame):
+                        continue
+            batch.append(Record(base + frame, ts, linktype, buf[p:end], wirelen))
+        if batch:
+            yield batch
+    if off < len(buf):
+        info.truncated_at = consumed + off
+        info.warning = f"capture ends inside a record at byte {consumed + off} (cut short while writing?)"
+    _finish(info, frame, first, ts)
+
+
+def _finish(info: FileInfo, frames: int, first, last) -> None:
+    info.packets, info.first_time, info.last_time = frames, first, last
+
+
+def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
+    buf, off, consumed, frame = b"", 0, 0, 0
+    first = last = None
+    endian = "<"
+    ifaces: list[tuple[int, float, float]] = []  # (linktype, ts scale, ts offset)
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        consumed += off
+        buf = buf[off:] + chunk
+        off, n = 0, len(buf)
+        batch: list[Record] = []
+        while off + 12 <= n:
+            if buf[off : off + 4] == PCAPNG_MAGIC:
+                bom = buf[off + 8 : off + 12]
+                endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
+                if not endian:
+                    info.warning = f"bad pcapng section header at byte {consumed + off}"
+                    info.truncated_at = consumed + off
+                    _finish(info, frame, first, last)
+                    if batch:
+                        yield batch
+                    return
+                ifaces = []
+            btype, blen = struct.unpack_from(endian + "II", buf, off)
+            if blen < 12 or blen % 4 or blen > MAX_RECORD + 64:
+                info.truncated_at = consumed + off
+                info.warning = f"corrupt pcapng block at byte {consumed + off} (length {blen})"
+                _finish(info, frame, first, last)
+                if batch:
+                    yield batch
+                return
+            end = off + blen
+            if end > n:
+                break
+            if btype == 6 or btype == 2:  # enhanced / obsolete packet block
+                iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, off + 8)
+                if btype == 2:
+                    iface &= 0xFFFF
+                frame += 1
+                p = off + 28
+                caplen = min(caplen, blen - 32)
+                linktype, scale, tsoff = ifaces[iface] if iface < len(ifaces) else (-1, 1e-6, 0.0)
+                ts = ((ts_hi << 32) | ts_lo) * scale + tsoff
+                if first is None:
+                    first = ts
+                last = ts
+                fast = _FAST.get(linktype) if esp is not None else None
+                ref = frame_ref(file_index, frame)
+                if not (fast and _fast_esp(buf, p, p + caplen, fast, esp, ts, ref)):
+                    batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
+            elif btype == 3:  # simple packet block: interface 0, no timestamp
+                frame += 1
+                (wirelen,) = struct.unpack_from(endian + "I", buf, off + 8)
+                caplen = min(wirelen, blen - 16)
+                linktype = ifaces[0][0] if ifaces else -1
+                batch.append(Record(frame_ref(file_index, frame), last or 0.0, linktype, buf[off + 12 : off + 12 + caplen], wirelen))
+            elif btype == 1:  # interface description
+                linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
+                scale, tsoff = _idb_options(buf, off + 16, end - 4, endian)
+                ifaces.append((linktype, scale, tsoff))
+                if linktype not in info.linktypes:
+                    info.linktypes.append(linktype)
+            off = end
+        if batch:
+            yield batch
+    if off < len(buf):
+        info.truncated_at = consumed + off
+        info.warning = f"capture ends inside a block at byte {consumed + off} (cut short while writing?)"
+    if not info.linktypes and not frame and not info.warning:
+        info.warning = "pcapng file has no interfaces"
+    _finish(info, frame, first, last)
+
+
+def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, float]:
+    """Timestamp resolution and offset of an interface description block."""
+    scale, tsoff = 1e-6, 0.0
+    while p + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", buf, p)
+        if code == 0:
+            break
+        value = buf[p + 4 : p + 4 + length]
+        if code == 9 and length >= 1:  # if_tsresol
+            r = value[0]
+            scale = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r
+        elif code == 14 and length == 8:  # if_tsoffset, seconds
+            tsoff = float(struct.unpack(endian + "q", value)[0])
+        p += 4 + ((length + 3) & ~3)
+    return scale, tsoff
+
+
+def read_files(paths: list[str], esp: EspTable, infos: list[FileInfo]) -> Iterator[list[Record]]:
+    """Batches of records from several files merged on their timestamps, as one timeline.
+
+    Each file keeps its own fast ESP path; only the records for the general
+    decoder are merged, so a rotation set and captures taken side by side
+    both come out in time order.
+    """
+    for path in paths:
+        infos.append(FileInfo(path))
+    if len(paths) == 1:
+        yield from scan(paths[0], 0, infos[0], esp)
+        return
+    streams = [_records(scan(p, i, infos[i], esp)) for i, p in enumerate(paths)]
+    batch: list[Record] = []
+    for r in heapq.merge(*streams, key=lambda r: r.time):
+        batch.append(r)
+        if len(batch) >= 4096:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _records(batches: Iterator[list[Record]]) -> Iterator[Record]:
+    for batch in batches:
+        yield from batch
