@@ -90,6 +90,7 @@ class FileInfo:
     packets: int = 0
     first_time: float | None = None
     last_time: float | None = None
+    bytes_read: int = 0
     truncated_at: int | None = None  # byte offset of the first incomplete record
     warning: str | None = None
 
@@ -228,6 +229,7 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
         chunk = stream.read(CHUNK)
         if not chunk:
             break
+        info.bytes_read += len(chunk)
         consumed += off
         buf = buf[off:] + chunk
         off, n = 0, len(buf)
@@ -271,6 +273,7 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
                     if proto == 17 and _fast_esp(buf, p, end, fast, esp, ts, base + frame):
                         continue
             batch.append(Record(base + frame, ts, linktype, buf[p:end], wirelen))
+        info.packets = frame
         if batch:
             yield batch
     if off < len(buf):
@@ -292,6 +295,7 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
         chunk = stream.read(CHUNK)
         if not chunk:
             break
+        info.bytes_read += len(chunk)
         consumed += off
         buf = buf[off:] + chunk
         off, n = 0, len(buf)
@@ -348,6 +352,7 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
                 if linktype not in info.linktypes:
                     info.linktypes.append(linktype)
             off = end
+        info.packets = frame
         if batch:
             yield batch
     if off < len(buf):

@@ -1,0 +1,207 @@
+"""The sans-I/O core: takes captured frames, keeps per-peer and per-SA state.
+
+Capture sources (files, live sniffing) feed `Analyzer.record()`; renderers
+read the state after `finish()`.  Memory grows with peers, IKE SAs, their
+messages and ESP SPIs, not with ESP packets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ikeflow import packet as pk
+from ikeflow.capture import Record
+from ikeflow.esp import EspTable
+from ikeflow.ike import decode_isakmp
+from ikeflow.ikesa import IkeSa, Seen
+
+MAX_LISTED = 1000  # malformed frames listed one by one; the rest are counted
+ICMP_TEXT = {
+    (4, 3, 0): "network unreachable", (4, 3, 1): "host unreachable", (4, 3, 2): "protocol unreachable",
+    (4, 3, 3): "port unreachable", (4, 3, 4): "fragmentation needed", (4, 3, 9): "network prohibited",
+    (4, 3, 10): "host prohibited", (4, 3, 13): "administratively prohibited", (4, 11, 0): "TTL exceeded",
+    (4, 11, 1): "fragment reassembly time exceeded", (6, 1, 0): "no route", (6, 1, 1): "administratively prohibited",
+    (6, 1, 3): "address unreachable", (6, 1, 4): "port unreachable", (6, 2, 0): "packet too big",
+    (6, 3, 0): "hop limit exceeded", (6, 3, 1): "fragment reassembly time exceeded",
+}
+
+
+@dataclass(slots=True)
+class IcmpEvent:
+    ref: int
+    time: float
+    src: bytes  # who sent the ICMP error
+    text: str
+    about: tuple  # quoted (src, sport, dst, dport)
+    sa: tuple | None  # (version, ispi) when the quote reaches the IKE header
+
+
+@dataclass
+class PeerPair:
+    """Two addresses that talk IKE/ESP; `a` is the one seen first."""
+
+    a: bytes
+    b: bytes
+    first_time: float
+    sas: list[IkeSa] = field(default_factory=list)
+    keepalives: Counter = field(default_factory=Counter)  # sender address -> count
+    keepalive_frames: list[int] = field(default_factory=list)  # first few
+    icmp: list[IcmpEvent] = field(default_factory=list)
+
+
+@dataclass
+class Stats:
+    packets: int = 0
+    ike: int = 0
+    esp: int = 0
+    keepalives: int = 0
+    icmp: int = 0
+    fragments: int = 0  # IP fragments held for reassembly (the last one counts as what it completes)
+    malformed: int = 0
+    skipped: int = 0
+
+
+class Analyzer:
+    """Feed it frames in capture order; read `pairs`, `sas`, `esp` afterwards."""
+
+    def __init__(self, ike_port: int = 500, natt_port: int = 4500):
+        self.ike_port, self.natt_port = ike_port, natt_port
+        self.esp = EspTable(natt_port)
+        self.stats = Stats()
+        self.sas: dict[tuple[int, bytes], IkeSa] = {}
+        self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}
+        self.malformed: list[tuple[int, str]] = []
+        self.skipped: Counter = Counter()  # reason -> count
+        self.reassembler = pk.Reassembler()
+        self.listeners: list = []  # callables(event: str, obj) for live views
+        self._general_esp = 0
+
+    # -- input -----------------------------------------------------------------
+
+    def record(self, rec: Record) -> None:
+        """One captured frame that the reader did not count as plain ESP itself."""
+        pkt = pk.decode(rec.linktype, rec.data, self.ike_port, self.natt_port)
+        self.packet(rec.ref, rec.time, pkt, [])
+
+    def packet(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
+        kind = pkt.kind
+        if kind == pk.ESP:
+            self._esp(ref, ts, pkt)
+        elif kind == pk.IKE:
+            self._ike(ref, ts, pkt, fragments)
+        elif kind == pk.KEEPALIVE:
+            self.stats.keepalives += 1
+            pair = self._pair(pkt.src, pkt.dst, ts)
+            pair.keepalives[pkt.src] += 1
+            if len(pair.keepalive_frames) < 5:
+                pair.keepalive_frames.append(ref)
+        elif kind == pk.FRAGMENT:
+            datagram = self.reassembler.add(pkt, ts, ref)
+            if datagram is None:
+                self.stats.fragments += 1
+            else:
+                whole, frames = datagram
+                self.packet(ref, ts, pk.decode_ip(whole, self.ike_port, self.natt_port), frames)
+        elif kind == pk.ICMP:
+            self._icmp(ref, ts, pkt)
+        elif kind == pk.MALFORMED:
+            self._malformed(ref, pkt.reason)
+        else:
+            self.stats.skipped += 1
+            self.skipped[pkt.reason] += 1
+
+    def _malformed(self, ref: int, reason: str) -> None:
+        self.stats.malformed += 1
+        if len(self.malformed) < MAX_LISTED:
+            self.malformed.append((ref, reason))
+
+    def _esp(self, ref: int, ts: float, pkt: pk.Packet) -> None:
+        body = pkt.payload
+        spi = body[:4]
+        seq = int.from_bytes(body[4:8], "big")
+        encap = "udp" if pkt.sport else "esp"
+        self.esp.add(pkt.src + pkt.dst + spi, encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
+        self._pair(pkt.src, pkt.dst, ts)
+
+    def _ike(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
+        msg = decode_isakmp(pkt.payload)
+        if pkt.truncated and not msg.malformed:
+            msg.malformed = f"cut short by the capture's snap length ({len(pkt.payload)} bytes captured)"
+        if len(pkt.payload) < 28 or msg.version not in (1, 2):
+            why = msg.malformed or f"ISAKMP version {msg.version}.{msg.minor_version}"
+            self._malformed(ref, why)
+            return
+        if msg.malformed:
+            self._malformed(ref, msg.malformed)
+        else:
+            self.stats.ike += 1
+        key = (msg.version, msg.ispi)
+        sa = self.sas.get(key)
+        if sa is None:
+            sa = self.sas[key] = IkeSa(msg.version, msg.ispi)
+            pair = self._pair(pkt.src, pkt.dst, ts)
+            pair.sas.append(sa)
+            self._link_retry(pair, sa, msg)
+        seen = sa.add(msg, pkt.payload, ref, ts, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.natt, fragments)
+        self._emit("message", (sa, seen))
+
+    def _link_retry(self, pair: PeerPair, sa: IkeSa, msg) -> None:
+        """A new IKEv2 SA that follows a COOKIE/INVALID_KE answer to an earlier one is its retry."""
+        if msg.version != 2 or msg.exchange_type != 34 or msg.response:
+            return
+        for old in reversed(pair.sas[:-1]):
+            if old.version != 2 or old.ike_sa_up() or old.retried_by:
+                continue
+            answers = [m for m in old.messages if m.msg.exchange_type == 34 and not m.request]
+            names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
+            if names:
+                old.retried_by = names[-1]
+            break
+
+    def _icmp(self, ref: int, ts: float, pkt: pk.Packet) -> None:
+        self.stats.icmp += 1
+        inner = pk.decode_ip(pkt.payload, self.ike_port, self.natt_port, wire_truncated=True)
+        version, itype, code = pkt.icmp
+        text = ICMP_TEXT.get((version, itype, code), f"ICMP type {itype} code {code}")
+        sa = None
+        if inner.kind == pk.IKE and len(inner.payload) >= 8:
+            for v in (1, 2):
+                if (v, inner.payload[:8]) in self.sas:
+                    sa = (v, inner.payload[:8])
+        event = IcmpEvent(ref, ts, pkt.src, text, (inner.src, inner.sport, inner.dst, inner.dport), sa)
+        self._pair(inner.src, inner.dst, ts).icmp.append(event)
+        self._emit("icmp", event)
+
+    def _pair(self, src: bytes, dst: bytes, ts: float) -> PeerPair:
+        key = (src, dst) if src <= dst else (dst, src)
+        pair = self.pairs.get(key)
+        if pair is None:
+            pair = self.pairs[key] = PeerPair(src, dst, ts)
+        return pair
+
+    def _emit(self, event: str, obj) -> None:
+        for listener in self.listeners:
+            listener(event, obj)
+
+    # -- end ---------------------------------------------------------------------
+
+    def finish(self, frames: int) -> None:
+        """Close the books: `frames` is the number of frames read in all."""
+        self.reassembler.finish()
+        for pair_key in {(d["src"], d["dst"]) for d in self.reassembler.incomplete}:
+            self._pair(*pair_key, 0.0)
+        self.stats.packets = frames
+        self.stats.esp = self.esp.packets
+        for f in self.esp.flows.values():
+            self._pair(f.src, f.dst, f.first_time)
+
+    def pair_of(self, sa: IkeSa) -> PeerPair:
+        a, b = sa.initiator[0], sa.responder[0]
+        return self.pairs[(a, b) if a <= b else (b, a)]
+
+    def messages(self) -> list[tuple[IkeSa, Seen]]:
+        """Every IKE message in capture order."""
+        out = [(sa, m) for sa in self.sas.values() for m in sa.messages]
+        out.sort(key=lambda x: (x[1].time, x[1].ref))
+        return out

@@ -1,0 +1,137 @@
+"""Command line: `ikeflow read` (and later live, compare)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from ikeflow import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+REPORT_URL = "the ikeflow issue tracker"
+
+READ_HELP = """Rebuild the IKE/ESP negotiations in one or more captures.
+
+\b
+Capture on the gateway with:
+  tcpdump -i eth0 -s 0 -w tun.pcap 'udp port 500 or udp port 4500 or esp'
+then run:
+  ikeflow read tun.pcap
+  tcpdump -i eth0 -w - 'udp port 500 or udp port 4500 or esp' | ikeflow read -
+
+Reads pcap and pcapng (also gzip-compressed); several files are read as one
+timeline.  For every peer pair it shows a verdict, each IKE SA as a ladder
+(MM1..MM6, AM1..AM3, QM1..QM4, IKE_SA_INIT, IKE_AUTH, ...), NAT-T (who is
+behind NAT, where the float to 4500 happened), the ESP flows per SPI, and
+the findings.
+
+\b
+Exit codes: 0 nothing wrong, 1 at least one error finding,
+2 usage error or unreadable input, 3 internal error.
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ikeflow")
+def main() -> None:
+    """ikeflow: trace IKE/ESP negotiations in packet captures and say where they stall."""
+
+
+@main.command(help=READ_HELP)
+@click.argument("files", nargs=-1, required=True, metavar="FILE... (or - for stdin)")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (schema 1, see README) instead of the report.")
+@click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
+@click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of NAT-T (IKE and ESP in UDP).")
+@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
+def read(files, as_json, ike_port, natt_port, no_color) -> None:
+    if list(files).count("-") > 1:
+        raise click.UsageError("standard input (-) can be read only once")
+    try:
+        code = _read(list(files), as_json, ike_port, natt_port, no_color)
+    except (click.ClickException, click.exceptions.Exit):
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(EXIT_OK)
+    except Exception as e:  # never a traceback for the user
+        if os.environ.get("IKEFLOW_DEBUG"):
+            raise
+        click.echo(f"ikeflow: internal error: {type(e).__name__}: {e}\n"
+                   f"Please report it, with the capture if you can, to {REPORT_URL} "
+                   "(set IKEFLOW_DEBUG=1 for the traceback).", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code)
+
+
+def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:
+    from rich.console import Console
+
+    from ikeflow.analysis import Analyzer
+    from ikeflow.capture import CaptureError, read_files
+    from ikeflow.findings import ERROR, find, verdicts
+
+    err = Console(stderr=True, no_color=no_color)
+    an = Analyzer(ike_port, natt_port)
+    infos: list = []
+    progress = _Progress(err, files) if err.is_terminal and not as_json else None
+    try:
+        for batch in read_files(files, an.esp, infos):
+            for rec in batch:
+                an.record(rec)
+            if progress:
+                progress.update(infos)
+    except CaptureError as e:
+        if progress:
+            progress.stop()
+        err.print(f"ikeflow: {e}", markup=False, highlight=False)
+        return EXIT_USAGE
+    if progress:
+        progress.stop()
+    an.finish(sum(i.packets for i in infos))
+    for info in infos:
+        if info.warning:
+            err.print(f"ikeflow: warning: {info.name}: {info.warning}", markup=False, highlight=False)
+    found = find(an, infos)
+    verdict = verdicts(an, found)
+    if as_json:
+        from ikeflow.report import build
+
+        doc = build(an, infos, found, verdict)
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        from ikeflow.terminal import render
+
+        render(Console(no_color=no_color, highlight=False), an, infos, found, verdict)
+    return EXIT_FINDINGS if any(f.severity == ERROR for f in found) else EXIT_OK
+
+
+class _Progress:
+    """A progress bar on stderr while big files are read (only on a terminal)."""
+
+    MIN_BYTES = 20 << 20
+
+    def __init__(self, console, files: list[str]):
+        self.total = sum(os.path.getsize(f) for f in files if f != "-" and os.path.isfile(f))
+        self.bar = None
+        if self.total >= self.MIN_BYTES:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.fields[packets]} packets"),
+                                TimeRemainingColumn(), console=console, transient=True)
+            self.task = self.bar.add_task("read", total=self.total, packets=0)
+            self.bar.start()
+
+    def update(self, infos) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=sum(i.bytes_read for i in infos),
+                            packets=sum(i.packets for i in infos))
+
+    def stop(self) -> None:
+        if self.bar:
+            self.bar.stop()

@@ -1,0 +1,226 @@
+"""Findings: what is abnormal in a capture, each with its evidence.
+
+`RULES` is the table: each rule looks at the finished analysis and yields
+findings.  A new rule is a function added to the table, plus a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ikeflow import sequences
+from ikeflow.analysis import Analyzer
+from ikeflow.capture import FileInfo
+from ikeflow.ikesa import IkeSa, Seen
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+
+# What an error notify points to, from the diagnosis vocabulary; first = most likely.
+NOTIFY_CAUSES = {
+    "NO-PROPOSAL-CHOSEN": ["proposal-mismatch"],
+    "NO_PROPOSAL_CHOSEN": ["proposal-mismatch"],
+    "INVALID-ID-INFORMATION": ["peer-id-mismatch", "subnet-mismatch"],
+    "AUTHENTICATION-FAILED": ["psk-mismatch", "peer-id-mismatch"],
+    "AUTHENTICATION_FAILED": ["psk-mismatch", "peer-id-mismatch"],
+    "INVALID-HASH-INFORMATION": ["psk-mismatch"],
+    "PAYLOAD-MALFORMED": ["psk-mismatch"],
+    "INVALID-MAJOR-VERSION": ["ike-version-mismatch"],
+    "INVALID_MAJOR_VERSION": ["ike-version-mismatch"],
+    "TS_UNACCEPTABLE": ["subnet-mismatch"],
+    "INVALID_KE_PAYLOAD": ["dh-group-mismatch"],
+    "INVALID_SYNTAX": ["proposal-mismatch"],
+}
+# IKEv1 errors are 1..8191, IKEv2 errors 1..16383 (RFC 2408 3.14.1, RFC 7296 3.10.1).
+ERROR_LIMIT = {1: 8192, 2: 16384}
+
+
+@dataclass
+class Finding:
+    severity: str
+    code: str
+    at: str  # a message label, "ESP", "NAT-T", "IP" or "capture"
+    summary: str
+    hint: str = ""
+    frames: list[int] = field(default_factory=list)  # capture.frame_ref values
+    causes: list[str] = field(default_factory=list)
+    sa: IkeSa | None = None
+    pair: tuple[bytes, bytes] | None = None  # peer pair key
+
+
+def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
+    """Run every rule; errors first, then warnings, then information."""
+    out: list[Finding] = []
+    for rule in RULES:
+        out.extend(rule(an, files))
+    order = {ERROR: 0, WARNING: 1, INFO: 2}
+    out.sort(key=lambda f: (order[f.severity], min(f.frames) if f.frames else 0))
+    return out
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
+
+def stalls(an: Analyzer, files):
+    """The last message of a run that was never answered or followed."""
+    end = max((f.last_time or 0.0 for f in files), default=0.0)
+    for sa in an.sas.values():
+        if sa.retried_by:
+            continue
+        for run in sa.runs.values():
+            nxt = sequences.expected_next(run.exchange, run.done)
+            if nxt is None or not run.messages or run.exchange.name == "Informational":
+                continue
+            last = run.messages[-1]
+            sends = [m for m in run.messages if m.label == last.label and m.sender == last.sender]
+            silent = "responder" if nxt.sender == "R" else "initiator"
+            waited = end - last.time
+            label = last.label
+            follow = "response" if nxt.label == label else nxt.label
+            what = f"{label} sent {_times(len(sends))}, no {follow} followed"
+            severity = ERROR if len(sends) > 1 or waited > 10 else WARNING
+            if severity == WARNING:
+                what += f" (capture ends {waited:.1f} s later)"
+            yield Finding(severity, "stall", label, f"{sa.mode()}: {what}; the {silent} went silent",
+                          _stall_hint(label), [m.ref for m in sends], [], sa)
+
+
+def _stall_hint(label: str) -> str:
+    if label in ("MM1", "AM1", "IKE_SA_INIT"):
+        return "Check that UDP 500 reaches the peer and that it runs IKE with a connection for this address."
+    if label in ("MM5", "IKE_AUTH"):
+        return ("Phase 1 authentication: compare the PSK (ipsec.secrets) and leftid/rightid on both ends; "
+                "if the peers floated to UDP 4500, check the firewall for 4500.")
+    return "Capture at the peer too to see whether the message arrives (ikeflow compare)."
+
+
+def error_notifies(an: Analyzer, files):
+    for sa in an.sas.values():
+        for m in sa.messages:
+            if m.retransmission:
+                continue
+            for ntype, name in m.msg.notifies:
+                if ntype >= ERROR_LIMIT[sa.version]:
+                    continue
+                if name == "INVALID_KE_PAYLOAD" and sa.retried_by:
+                    continue
+                who = "initiator" if m.sender == "I" else "responder"
+                yield Finding(ERROR, "error-notify", m.label, f"the {who} sent {name} in {m.label}",
+                              "The peer rejected the negotiation; its log says why.",
+                              [m.ref], list(NOTIFY_CAUSES.get(name, [])), sa)
+
+
+def retransmissions(an: Analyzer, files):
+    for sa in an.sas.values():
+        again = [m for m in sa.messages if m.retransmission]
+        if not again:
+            continue
+        labels = sorted({m.label for m in again})
+        yield Finding(INFO, "retransmissions", again[0].label,
+                      f"{len(again)} retransmitted message{'s' if len(again) > 1 else ''} ({', '.join(labels)})",
+                      "Retransmissions that are answered later mean loss or a slow peer.",
+                      [m.ref for m in again], [], sa)
+
+
+def nat(an: Analyzer, files):
+    for sa in an.sas.values():
+        behind = sa.behind_nat()
+        who = [("initiator" if r == "I" else "responder") for r in ("I", "R") if behind[r]]
+        if not who and not sa.float_at:
+            continue
+        parts = []
+        if who:
+            parts.append(f"{' and '.join(who)} behind NAT (NAT-D)")
+        if sa.float_at:
+            parts.append(f"floated to UDP {an.natt_port} at {sa.float_at}")
+        frames = [m.ref for m in sa.natd[:2]]
+        yield Finding(INFO, "nat-t", sa.float_at or "NAT-T", "; ".join(parts), "", frames, [], sa)
+
+
+def malformed(an: Analyzer, files):
+    if an.stats.malformed:
+        listed = an.malformed[:10]
+        text = "; ".join(f"frame {ref & 0xFFFFFFFFFF}: {why}" for ref, why in listed[:3])
+        yield Finding(WARNING, "malformed", "capture",
+                      f"{an.stats.malformed} malformed packet{'s' if an.stats.malformed > 1 else ''}: {text}",
+                      "Malformed IKE is counted and skipped; look at these frames in Wireshark.",
+                      [ref for ref, _ in listed])
+
+
+def esp(an: Analyzer, files):
+    for f in an.esp.flows.values():
+        if f.lost:
+            yield Finding(WARNING, "esp-loss", "ESP",
+                          f"ESP SPI {f.spi:08x} {f.src_ip} -> {f.dst_ip}: {f.lost} of {f.seq_max - f.seq_min + 1} "
+                          f"sequence numbers missing", "Loss before the capture point, or the capture dropped packets.",
+                          [f.first_frame, f.last_frame])
+        if f.duplicates:
+            yield Finding(WARNING, "esp-duplicates", "ESP",
+                          f"ESP SPI {f.spi:08x} {f.src_ip} -> {f.dst_ip}: {f.duplicates} duplicated sequence numbers",
+                          "Replayed or duplicated packets (a capture on two interfaces, or a looping path).",
+                          [f.first_frame])
+    directions: dict[tuple[bytes, bytes], list] = {}
+    for f in an.esp.flows.values():
+        directions.setdefault((f.src, f.dst), []).append(f)
+    for (src, dst), flows in directions.items():
+        if (dst, src) not in directions and any(x.packets > 1 for x in flows):
+            f = flows[0]
+            yield Finding(WARNING, "esp-one-way", "ESP",
+                          f"ESP only from {f.src_ip} to {f.dst_ip} ({sum(x.packets for x in flows)} packets), none back",
+                          "Check that protocol 50 (or UDP 4500) is allowed back, and the peer's SA and routes.",
+                          [x.first_frame for x in flows])
+
+
+def icmp(an: Analyzer, files):
+    for key, pair in an.pairs.items():
+        if pair.icmp:
+            e = pair.icmp[0]
+            yield Finding(WARNING, "icmp-error", "IP",
+                          f"{len(pair.icmp)} ICMP error{'s' if len(pair.icmp) > 1 else ''} about IKE/ESP: {e.text}",
+                          "An ICMP error about IKE means the packet did not reach the IKE daemon.",
+                          [x.ref for x in pair.icmp[:10]], [], None, key)
+
+
+def fragments(an: Analyzer, files):
+    for d in an.reassembler.incomplete:
+        yield Finding(ERROR if d["has_first"] else WARNING, "fragments-incomplete", "IP",
+                      f"IP datagram never completed: {len(d['frames'])} fragment(s), {d['bytes']} bytes",
+                      "Fragments are lost on the path; lower the MTU or enable IKE fragmentation (fragmentation=yes).",
+                      d["frames"][:10], [])
+
+
+def capture_problems(an: Analyzer, files):
+    for i, f in enumerate(files):
+        if f.warning:
+            yield Finding(WARNING, "capture-truncated" if f.truncated_at is not None else "capture-error",
+                          "capture", f"{f.name}: {f.warning}; analysed the {f.packets} whole packets before it", "")
+
+
+RULES = [stalls, error_notifies, retransmissions, nat, malformed, esp, icmp, fragments, capture_problems]
+
+
+def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], str]:
+    """One line per peer pair that an admin reads first: is the tunnel up, and if not, where it fails."""
+    out = {}
+    for key, pair in an.pairs.items():
+        errors = [f for f in findings if f.severity == ERROR and (f.pair == key or (f.sa and f.sa in pair.sas))]
+        esp_dirs = {(f.src, f.dst) for f in an.esp.flows.values() if {f.src, f.dst} == set(key)}
+        up = [sa for sa in pair.sas if sa.ike_sa_up()]
+        if errors:
+            e = errors[0]
+            phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
+            out[key] = f"{phase} fails at {e.at}: {e.summary}"
+        elif up and len(esp_dirs) == 2:
+            out[key] = "tunnel up, ESP both ways"
+        elif up and esp_dirs:
+            out[key] = "tunnel up, ESP one way only"
+        elif up:
+            out[key] = "IKE SA up, no ESP seen"
+        elif pair.sas:
+            states = sorted({sa.state() for sa in pair.sas})
+            out[key] = "; ".join(states)
+        elif esp_dirs:
+            out[key] = "ESP only (no IKE in the capture)" + ("" if len(esp_dirs) == 2 else ", one way")
+        else:
+            out[key] = "no IKE or ESP"
+    return out

@@ -1,0 +1,251 @@
+"""Per IKE SA state: labels every message against the tables in `sequences`,
+recognises retransmissions and retries, follows NAT-T and the proposals.
+
+An IKE SA is keyed by IKE version and initiator SPI (cookie), which survive
+NAT rewriting and the port float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ikeflow import natt, sequences
+from ikeflow.ike import IkeMessage
+from ikeflow.sequences import ENC
+
+NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
+
+
+@dataclass(slots=True)
+class Seen:
+    """One IKE message as captured."""
+
+    ref: int  # capture.frame_ref
+    time: float
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    natt: bool  # carried after the non-ESP marker
+    msg: IkeMessage
+    size: int  # bytes of the IKE message
+    sender: str  # "I" or "R": the IKE SA's original initiator or responder
+    label: str = ""
+    request: bool = True  # IKEv2: request (not response); IKEv1: sent by the exchange's initiator
+    retransmission: bool = False
+    retry: str | None = None  # IKEv2: a new IKE_SA_INIT after COOKIE / INVALID_KE_PAYLOAD
+    fragments: list[int] = field(default_factory=list)  # IP fragment frames it was rebuilt from
+    answered: bool = False  # a response/next step came back
+    natd: dict | None = None  # natt.check() result
+
+
+@dataclass(slots=True)
+class Run:
+    """One run of an exchange: phase 1 of IKEv1, or one message ID."""
+
+    exchange: sequences.Exchange
+    starter: str  # "I"/"R": who sent its first message
+    first_time: float
+    done: list[str] = field(default_factory=list)
+    messages: list[Seen] = field(default_factory=list)
+
+
+class IkeSa:
+    """Everything seen of one IKE SA."""
+
+    def __init__(self, version: int, ispi: bytes):
+        self.version = version
+        self.ispi = ispi
+        self.rspi = b"\0" * 8
+        self.initiator: tuple[bytes, int] | None = None  # (address, port) of the original initiator
+        self.responder: tuple[bytes, int] | None = None
+        self.roles_guessed = False
+        self.messages: list[Seen] = []
+        self.runs: dict[tuple, Run] = {}
+        self._digests: set[tuple[str, int]] = set()
+        self.float_at: str | None = None  # label of the first message on the NAT-T port
+        self.natd: list[Seen] = []
+        self.offered = None  # the initiator's first phase-1 SA payload
+        self.chosen = None  # the responder's answer to it
+        self.vendors: dict[str, set[str]] = {"I": set(), "R": set()}
+        self.retried_by: str | None = None  # this SA ended in COOKIE/INVALID_KE: a retry followed
+
+    # -- feeding -----------------------------------------------------------------
+
+    def add(self, msg: IkeMessage, raw: bytes, ref: int, ts: float, src: bytes, dst: bytes,
+            sport: int, dport: int, natt_: bool, fragments: list[int]) -> Seen:
+        """Record one message of this SA and label it."""
+        if any(msg.rspi) and not any(self.rspi):
+            self.rspi = msg.rspi
+        sender = self._sender(msg, src, sport, dst, dport)
+        seen = Seen(ref, ts, src, dst, sport, dport, natt_, msg, len(raw), sender, fragments=fragments)
+        digest = (sender, hash(raw))
+        seen.retransmission = digest in self._digests
+        self._digests.add(digest)
+        if natt_ and self.float_at is None:
+            self.float_at = "?"  # set to the label below
+        self._label(seen)
+        if self.float_at == "?":
+            self.float_at = seen.label
+        if not msg.malformed:
+            self._learn(seen)
+        self.messages.append(seen)
+        return seen
+
+    def _sender(self, msg: IkeMessage, src: bytes, sport: int, dst: bytes, dport: int) -> str:
+        if self.initiator is None:
+            if msg.version == 2:
+                starter = msg.initiator
+            else:
+                rspi_zero = not any(msg.rspi)
+                answers = msg.exchange_type in (2, 4) and msg.payload("SA") is not None and not rspi_zero
+                starter = rspi_zero or not answers
+                self.roles_guessed = not rspi_zero and not answers
+            me, peer = (src, sport), (dst, dport)
+            self.initiator, self.responder = (me, peer) if starter else (peer, me)
+        if msg.version == 2:
+            return "I" if msg.initiator else "R"
+        if src == self.initiator[0] and src != self.responder[0]:
+            return "I"
+        if src == self.responder[0] and src != self.initiator[0]:
+            return "R"
+        return "I" if sport == self.initiator[1] else "R"  # both ends on one address
+
+    def _label(self, seen: Seen) -> None:
+        msg = seen.msg
+        ex = sequences.exchange(msg.version, msg.exchange_type)
+        if ex is None:
+            seen.label = msg.exchange
+            return
+        if msg.version == 2:
+            seen.request = not msg.response
+            requester = seen.sender if seen.request else ("R" if seen.sender == "I" else "I")
+            key = (msg.exchange_type, msg.message_id, requester)
+        elif ex.per_message_id:
+            key = (msg.exchange_type, msg.message_id)
+        else:
+            key = (msg.exchange_type,)
+        run = self.runs.get(key)
+        if run is None:
+            starter = requester if msg.version == 2 else seen.sender
+            if not ex.per_message_id:  # IKEv1 phase 1: the SA's initiator starts it
+                starter = "I"
+            run = self.runs[key] = Run(ex, starter, seen.time)
+        if msg.version == 2 and seen.request and not seen.retransmission and any(not m.request for m in run.messages):
+            # a new request under an answered message ID: IKE_SA_INIT retried after COOKIE/INVALID_KE
+            answer = next(m for m in reversed(run.messages) if not m.request)
+            retry = [n for _, n in answer.msg.notifies if n in sequences.RETRY_NOTIFIES]
+            seen.retry = retry[0] if retry else "new request"
+            run.done.clear()
+        role = "I" if seen.sender == run.starter else "R"
+        if msg.version == 1:
+            seen.request = role == "I"
+        marks = {p.name for p in msg.payloads}
+        if msg.encrypted:
+            marks.add(ENC)
+        if seen.retransmission:
+            same = [m for m in run.messages if m.sender == seen.sender and m.size == seen.size]
+            seen.label = same[-1].label if same else sequences.label_step(ex, role, marks, run.done).label
+        else:
+            step = sequences.label_step(ex, role, marks, run.done)
+            seen.label = step.label
+            run.done.append(step.label)
+            for m in run.messages:  # whatever the other side sent before is answered now
+                if m.sender != seen.sender:
+                    m.answered = True
+        run.messages.append(seen)
+
+    def _learn(self, seen: Seen) -> None:
+        msg = seen.msg
+        for p in msg.payloads:
+            if p.name in ("VID", "V") and p.info.get("vendor"):
+                self.vendors[seen.sender].add(p.info["vendor"])
+            elif p.name == "SA" and msg.exchange_type in (2, 4, 34) and not seen.retransmission:
+                if seen.sender == "I" and self.offered is None:
+                    self.offered = p
+                elif seen.sender == "R":
+                    self.chosen = p
+        self._check_natd(seen)
+
+    def _check_natd(self, seen: Seen) -> None:
+        msg = seen.msg
+        if msg.version == 2:
+            about_src = [p.info.get("data", b"") for p in msg.payloads
+                         if p.name == "N" and p.info.get("notify_type") == NOTIFY_NATD_SRC]
+            about_dst = [p.info.get("data", b"") for p in msg.payloads
+                         if p.name == "N" and p.info.get("notify_type") == NOTIFY_NATD_DST]
+        else:
+            hashes = [p.info.get("hash", b"") for p in msg.payloads if p.name == "NAT-D"]
+            about_dst, about_src = hashes[:1], hashes[1:]
+        result = natt.check(msg.version, msg.ispi, msg.rspi, seen.src, seen.sport, seen.dst, seen.dport,
+                            about_dst, about_src, self.v1_hash())
+        if result:
+            seen.natd = result
+            self.natd.append(seen)
+
+    def v1_hash(self) -> int | None:
+        """The IKEv1 hash algorithm chosen for this SA (attribute value), if seen."""
+        sa = self.chosen or self.offered
+        for prop in sa.info.get("proposals", [])[:1] if sa else []:
+            for t in prop.transforms[:1]:
+                value = getattr(t, "attributes", {}).get("hash")
+                if isinstance(value, int):
+                    return value
+        return None
+
+    # -- what it amounts to --------------------------------------------------------
+
+    def behind_nat(self) -> dict[str, bool | None]:
+        """Per role, whether its address/port differs from what its own NAT-D claims."""
+        out: dict[str, bool | None] = {"I": None, "R": None}
+        for s in self.natd:
+            other = "R" if s.sender == "I" else "I"
+            for role, flag in ((s.sender, s.natd.get("sender_translated")), (other, s.natd.get("receiver_translated"))):
+                if flag is not None:
+                    out[role] = bool(out[role]) or flag
+        return out
+
+    def phase1_runs(self) -> list[Run]:
+        return [r for r in self.runs.values() if r.exchange.phase == 1]
+
+    def ike_sa_up(self) -> bool:
+        """Phase 1 completed (MM6 / AM3 / IKE_AUTH answered)."""
+        if self.version == 1:
+            return any(sequences.expected_next(r.exchange, r.done) is None for r in self.phase1_runs())
+        auth = [r for r in self.runs.values() if r.exchange.type == 35]
+        return any(sequences.expected_next(r.exchange, r.done) is None for r in auth)
+
+    def child_runs(self) -> list[Run]:
+        return [r for r in self.runs.values() if r.exchange.phase == 2]
+
+    def mode(self) -> str:
+        if self.version == 2:
+            return "IKEv2"
+        names = [r.exchange.name for r in self.phase1_runs()]
+        return names[0] if names else "IKEv1 (phase 1 not seen)"
+
+    def state(self) -> str:
+        """How far the SA got, in an admin's words."""
+        if self.version == 1:
+            labels = [m.label for m in self.messages if m.msg.exchange_type in (2, 4)]
+            p1 = max(labels, key=lambda lab: int(lab[2:]) if lab[2:].isdigit() else 0) if labels else None
+            if not self.ike_sa_up():
+                return f"phase 1 incomplete (last {p1})" if p1 else "phase 1 not seen"
+            qm = [r for r in self.child_runs() if sequences.expected_next(r.exchange, r.done) is None]
+            return f"phase 2 up ({len(qm)} quick mode{'s' if len(qm) != 1 else ''})" if qm else "phase 1 up, no phase 2"
+        init = [r for r in self.runs.values() if r.exchange.type == 34]
+        if not init:
+            return "IKE_SA_INIT not seen" + (", IKE SA in use" if self.messages else "")
+        if not self.ike_sa_up():
+            if not any(sequences.expected_next(r.exchange, r.done) is None for r in init):
+                return "IKE_SA_INIT unanswered"
+            if self.retried_by:
+                return f"retried ({self.retried_by})"
+            answered = [m for r in init for m in r.messages if not m.request]
+            errors = [n for m in answered for t, n in m.msg.notifies if t < 16384 or n in sequences.RETRY_NOTIFIES]
+            if errors and not any(r.exchange.type == 35 for r in self.runs.values()):
+                return f"IKE_SA_INIT answered with {errors[0]}"
+            return "IKE_AUTH incomplete"
+        children = [r for r in self.child_runs() if sequences.expected_next(r.exchange, r.done) is None]
+        extra = f", {len(children)} CREATE_CHILD_SA" if children else ""
+        return "IKE SA up" + extra

@@ -1,0 +1,243 @@
+"""First-level decode: link layer, IPv4/IPv6, UDP 500/4500, ESP, ICMP errors.
+
+`decode()` is a pure function of one frame's bytes.  It says what the frame
+is (`Packet.kind`) and where its IKE/ESP part lies; IP fragments come back as
+kind "fragment" for the `Reassembler`, whose output goes through
+`decode_ip()` again.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# Packet kinds; every frame gets exactly one.
+IKE, ESP, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
+    "ike", "esp", "keepalive", "icmp", "fragment", "malformed", "skipped")
+
+ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8, 0x9100)
+IPV6_EXT = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, AH
+NULL_AF_INET6 = (24, 28, 30)  # BSD, FreeBSD, macOS values of AF_INET6
+
+
+@dataclass(slots=True)
+class Packet:
+    """What one frame (or reassembled datagram) carries."""
+
+    kind: str
+    reason: str = ""  # for malformed/skipped
+    src: bytes = b""  # IP addresses as bytes (4 or 16)
+    dst: bytes = b""
+    sport: int = 0
+    dport: int = 0
+    natt: bool = False  # IKE after the non-ESP marker on the NAT-T port
+    payload: bytes = b""  # ISAKMP message (ike), ESP packet (esp), quoted datagram (icmp)
+    size: int = 0  # IP datagram length
+    icmp: tuple[int, int, int] | None = None  # (IP version, type, code) of an ICMP error
+    frag_key: tuple | None = None  # fragment: reassembly key
+    frag_offset: int = 0
+    frag_more: bool = False
+    frag_header: bytes = b""  # fragment: what to put in front of the reassembled payload
+    truncated: bool = False  # cut short by the capture's snap length
+
+
+def decode(linktype: int, data: bytes, ike_port: int = 500, natt_port: int = 4500) -> Packet:
+    """Decode one captured frame of the given pcap link type."""
+    off, etype = _link(linktype, data)
+    if etype is None:
+        return Packet(SKIPPED, f"link type {linktype} not supported")
+    if etype == -1:
+        return Packet(MALFORMED, f"link-layer header cut short ({len(data)} bytes)")
+    if etype not in (ETH_IPV4, ETH_IPV6):
+        return Packet(SKIPPED, "not IP")
+    return decode_ip(data[off:], ike_port, natt_port)
+
+
+def _link(linktype: int, data: bytes) -> tuple[int, int | None]:
+    """(offset of the network header, its ethertype); ethertype None = unsupported, -1 = short."""
+    n = len(data)
+    if linktype == 1:  # Ethernet, with any number of 802.1Q/802.1ad tags
+        off = 12
+        while True:
+            if n < off + 2:
+                return 0, -1
+            etype = (data[off] << 8) | data[off + 1]
+            if etype not in ETH_VLAN:
+                return off + 2, etype
+            off += 4
+    if linktype in (101, 12, 14):  # raw IP
+        return 0, (ETH_IPV6 if n and data[0] >> 4 == 6 else ETH_IPV4)
+    if linktype == 228:
+        return 0, ETH_IPV4
+    if linktype == 229:
+        return 0, ETH_IPV6
+    if linktype == 113:  # Linux cooked (tcpdump -i any)
+        return (16, (data[14] << 8) | data[15]) if n >= 16 else (0, -1)
+    if linktype == 276:  # Linux cooked v2
+        return (20, (data[0] << 8) | data[1]) if n >= 20 else (0, -1)
+    if linktype in (0, 108):  # BSD loopback: address family, host order (0) or network order (108)
+        if n < 4:
+            return 0, -1
+        af = struct.unpack("<I" if linktype == 0 and data[0] else ">I", data[:4])[0]
+        return 4, ETH_IPV4 if af == 2 else ETH_IPV6 if af in NULL_AF_INET6 else 0
+    return 0, None
+
+
+def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, wire_truncated: bool = False) -> Packet:
+    """Decode an IP datagram (v4 or v6) down to its IKE/ESP part."""
+    if not ip:
+        return Packet(MALFORMED, "empty IP packet")
+    version = ip[0] >> 4
+    if version == 4:
+        if len(ip) < 20:
+            return Packet(MALFORMED, f"IPv4 header cut short ({len(ip)} bytes)")
+        ihl = (ip[0] & 0x0F) * 4
+        total = (ip[2] << 8) | ip[3]
+        if ihl < 20 or total < ihl:
+            return Packet(MALFORMED, f"bad IPv4 header (IHL {ihl}, total length {total})")
+        truncated = total > len(ip)
+        body = ip[ihl:total]
+        src, dst, proto = ip[12:16], ip[16:20], ip[9]
+        flags_frag = (ip[6] << 8) | ip[7]
+        if flags_frag & 0x3FFF:
+            return Packet(FRAGMENT, src=src, dst=dst, size=total, frag_key=(src, dst, ip[4:6], proto),
+                          frag_offset=(flags_frag & 0x1FFF) * 8, frag_more=bool(flags_frag & 0x2000),
+                          payload=body, frag_header=ip[:ihl], truncated=truncated)
+        return _transport(proto, src, dst, body, total, ike_port, natt_port, truncated or wire_truncated, 4)
+    if version == 6:
+        if len(ip) < 40:
+            return Packet(MALFORMED, f"IPv6 header cut short ({len(ip)} bytes)")
+        total = 40 + ((ip[4] << 8) | ip[5])
+        truncated = total > len(ip)
+        src, dst, proto = ip[8:24], ip[24:40], ip[6]
+        p = 40
+        for _ in range(8):  # extension headers, bounded
+            if proto == 44:  # fragment header
+                if len(ip) < p + 8:
+                    return Packet(MALFORMED, "IPv6 fragment header cut short")
+                offmore = (ip[p + 2] << 8) | ip[p + 3]
+                header = ip[:6] + bytes([ip[p]]) + ip[7:p]  # fixed header with the next header after the fragment header
+                return Packet(FRAGMENT, src=src, dst=dst, size=total, frag_key=(src, dst, ip[p + 4 : p + 8], ip[p]),
+                              frag_offset=offmore & 0xFFF8, frag_more=bool(offmore & 1),
+                              payload=ip[p + 8 : total], frag_header=header, truncated=truncated)
+            if proto not in IPV6_EXT:
+                break
+            if len(ip) < p + 2:
+                return Packet(MALFORMED, "IPv6 extension header cut short")
+            step = (ip[p + 1] + 2) * 4 if proto == 51 else (ip[p + 1] + 1) * 8
+            proto, p = ip[p], p + step
+        return _transport(proto, src, dst, ip[p:total], total, ike_port, natt_port, truncated or wire_truncated, 6)
+    return Packet(SKIPPED, f"IP version {version}")
+
+
+def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, version) -> Packet:
+    if proto == 50:
+        if len(body) < 8:
+            return Packet(MALFORMED, f"ESP packet of {len(body)} bytes (needs SPI and sequence)", src, dst)
+        return Packet(ESP, src=src, dst=dst, payload=body, size=size, truncated=truncated)
+    if proto == 17:
+        if len(body) < 8:
+            return Packet(MALFORMED, "UDP header cut short", src, dst)
+        sport, dport, ulen = struct.unpack_from(">HHH", body)
+        if ulen < 8 or (ulen > len(body) and not truncated):
+            return Packet(MALFORMED, f"UDP length {ulen} does not fit the {len(body)} bytes of the IP payload",
+                          src, dst, sport, dport)
+        data = body[8:ulen]
+        if ike_port in (sport, dport):
+            return Packet(IKE, src=src, dst=dst, sport=sport, dport=dport, payload=data, size=size, truncated=truncated)
+        if natt_port in (sport, dport):
+            if data == b"\xff":
+                return Packet(KEEPALIVE, src=src, dst=dst, sport=sport, dport=dport, size=size)
+            if data[:4] == b"\0\0\0\0":
+                return Packet(IKE, src=src, dst=dst, sport=sport, dport=dport, natt=True, payload=data[4:],
+                              size=size, truncated=truncated)
+            if len(data) >= 8:
+                return Packet(ESP, src=src, dst=dst, sport=sport, dport=dport, payload=data, size=size,
+                              truncated=truncated)
+            return Packet(MALFORMED, f"{len(data)}-byte UDP {natt_port} payload: neither IKE, ESP nor keepalive",
+                          src, dst, sport, dport)
+        return Packet(SKIPPED, "other UDP", src, dst, sport, dport)
+    if (proto == 1 and version == 4) or (proto == 58 and version == 6):
+        return _icmp(version, body, src, dst, ike_port, natt_port)
+    return Packet(SKIPPED, f"IP protocol {proto}", src, dst)
+
+
+def _icmp(version, body, src, dst, ike_port, natt_port) -> Packet:
+    """An ICMP error that quotes IKE or ESP; other ICMP is skipped."""
+    if len(body) < 8:
+        return Packet(SKIPPED, "ICMP cut short", src, dst)
+    itype, code = body[0], body[1]
+    errors = (3, 11, 12) if version == 4 else (1, 2, 3, 4)
+    if itype not in errors:
+        return Packet(SKIPPED, "ICMP", src, dst)
+    inner = decode_ip(body[8:], ike_port, natt_port, wire_truncated=True)
+    if inner.kind in (IKE, ESP, KEEPALIVE, FRAGMENT) or (inner.kind == MALFORMED and inner.sport in (ike_port, natt_port)):
+        return Packet(ICMP, src=src, dst=dst, payload=body[8:], size=len(body), icmp=(version, itype, code),
+                      sport=inner.sport, dport=inner.dport)
+    return Packet(SKIPPED, "ICMP error about other traffic", src, dst)
+
+
+class Reassembler:
+    """IP fragment reassembly, bounded in the number of datagrams held."""
+
+    MAX_PENDING = 256
+    TIMEOUT = 30.0
+
+    def __init__(self):
+        self.pending: dict[tuple, dict] = {}
+        self.incomplete: list[dict] = []  # datagrams given up on: {"frames", "first_time", "bytes", "src", "dst"}
+
+    def add(self, pkt: Packet, ts: float, ref: int) -> tuple[bytes, list[int]] | None:
+        """Store a fragment; return the whole datagram and its frames once it is complete."""
+        self._expire(ts)
+        d = self.pending.get(pkt.frag_key)
+        if d is None:
+            if len(self.pending) >= self.MAX_PENDING:
+                self._give_up(next(iter(self.pending)))
+            d = self.pending[pkt.frag_key] = {"parts": {}, "end": None, "frames": [], "first_time": ts,
+                                              "header": None, "src": pkt.src, "dst": pkt.dst}
+        d["frames"].append(ref)
+        d["parts"][pkt.frag_offset] = pkt.payload
+        if pkt.frag_offset == 0:
+            d["header"] = pkt.frag_header
+        if not pkt.frag_more:
+            d["end"] = pkt.frag_offset + len(pkt.payload)
+        if d["end"] is None or d["header"] is None:
+            return None
+        data, pos = [], 0
+        for off in sorted(d["parts"]):
+            if off > pos:
+                return None  # a hole
+            part = d["parts"][off]
+            data.append(part[pos - off:])
+            pos = max(pos, off + len(part))
+        if pos < d["end"]:
+            return None
+        del self.pending[pkt.frag_key]
+        body = b"".join(data)[: d["end"]]
+        header = bytearray(d["header"])
+        if header[0] >> 4 == 4:
+            total = len(header) + len(body)
+            header[2:4] = total.to_bytes(2, "big")
+            header[6:8] = b"\0\0"
+        else:
+            header[4:6] = len(body).to_bytes(2, "big")
+        return bytes(header) + body, d["frames"]
+
+    def _expire(self, now: float) -> None:
+        while self.pending:
+            key, d = next(iter(self.pending.items()))
+            if now - d["first_time"] <= self.TIMEOUT:
+                break
+            self._give_up(key)
+
+    def _give_up(self, key) -> None:
+        d = self.pending.pop(key)
+        self.incomplete.append({"frames": d["frames"], "first_time": d["first_time"], "src": d["src"],
+                                "dst": d["dst"], "bytes": sum(len(p) for p in d["parts"].values()),
+                                "has_first": d["header"] is not None})
+
+    def finish(self) -> None:
+        """Give up on every datagram still waiting for fragments."""
+        for key in list(self.pending):
+            self._give_up(key)

@@ -1,0 +1,152 @@
+"""The JSON document (schema 1): ikeflow's machine interface.
+
+Documented field by field in README.md; change a field only with a new schema
+number.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ikeflow import __version__
+from ikeflow.analysis import Analyzer, PeerPair
+from ikeflow.capture import FileInfo, split_ref
+from ikeflow.findings import Finding
+from ikeflow.ikesa import IkeSa, Seen
+from ikeflow.proposals import summarize_sa
+
+SCHEMA = 1
+
+
+def ip(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw)) if raw else ""
+
+
+class Frames:
+    """Frame references as JSON: plain frame numbers for one file, [file, frame] for several."""
+
+    def __init__(self, files: int):
+        self.several = files > 1
+
+    def __call__(self, ref: int):
+        file, frame = split_ref(ref)
+        return [file, frame] if self.several else frame
+
+
+def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict) -> dict:
+    frame = Frames(len(files))
+    times = [t for f in files for t in (f.first_time, f.last_time) if t is not None]
+    return {
+        "schema": SCHEMA,
+        "tool": {"name": "ikeflow", "version": __version__},
+        "capture": {
+            "files": [{"name": f.name, "format": f.format, "linktypes": f.linktypes, "packets": f.packets,
+                       "first_time": f.first_time, "last_time": f.last_time,
+                       "truncated_at": f.truncated_at, "warning": f.warning} for f in files],
+            "packets": an.stats.packets,
+            "first_time": min(times) if times else None,
+            "last_time": max(times) if times else None,
+        },
+        "stats": vars(an.stats).copy(),
+        "skipped": dict(an.skipped.most_common()),
+        "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
+        "peers": [_pair(an, p, verdicts.get(k), frame) for k, p in an.pairs.items()],
+        "messages": [_message(sa, m, frame, len(files) > 1) for sa, m in an.messages()],
+        "esp_flows": [_flow(f, frame) for f in an.esp.flows.values()],
+        "ike_sas": [_sa(sa, frame) for sa in an.sas.values()],
+        "findings": [_finding(f, frame) for f in findings],
+    }
+
+
+def _pair(an: Analyzer, p: PeerPair, verdict, frame) -> dict:
+    esp = {"a_to_b": 0, "b_to_a": 0}
+    for f in an.esp.flows.values():
+        if (f.src, f.dst) == (p.a, p.b):
+            esp["a_to_b"] += f.packets
+        elif (f.src, f.dst) == (p.b, p.a):
+            esp["b_to_a"] += f.packets
+    return {
+        "a": ip(p.a), "b": ip(p.b),
+        "verdict": verdict,
+        "ike_sas": [sa.ispi.hex() for sa in p.sas],
+        "keepalives": {ip(k): v for k, v in p.keepalives.items()},
+        "esp_packets": esp,
+        "icmp": [{"frame": frame(e.ref), "time": e.time, "from": ip(e.src), "error": e.text,
+                  "about": {"src": ip(e.about[0]), "sport": e.about[1], "dst": ip(e.about[2]), "dport": e.about[3]},
+                  "ispi": e.sa[1].hex() if e.sa else None} for e in p.icmp],
+    }
+
+
+def _message(sa: IkeSa, m: Seen, frame, several: bool) -> dict:
+    msg = m.msg
+    file, number = split_ref(m.ref)
+    out = {
+        "frame": number,
+        "time": m.time,
+        "src": ip(m.src), "dst": ip(m.dst), "sport": m.sport, "dport": m.dport,
+        "natt": m.natt,
+        "version": msg.version,
+        "exchange_type": msg.exchange_type,
+        "exchange": msg.exchange,
+        "ispi": msg.ispi.hex(), "rspi": msg.rspi.hex(),
+        "message_id": msg.message_id,
+        "flags": {"initiator": msg.initiator, "response": msg.response,
+                  "encrypted": msg.encrypted, "commit": msg.commit},
+        "label": m.label,
+        "sender": "initiator" if m.sender == "I" else "responder",
+        "request": m.request,
+        "size": m.size,
+        "payloads": [p.name for p in msg.payloads],
+        "payload_types": [p.type for p in msg.payloads],
+        "notify": [{"type": t, "name": n} for t, n in msg.notifies],
+        "retransmission": m.retransmission,
+        "retry": m.retry,
+        "ip_fragments": [frame(r) for r in m.fragments],
+        "malformed": msg.malformed,
+    }
+    if several:
+        out["file"] = file
+    return out
+
+
+def _flow(f, frame) -> dict:
+    return {
+        "src": ip(f.src), "dst": ip(f.dst), "spi": f"{f.spi:08x}", "encap": f.encap,
+        "sport": f.sport or None, "dport": f.dport or None,
+        "packets": f.packets, "bytes": f.bytes,
+        "first_time": f.first_time, "last_time": f.last_time,
+        "first_frame": frame(f.first_frame), "last_frame": frame(f.last_frame),
+        "seq_first": f.seq_first, "seq_last": f.seq_max, "seq_min": f.seq_min,
+        "lost": f.lost, "duplicates": f.duplicates, "reordered": f.reordered,
+    }
+
+
+def _sa(sa: IkeSa, frame) -> dict:
+    behind = sa.behind_nat()
+    return {
+        "ispi": sa.ispi.hex(), "rspi": sa.rspi.hex(), "version": sa.version,
+        "mode": sa.mode(),
+        "initiator": _endpoint(sa.initiator), "responder": _endpoint(sa.responder),
+        "roles_guessed": sa.roles_guessed,
+        "state": sa.state(),
+        "up": sa.ike_sa_up(),
+        "messages": [frame(m.ref) for m in sa.messages],
+        "nat": {"initiator_behind_nat": behind["I"], "responder_behind_nat": behind["R"],
+                "float_at": sa.float_at, "natd_frames": [frame(m.ref) for m in sa.natd]},
+        "proposal": {"offered": summarize_sa(sa.offered) if sa.offered else [],
+                     "chosen": summarize_sa(sa.chosen) if sa.chosen else []},
+        "vendors": {"initiator": sorted(sa.vendors["I"]), "responder": sorted(sa.vendors["R"])},
+        "retried_by": sa.retried_by,
+    }
+
+
+def _endpoint(ep) -> dict | None:
+    return {"ip": ip(ep[0]), "port": ep[1]} if ep else None
+
+
+def _finding(f: Finding, frame) -> dict:
+    return {
+        "severity": f.severity, "code": f.code, "at": f.at, "causes": f.causes,
+        "frames": [frame(r) for r in f.frames], "summary": f.summary, "hint": f.hint,
+        "ispi": f.sa.ispi.hex() if f.sa else None,
+    }

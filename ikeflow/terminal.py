@@ -1,0 +1,182 @@
+"""Terminal report with rich: verdict per peer pair, ladder per IKE SA, findings."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ikeflow.analysis import Analyzer
+from ikeflow.capture import FileInfo, split_ref
+from ikeflow.findings import ERROR, INFO, WARNING, Finding
+from ikeflow.ikesa import IkeSa, Seen
+from ikeflow.proposals import summarize_sa
+from ikeflow.report import ip
+
+STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
+LADDER_WIDTH = 30
+MAX_LADDER = 60  # messages drawn per SA before eliding the middle
+
+
+def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict) -> None:
+    several = len(files) > 1
+
+    def frame(ref: int) -> str:
+        f, n = split_ref(ref)
+        return f"{f + 1}:{n}" if several else str(n)
+
+    s = an.stats
+    names = ", ".join(f.name for f in files)
+    console.print(Text(f"ikeflow read {names}", style="bold"))
+    console.print(f"{s.packets} packets: {s.ike} IKE, {s.esp} ESP, {s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
+                  f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
+    if not an.pairs:
+        console.print("No IKE or ESP traffic in this capture.")
+    for key, pair in an.pairs.items():
+        verdict = verdicts.get(key, "")
+        bad = any(f.severity == ERROR and (f.pair == key or (f.sa and f.sa in pair.sas)) for f in findings)
+        body = [_pair_table(an, pair)]
+        for sa in pair.sas:
+            body.append(_sa_block(an, sa, frame))
+        title = Text.assemble((f"{ip(pair.a)} ⇄ {ip(pair.b)}", "bold"), "  ", (verdict, "bold red" if bad else "bold green"))
+        console.print(Panel(Group(*body), title=title, title_align="left"))
+    if an.esp.flows:
+        console.print(_esp_table(an, frame))
+    if findings:
+        console.print(Text("Findings", style="bold"))
+        for f in findings:
+            where = f" [{f.at}]" if f.at else ""
+            frames = f" (frames {', '.join(frame(r) for r in f.frames[:8])}{'…' if len(f.frames) > 8 else ''})" if f.frames else ""
+            causes = f" likely: {', '.join(f.causes)}." if f.causes else ""
+            console.print(Text.assemble((f"{f.severity.upper():8}", STYLE[f.severity]), f"{f.code}{where}: {f.summary}{frames}.{causes}"))
+            if f.hint and f.severity != INFO:
+                console.print(Text(f"         → {f.hint}", style="dim"))
+    else:
+        console.print(Text("No findings.", style="green"))
+
+
+def _pair_table(an: Analyzer, pair) -> Table:
+    t = Table(box=None, pad_edge=False, show_edge=False)
+    for col in ("IKE SA (SPIi)", "version", "mode", "state", "NAT", "ESP"):
+        t.add_column(col)
+    out = sum(f.packets for f in an.esp.flows.values() if (f.src, f.dst) == (pair.a, pair.b))
+    back = sum(f.packets for f in an.esp.flows.values() if (f.src, f.dst) == (pair.b, pair.a))
+    esp = f"{ip(pair.a)}→ {out}, ← {back}"
+    for sa in pair.sas:
+        behind = sa.behind_nat()
+        nat = ", ".join(f"{'initiator' if r == 'I' else 'responder'} behind NAT" for r in "IR" if behind[r]) or "none seen"
+        if sa.float_at:
+            nat += f"; float at {sa.float_at}"
+        t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), sa.state(), nat, esp)
+    if not pair.sas:
+        t.add_row("—", "", "", "no IKE seen", "", esp)
+    if pair.keepalives:
+        t.caption = "NAT-T keepalives: " + ", ".join(f"{ip(a)} sent {n}" for a, n in pair.keepalives.items())
+    return t
+
+
+def _sa_block(an: Analyzer, sa: IkeSa, frame) -> Group:
+    i, r = sa.initiator, sa.responder
+    head = Text(f"\nIKEv{sa.version} SA {sa.ispi.hex()}/{sa.rspi.hex()}  initiator {ip(i[0])}:{i[1]}  responder {ip(r[0])}:{r[1]}",
+                style="bold")
+    if sa.roles_guessed:
+        head.append("  (roles guessed: the first message was not seen)", style="dim")
+    ladder = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    ladder.add_column("time", justify="right")
+    ladder.add_column("frame", justify="right")
+    ladder.add_column("initiator ⇄ responder")
+    ladder.add_column("payloads / notes")
+    t0 = sa.messages[0].time if sa.messages else 0.0
+    msgs = sa.messages
+    shown = msgs if len(msgs) <= MAX_LADDER else msgs[: MAX_LADDER // 2] + [None] + msgs[-MAX_LADDER // 2 :]
+    for m in shown:
+        if m is None:
+            ladder.add_row("", "", f"… {len(msgs) - MAX_LADDER} more messages …", "")
+            continue
+        ladder.add_row(f"{m.time - t0:.3f}", frame(m.ref), _arrow(m), _notes(m))
+    parts = [head, ladder]
+    proposal = _proposal(sa)
+    if proposal is not None:
+        parts.append(proposal)
+    return Group(*parts)
+
+
+def _arrow(m: Seen) -> Text:
+    label = m.label + (" (again)" if m.retransmission else "") + (f" retry:{m.retry}" if m.retry else "")
+    port = f" :{m.dport}" if m.natt or m.dport not in (500,) else ""
+    label += port
+    fill = max(2, LADDER_WIDTH - len(label) - 4)
+    style = "yellow" if m.retransmission else "red" if m.msg.malformed else ""
+    if m.sender == "I":
+        return Text(f"──{label}{'─' * fill}▶", style=style)
+    return Text(f"◀{'─' * fill}{label}──", style=style)
+
+
+def _notes(m: Seen) -> str:
+    msg = m.msg
+    if msg.malformed:
+        return f"MALFORMED: {msg.malformed}"
+    names: list[str] = []
+    for p in msg.payloads:
+        if p.name == "N":
+            continue
+        if p.name in ("ENC", "SK"):
+            names.append(f"encrypted {p.info.get('encrypted_length', '')}B")
+        elif p.name == "SKF":
+            names.append(f"SKF {p.info.get('fragment')}/{p.info.get('total')}")
+        elif p.name in ("VID", "V"):
+            names.append(f"VID({p.info.get('vendor') or 'unknown'})")
+        elif p.name == "FRAG":
+            names.append(f"FRAG {p.info.get('number')}{' last' if p.info.get('last') else ''}")
+        else:
+            names.append(p.name)
+    names += [f"N({n})" for _, n in msg.notifies]
+    text = " ".join(names)
+    if m.fragments:
+        text += f"  [{len(m.fragments)} IP fragments]"
+    if m.natd:
+        flags = []
+        if m.natd.get("sender_translated"):
+            flags.append("sender NATed")
+        if m.natd.get("receiver_translated"):
+            flags.append("receiver NATed")
+        text += f"  [NAT-D: {', '.join(flags) or 'no NAT'}]"
+    return text + f"  {m.size}B"
+
+
+def _proposal(sa: IkeSa) -> Table | None:
+    chosen = summarize_sa(sa.chosen) if sa.chosen else []
+    offered = summarize_sa(sa.offered) if sa.offered else []
+    rows = chosen or offered
+    if not rows:
+        return None
+    t = Table(title=("chosen proposal" if chosen else f"offered proposals ({len(offered)}), no answer seen"),
+              title_justify="left", box=None, pad_edge=False)
+    if sa.version == 1:
+        for col in ("Encryption", "Hash", "DH group", "Auth", "Lifetime", "ike=", "swanctl proposals="):
+            t.add_column(col)
+        for p in rows[:6]:
+            life = f"{p['lifetime'] // 60} min" if p.get("lifetime") else ""
+            group = f"{p.get('group')} ({p.get('group_name')})" if p.get("group") is not None else ""
+            t.add_row(p.get("encryption") or "", p.get("hash") or "", group, p.get("auth") or "", life,
+                      p.get("ike") or "", p.get("swanctl") or "")
+    else:
+        for col in ("Encryption", "Integrity", "PRF", "DH groups", "ike=", "swanctl proposals="):
+            t.add_column(col)
+        for p in rows[:6]:
+            t.add_row(", ".join(p["encryption"]), ", ".join(p["integrity"]), ", ".join(p["prf"]),
+                      ", ".join(p["groups"]), p.get("ike") or "", p.get("swanctl") or "")
+    return t
+
+
+def _esp_table(an: Analyzer, frame) -> Table:
+    t = Table(title="ESP flows", title_justify="left")
+    for col in ("SPI", "from → to", "encap", "packets", "bytes", "seq", "lost", "dup", "time"):
+        t.add_column(col)
+    for f in sorted(an.esp.flows.values(), key=lambda f: f.first_time):
+        encap = f"UDP {f.sport}→{f.dport}" if f.encap == "udp" else "ESP"
+        t.add_row(f"{f.spi:08x}", f"{f.src_ip} → {f.dst_ip}", encap, str(f.packets), str(f.bytes),
+                  f"{f.seq_min}–{f.seq_max}", str(f.lost) if f.lost else "", str(f.duplicates) if f.duplicates else "",
+                  f"{f.last_time - f.first_time:.1f} s")
+    return t
