@@ -75,7 +75,7 @@ class Analyzer:
         self.skipped: Counter = Counter()  # reason -> count
         self.reassembler = pk.Reassembler()
         self.listeners: list = []  # callables(event: str, obj) for live views
-        self._general_esp = 0
+        self.last_time = 0.0  # latest timestamp seen (captures are not always in time order)
 
     # -- input -----------------------------------------------------------------
 
@@ -85,6 +85,8 @@ class Analyzer:
         self.packet(rec.ref, rec.time, pkt, [])
 
     def packet(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
+        if ts > self.last_time:
+            self.last_time = ts
         kind = pkt.kind
         if kind == pk.ESP:
             self._esp(ref, ts, pkt)
@@ -140,18 +142,16 @@ class Analyzer:
         sa = self.sas.get(key)
         if sa is None:
             sa = self.sas[key] = IkeSa(msg.version, msg.ispi)
-            pair = self._pair(pkt.src, pkt.dst, ts)
-            pair.sas.append(sa)
-            self._link_retry(pair, sa, msg)
+            self._pair(pkt.src, pkt.dst, ts).sas.append(sa)
         seen = sa.add(msg, pkt.payload, ref, ts, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.natt, fragments)
+        if msg.version == 2 and msg.exchange_type == 34 and seen.request and not seen.retransmission and not seen.retry:
+            self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
         self._emit("message", (sa, seen))
 
-    def _link_retry(self, pair: PeerPair, sa: IkeSa, msg) -> None:
-        """A new IKEv2 SA that follows a COOKIE/INVALID_KE answer to an earlier one is its retry."""
-        if msg.version != 2 or msg.exchange_type != 34 or msg.response:
-            return
-        for old in reversed(pair.sas[:-1]):
-            if old.version != 2 or old.ike_sa_up() or old.retried_by:
+    def _link_retry(self, pair: PeerPair, sa: IkeSa) -> None:
+        """A fresh IKE_SA_INIT after a COOKIE/INVALID_KE answer on another SA is that SA's retry."""
+        for old in reversed(pair.sas):
+            if old is sa or old.version != 2 or old.ike_sa_up() or old.retried_by:
                 continue
             answers = [m for m in old.messages if m.msg.exchange_type == 34 and not m.request]
             names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
@@ -195,6 +195,7 @@ class Analyzer:
         self.stats.esp = self.esp.packets
         for f in self.esp.flows.values():
             self._pair(f.src, f.dst, f.first_time)
+            self.last_time = max(self.last_time, f.last_time)
 
     def pair_of(self, sa: IkeSa) -> PeerPair:
         a, b = sa.initiator[0], sa.responder[0]

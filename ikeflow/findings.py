@@ -61,28 +61,48 @@ def _times(n: int) -> str:
     return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
 
 
+def later_success(an: Analyzer, sa: IkeSa) -> IkeSa | None:
+    """A later IKE SA between the same peers that came up, which makes this one's failure history."""
+    if sa.initiator is None:
+        return None
+    pair = an.pair_of(sa)
+    after = pair.sas[pair.sas.index(sa) + 1 :]
+    return next((x for x in after if x.ike_sa_up()), None)
+
+
+def _severity(an: Analyzer, sa: IkeSa, severity: str, summary: str) -> tuple[str, str]:
+    """Demote a failure to a warning when a later attempt between the same peers succeeded."""
+    if severity == ERROR and later_success(an, sa):
+        return WARNING, summary + " (a later IKE SA between these peers came up)"
+    return severity, summary
+
+
 def stalls(an: Analyzer, files):
     """The last message of a run that was never answered or followed."""
-    end = max((f.last_time or 0.0 for f in files), default=0.0)
     for sa in an.sas.values():
         if sa.retried_by:
             continue
         for run in sa.runs.values():
-            nxt = sequences.expected_next(run.exchange, run.done)
-            if nxt is None or not run.messages or run.exchange.name == "Informational":
+            if not run.done or run.exchange.name == "Informational" or sequences.complete(run.exchange, run.done):
                 continue
-            last = run.messages[-1]
+            nxt = sequences.next_step(run.exchange, run.done[-1])
+            if nxt is None:
+                continue
+            last = [m for m in run.messages if not m.retransmission][-1]
             sends = [m for m in run.messages if m.label == last.label and m.sender == last.sender]
             silent = "responder" if nxt.sender == "R" else "initiator"
-            waited = end - last.time
+            waited = an.last_time - sends[-1].time
             label = last.label
             follow = "response" if nxt.label == label else nxt.label
             what = f"{label} sent {_times(len(sends))}, no {follow} followed"
-            severity = ERROR if len(sends) > 1 or waited > 10 else WARNING
+            if run.exchange.phase == 0 and len(sends) == 1:
+                severity = WARNING  # a lone unanswered INFORMATIONAL: typically a Delete at shutdown
+            else:
+                severity = ERROR if len(sends) > 1 or waited > 10 else WARNING
             if severity == WARNING:
                 what += f" (capture ends {waited:.1f} s later)"
-            yield Finding(severity, "stall", label, f"{sa.mode()}: {what}; the {silent} went silent",
-                          _stall_hint(label), [m.ref for m in sends], [], sa)
+            severity, summary = _severity(an, sa, severity, f"{sa.mode()}: {what}; the {silent} went silent")
+            yield Finding(severity, "stall", label, summary, _stall_hint(label), [m.ref for m in sends], [], sa)
 
 
 def _stall_hint(label: str) -> str:
@@ -102,10 +122,13 @@ def error_notifies(an: Analyzer, files):
             for ntype, name in m.msg.notifies:
                 if ntype >= ERROR_LIMIT[sa.version]:
                     continue
-                if name == "INVALID_KE_PAYLOAD" and sa.retried_by:
-                    continue
+                if name in sequences.RETRY_NOTIFIES and (sa.retried_by or any(x.retry == name for x in sa.messages)):
+                    continue  # answered by a retry: part of a normal negotiation
                 who = "initiator" if m.sender == "I" else "responder"
-                yield Finding(ERROR, "error-notify", m.label, f"the {who} sent {name} in {m.label}",
+                severity, summary = _severity(an, sa, ERROR, f"the {who} sent {name} in {m.label}")
+                if sa.up_time is not None and m.time < sa.up_time and sequences.exchange(sa.version, m.msg.exchange_type).phase != 2:
+                    severity, summary = WARNING, summary + " (the IKE SA came up afterwards)"
+                yield Finding(severity, "error-notify", m.label, summary,
                               "The peer rejected the negotiation; its log says why.",
                               [m.ref], list(NOTIFY_CAUSES.get(name, [])), sa)
 
@@ -205,22 +228,18 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
     for key, pair in an.pairs.items():
         errors = [f for f in findings if f.severity == ERROR and (f.pair == key or (f.sa and f.sa in pair.sas))]
         esp_dirs = {(f.src, f.dst) for f in an.esp.flows.values() if {f.src, f.dst} == set(key)}
+        esp = {0: "no ESP seen", 1: "ESP one way only", 2: "ESP both ways"}[len(esp_dirs)]
         up = [sa for sa in pair.sas if sa.ike_sa_up()]
         if errors:
             e = errors[0]
             phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
             out[key] = f"{phase} fails at {e.at}: {e.summary}"
-        elif up and len(esp_dirs) == 2:
-            out[key] = "tunnel up, ESP both ways"
-        elif up and esp_dirs:
-            out[key] = "tunnel up, ESP one way only"
         elif up:
-            out[key] = "IKE SA up, no ESP seen"
+            out[key] = f"{'tunnel up' if esp_dirs else 'IKE SA up'} ({up[-1].state()}), {esp}"
         elif pair.sas:
-            states = sorted({sa.state() for sa in pair.sas})
-            out[key] = "; ".join(states)
+            out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
         elif esp_dirs:
-            out[key] = "ESP only (no IKE in the capture)" + ("" if len(esp_dirs) == 2 else ", one way")
+            out[key] = f"ESP only, no IKE in the capture ({esp})"
         else:
             out[key] = "no IKE or ESP"
     return out

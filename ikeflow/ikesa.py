@@ -46,7 +46,7 @@ class Run:
     exchange: sequences.Exchange
     starter: str  # "I"/"R": who sent its first message
     first_time: float
-    done: list[str] = field(default_factory=list)
+    done: list[sequences.Step] = field(default_factory=list)
     messages: list[Seen] = field(default_factory=list)
 
 
@@ -69,6 +69,7 @@ class IkeSa:
         self.chosen = None  # the responder's answer to it
         self.vendors: dict[str, set[str]] = {"I": set(), "R": set()}
         self.retried_by: str | None = None  # this SA ended in COOKIE/INVALID_KE: a retry followed
+        self.up_time: float | None = None  # when phase 1 completed (MM6, AM3, IKE_AUTH response)
 
     # -- feeding -----------------------------------------------------------------
 
@@ -149,7 +150,9 @@ class IkeSa:
         else:
             step = sequences.label_step(ex, role, marks, run.done)
             seen.label = step.label
-            run.done.append(step.label)
+            run.done.append(step)
+            if self.up_time is None and self._completes_ike_sa(run):
+                self.up_time = seen.time
             for m in run.messages:  # whatever the other side sent before is answered now
                 if m.sender != seen.sender:
                     m.answered = True
@@ -208,12 +211,12 @@ class IkeSa:
     def phase1_runs(self) -> list[Run]:
         return [r for r in self.runs.values() if r.exchange.phase == 1]
 
+    def _completes_ike_sa(self, run: Run) -> bool:
+        return (self.version, run.exchange.type) in sequences.IKE_SA_DONE and sequences.complete(run.exchange, run.done)
+
     def ike_sa_up(self) -> bool:
         """Phase 1 completed (MM6 / AM3 / IKE_AUTH answered)."""
-        if self.version == 1:
-            return any(sequences.expected_next(r.exchange, r.done) is None for r in self.phase1_runs())
-        auth = [r for r in self.runs.values() if r.exchange.type == 35]
-        return any(sequences.expected_next(r.exchange, r.done) is None for r in auth)
+        return self.up_time is not None
 
     def child_runs(self) -> list[Run]:
         return [r for r in self.runs.values() if r.exchange.phase == 2]
@@ -231,13 +234,13 @@ class IkeSa:
             p1 = max(labels, key=lambda lab: int(lab[2:]) if lab[2:].isdigit() else 0) if labels else None
             if not self.ike_sa_up():
                 return f"phase 1 incomplete (last {p1})" if p1 else "phase 1 not seen"
-            qm = [r for r in self.child_runs() if sequences.expected_next(r.exchange, r.done) is None]
+            qm = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
             return f"phase 2 up ({len(qm)} quick mode{'s' if len(qm) != 1 else ''})" if qm else "phase 1 up, no phase 2"
         init = [r for r in self.runs.values() if r.exchange.type == 34]
         if not init:
             return "IKE_SA_INIT not seen" + (", IKE SA in use" if self.messages else "")
         if not self.ike_sa_up():
-            if not any(sequences.expected_next(r.exchange, r.done) is None for r in init):
+            if not any(sequences.complete(r.exchange, r.done) for r in init):
                 return "IKE_SA_INIT unanswered"
             if self.retried_by:
                 return f"retried ({self.retried_by})"
@@ -246,6 +249,6 @@ class IkeSa:
             if errors and not any(r.exchange.type == 35 for r in self.runs.values()):
                 return f"IKE_SA_INIT answered with {errors[0]}"
             return "IKE_AUTH incomplete"
-        children = [r for r in self.child_runs() if sequences.expected_next(r.exchange, r.done) is None]
+        children = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
         extra = f", {len(children)} CREATE_CHILD_SA" if children else ""
         return "IKE SA up" + extra

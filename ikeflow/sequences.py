@@ -66,11 +66,8 @@ EXCHANGES: dict[tuple[int, int], Exchange] = {
     (2, 38): _v2("IKE_SESSION_RESUME", 38, 1),
 }
 
-# The phase-1 exchanges an IKE SA goes through, in order, until it is up.
-IKE_SA_UP = {
-    1: ((1, 2), (1, 4)),  # Main Mode or Aggressive Mode
-    2: ((2, 34), (2, 35)),  # IKE_SA_INIT then IKE_AUTH
-}
+# The exchanges whose completion brings an IKE SA up.
+IKE_SA_DONE = {(1, 2), (1, 4), (2, 35)}  # Main Mode, Aggressive Mode, IKE_AUTH
 
 # IKEv2 IKE_SA_INIT responses that ask the initiator to start again with
 # something changed: a retry, not a failure.
@@ -81,26 +78,30 @@ def exchange(version: int, type_: int) -> Exchange | None:
     return EXCHANGES.get((version, type_))
 
 
-def label_step(ex: Exchange, sender: str, marks: set[str], done: list[str]) -> Step:
+def label_step(ex: Exchange, sender: str, marks: set[str], done: list[Step]) -> Step:
     """The step a message is: by the payloads it shows, else the next one this sender owes.
 
-    `done` holds the labels already seen in this run of the exchange.
+    `done` holds the steps already seen in this run of the exchange.
     """
     own = [s for s in ex.steps if s.sender == sender]
     if not own:  # a one-sided exchange answered anyway (IKEv1 DPD ack, notify replies)
         return ex.steps[0]
     for s in own:
-        if s.marks and marks & set(s.marks) and s.label not in done:
+        if s.marks and marks & set(s.marks) and s not in done:
             return s
     for s in own:
-        if s.label not in done:
+        if s not in done:
             return s
     return own[-1]
 
 
-def expected_next(ex: Exchange, done: list[str]) -> Step | None:
-    """The first mandatory step of the exchange not yet seen, or None when complete."""
-    for s in ex.steps:
-        if not s.optional and s.label not in done:
-            return s
-    return None
+def next_step(ex: Exchange, step: Step) -> Step | None:
+    """The mandatory step that should follow `step`, or None after the last one."""
+    later = ex.steps[ex.steps.index(step) + 1 :]
+    return next((s for s in later if not s.optional), None)
+
+
+def complete(ex: Exchange, done: list[Step]) -> bool:
+    """The exchange reached its last mandatory step (earlier ones may predate the capture)."""
+    last = [s for s in ex.steps if not s.optional][-1]
+    return last in done

@@ -1,0 +1,275 @@
+"""Turn decoded SA proposals into admin-readable summaries.
+
+Algorithm keywords follow strongSwan / libreswan spelling (aes256, aes128gcm16,
+3des, sha1, sha256, prfsha256, modp2048, ecp256, x25519 ...), so a summary can
+be compared with, or pasted into, a peer's configuration:
+
+* libreswan style (`ike=` / `phase2alg=`): "aes256-sha1;modp1024" for IKEv1,
+  "aes256+aes128-sha256-modp2048" for an IKEv2 proposal ("+" joins
+  alternatives of one transform type).
+* swanctl style (`proposals =` / `esp_proposals =`): every keyword joined with
+  "-", e.g. "aes256-sha1-modp1024", "aes256gcm16-prfsha384-ecp384".
+
+Entry points: `summarize_v1(V1Transform)`, `summarize_v2(Proposal)`,
+`ike_string_v1(V1Transform)`, `swanctl_string(V1Transform | Proposal)` and
+`summarize_sa(payload)` for a whole SA payload.
+"""
+
+from __future__ import annotations
+
+from ikeflow import names
+from ikeflow.ike import Payload, Proposal, V1Transform, V2Transform
+
+# cipher family -> (display, keyword template; "{k}" is the key length)
+_CIPHERS = {
+    "des_iv64": ("DES-IV64", "des"),
+    "des": ("DES", "des"),
+    "3des": ("3DES", "3des"),
+    "rc5": ("RC5", "rc5"),
+    "idea": ("IDEA", "idea"),
+    "cast": ("CAST", "cast{k}"),
+    "blowfish": ("Blowfish", "blowfish{k}"),
+    "null": ("NULL", "null"),
+    "aes": ("AES", "aes{k}"),
+    "aesctr": ("AES-CTR", "aes{k}ctr"),
+    "aesccm8": ("AES-CCM8", "aes{k}ccm8"),
+    "aesccm12": ("AES-CCM12", "aes{k}ccm12"),
+    "aesccm16": ("AES-CCM16", "aes{k}ccm16"),
+    "aesgcm8": ("AES-GCM8", "aes{k}gcm8"),
+    "aesgcm12": ("AES-GCM12", "aes{k}gcm12"),
+    "aesgcm16": ("AES-GCM16", "aes{k}gcm16"),
+    "aesgmac": ("AES-GMAC", "aes{k}gmac"),
+    "camellia": ("Camellia", "camellia{k}"),
+    "camelliactr": ("Camellia-CTR", "camellia{k}ctr"),
+    "camelliaccm8": ("Camellia-CCM8", "camellia{k}ccm8"),
+    "camelliaccm12": ("Camellia-CCM12", "camellia{k}ccm12"),
+    "camelliaccm16": ("Camellia-CCM16", "camellia{k}ccm16"),
+    "chacha20poly1305": ("ChaCha20-Poly1305", "chacha20poly1305"),
+}
+_AEAD = {"aesccm8", "aesccm12", "aesccm16", "aesgcm8", "aesgcm12", "aesgcm16",
+         "camelliaccm8", "camelliaccm12", "camelliaccm16", "chacha20poly1305"}
+_DEFAULT_KEY = {"cast": 128, "blowfish": 128}
+
+# IKEv1 phase-1 Encryption-Algorithm attribute (RFC 2409 appendix A)
+_V1_IKE_CIPHER = {1: "des", 2: "idea", 3: "blowfish", 4: "rc5", 5: "3des", 6: "cast", 7: "aes", 8: "camellia"}
+# IKEv1 ESP transform ids (RFC 2407 4.4.4, IANA) and IKEv2 ENCR ids (RFC 7296, IANA)
+_COMMON_CIPHER = {
+    1: "des_iv64", 2: "des", 3: "3des", 4: "rc5", 5: "idea", 6: "cast", 7: "blowfish", 11: "null",
+    12: "aes", 13: "aesctr", 14: "aesccm8", 15: "aesccm12", 16: "aesccm16",
+    18: "aesgcm8", 19: "aesgcm12", 20: "aesgcm16",
+}
+_V1_ESP_CIPHER = _COMMON_CIPHER | {22: "camellia", 23: "aesgmac"}
+_V2_CIPHER = _COMMON_CIPHER | {
+    21: "aesgmac", 23: "camellia", 24: "camelliactr", 25: "camelliaccm8", 26: "camelliaccm12",
+    27: "camelliaccm16", 28: "chacha20poly1305",
+}
+
+_V1_HASH_KW = {1: "md5", 2: "sha1", 3: "tiger", 4: "sha256", 5: "sha384", 6: "sha512"}
+# IKEv1 IPsec Authentication-Algorithm attribute (RFC 2407 4.5, IANA)
+_V1_AUTH_KW = {1: "md5", 2: "sha1", 3: "desmac", 5: "sha256", 6: "sha384", 7: "sha512",
+               8: "ripemd", 9: "aesxcbc", 11: "aes128gmac", 12: "aes192gmac", 13: "aes256gmac"}
+# IKEv1 AH transform id -> Authentication-Algorithm equivalent
+_AH_TO_AUTH = {2: 1, 3: 2, 4: 3, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 11: 11, 12: 12, 13: 13}
+_V2_INTEG_KW = {1: "md5", 2: "sha1", 3: "desmac", 5: "aesxcbc", 6: "md5_128", 7: "sha1_160", 8: "aescmac",
+                9: "aes128gmac", 10: "aes192gmac", 11: "aes256gmac", 12: "sha256", 13: "sha384", 14: "sha512"}
+_V2_PRF_KW = {1: "prfmd5", 2: "prfsha1", 4: "prfaesxcbc", 5: "prfsha256", 6: "prfsha384", 7: "prfsha512",
+              8: "prfaescmac"}
+_DH_KW = {27: "ecp224bp", 28: "ecp256bp", 29: "ecp384bp", 30: "ecp512bp", 31: "x25519", 32: "x448"}
+
+
+def dh_keyword(group: int) -> str:
+    """strongSwan/libreswan DH keyword: modp2048, ecp256, ecp256bp, x25519..."""
+    return _DH_KW.get(group) or names.DH_GROUPS.get(group, f"dh{group}")
+
+
+def _cipher(family: str | None, tid: int, key_length: int | None) -> tuple[str, str]:
+    """(display, keyword) for a cipher family and key length."""
+    if family is None:
+        return f"encr {tid}", f"encr{tid}"
+    display, template = _CIPHERS[family]
+    k = key_length or _DEFAULT_KEY.get(family)
+    if "{k}" in template and k:
+        return f"{display}-{k}", template.format(k=k)
+    return display, template.format(k="")
+
+
+def _lifetimes(t: V1Transform) -> tuple[int | None, int | None]:
+    """(seconds, kilobytes) from the ordered life-type/life-duration attribute pairs."""
+    type_attr, dur_attr = (11, 12) if t.protocol == 1 else (1, 2)
+    seconds = kilobytes = None
+    life_type = 1
+    for atype, val in t.attrs:
+        if atype == type_attr and isinstance(val, int):
+            life_type = val
+        elif atype == dur_attr and isinstance(val, int):
+            if life_type == 2:
+                kilobytes = val
+            else:
+                seconds = val
+    return seconds, kilobytes
+
+
+def _v1_parts(t: V1Transform) -> tuple[str, str | None, int | None]:
+    """(cipher keyword, integrity/hash keyword, group) for an IKEv1 transform."""
+    a = t.attributes
+    group = a.get("group") if isinstance(a.get("group"), int) else None
+    key_length = a.get("key_length") if isinstance(a.get("key_length"), int) else None
+    if t.protocol == 1:
+        enc = a.get("encryption")
+        _, enc_kw = _cipher(_V1_IKE_CIPHER.get(enc), enc, key_length) if isinstance(enc, int) else ("", "")
+        return enc_kw, _V1_HASH_KW.get(a.get("hash")), group
+    auth = a.get("auth_alg")
+    if t.protocol == 2:
+        return "", _V1_AUTH_KW.get(auth if auth is not None else _AH_TO_AUTH.get(t.id)), group
+    family = _V1_ESP_CIPHER.get(t.id)
+    _, enc_kw = _cipher(family, t.id, key_length)
+    return enc_kw, _V1_AUTH_KW.get(auth), group
+
+
+def ike_string_v1(t: V1Transform) -> str:
+    """libreswan `ike=` (phase 1) or `phase2alg=` (ESP/AH) string, e.g. "aes256-sha1;modp1024"."""
+    enc, integ, group = _v1_parts(t)
+    algs = "-".join(x for x in (enc, integ) if x)
+    return f"{algs};{dh_keyword(group)}" if group else algs
+
+
+def _v2_keywords(p: Proposal) -> dict[str, list[str]]:
+    by_type: dict[str, list[str]] = {"encr": [], "integ": [], "prf": [], "dh": [], "esn": []}
+    for t in p.transforms:
+        if t.type == 1:
+            by_type["encr"].append(_cipher(_V2_CIPHER.get(t.id), t.id, t.key_length)[1])
+        elif t.type == 3 and t.id != 0:
+            by_type["integ"].append(_V2_INTEG_KW.get(t.id, f"integ{t.id}"))
+        elif t.type == 2:
+            by_type["prf"].append(_V2_PRF_KW.get(t.id, f"prf{t.id}"))
+        elif t.type == 4 and t.id != 0:
+            by_type["dh"].append(dh_keyword(t.id))
+        elif t.type == 5:
+            by_type["esn"].append("esn" if t.id == 1 else "noesn")
+    return by_type
+
+
+def swanctl_string(item: V1Transform | Proposal) -> str:
+    """strongSwan swanctl proposal string, e.g. "aes256-sha1-modp1024".
+
+    For IKEv2 the PRF is listed only when it does not follow from the
+    integrity algorithms (always for AEAD ciphers); ESN only when offered.
+    """
+    if isinstance(item, V1Transform):
+        enc, integ, group = _v1_parts(item)
+        return "-".join(x for x in (enc, integ, dh_keyword(group) if group else "") if x)
+    kw = _v2_keywords(item)
+    implied = {"prf" + i for i in kw["integ"]}
+    prf = [] if kw["prf"] and set(kw["prf"]) <= implied else kw["prf"]
+    esn = kw["esn"] if "esn" in kw["esn"] else []
+    return "-".join(kw["encr"] + kw["integ"] + prf + kw["dh"] + esn)
+
+
+def _libreswan_v2(p: Proposal) -> str:
+    """libreswan IKEv2 proposal: ENCR-INTEG(or PRF for AEAD)-DH, alternatives joined by "+"."""
+    kw = _v2_keywords(p)
+    second = kw["integ"] or [x.removeprefix("prf") for x in kw["prf"]]
+    return "-".join("+".join(dict.fromkeys(part)) for part in (kw["encr"], second, kw["dh"]) if part)
+
+
+def summarize_v1(t: V1Transform) -> dict:
+    """Summary of one IKEv1 transform.
+
+    Phase 1 (ISAKMP): encryption ("AES-256"), hash ("SHA1"), group, group_name,
+    auth ("PSK"), lifetime (s), lifetime_kb, ike ("aes256-sha1;modp1024"), swanctl.
+    ESP/AH: encryption, integrity ("HMAC-SHA1"), group/group_name (PFS, may be
+    None), mode ("Tunnel"), lifetime, lifetime_kb, esp or ah ("aes128-sha1"),
+    phase2alg ("aes128-sha1;modp1024"), swanctl. IPCOMP: compression.
+    """
+    a = t.attributes
+    seconds, kilobytes = _lifetimes(t)
+    group = a.get("group") if isinstance(a.get("group"), int) else None
+    out: dict = {
+        "protocol": names.protocol_name(1, t.protocol),
+        "transform": t.name,
+        "group": group,
+        "group_name": names.group_name(group) if group is not None else None,
+        "lifetime": seconds,
+        "lifetime_kb": kilobytes,
+    }
+    key_length = a.get("key_length") if isinstance(a.get("key_length"), int) else None
+    if t.protocol == 1:
+        enc = a.get("encryption")
+        hash_alg = a.get("hash")
+        out["encryption"] = (_cipher(_V1_IKE_CIPHER.get(enc), enc, key_length)[0]
+                             if isinstance(enc, int) else None)
+        out["hash"] = names.V1_HASH.get(hash_alg, f"hash {hash_alg}") if hash_alg is not None else None
+        auth = a.get("auth")
+        out["auth"] = names.V1_AUTH_METHODS.get(auth, f"auth {auth}") if auth is not None else None
+        out["ike"] = ike_string_v1(t)
+        out["swanctl"] = swanctl_string(t)
+        return out
+    if t.protocol == 4:
+        out["compression"] = t.name.removeprefix("IPCOMP_")
+        return out
+    auth = a.get("auth_alg")
+    mode = a.get("encap_mode")
+    out["mode"] = names.ENCAP_MODES.get(mode, f"mode {mode}") if mode is not None else None
+    if t.protocol == 3:
+        family = _V1_ESP_CIPHER.get(t.id)
+        out["encryption"] = _cipher(family, t.id, key_length)[0]
+    else:
+        auth = auth if auth is not None else _AH_TO_AUTH.get(t.id)
+    out["integrity"] = names.V1_AUTH_ALGORITHMS.get(auth, f"auth {auth}") if auth is not None else None
+    enc_kw, integ_kw, _ = _v1_parts(t)
+    out["esp" if t.protocol == 3 else "ah"] = "-".join(x for x in (enc_kw, integ_kw) if x)
+    out["phase2alg"] = ike_string_v1(t)
+    out["swanctl"] = swanctl_string(t)
+    return out
+
+
+def summarize_v2(p: Proposal) -> dict:
+    """Summary of one IKEv2 proposal.
+
+    Keys: protocol, number, spi (hex), encryption (["AES_CBC_256"]), integrity
+    (["HMAC_SHA2_256_128"]), prf (["HMAC_SHA2_256"]), groups (["modp2048"]),
+    group_ids ([14]), esn (["ESN"]), swanctl ("aes256-sha256-modp2048") and the
+    libreswan string under "ike", "esp" or "ah" after the protocol.
+    """
+    out: dict = {
+        "protocol": p.protocol_name, "number": p.number, "spi": p.spi.hex(),
+        "encryption": [], "integrity": [], "prf": [], "groups": [], "group_ids": [], "esn": [],
+    }
+    for t in p.transforms:
+        if not isinstance(t, V2Transform):
+            continue
+        if t.type == 1:
+            out["encryption"].append(f"{t.name}_{t.key_length}" if t.key_length else t.name)
+        elif t.type == 2:
+            out["prf"].append(t.name)
+        elif t.type == 3:
+            out["integrity"].append(t.name)
+        elif t.type == 4:
+            out["groups"].append(names.group_name(t.id))
+            out["group_ids"].append(t.id)
+        elif t.type == 5:
+            out["esn"].append(t.name)
+    key = {"IKE": "ike", "AH": "ah"}.get(p.protocol_name, "esp")
+    out[key] = _libreswan_v2(p)
+    out["swanctl"] = swanctl_string(p)
+    return out
+
+
+def summarize_sa(payload: Payload) -> list[dict]:
+    """Summaries for an SA payload: one per IKEv1 transform, one per IKEv2 proposal.
+
+    IKEv1 entries also carry "proposal" (the proposal number).
+    """
+    out = []
+    for prop in payload.info.get("proposals", []):
+        if prop.version == 2:
+            out.append(summarize_v2(prop))
+        else:
+            out.extend({"proposal": prop.number, **summarize_v1(t)} for t in prop.transforms)
+    return out
+
+
+def is_aead(p: Proposal) -> bool:
+    """True when every ENCR transform of an IKEv2 proposal is an AEAD cipher."""
+    encr = [t for t in p.transforms if t.type == 1]
+    return bool(encr) and all(_V2_CIPHER.get(t.id) in _AEAD for t in encr)
