@@ -383,16 +383,16 @@ def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, floa
 def read_files(paths: list[str], esp: EspTable, infos: list[FileInfo]) -> Iterator[list[Record]]:
     """Batches of records from several files merged on their timestamps, as one timeline.
 
-    Each file keeps its own fast ESP path; only the records for the general
-    decoder are merged, so a rotation set and captures taken side by side
-    both come out in time order.
+    A single file uses the fast ESP path.  Several files are merged record by
+    record so that ESP sequence tracking sees packets in time order; that goes
+    through the general decoder and is slower.
     """
     for path in paths:
         infos.append(FileInfo(path))
     if len(paths) == 1:
         yield from scan(paths[0], 0, infos[0], esp)
         return
-    streams = [_records(scan(p, i, infos[i], esp)) for i, p in enumerate(paths)]
+    streams = [_records(scan(p, i, infos[i], None)) for i, p in enumerate(paths)]
     batch: list[Record] = []
     for r in heapq.merge(*streams, key=lambda r: r.time):
         batch.append(r)

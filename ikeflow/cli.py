@@ -88,14 +88,14 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
     except CaptureError as e:
         if progress:
             progress.stop()
-        err.print(f"ikeflow: {e}", markup=False, highlight=False)
+        click.echo(f"ikeflow: {e}", err=True)
         return EXIT_USAGE
     if progress:
         progress.stop()
     an.finish(sum(i.packets for i in infos))
     for info in infos:
         if info.warning:
-            err.print(f"ikeflow: warning: {info.name}: {info.warning}", markup=False, highlight=False)
+            click.echo(f"ikeflow: warning: {info.name}: {info.warning}", err=True)
     found = find(an, infos)
     verdict = verdicts(an, found)
     if as_json:

@@ -1,0 +1,208 @@
+"""The capture reader: formats, link types, truncation, stdin, several files.
+
+Packets are built with scapy; pcap/pcapng containers are written with struct
+following the published file formats, so the reader is checked against an
+independent writer.
+"""
+
+import gzip
+import struct
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.ipsec import ESP
+from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_SA
+from scapy.layers.l2 import CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
+
+from ikeflow.analysis import Analyzer
+from ikeflow.capture import CaptureError, FileInfo, read_files, scan, split_ref
+from ikeflow.esp import EspTable
+
+A, B = "192.0.2.1", "203.0.113.5"
+
+
+def esp(seq, spi=0x1234, src=A, dst=B):
+    return IP(src=src, dst=dst) / ESP(spi=spi, seq=seq, data=b"x" * 40)
+
+
+def ike():
+    return IP(src=A, dst=B) / UDP(sport=500, dport=500) / ISAKMP(init_cookie=b"\x11" * 8, exch_type=2) / ISAKMP_payload_SA()
+
+
+def pcap(records, linktype=1, endian="<", nano=False) -> bytes:
+    """A classic pcap file; records are (time, bytes)."""
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
+    for t, data in records:
+        sec = int(t)
+        frac = round((t - sec) * (1e9 if nano else 1e6))
+        out.append(struct.pack(endian + "IIII", sec, frac, len(data), len(data)) + data)
+    return b"".join(out)
+
+
+def _block(btype, body, endian="<"):
+    body += b"\0" * (-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack(endian + "II", btype, n) + body + struct.pack(endian + "I", n)
+
+
+def pcapng(records, interfaces=((1, None),), endian="<") -> bytes:
+    """A pcapng file; interfaces are (linktype, if_tsresol byte or None); records (iface, time, bytes)."""
+    out = [_block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)]
+    for linktype, resol in interfaces:
+        opts = b""
+        if resol is not None:
+            opts = struct.pack(endian + "HH", 9, 1) + bytes([resol]) + b"\0\0\0" + struct.pack(endian + "HH", 0, 0)
+        out.append(_block(1, struct.pack(endian + "HHI", linktype, 0, 0) + opts, endian))
+    for iface, t, data in records:
+        resol = interfaces[iface][1]
+        units = 10 ** (resol or 6)
+        ts = round(t * units)
+        out.append(_block(6, struct.pack(endian + "IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data)) + data,
+                          endian))
+    return b"".join(out)
+
+
+def run(tmp_path, blobs, name="c.pcap"):
+    paths = []
+    for i, blob in enumerate(blobs):
+        p = tmp_path / f"{i}-{name}"
+        p.write_bytes(blob)
+        paths.append(str(p))
+    an = Analyzer()
+    infos: list[FileInfo] = []
+    for batch in read_files(paths, an.esp, infos):
+        for rec in batch:
+            an.record(rec)
+    an.finish(sum(i.packets for i in infos))
+    return an, infos
+
+
+def eth(pkt):
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / pkt)
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("nano", [False, True])
+def test_classic_pcap_byte_orders_and_resolutions(tmp_path, endian, nano):
+    blob = pcap([(1700000000.25, eth(esp(1))), (1700000001.5, eth(esp(2))), (1700000002.0, eth(ike()))],
+                endian=endian, nano=nano)
+    an, infos = run(tmp_path, [blob])
+    assert infos[0].packets == 3 and infos[0].format == ("pcap-ns" if nano else "pcap")
+    assert an.stats.esp == 2 and an.stats.ike == 1
+    flow = next(iter(an.esp.flows.values()))
+    assert flow.first_time == pytest.approx(1700000000.25) and flow.last_time == pytest.approx(1700000001.5)
+    assert flow.last_frame == 2
+
+
+def test_pcapng_several_interfaces_and_link_types(tmp_path):
+    raw = bytes(esp(7, spi=0x99))
+    sll = bytes(CookedLinux(pkttype=0, proto=0x0800) / esp(8, spi=0x99))
+    blob = pcapng([(0, 10.0, eth(esp(1))), (1, 11.0, raw), (2, 12.5, sll), (0, 13.0, eth(ike()))],
+                  interfaces=((1, None), (101, 9), (113, None)))
+    an, infos = run(tmp_path, [blob])
+    assert infos[0].linktypes == [1, 101, 113] and infos[0].packets == 4
+    assert an.stats.esp == 3 and an.stats.ike == 1
+    f = [x for x in an.esp.flows.values() if x.spi == 0x99][0]
+    assert (f.packets, f.seq_min, f.seq_max) == (2, 7, 8)
+    assert f.first_time == pytest.approx(11.0) and f.last_time == pytest.approx(12.5)
+
+
+def test_pcapng_big_endian(tmp_path):
+    an, infos = run(tmp_path, [pcapng([(0, 5.0, eth(esp(3)))], endian=">")])
+    assert an.stats.esp == 1 and infos[0].format == "pcapng"
+
+
+@pytest.mark.parametrize("layer,linktype", [
+    (lambda p: bytes(Ether() / Dot1Q(vlan=10) / p), 1),
+    (lambda p: bytes(Ether() / Dot1AD(vlan=20) / Dot1Q(vlan=10) / p), 1),
+    (lambda p: bytes(CookedLinux(pkttype=4, proto=0x0800) / p), 113),
+    (lambda p: struct.pack(">HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\0" * 8) + bytes(p), 276),
+    (lambda p: bytes(Loopback(type=2) / p), 0),
+    (lambda p: struct.pack(">I", 2) + bytes(p), 108),
+    (lambda p: bytes(p), 101),
+    (lambda p: bytes(p), 228),
+])
+def test_link_types(tmp_path, layer, linktype):
+    an, _ = run(tmp_path, [pcap([(1.0, layer(esp(1))), (2.0, layer(ike()))], linktype=linktype)])
+    assert (an.stats.esp, an.stats.ike, an.stats.skipped, an.stats.malformed) == (1, 1, 0, 0)
+
+
+def test_ipv6_esp_and_ike(tmp_path):
+    p6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+    blob = pcap([(1.0, eth(p6 / ESP(spi=5, seq=1, data=b"y" * 20))),
+                 (2.0, eth(p6 / UDP(sport=500, dport=500) / ISAKMP(init_cookie=b"\x22" * 8, exch_type=34)))])
+    an, _ = run(tmp_path, [blob])
+    assert an.stats.esp == 1 and an.stats.ike == 1
+    f = next(iter(an.esp.flows.values()))
+    assert f.src_ip == "2001:db8::1" and f.spi == 5
+
+
+def test_gzip_and_stdin(tmp_path, monkeypatch):
+    blob = pcap([(1.0, eth(esp(1))), (2.0, eth(esp(2)))])
+    an, infos = run(tmp_path, [gzip.compress(blob)], name="c.pcap.gz")
+    assert an.stats.esp == 2
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(gzip.compress(blob))))
+    an2 = Analyzer()
+    infos2: list = []
+    for batch in read_files(["-"], an2.esp, infos2):
+        for rec in batch:
+            an2.record(rec)
+    an2.finish(infos2[0].packets)
+    assert an2.stats.esp == 2
+
+
+def test_truncated_capture_keeps_whole_records(tmp_path):
+    blob = pcap([(1.0, eth(esp(1))), (2.0, eth(esp(2))), (3.0, eth(esp(3)))])
+    cut = len(blob) - 10
+    an, infos = run(tmp_path, [blob[:cut]])
+    assert an.stats.esp == 2 and infos[0].packets == 2
+    assert infos[0].truncated_at is not None and "byte" in infos[0].warning
+
+
+def test_truncated_pcapng(tmp_path):
+    blob = pcapng([(0, 1.0, eth(esp(1))), (0, 2.0, eth(esp(2)))])
+    an, infos = run(tmp_path, [blob[:-7]])
+    assert an.stats.esp == 1 and infos[0].truncated_at is not None
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world, not a capture", b"\x89PNG\r\n\x1a\n0000"])
+def test_not_a_capture(tmp_path, content):
+    p = tmp_path / "x.pcap"
+    p.write_bytes(content)
+    with pytest.raises(CaptureError):
+        for _ in read_files([str(p)], EspTable(), []):
+            pass
+
+
+def test_several_files_are_one_timeline(tmp_path):
+    first = pcap([(10.0, eth(ike())), (30.0, eth(esp(3)))])
+    second = pcap([(20.0, eth(esp(1))), (25.0, eth(esp(2)))])
+    an, infos = run(tmp_path, [first, second])
+    assert [i.packets for i in infos] == [2, 2]
+    f = next(iter(an.esp.flows.values()))
+    assert split_ref(f.first_frame) == (1, 1)
+    assert an.stats.packets == 4
+
+
+def test_fast_path_equals_general_path(tmp_path):
+    """Frames the fast path counts must give exactly what the general decoder gives."""
+    pkts = [esp(s) for s in (1, 2, 3, 5, 4, 4, 9, 200, 201, 10)]
+    pkts += [IP(src=A, dst=B) / UDP(sport=4500, dport=4500) / ESP(spi=0x77, seq=s, data=b"z" * 30) for s in (1, 2, 4)]
+    blob = pcap([(float(i), eth(p)) for i, p in enumerate(pkts)])
+    fast, _ = run(tmp_path, [blob])
+    general = Analyzer()
+    info = FileInfo("x")
+    for batch in scan(str(tmp_path / "0-c.pcap"), 0, info, None):
+        for rec in batch:
+            general.record(rec)
+    assert set(fast.esp.flows) == set(general.esp.flows)
+    for key, f in fast.esp.flows.items():
+        g = general.esp.flows[key]
+        for attr in ("packets", "bytes", "first_time", "last_time", "first_frame", "last_frame", "seq_min", "seq_max",
+                     "duplicates", "reordered", "lost", "encap", "sport", "dport"):
+            assert getattr(f, attr) == getattr(g, attr), attr
