@@ -135,3 +135,12 @@ class _Progress:
     def stop(self) -> None:
         if self.bar:
             self.bar.stop()
+
+
+def _register() -> None:
+    from ikeflow.live import live
+
+    main.add_command(live)
+
+
+_register()
