@@ -95,14 +95,25 @@ def stalls(an: Analyzer, files):
             label = last.label
             follow = "response" if nxt.label == label else nxt.label
             what = f"{label} sent {_times(len(sends))}, no {follow} followed"
+            other = "R" if last.sender == "I" else "I"
+            replies = [m for m in sa.messages if m.sender == other and m.time >= sends[0].time and m not in run.messages]
+            causes: list[str] = []
+            if replies:
+                kinds = sorted({m.label for m in replies})
+                what += f"; the {silent} answered with {len(replies)} {'/'.join(kinds)} message{'s' if len(replies) > 1 else ''} instead"
+                if label in ("MM5", "AM3", "IKE_AUTH"):
+                    causes = ["psk-mismatch", "peer-id-mismatch"]
+            else:
+                what += f"; the {silent} went silent"
             if run.exchange.phase == 0 and len(sends) == 1:
                 severity = WARNING  # a lone unanswered INFORMATIONAL: typically a Delete at shutdown
             else:
                 severity = ERROR if len(sends) > 1 or waited > 10 else WARNING
             if severity == WARNING:
                 what += f" (capture ends {waited:.1f} s later)"
-            severity, summary = _severity(an, sa, severity, f"{sa.mode()}: {what}; the {silent} went silent")
-            yield Finding(severity, "stall", label, summary, _stall_hint(label), [m.ref for m in sends], [], sa)
+            severity, summary = _severity(an, sa, severity, f"{sa.mode()}: {what}")
+            yield Finding(severity, "stall", label, summary, _stall_hint(label),
+                          sorted(m.ref for m in sends + replies), causes, sa)
 
 
 def _stall_hint(label: str) -> str:
@@ -152,8 +163,11 @@ def nat(an: Analyzer, files):
         if not who and not sa.float_at:
             continue
         parts = []
-        if who:
-            parts.append(f"{' and '.join(who)} behind NAT (NAT-D)")
+        if len(who) == 2:
+            parts.append("the NAT-D of both sides differs from their addresses: NATs on both sides, or a peer "
+                         "forcing UDP encapsulation (forceencaps / encapsulation=yes)")
+        elif who:
+            parts.append(f"{who[0]} behind NAT (NAT-D)")
         if sa.float_at:
             parts.append(f"floated to UDP {an.natt_port} at {sa.float_at}")
         frames = [m.ref for m in sa.natd[:2]]
