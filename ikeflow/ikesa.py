@@ -65,6 +65,7 @@ class IkeSa:
         self._digests: set[tuple[str, int]] = set()
         self.float_at: str | None = None  # label of the first message on the NAT-T port
         self.natd: list[Seen] = []
+        self.nat_oa: dict[str, set[str]] = {"I": set(), "R": set()}  # original addresses each side declared (QM)
         self.offered = None  # the initiator's first phase-1 SA payload
         self.chosen = None  # the responder's answer to it
         self.vendors: dict[str, set[str]] = {"I": set(), "R": set()}
@@ -163,6 +164,8 @@ class IkeSa:
         for p in msg.payloads:
             if p.name in ("VID", "V") and p.info.get("vendor"):
                 self.vendors[seen.sender].add(p.info["vendor"])
+            elif p.name == "NAT-OA" and p.info.get("address"):
+                self.nat_oa[seen.sender].add(p.info["address"])
             elif p.name == "SA" and msg.exchange_type in (2, 4, 34) and not seen.retransmission:
                 if seen.sender == "I" and self.offered is None:
                     self.offered = p

@@ -60,17 +60,19 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
 
 def _pair(an: Analyzer, p: PeerPair, verdict, frame) -> dict:
     esp = {"a_to_b": 0, "b_to_a": 0}
+    spis: dict[str, list[str]] = {"a_to_b": [], "b_to_a": []}
     for f in an.esp.flows.values():
-        if (f.src, f.dst) == (p.a, p.b):
-            esp["a_to_b"] += f.packets
-        elif (f.src, f.dst) == (p.b, p.a):
-            esp["b_to_a"] += f.packets
+        way = "a_to_b" if (f.src, f.dst) == (p.a, p.b) else "b_to_a" if (f.src, f.dst) == (p.b, p.a) else None
+        if way:
+            esp[way] += f.packets
+            spis[way].append(f"{f.spi:08x}")
     return {
         "a": ip(p.a), "b": ip(p.b),
         "verdict": verdict,
         "ike_sas": [sa.ispi.hex() for sa in p.sas],
         "keepalives": {ip(k): v for k, v in p.keepalives.items()},
         "esp_packets": esp,
+        "esp_spis": spis,
         "icmp": [{"frame": frame(e.ref), "time": e.time, "from": ip(e.src), "error": e.text,
                   "about": {"src": ip(e.about[0]), "sport": e.about[1], "dst": ip(e.about[2]), "dport": e.about[3]},
                   "ispi": e.sa[1].hex() if e.sa else None} for e in p.icmp],
@@ -132,7 +134,8 @@ def _sa(sa: IkeSa, frame) -> dict:
         "up": sa.ike_sa_up(),
         "messages": [frame(m.ref) for m in sa.messages],
         "nat": {"initiator_behind_nat": behind["I"], "responder_behind_nat": behind["R"],
-                "float_at": sa.float_at, "natd_frames": [frame(m.ref) for m in sa.natd]},
+                "float_at": sa.float_at, "natd_frames": [frame(m.ref) for m in sa.natd],
+                "nat_oa": {"initiator": sorted(sa.nat_oa["I"]), "responder": sorted(sa.nat_oa["R"])}},
         "proposal": {"offered": summarize_sa(sa.offered) if sa.offered else [],
                      "chosen": summarize_sa(sa.chosen) if sa.chosen else []},
         "vendors": {"initiator": sorted(sa.vendors["I"]), "responder": sorted(sa.vendors["R"])},
