@@ -221,6 +221,7 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
         raw_unpack = unpack
         unpack, etype_at = (lambda b, o: (0x0800, *raw_unpack(b, o))), 0
     flows_get = esp.flows.get if esp is not None else None
+    natt, udp_esp = (esp.natt_port if esp is not None else 0), _UDP_ESP
     rec = struct.Struct(endian + "IIII").unpack_from
     base = frame_ref(file_index, 0)
     buf, off, consumed, frame = b"", 0, 24, 0
@@ -259,6 +260,17 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
                 if etype == 0x0800 and vhl == 0x45 and not frag & 0x3FFF and size <= end - ip:
                     if proto == 50:
                         key = buf[ip + 12 : ip + 24]
+                        encap, sport, dport = "esp", 0, 0
+                    elif proto == 17:
+                        sport, dport, spi, seq = udp_esp(buf, ip + 20)
+                        if (sport == natt or dport == natt) and spi:
+                            key = buf[ip + 12 : ip + 20] + buf[ip + 28 : ip + 32]
+                            encap = "udp"
+                        else:
+                            key = None
+                    else:
+                        key = None
+                    if key is not None:
                         f = flows_get(key)
                         if f is not None and seq == f.seq_max + 1:
                             f.packets += 1
@@ -267,10 +279,8 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
                             f.last_frame = base + frame
                             f.seq_max = seq
                         else:
-                            esp.add(key, "esp", 0, 0, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20],
+                            esp.add(key, encap, sport, dport, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20],
                                     seq, size, ts, base + frame)
-                        continue
-                    if proto == 17 and _fast_esp(buf, p, end, fast, esp, ts, base + frame):
                         continue
             batch.append(Record(base + frame, ts, linktype, buf[p:end], wirelen))
         info.packets = frame

@@ -102,8 +102,7 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
         from ikeflow.report import build
 
         doc = build(an, infos, found, verdict)
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")  # the C encoder: no indent
     else:
         from ikeflow.terminal import render
 

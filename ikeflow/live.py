@@ -1,10 +1,803 @@
-"""`ikeflow live IFACE`: placeholder until the live view lands."""
+"""`ikeflow live IFACE`: watch IKE/ESP negotiations as they happen.
+
+A Linux packet socket with a kernel BPF filter (compiled by libpcap through
+Scapy) hands raw frames to the same sans-I/O core as `ikeflow read`: every
+frame becomes a `capture.Record` numbered from 1 in capture order, plain ESP
+goes through the reader's inline counter (`capture._fast_esp`), everything
+else through `Analyzer.record`.  So the final report is what `ikeflow read`
+prints for the same packets, e.g. for the `--write` file.
+
+Everything runs in one thread: the loop drains the socket without blocking,
+and every quarter second refreshes the view (rich Live on a terminal, JSON
+lines otherwise).  Findings are re-evaluated once a second.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import deque
 
 import click
 
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE = 1, 772, 65534
+LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL = 1, 101, 113
+SNAPLEN = 1 << 18  # = capture.MAX_RECORD, the largest record `read` accepts
+RCVBUF = 64 << 20  # kernel socket buffer: absorbs bursts while the view redraws
+BATCH = 2048  # frames drained per wake-up before the clock is looked at again
+REFRESH = 0.25  # seconds between view refreshes
+EVALUATE = 1.0  # seconds between findings / ESP rate / kernel drop updates
+STALL_GRACE = 1.5  # a stall finding must persist this long before it is shown (an answer may be in flight)
+WAIT_SHOWN = 2.0  # an unanswered message becomes a "waiting for ..." event after this many seconds
+WAIT_STEPS = (2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
-@click.command()
+LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
+
+\b
+  sudo ikeflow live eth0
+  sudo ikeflow live any --filter 'host 203.0.113.7' --write tun.pcap
+
+Captures UDP 500, UDP 4500 and ESP (IP protocol 50), plus IP fragments and
+ICMP errors, with a kernel BPF filter; --filter adds a pcap-filter expression
+(ANDed).  On a terminal it shows one row per peer pair (state, last message,
+retransmissions, NAT, ESP each way) and the events as they come, including
+"waiting for MM6 for 12 s (3 retransmissions)" while a stall unfolds.
+Without a terminal, or with --json, it prints one JSON object per line per
+event: start, message, finding, esp (at most once a second per flow), and at
+the end capture (packets, kernel drops) and report (the `ikeflow read --json`
+document).
+
+\b
+Ctrl-C, --count or --duration end the capture with the same final report
+and exit codes as `ikeflow read`: 0 nothing wrong, 1 at least one error
+finding, 2 usage error or the interface cannot be captured on, 3 internal error.
+Needs root or CAP_NET_RAW.
+"""
+
+
+class LiveError(Exception):
+    """The capture cannot start: one line for the user, exit 2."""
+
+
+def base_filter(ike_port: int, natt_port: int) -> str:
+    """IKE, NAT-T and ESP, plus what the core needs to see around them:
+    non-first IP fragments (no UDP header) and ICMP errors (they quote IKE)."""
+    return (f"udp port {ike_port} or udp port {natt_port} or ip proto 50 or ip6 proto 50"
+            " or (ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)"
+            " or icmp[icmptype] == icmp-unreach or icmp[icmptype] == icmp-timxceed"
+            " or (icmp6 and (ip6[40] == 1 or ip6[40] == 2 or ip6[40] == 3))")
+
+
+# -- the packet socket ------------------------------------------------------------
+
+
+class PacketSocket:
+    """AF_PACKET socket on one interface (or `any`) with a kernel BPF filter."""
+
+    def __init__(self, iface: str, expr: str):
+        self.iface = iface
+        self.drops = 0
+        self.kernel_packets = 0
+        if iface == "any":
+            hatype, cooked = None, True
+        else:
+            hatype = _check_interface(iface)
+            cooked = hatype not in (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE)
+        self.cooked = cooked
+        if cooked:
+            self.linktype = LINKTYPE_SLL
+        else:
+            self.linktype = LINKTYPE_RAW if hatype == ARPHRD_NONE else LINKTYPE_ETHERNET
+        # The filter sees what the socket returns: the link header for SOCK_RAW, the network header for SOCK_DGRAM.
+        program = _compile(expr, LINKTYPE_RAW if cooked or hatype == ARPHRD_NONE else LINKTYPE_ETHERNET)
+        kind = socket.SOCK_DGRAM if cooked else socket.SOCK_RAW
+        try:
+            # Protocol 0 receives nothing until bound: the filter is in place before the first packet.
+            # `any` cannot be bound by name, so it listens at once and drops what came before the filter.
+            s = socket.socket(socket.AF_PACKET, kind, socket.htons(ETH_P_ALL) if iface == "any" else 0)
+        except PermissionError:
+            raise LiveError(f"not permitted to capture on {iface}: run with sudo, or grant CAP_NET_RAW "
+                            f"(sudo setcap cap_net_raw,cap_net_admin=eip {os.path.realpath(sys.executable)})") from None
+        self.sock = s
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+            _attach(s, program)
+            self.ring = None
+            if os.environ.get("IKEFLOW_LIVE_RING", "1") != "0":  # 0: plain recvmsg, one system call per packet
+                try:
+                    self.ring = _Ring(s)
+                except OSError:
+                    pass
+            if iface == "any" and self.ring is None:
+                _drain(s)
+            elif iface != "any":
+                s.bind((iface, ETH_P_ALL))
+            if self.ring is None:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE (root), beyond rmem_max
+                except OSError:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+                s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.stats()  # reset the kernel counters (reading them clears them)
+            self.drops = self.kernel_packets = 0
+        except OSError as e:
+            s.close()
+            if e.errno in (errno.ENODEV, errno.ENXIO):
+                raise LiveError(f"no such interface: {iface} (see ip link)") from None
+            if e.errno == errno.ENETDOWN:
+                raise LiveError(f"interface {iface} is down: bring it up with  ip link set {iface} up") from None
+            if e.errno == errno.EPERM:
+                raise LiveError(f"not permitted to capture on {iface}: run with sudo, or grant CAP_NET_RAW") from None
+            raise
+        self.buf = bytearray(SNAPLEN)
+        self.view = memoryview(self.buf)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self, limit: int) -> list[tuple[int, int, bytes, int]]:
+        """Up to about `limit` waiting frames as (seconds, microseconds, data, wire length), without blocking."""
+        if self.ring is not None:
+            return self.ring.read(limit, self.cooked)
+        out = []
+        recv, buf, view, cooked = self.sock.recvmsg_into, [self.buf], self.view, self.cooked
+        flags = socket.MSG_DONTWAIT | socket.MSG_TRUNC
+        for _ in range(limit):
+            try:
+                n, anc, _f, addr = recv(buf, 64, flags)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                break
+            if addr[2] == PACKET_OUTGOING and addr[3] == ARPHRD_LOOPBACK:
+                continue  # loopback: the same packet comes back as incoming (libpcap skips it too)
+            caplen = n if n < SNAPLEN else SNAPLEN
+            data = bytes(view[:caplen])
+            if cooked:  # Linux cooked header (LINKTYPE_SLL), as libpcap builds it for `any`
+                hw = addr[4]
+                data = struct.pack(">HHH8sH", addr[2], addr[3], len(hw), hw[:8], addr[1]) + data
+                n += 16
+            if anc:
+                sec, nsec = struct.unpack("qq", anc[0][2][:16])
+                usec = nsec // 1000
+            else:
+                now = time.time()
+                sec = int(now)
+                usec = int((now - sec) * 1e6)
+            out.append((sec, usec, data, n))
+        return out
+
+    def stats(self) -> None:
+        """Add the kernel's counters since the last call (PACKET_STATISTICS resets them)."""
+        try:
+            packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        except OSError:
+            return
+        self.kernel_packets += packets
+        self.drops += drops
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+        self.sock.close()
+
+
+class _Ring:
+    """PACKET_RX_RING, TPACKET_V3: the kernel fills blocks of frames in shared memory, no system call per
+    packet.  A block is handed over when full or after RETIRE ms, so a lone IKE message waits at most that."""
+
+    BLOCK, BLOCKS, FRAME, RETIRE = 1 << 20, 64, 1 << 11, 20
+    PACKET_VERSION, TPACKET_V3, PACKET_RX_RING = 10, 2, 5
+
+    def __init__(self, sock: socket.socket):
+        import mmap
+
+        sock.setsockopt(SOL_PACKET, self.PACKET_VERSION, self.TPACKET_V3)
+        req = struct.pack("7I", self.BLOCK, self.BLOCKS, self.FRAME, self.BLOCK // self.FRAME * self.BLOCKS,
+                          self.RETIRE, 0, 0)
+        sock.setsockopt(SOL_PACKET, self.PACKET_RX_RING, req)
+        self.mm = mmap.mmap(sock.fileno(), self.BLOCK * self.BLOCKS, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.block = 0
+
+    def read(self, limit: int, cooked: bool) -> list[tuple[int, int, bytes, int]]:
+        mm, out = self.mm, []
+        unpack, head = struct.unpack_from, struct.Struct("IIIII4xHH").unpack_from
+        while len(out) < limit:
+            base = self.block * self.BLOCK
+            if not unpack("I", mm, base + 8)[0] & 1:  # TP_STATUS_USER: the block is ours
+                break
+            count, first = unpack("II", mm, base + 12)
+            p = base + first
+            for _ in range(count):
+                nxt, sec, nsec, snaplen, wirelen, mac, net = head(mm, p)
+                # struct sockaddr_ll after the 48-byte header: family, protocol (big endian), ifindex,
+                # hatype (host order), pkttype, halen, address
+                hatype, pkttype, halen = unpack("=HBB", mm, p + 56)
+                if not (pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK):
+                    if cooked:
+                        start = p + net
+                        proto = unpack(">H", mm, p + 50)[0]
+                        data = struct.pack(">HHH", pkttype, hatype, halen) + mm[p + 60 : p + 68] + \
+                            struct.pack(">H", proto) + mm[start : start + snaplen]
+                        wirelen += 16
+                    else:
+                        start = p + mac
+                        data = mm[start : start + snaplen]
+                    out.append((sec, nsec // 1000, data, wirelen))
+                p += nxt
+            struct.pack_into("I", mm, base + 8, 0)  # TP_STATUS_KERNEL: hand it back
+            self.block = (self.block + 1) % self.BLOCKS
+        return out
+
+    def close(self) -> None:
+        if self.mm is not None:
+            self.mm.close()
+
+
+def _check_interface(iface: str) -> int:
+    """The interface's ARPHRD type; LiveError if it does not exist or is down (no root needed)."""
+    try:
+        socket.if_nametoindex(iface)
+    except (OSError, ValueError):
+        raise LiveError(f"no such interface: {iface} (see ip link)") from None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            flags = struct.unpack_from("H", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("256s", iface.encode())), 16)[0]
+        except OSError:
+            raise LiveError(f"no such interface: {iface} (see ip link)") from None
+    if not flags & IFF_UP:
+        raise LiveError(f"interface {iface} is down: bring it up with  ip link set {iface} up")
+    try:
+        with open(f"/sys/class/net/{iface}/type") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1
+
+
+def _compile(expr: str, linktype: int):
+    try:
+        from scapy.arch.common import compile_filter
+        from scapy.error import Scapy_Exception
+    except ImportError as e:
+        raise LiveError(f"cannot compile the capture filter: {e}") from None
+    try:
+        return compile_filter(expr, linktype=linktype)
+    except ImportError:
+        raise LiveError("compiling the capture filter needs libpcap: apt-get install libpcap0.8") from None
+    except Scapy_Exception as e:
+        text = str(e)
+        why = text[text.rfind("(") + 1 : -1] if text.endswith(")") and "(" in text else text
+        raise LiveError(f"bad capture filter: {why}: {expr}") from None
+
+
+def _attach(sock: socket.socket, program) -> None:
+    from scapy.arch.common import free_filter
+    from scapy.libs.structures import sock_fprog
+
+    SO_ATTACH_FILTER = 26
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, sock_fprog(program.bf_len, program.bf_insns))
+    free_filter(program)
+
+
+def _drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recv(SNAPLEN, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+
+
+class PcapWriter:
+    """Classic pcap, microseconds: what `read` gets back is bit for bit what `live` analysed."""
+
+    def __init__(self, path: str, linktype: int):
+        try:
+            self.f = open(path, "wb")
+        except OSError as e:
+            raise LiveError(f"cannot write {path}: {e.strerror or e}") from None
+        self.f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, SNAPLEN, linktype))
+        self.header = struct.Struct("<IIII").pack
+
+    def write(self, sec: int, usec: int, data: bytes, wirelen: int) -> None:
+        self.f.write(self.header(sec, usec, len(data), wirelen))
+        self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+# -- what is going on: shared by both views -----------------------------------------
+
+
+def waiting(sa, now: float) -> list[dict]:
+    """Unfinished exchanges of an IKE SA: who owes what next, since when, after how many retransmissions."""
+    from ikeflow import sequences
+
+    out = []
+    if sa.retried_by:
+        return out
+    for run in sa.runs.values():
+        if not run.done or run.exchange.name == "Informational" or sequences.complete(run.exchange, run.done):
+            continue
+        nxt = sequences.next_step(run.exchange, run.done[-1])
+        if nxt is None:
+            continue
+        fresh = [m for m in run.messages if not m.retransmission]
+        if not fresh:
+            continue
+        last = fresh[-1]
+        sends = [m for m in run.messages if m.label == last.label and m.sender == last.sender]
+        wanted = f"{nxt.label} response" if nxt.label == last.label else nxt.label
+        seconds = max(0.0, now - sends[0].time)
+        again = len(sends) - 1
+        text = f"waiting for {wanted} for {seconds:.0f} s"
+        if again:
+            text += f" ({again} retransmission{'s' if again > 1 else ''})"
+        out.append({"run": run, "last": last, "sends": sends, "next": nxt.label, "wanted": wanted,
+                    "seconds": seconds, "retransmissions": again, "text": text,
+                    "severity": "error" if again or seconds > 10 else "warning"})
+    return out
+
+
+def _finding_key(f) -> tuple:
+    return (f.code, f.at, f.sa.ispi if f.sa else None, f.pair, f.frames[0] if f.frames else None)
+
+
+class Session:
+    """One live capture: feeds the core, keeps the counters both views show."""
+
+    def __init__(self, iface: str, an, info, sink):
+        from ikeflow.capture import _FAST
+
+        self.iface, self.an, self.info, self.sink = iface, an, info, sink
+        self.fast = _FAST.get(info.linktypes[0])
+        self.frames = 0
+        self.start = time.time()
+        self.rate = 0.0  # frames per second over the last EVALUATE period
+        self._rate_mark = (self.start, 0)
+        self.found: list = []
+        self._shown: dict[tuple, str] = {}  # finding key -> severity last shown
+        self._pending: dict[tuple, float] = {}  # stall finding key -> when first seen
+        self._waits: dict[int, tuple] = {}  # id(run) -> (retransmissions, threshold index) last shown
+        self._esp_mark: dict[bytes, tuple[float, int]] = {}  # flow key -> (time, packets) at its last event
+        an.listeners.append(self._event)
+
+    def _event(self, event: str, obj) -> None:
+        if event == "message":
+            self.sink.message(*obj)
+
+    def evaluate(self, now: float) -> None:
+        """Once a second: rates, findings, waits, ESP flow updates."""
+        from ikeflow.findings import find
+
+        t0, n0 = self._rate_mark
+        if now > t0:
+            self.rate = (self.frames - n0) / (now - t0)
+        self._rate_mark = (now, self.frames)
+        self.snapshot_info()
+        self.found = find(self.an, [self.info])
+        current = set()
+        for f in self.found:
+            key = _finding_key(f)
+            current.add(key)
+            if f.code == "stall" and key not in self._shown:
+                first = self._pending.setdefault(key, now)
+                if now - first < STALL_GRACE:
+                    continue
+            state = f.severity  # shown again only when it gets worse or better, not per retransmission
+            if self._shown.get(key) != state:
+                self._shown[key] = state
+                self.sink.finding(f)
+        self._pending = {k: v for k, v in self._pending.items() if k in current}
+        for sa in list(self.an.sas.values()):
+            for w in waiting(sa, now):
+                if w["seconds"] < WAIT_SHOWN:
+                    continue
+                step = sum(1 for s in WAIT_STEPS if w["seconds"] >= s)
+                mark = (w["retransmissions"], step)
+                if self._waits.get(id(w["run"])) != mark:
+                    self._waits[id(w["run"])] = mark
+                    self.sink.waiting(sa, w)
+        for key, f in self.an.esp.flows.items():
+            last = self._esp_mark.get(key)
+            if last is None or (f.packets != last[1] and now - last[0] >= 1.0):
+                rate = (f.packets - last[1]) / (now - last[0]) if last else 0.0
+                self._esp_mark[key] = (now, f.packets)
+                self.sink.esp(f, rate)
+
+    def snapshot_info(self) -> None:
+        self.info.packets = self.frames
+
+
+# -- JSON lines -----------------------------------------------------------------------
+
+
+class JsonSink:
+    """One JSON object per line per event, for pipes."""
+
+    def __init__(self, out):
+        from ikeflow.report import Frames
+
+        self.out = out
+        self.frame = Frames(1)
+
+    def emit(self, obj: dict) -> None:
+        self.out.write(json.dumps(obj) + "\n")
+
+    def start(self, session, expr: str) -> None:
+        self.emit({"event": "start", "interface": session.iface, "linktype": session.info.linktypes[0],
+                   "filter": expr, "time": session.start})
+        self.out.flush()
+
+    def message(self, sa, seen) -> None:
+        from ikeflow.report import _message
+
+        self.emit({"event": "message", **_message(sa, seen, self.frame, False)})
+
+    def finding(self, f) -> None:
+        from ikeflow.report import _finding
+
+        self.emit({"event": "finding", **_finding(f, self.frame)})
+
+    def waiting(self, sa, w) -> None:
+        last = w["last"]
+        self.emit({"event": "finding", "severity": w["severity"], "code": "waiting", "at": last.label, "causes": [],
+                   "frames": [self.frame(m.ref) for m in w["sends"]], "summary": w["text"], "hint": "",
+                   "ispi": sa.ispi.hex(), "next": w["wanted"], "seconds": round(w["seconds"], 1),
+                   "retransmissions": w["retransmissions"], "live": True})
+
+    def esp(self, f, rate: float) -> None:
+        from ikeflow.report import _flow
+
+        self.emit({"event": "esp", **_flow(f, self.frame), "rate": round(rate, 1)})
+
+    def tick(self, session, now: float) -> None:
+        self.out.flush()
+
+    def stop(self) -> None:
+        self.out.flush()
+
+
+# -- the terminal view -------------------------------------------------------------------
+
+
+class TerminalSink:
+    """rich Live: one row per peer pair, recent events below."""
+
+    EVENTS = 10
+
+    def __init__(self, console):
+        self.console = console
+        self.events: deque = deque(maxlen=200)
+        self.retrans: dict[tuple, int] = {}
+        self.esp_rate: dict[tuple[bytes, bytes], float] = {}
+        self._esp_mark: tuple[float, dict] | None = None
+        self.live = None
+        self.expr = ""
+
+    def start(self, session, expr: str) -> None:
+        from rich.live import Live
+
+        self.expr = expr
+        self.live = Live(self._render(session, time.time()), console=self.console, auto_refresh=False,
+                         transient=True, redirect_stdout=False, redirect_stderr=False)
+        self.live.start()
+
+    def message(self, sa, seen) -> None:
+        from rich.text import Text
+
+        from ikeflow.report import ip
+
+        key = self._key(sa.initiator[0], sa.responder[0])
+        if seen.retransmission:
+            self.retrans[key] = self.retrans.get(key, 0) + 1
+        label = seen.label + (" (again)" if seen.retransmission else "") + (f" retry:{seen.retry}" if seen.retry else "")
+        notes = " ".join(f"N({n})" for _, n in seen.msg.notifies)
+        style = "yellow" if seen.retransmission else "red" if seen.msg.malformed else ""
+        self.events.append(Text.assemble(
+            (_clock(seen.time), "dim"), "  ", f"{ip(seen.src)}:{seen.sport} → {ip(seen.dst)}:{seen.dport}  ",
+            (label, style or "bold"), f"  {notes}" if notes else "", (f"  frame {seen.ref}", "dim")))
+
+    def finding(self, f) -> None:
+        from rich.text import Text
+
+        from ikeflow.terminal import STYLE
+
+        self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", (f"{f.severity.upper():8}", STYLE[f.severity]),
+                                         f"{f.code} [{f.at}]: {f.summary}"))
+
+    def waiting(self, sa, w) -> None:
+        from rich.text import Text
+
+        from ikeflow.report import ip
+
+        style = "bold red" if w["severity"] == "error" else "yellow"
+        self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", ("WAITING ", style),
+                                         f"{ip(sa.initiator[0])} ⇄ {ip(sa.responder[0])} {sa.mode()}: {w['text']}"))
+
+    def esp(self, f, rate: float) -> None:
+        pass  # the table shows ESP per direction with its rate
+
+    def tick(self, session, now: float) -> None:
+        if self.live is not None:
+            self.live.update(self._render(session, now), refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    @staticmethod
+    def _key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
+        return (a, b) if a <= b else (b, a)
+
+    def _render(self, session, now: float):
+        from rich import box
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        from ikeflow.report import ip
+
+        an = session.an
+        esp: dict[tuple[bytes, bytes], int] = {}
+        for f in an.esp.flows.values():
+            esp[(f.src, f.dst)] = esp.get((f.src, f.dst), 0) + f.packets
+        if self._esp_mark is None or now - self._esp_mark[0] >= EVALUATE:
+            if self._esp_mark is not None:
+                t0, old = self._esp_mark
+                self.esp_rate = {k: (v - old.get(k, 0)) / (now - t0) for k, v in esp.items()}
+            self._esp_mark = (now, esp)
+        elapsed = now - session.start
+        head = Text.assemble(
+            ("ikeflow live ", "bold"), (session.iface, "bold"),
+            f"  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}  {session.frames} packets ({session.rate:.0f}/s): "
+            f"{an.stats.ike} IKE, {sum(esp.values())} ESP",
+            (f"  kernel dropped {session.sock.drops}", "bold red") if session.sock.drops else "  no kernel drops",
+            ("  Ctrl-C ends with the report", "dim"))
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+        for col, just, wrap in (("peers a ⇄ b", "left", False), ("IKE SA", "left", False), ("state", "left", True),
+                                ("last message", "left", False), ("retr", "right", False), ("NAT", "left", True),
+                                ("ESP a→b", "right", False), ("ESP b→a", "right", False)):
+            t.add_column(col, justify=just, no_wrap=not wrap, overflow="ellipsis" if not wrap else "fold",
+                         ratio=1 if wrap else None)
+        keys = list(an.pairs)
+        for (src, dst) in esp:
+            k = self._key(src, dst)
+            if k not in an.pairs and k not in keys:
+                keys.append(k)
+        rows = []
+        for k in keys:
+            pair = an.pairs.get(k)
+            a, b = (pair.a, pair.b) if pair else k
+            last_time = pair.first_time if pair else 0.0
+            sa = pair.sas[-1] if pair and pair.sas else None
+            sa_text, state, last, nat = "—", Text("ESP only" if not pair or not pair.sas else ""), "", ""
+            if sa is not None:
+                sa_text = f"{sa.mode()} {sa.ispi.hex()[:8]}" + (f" (+{len(pair.sas) - 1})" if len(pair.sas) > 1 else "")
+                waits = waiting(sa, now)
+                if waits:
+                    w = max(waits, key=lambda w: w["last"].time)
+                    style = "bold red" if w["severity"] == "error" and w["seconds"] >= WAIT_SHOWN else "yellow"
+                    state = Text(w["text"], style=style)
+                else:
+                    state = Text(sa.state(), style="green" if sa.ike_sa_up() else "")
+                m = max((x.messages[-1] for x in pair.sas if x.messages), key=lambda m: m.time)
+                last_time = max(last_time, m.time)
+                arrow = "→" if m.src == a else "←"
+                last = f"{m.label}{' (again)' if m.retransmission else ''} {arrow} {max(0.0, now - m.time):.1f} s ago"
+                behind = sa.behind_nat()
+                who = [r for r in "IR" if behind[r]]
+                nat = {0: "", 1: f"{who[0]} behind NAT", 2: "both behind NAT"}[len(who)]
+                if sa.float_at:
+                    nat += ("; " if nat else "") + f"float at {sa.float_at}"
+            out, back = esp.get((a, b), 0), esp.get((b, a), 0)
+            ro, rb = self.esp_rate.get((a, b), 0.0), self.esp_rate.get((b, a), 0.0)
+            rows.append((last_time, (f"{ip(a)} ⇄ {ip(b)}", sa_text, state, last, str(self.retrans.get(k, 0) or ""),
+                                     nat or "none seen", f"{out} ({ro:.0f}/s)" if out else "0",
+                                     f"{back} ({rb:.0f}/s)" if back else "0")))
+        room = max(3, self.console.size.height - self.EVENTS - 8)
+        rows.sort(key=lambda r: r[0], reverse=True)
+        for _, cells in rows[:room]:
+            t.add_row(*cells)
+        parts = [head, t]
+        if len(rows) > room:
+            parts.append(Text(f"… {len(rows) - room} more peer pairs (the least recently active)", style="dim"))
+        if not rows:
+            parts.append(Text(f"no IKE or ESP yet (filter: {self.expr})", style="dim"))
+        parts.append(Text("events", style="bold"))
+        parts.extend(list(self.events)[-self.EVENTS:])
+        return Group(*parts)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+@click.command(help=LIVE_HELP)
 @click.argument("interface")
-def live(interface: str) -> None:
-    """Watch IKE/ESP negotiations on INTERFACE as they happen (not yet implemented)."""
-    raise click.ClickException("live capture is not implemented yet")
+@click.option("--filter", "extra", default=None, metavar="EXPR",
+              help="Also require this pcap-filter expression, e.g. 'host 203.0.113.7'.")
+@click.option("--write", "write", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Save the captured packets as pcap while analysing.")
+@click.option("--count", default=None, type=click.IntRange(1), metavar="N", help="Stop after N packets.")
+@click.option("--duration", default=None, type=click.FloatRange(0, min_open=True), metavar="S",
+              help="Stop after S seconds.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
+@click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
+@click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
+              help="UDP port of NAT-T (IKE and ESP in UDP).")
+@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
+def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color) -> None:
+    from ikeflow.cli import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, REPORT_URL
+
+    try:
+        code = run(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color)
+    except LiveError as e:
+        click.echo(f"ikeflow: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (click.ClickException, click.exceptions.Exit):
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(EXIT_OK)
+    except Exception as e:  # never a traceback for the user
+        if os.environ.get("IKEFLOW_DEBUG"):
+            raise
+        click.echo(f"ikeflow: internal error: {type(e).__name__}: {e}\n"
+                   f"Please report it to {REPORT_URL} (set IKEFLOW_DEBUG=1 for the traceback).", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code)
+
+
+def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,
+        as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:
+    from rich.console import Console
+
+    from ikeflow.analysis import Analyzer
+    from ikeflow.capture import FileInfo, Record, _fast_esp
+    from ikeflow.cli import EXIT_FINDINGS, EXIT_OK
+    from ikeflow.findings import ERROR, find, verdicts
+
+    expr = base_filter(ike_port, natt_port)
+    if extra:
+        from scapy.arch.common import free_filter
+
+        try:
+            free_filter(_compile(extra, LINKTYPE_ETHERNET))
+        except LiveError as e:
+            raise LiveError(str(e).replace("bad capture filter", "bad --filter expression").rsplit(": ", 1)[0]
+                            + f": {extra}") from None
+        expr = f"({expr}) and ({extra})"
+    sock = PacketSocket(interface, expr)
+    writer = None
+    try:
+        writer = PcapWriter(write, sock.linktype) if write else None
+        json_mode = as_json or not sys.stdout.isatty()
+        sink = JsonSink(sys.stdout) if json_mode else TerminalSink(Console(no_color=no_color, highlight=False))
+        an = Analyzer(ike_port, natt_port)
+        info = FileInfo(f"{interface} (live)", format="live", linktypes=[sock.linktype])
+        session = Session(interface, an, info, sink)
+        session.sock = sock
+
+        stop = {"why": None}
+
+        def on_signal(signum, _frame):
+            if stop["why"] is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: give up on the report
+            stop["why"] = signal.Signals(signum).name
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            sink.start(session, expr)
+            deadline = session.start + duration if duration else None
+            next_tick = next_eval = time.time()
+            fast, esp, record, frames = session.fast, an.esp, an.record, 0
+            first = last = None
+            while stop["why"] is None:
+                now = time.time()
+                wait = min(next_tick, deadline or next_tick) - now
+                if wait > 0:
+                    try:
+                        ready, _, _ = select.select([sock], [], [], wait)
+                    except InterruptedError:
+                        ready = []
+                else:
+                    ready = [sock]
+                if ready:
+                    try:
+                        batch = sock.read(BATCH)
+                    except OSError as e:
+                        if e.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO):
+                            click.echo(f"ikeflow: warning: {interface}: {os.strerror(e.errno)}; capture ended", err=True)
+                            stop["why"] = "interface"
+                            batch = []
+                        else:
+                            raise
+                    for sec, usec, data, wirelen in batch:
+                        frames += 1
+                        ts = sec + usec * 1e-6
+                        if first is None:
+                            first = ts
+                        last = ts
+                        if writer:
+                            writer.write(sec, usec, data, wirelen)
+                        if not (fast and _fast_esp(data, 0, len(data), fast, esp, ts, frames)):
+                            record(Record(frames, ts, sock.linktype, data, wirelen))
+                        if count and frames >= count:
+                            stop["why"] = "count"
+                            break
+                    session.frames = frames
+                    info.first_time, info.last_time = first, last
+                now = time.time()
+                if deadline and now >= deadline:
+                    stop["why"] = "duration"
+                if now >= next_eval:
+                    sock.stats()
+                    session.evaluate(now)
+                    next_eval = now + EVALUATE
+                if now >= next_tick or stop["why"]:
+                    if writer:
+                        writer.flush()
+                    sink.tick(session, now)
+                    next_tick = now + REFRESH
+            session.frames = frames
+            sock.stats()
+        finally:
+            sink.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+    finally:
+        sock.close()
+        if writer:
+            writer.close()
+
+    elapsed = time.time() - session.start
+    info.packets = frames
+    info.first_time, info.last_time = first, last
+    an.finish(frames)
+    found = find(an, [info])
+    verdict = verdicts(an, found)
+    drops = sock.drops
+    note = (f"{frames} packets captured on {interface} in {elapsed:.1f} s ({frames / elapsed if elapsed else 0:.0f}/s); "
+            + (f"the kernel dropped {drops} packets (the analysis misses them)" if drops else "no kernel drops"))
+    if json_mode:
+        for f in found:  # the findings that had not been shown yet
+            key = _finding_key(f)
+            if session._shown.get(key) != f.severity:
+                sink.finding(f)
+        from ikeflow.report import build
+
+        sink.emit({"event": "capture", "interface": interface, "packets": frames, "kernel_drops": drops,
+                   "seconds": round(elapsed, 3), "ended_by": stop["why"]})
+        sink.emit({"event": "report", "report": build(an, [info], found, verdict)})
+        sys.stdout.flush()
+    else:
+        from ikeflow.terminal import render
+
+        render(Console(no_color=no_color, highlight=False), an, [info], found, verdict)
+    click.echo(f"ikeflow: {note}", err=True)
+    return EXIT_FINDINGS if any(f.severity == ERROR for f in found) else EXIT_OK
