@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ikeflow import natt, sequences
+from ikeflow import natt, proposals, sequences
 from ikeflow.ike import IkeMessage
 from ikeflow.sequences import ENC
 
 NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
+ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
 
 
 @dataclass(slots=True)
@@ -37,6 +38,7 @@ class Seen:
     fragments: list[int] = field(default_factory=list)  # IP fragment frames it was rebuilt from
     answered: bool = False  # a response/next step came back
     natd: dict | None = None  # natt.check() result
+    plaintext: int | None = None  # IKEv2 SK: most bytes the encrypted payloads can hold
 
 
 @dataclass(slots=True)
@@ -84,6 +86,10 @@ class IkeSa:
         digest = (sender, hash(raw))
         seen.retransmission = digest in self._digests
         self._digests.add(digest)
+        sk = msg.payload("SK")
+        if sk is not None:
+            chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
+            seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
         if natt_ and self.float_at is None:
             self.float_at = "?"  # set to the label below
         self._label(seen)
@@ -152,7 +158,7 @@ class IkeSa:
             step = sequences.label_step(ex, role, marks, run.done)
             seen.label = step.label
             run.done.append(step)
-            if self.up_time is None and self._completes_ike_sa(run):
+            if self.up_time is None and self._completes_ike_sa(run, seen):
                 self.up_time = seen.time
             for m in run.messages:  # whatever the other side sent before is answered now
                 if m.sender != seen.sender:
@@ -214,8 +220,15 @@ class IkeSa:
     def phase1_runs(self) -> list[Run]:
         return [r for r in self.runs.values() if r.exchange.phase == 1]
 
-    def _completes_ike_sa(self, run: Run) -> bool:
-        return (self.version, run.exchange.type) in sequences.IKE_SA_DONE and sequences.complete(run.exchange, run.done)
+    def _completes_ike_sa(self, run: Run, last: Seen) -> bool:
+        if (self.version, run.exchange.type) not in sequences.IKE_SA_DONE or not sequences.complete(run.exchange, run.done):
+            return False
+        return not self.error_only(last)
+
+    def error_only(self, seen: Seen) -> bool:
+        """An IKEv2 response whose encrypted part is too small for more than a notify or two
+        (IDr + AUTH alone need 40 bytes): an error answer such as AUTHENTICATION_FAILED."""
+        return self.version == 2 and not seen.request and seen.plaintext is not None and seen.plaintext < ERROR_ONLY_PLAINTEXT
 
     def ike_sa_up(self) -> bool:
         """Phase 1 completed (MM6 / AM3 / IKE_AUTH answered)."""
@@ -251,6 +264,8 @@ class IkeSa:
             errors = [n for m in answered for t, n in m.msg.notifies if t < 16384 or n in sequences.RETRY_NOTIFIES]
             if errors and not any(r.exchange.type == 35 for r in self.runs.values()):
                 return f"IKE_SA_INIT answered with {errors[0]}"
+            if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == 35):
+                return "IKE_AUTH answered with an error notify"
             return "IKE_AUTH incomplete"
         children = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
         extra = f", {len(children)} CREATE_CHILD_SA" if children else ""

@@ -716,6 +716,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             deadline = session.start + duration if duration else None
             next_tick = next_eval = time.time()
             fast, esp, record, frames = session.fast, an.esp, an.record, 0
+            cpu0 = time.process_time()
             first = last = None
             while stop["why"] is None:
                 now = time.time()
@@ -766,6 +767,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
                     next_tick = now + REFRESH
             session.frames = frames
             sock.stats()
+            session.cpu = time.process_time() - cpu0
         finally:
             sink.stop()
             for s, h in old.items():
@@ -792,7 +794,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         from ikeflow.report import build
 
         sink.emit({"event": "capture", "interface": interface, "packets": frames, "kernel_drops": drops,
-                   "seconds": round(elapsed, 3), "ended_by": stop["why"]})
+                   "seconds": round(elapsed, 3), "cpu_seconds": round(session.cpu, 3), "ended_by": stop["why"]})
         sink.emit({"event": "report", "report": build(an, [info], found, verdict)})
         sys.stdout.flush()
     else:

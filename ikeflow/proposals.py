@@ -273,3 +273,22 @@ def is_aead(p: Proposal) -> bool:
     """True when every ENCR transform of an IKEv2 proposal is an AEAD cipher."""
     encr = [t for t in p.transforms if t.type == 1]
     return bool(encr) and all(_V2_CIPHER.get(t.id) in _AEAD for t in encr)
+
+
+# Bytes an SK payload spends besides the plaintext, per IKEv2 transform (RFC 7296 3.14, RFC 5282):
+# the IV of the cipher and the integrity checksum (for AEAD ciphers, the ICV of the cipher).
+SK_IV = {2: 8, 3: 8, 12: 16, 13: 8, 14: 8, 15: 8, 16: 8, 18: 8, 19: 8, 20: 8, 23: 16, 28: 8}
+SK_ICV_AEAD = {14: 8, 15: 12, 16: 16, 18: 8, 19: 12, 20: 16, 28: 16}
+SK_ICV_INTEG = {1: 12, 2: 12, 5: 12, 6: 12, 7: 20, 8: 12, 12: 16, 13: 24, 14: 32}
+
+
+def sk_overhead(p: Proposal | None) -> int:
+    """IV + ICV bytes of the chosen IKEv2 proposal (16 + 12 when unknown: the smallest common case)."""
+    iv, icv = 16, 12
+    for t in p.transforms if p else []:
+        if t.type == 1:
+            iv = SK_IV.get(t.id, iv)
+            icv = SK_ICV_AEAD.get(t.id, icv)
+        elif t.type == 3:
+            icv = SK_ICV_INTEG.get(t.id, icv)
+    return iv + icv
