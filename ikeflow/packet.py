@@ -131,6 +131,8 @@ def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, wire_trunca
 
 
 def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, version) -> Packet:
+    if proto == 51 and version == 4 and len(body) >= 12:  # AH (IPv6 walks it as an extension header)
+        proto, body = body[0], body[(body[1] + 2) * 4 :]
     if proto == 50:
         if len(body) < 8:
             return Packet(MALFORMED, f"ESP packet of {len(body)} bytes (needs SPI and sequence)", src, dst)
