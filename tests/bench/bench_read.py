@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Benchmark `ikeflow read --json` against the tshark equivalent on one large capture.
+
+    python tests/bench/bench_read.py [--packets 1000000] [--file F] [--runs 3] [--sizes [200000,1000000]]
+
+Without --file it writes a synthetic gateway capture with gen_capture.py into
+bench-out/ at the repository root (git-ignored; reused while the generator
+and the size are unchanged; --tmp writes it to a temporary folder instead).
+Then, on the same file and alternating, it runs as whole processes
+
+    ikeflow read --json F > /dev/null
+    tshark -r F -Y 'isakmp or esp' -T fields -e frame.number -e ip.src -e ip.dst -e udp.srcport
+           -e udp.dstport -e isakmp.ispi -e isakmp.rspi -e isakmp.exchangetype -e esp.spi
+           -e esp.sequence > /dev/null
+
+and prints per tool the median wall time, packets/s and peak RSS (GNU
+/usr/bin/time's %M, else wait4(); apt-get install time), the ratio
+tshark_time / ikeflow_time and whether the targets hold (ratio >= 10,
+ikeflow peak RSS < 100 MiB).  --sizes also runs ikeflow on captures of other
+sizes to show whether its RSS grows with the file.  Finally one more
+(untimed) ikeflow run's JSON is compared with what the generator planted
+(packet counts, ESP SPIs, lost and duplicated packets): printed, not asserted.
+
+This is a measurement, not a test: it never fails on a missed target
+(exit 0), only on a tool that could not run (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import gen_capture  # noqa: E402
+
+TARGET_RATIO = 10.0
+TARGET_RSS_MIB = 100.0
+TSHARK_ARGS = ["-Y", "isakmp or esp", "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "ip.dst",
+               "-e", "udp.srcport", "-e", "udp.dstport", "-e", "isakmp.ispi", "-e", "isakmp.rspi",
+               "-e", "isakmp.exchangetype", "-e", "esp.spi", "-e", "esp.sequence"]
+
+
+def generator_id() -> str:
+    return hashlib.sha256((HERE / "gen_capture.py").read_bytes()).hexdigest()[:16]
+
+
+def ensure_capture(folder: Path, packets: int, seed: int, fmt: str) -> tuple[Path, dict]:
+    """The synthetic capture of this size and seed, written unless an up-to-date one is there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"gateway-{packets}-s{seed}.{fmt}"
+    manifest_path = path.with_name(path.name + ".manifest.json")
+    gid = generator_id()
+    if path.is_file() and manifest_path.is_file():
+        try:
+            m = json.loads(manifest_path.read_text())
+            if m.get("generator") == gid and m.get("bytes") == path.stat().st_size:
+                print(f"reusing {path} ({m['bytes'] / 2**20:.0f} MiB, {packets} packets)")
+                return path, m
+        except (ValueError, OSError):
+            pass
+    print(f"generating {path} ({packets} packets) ...", flush=True)
+    t = time.perf_counter()
+    # In a child process: this process must stay small, or its high-water RSS would show up in the
+    # children's ru_maxrss when wait4() is the RSS source (the RSS before exec counts on Linux).
+    subprocess.run([sys.executable, str(HERE / "gen_capture.py"), str(path), "--packets", str(packets),
+                    "--seed", str(seed), "--format", fmt, "--manifest", str(manifest_path), "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL)
+    m = json.loads(manifest_path.read_text())
+    m["generator"] = gid
+    manifest_path.write_text(json.dumps(m, indent=1))
+    print(gen_capture.describe(m).split("\n  SPIs:")[0])
+    print(f"  generated in {time.perf_counter() - t:.1f} s")
+    return path, m
+
+
+def warm(path: Path) -> None:
+    """Read the file once so that every timed run finds it in the page cache."""
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+
+
+def ikeflow_cmd(override: str | None) -> list[str]:
+    if override:
+        return shlex.split(override)
+    beside = Path(sys.executable).parent / "ikeflow"  # the console script, not a pyenv/venv shim
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    found = shutil.which("ikeflow")
+    return [found] if found else [sys.executable, "-m", "ikeflow"]
+
+
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, int, str]:
+    """Run one command as a whole process: (wall seconds, peak RSS MiB, exit code, stderr tail).
+
+    Peak RSS comes from GNU time's %M (its child is forked from the small `time`
+    process, so nothing of this Python process is counted), else from wait4().
+    """
+    with tempfile.NamedTemporaryFile("w+", suffix=".time") as tfile, tempfile.TemporaryFile() as err:
+        full = [GNU_TIME, "-o", tfile.name, "-f", "%x %M"] + cmd if GNU_TIME else cmd
+        t = time.perf_counter()
+        proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        code = os.waitstatus_to_exitcode(status)
+        rss_kib = usage.ru_maxrss  # KiB on Linux
+        if GNU_TIME:
+            fields = tfile.read().split()
+            if len(fields) >= 2 and fields[-1].isdigit():
+                code, rss_kib = int(fields[-2]), int(fields[-1])
+        err.seek(0)
+        tail = err.read()[-2000:].decode(errors="replace")
+    return wall, rss_kib / 1024, code, tail
+
+
+def ok_exit(tool: str, code: int) -> bool:
+    return code in (0, 1) if tool == "ikeflow" else code == 0  # ikeflow exits 1 when it has error findings
+
+
+def compare(path: Path, packets: int, runs: int, cmds: dict[str, list[str]]) -> dict[str, dict]:
+    results = {name: {"walls": [], "rss": []} for name in cmds}
+    names = list(cmds)
+    for r in range(runs):
+        order = names if r % 2 == 0 else names[::-1]  # alternate who goes first
+        for name in order:
+            wall, rss, code, err = run(cmds[name])
+            if not ok_exit(name, code):
+                print(f"{name} failed (exit {code}):\n{err}", file=sys.stderr)
+                sys.exit(1)
+            results[name]["walls"].append(wall)
+            results[name]["rss"].append(rss)
+            print(f"  run {r + 1}/{runs} {name:8} {wall:8.2f} s  {rss:7.1f} MiB", flush=True)
+    for res in results.values():
+        res["median"] = statistics.median(res["walls"])
+        res["pps"] = packets / res["median"]
+        res["peak_rss"] = max(res["rss"])
+    return results
+
+
+def report(results: dict[str, dict], packets: int) -> None:
+    print()
+    print(f"{'tool':8} {'median s':>9} {'packets/s':>11} {'peak RSS MiB':>13}   runs (s)")
+    for name, res in results.items():
+        walls = " ".join(f"{w:.2f}" for w in res["walls"])
+        print(f"{name:8} {res['median']:9.2f} {res['pps']:11,.0f} {res['peak_rss']:13.1f}   {walls}")
+    ike = results["ikeflow"]
+    print()
+    if "tshark" in results:
+        ratio = results["tshark"]["median"] / ike["median"]
+        print(f"ratio tshark_time / ikeflow_time = {ratio:.2f}  (target >= {TARGET_RATIO:g}: "
+              f"{'MET' if ratio >= TARGET_RATIO else 'NOT MET'})")
+    else:
+        print("ratio: tshark not run")
+    print(f"ikeflow peak RSS = {ike['peak_rss']:.1f} MiB  (target < {TARGET_RSS_MIB:g} MiB: "
+          f"{'MET' if ike['peak_rss'] < TARGET_RSS_MIB else 'NOT MET'})")
+
+
+def sizes_sweep(sizes: list[int], folder: Path, seed: int, fmt: str, runs: int, cmd: list[str],
+                known: dict[int, tuple[Path, dict]]) -> None:
+    rows = []
+    for n in sizes:
+        path, _ = known.get(n) or ensure_capture(folder, n, seed, fmt)
+        warm(path)
+        walls, rss = [], []
+        for _ in range(runs):
+            wall, peak, code, err = run(cmd + ["read", "--json", str(path)])
+            if not ok_exit("ikeflow", code):
+                print(f"ikeflow failed (exit {code}):\n{err}", file=sys.stderr)
+                sys.exit(1)
+            walls.append(wall)
+            rss.append(peak)
+        rows.append((n, path.stat().st_size / 2**20, statistics.median(walls), max(rss)))
+    print()
+    print("ikeflow RSS by capture size")
+    print(f"{'packets':>9} {'file MiB':>9} {'median s':>9} {'packets/s':>11} {'peak RSS MiB':>13}")
+    for n, mib, wall, peak in rows:
+        print(f"{n:9} {mib:9.0f} {wall:9.2f} {n / wall:11,.0f} {peak:13.1f}")
+    if len(rows) > 1:
+        (n0, _, _, r0), (n1, _, _, r1) = rows[0], rows[-1]
+        print(f"RSS change from {n0} to {n1} packets: {r1 - r0:+.1f} MiB ({(r1 - r0) / r0 * 100:+.0f} %) "
+              f"for {n1 / n0:.1f}x the packets; under {TARGET_RSS_MIB:g} MiB at every size: "
+              f"{'yes' if all(r[3] < TARGET_RSS_MIB for r in rows) else 'NO'}")
+
+
+def sanity(path: Path, manifest: dict | None, cmd: list[str]) -> None:
+    """One untimed run whose JSON is checked against what the generator wrote."""
+    print()
+    if not manifest:
+        print("sanity check skipped: no generator manifest for this file (give --file FILE with FILE.manifest.json)")
+        return
+    with tempfile.TemporaryFile() as out:
+        _, _, code, err = run(cmd + ["read", "--json", str(path)], stdout=out)
+        out.seek(0)
+        try:
+            doc = json.load(out)
+        except ValueError as e:
+            print(f"sanity check: ikeflow's output is not JSON ({e}); exit {code}\n{err}")
+            return
+    c = manifest["counts"]
+    st = doc.get("stats", {})
+    flows = {f["spi"]: f for f in doc.get("esp_flows", [])}
+    planted = {f["spi"]: f for f in manifest["esp_flows"]}
+    lost_doc = sum(f.get("lost", 0) for f in flows.values())
+    dup_doc = sum(f.get("duplicates", 0) for f in flows.values())
+    spi_lost_ok = all(flows.get(s, {}).get("lost") == f["lost"] for s, f in planted.items())
+    spi_pk_ok = all(flows.get(s, {}).get("packets") == f["packets"] for s, f in planted.items())
+    checks = [
+        ("packets", doc.get("capture", {}).get("packets"), manifest["packets"]),
+        ("ESP packets", st.get("esp"), c["esp"]),
+        ("IKE messages", st.get("ike"), c["ike"]),
+        ("NAT-T keepalives", st.get("keepalives"), c["keepalive"]),
+        ("other (skipped)", st.get("skipped"), c["other"]),
+        ("malformed", st.get("malformed"), 0),
+        ("ESP flows (SPIs)", len(flows), len(planted)),
+        ("IKE SAs", len(doc.get("ike_sas", [])), len(manifest["ike_sas"])),
+        ("ESP lost (sum)", lost_doc, manifest["planted"]["lost"]),
+        ("ESP duplicates (sum)", dup_doc, len(manifest["planted"]["duplicates"])),
+        ("per-SPI packets equal", spi_pk_ok, True),
+        ("per-SPI lost equal", spi_lost_ok, True),
+    ]
+    print(f"sanity check of ikeflow's JSON against the generator (exit code {code}; not asserted):")
+    bad = 0
+    for name, got, want in checks:
+        same = got == want
+        bad += not same
+        print(f"  {'ok      ' if same else 'MISMATCH'} {name:24} ikeflow {got!s:>9}   generator {want!s:>9}")
+    findings = doc.get("findings", [])
+    codes: dict[str, int] = {}
+    for f in findings:
+        codes[f["code"]] = codes.get(f["code"], 0) + 1
+    print(f"  findings: {', '.join(f'{k} x{v}' for k, v in sorted(codes.items())) or 'none'}")
+    print(f"  sanity: {'all match' if not bad else f'{bad} mismatch(es)'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--packets", type=int, default=1_000_000, help="size of the generated capture (default 1000000)")
+    ap.add_argument("--file", type=Path, help="benchmark this capture instead of a generated one "
+                    "(its FILE.manifest.json, if there, enables the sanity check)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per tool (default 3; medians are reported)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
+    ap.add_argument("--sizes", nargs="?", const="200000,1000000", metavar="N,N",
+                    help="also show ikeflow's RSS at these capture sizes (default 200000,1000000)")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-out", help="where generated captures go")
+    ap.add_argument("--tmp", action="store_true", help="generate into a temporary folder, removed afterwards")
+    ap.add_argument("--ikeflow", help="ikeflow command to run (default: the ikeflow console script)")
+    ap.add_argument("--tshark", default=shutil.which("tshark"), help="tshark binary (default: from PATH)")
+    ap.add_argument("--no-tshark", action="store_true", help="time ikeflow only")
+    ap.add_argument("--no-check", action="store_true", help="skip the sanity check against the generator")
+    a = ap.parse_args(argv)
+
+    tmp = tempfile.TemporaryDirectory(prefix="ikeflow-bench-") if a.tmp else None
+    folder = Path(tmp.name) if tmp else a.out_dir
+    known: dict[int, tuple[Path, dict]] = {}
+    if a.file:
+        path = a.file
+        mpath = path.with_name(path.name + ".manifest.json")
+        manifest = json.loads(mpath.read_text()) if mpath.is_file() else None
+        packets = manifest["packets"] if manifest else None
+    else:
+        path, manifest = ensure_capture(folder, a.packets, a.seed, a.format)
+        packets = a.packets
+        known[a.packets] = (path, manifest)
+
+    ike = ikeflow_cmd(a.ikeflow)
+    cmds = {"ikeflow": ike + ["read", "--json", str(path)]}
+    if a.no_tshark:
+        pass
+    elif not a.tshark:
+        print("tshark not found (apt-get install tshark): timing ikeflow only")
+    else:
+        cmds["tshark"] = [a.tshark, "-r", str(path)] + TSHARK_ARGS
+    warm(path)
+    if packets is None:  # a foreign file: count its frames once (untimed)
+        out = subprocess.run([a.tshark, "-r", str(path), "-T", "fields", "-e", "frame.number"] if a.tshark else
+                             ike + ["read", "--json", str(path)], capture_output=True, text=True)
+        packets = (out.stdout.count("\n") if a.tshark else json.loads(out.stdout)["capture"]["packets"])
+
+    print()
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"python {sys.version.split()[0]}")
+    if "tshark" in cmds:
+        version = subprocess.run([a.tshark, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+        print(f"tshark: {version}")
+    print(f"capture: {path} ({path.stat().st_size / 2**20:.0f} MiB, {packets} packets)")
+    for name, cmd in cmds.items():
+        print(f"{name:8} $ {shlex.join(cmd)} > /dev/null")
+    print()
+    results = compare(path, packets, a.runs, cmds)
+    report(results, packets)
+
+    if a.sizes:
+        sizes = sorted({int(x) for x in a.sizes.split(",") if x.strip()})
+        sizes_sweep(sizes, folder, a.seed, a.format, a.runs, ike, known)
+    if not a.no_check:
+        sanity(path, manifest, ike)
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
