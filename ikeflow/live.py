@@ -7,9 +7,14 @@ goes through the reader's inline counter (`capture._fast_esp`), everything
 else through `Analyzer.record`.  So the final report is what `ikeflow read`
 prints for the same packets, e.g. for the `--write` file.
 
-Everything runs in one thread: the loop drains the socket without blocking,
-and every quarter second refreshes the view (rich Live on a terminal, JSON
-lines otherwise).  Findings are re-evaluated once a second.
+The kernel hands frames over through a TPACKET_V3 ring (PACKET_RX_RING,
+shared memory, no system call per packet; IKEFLOW_LIVE_RING=0 falls back to
+one recvmsg per packet).  Everything runs in one thread: the loop drains the
+ring without blocking, and every quarter second refreshes the view (rich Live
+on a terminal, JSON lines otherwise).  Findings, "waiting for ..." lines, ESP
+rates and the kernel's drop counter (PACKET_STATISTICS) are updated once a
+second.  The findings shown while capturing are `findings.find` on the
+analysis so far; the final report is the same call after `Analyzer.finish`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ REFRESH = 0.25  # seconds between view refreshes
 EVALUATE = 1.0  # seconds between findings / ESP rate / kernel drop updates
 STALL_GRACE = 1.5  # a stall finding must persist this long before it is shown (an answer may be in flight)
 WAIT_SHOWN = 2.0  # an unanswered message becomes a "waiting for ..." event after this many seconds
+DRAIN = 3.0  # seconds at most to take in what arrived before the stop
 WAIT_STEPS = (2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
@@ -99,6 +105,7 @@ class PacketSocket:
             hatype = _check_interface(iface)
             cooked = hatype not in (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE)
         self.cooked = cooked
+        self.loopback = iface == "any" or hatype == ARPHRD_LOOPBACK  # outgoing copies to skip
         if cooked:
             self.linktype = LINKTYPE_SLL
         else:
@@ -153,7 +160,7 @@ class PacketSocket:
     def read(self, limit: int) -> list[tuple[int, int, bytes, int]]:
         """Up to about `limit` waiting frames as (seconds, microseconds, data, wire length), without blocking."""
         if self.ring is not None:
-            return self.ring.read(limit, self.cooked)
+            return self.ring.read(limit, self.cooked, self.loopback)
         out = []
         recv, buf, view, cooked = self.sock.recvmsg_into, [self.buf], self.view, self.cooked
         flags = socket.MSG_DONTWAIT | socket.MSG_TRUNC
@@ -214,7 +221,7 @@ class _Ring:
         self.mm = mmap.mmap(sock.fileno(), self.BLOCK * self.BLOCKS, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.block = 0
 
-    def read(self, limit: int, cooked: bool) -> list[tuple[int, int, bytes, int]]:
+    def read(self, limit: int, cooked: bool, loopback: bool) -> list[tuple[int, int, bytes, int]]:
         mm, out = self.mm, []
         unpack, head = struct.unpack_from, struct.Struct("IIIII4xHH").unpack_from
         while len(out) < limit:
@@ -227,18 +234,21 @@ class _Ring:
                 nxt, sec, nsec, snaplen, wirelen, mac, net = head(mm, p)
                 # struct sockaddr_ll after the 48-byte header: family, protocol (big endian), ifindex,
                 # hatype (host order), pkttype, halen, address
-                hatype, pkttype, halen = unpack("=HBB", mm, p + 56)
-                if not (pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK):
-                    if cooked:
-                        start = p + net
-                        proto = unpack(">H", mm, p + 50)[0]
-                        data = struct.pack(">HHH", pkttype, hatype, halen) + mm[p + 60 : p + 68] + \
-                            struct.pack(">H", proto) + mm[start : start + snaplen]
-                        wirelen += 16
-                    else:
-                        start = p + mac
-                        data = mm[start : start + snaplen]
-                    out.append((sec, nsec // 1000, data, wirelen))
+                if loopback or cooked:
+                    hatype, pkttype, halen = unpack("=HBB", mm, p + 56)
+                    if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
+                        p += nxt
+                        continue
+                if cooked:  # Linux cooked header (LINKTYPE_SLL), as libpcap builds it for `any`
+                    start = p + net
+                    proto = unpack(">H", mm, p + 50)[0]
+                    data = struct.pack(">HHH", pkttype, hatype, halen) + mm[p + 60 : p + 68] + \
+                        struct.pack(">H", proto) + mm[start : start + snaplen]
+                    wirelen += 16
+                else:
+                    start = p + mac
+                    data = mm[start : start + snaplen]
+                out.append((sec, nsec // 1000, data, wirelen))
                 p += nxt
             struct.pack_into("I", mm, base + 8, 0)  # TP_STATUS_KERNEL: hand it back
             self.block = (self.block + 1) % self.BLOCKS
@@ -364,10 +374,11 @@ def _finding_key(f) -> tuple:
 class Session:
     """One live capture: feeds the core, keeps the counters both views show."""
 
-    def __init__(self, iface: str, an, info, sink):
+    def __init__(self, iface: str, an, info, sink, sock):
         from ikeflow.capture import _FAST
 
-        self.iface, self.an, self.info, self.sink = iface, an, info, sink
+        self.iface, self.an, self.info, self.sink, self.sock = iface, an, info, sink, sock
+        self.cpu = 0.0  # CPU seconds the capture loop used
         self.fast = _FAST.get(info.linktypes[0])
         self.frames = 0
         self.start = time.time()
@@ -573,12 +584,14 @@ class TerminalSink:
             f"{an.stats.ike} IKE, {sum(esp.values())} ESP",
             (f"  kernel dropped {session.sock.drops}", "bold red") if session.sock.drops else "  no kernel drops",
             ("  Ctrl-C ends with the report", "dim"))
-        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
-        for col, just, wrap in (("peers a ⇄ b", "left", False), ("IKE SA", "left", False), ("state", "left", True),
-                                ("last message", "left", False), ("retr", "right", False), ("NAT", "left", True),
-                                ("ESP a→b", "right", False), ("ESP b→a", "right", False)):
-            t.add_column(col, justify=just, no_wrap=not wrap, overflow="ellipsis" if not wrap else "fold",
-                         ratio=1 if wrap else None)
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for col, just, wrap, least, most in (
+                ("peers a ⇄ b", "left", False, None, None), ("IKE SA", "left", False, None, None),
+                ("state", "left", True, 20, None), ("last (ago)", "left", False, None, None),
+                ("retr", "right", False, None, None), ("NAT", "left", True, None, 12),
+                ("ESP a→b", "right", False, None, None), ("ESP b→a", "right", False, None, None)):
+            t.add_column(col, justify=just, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis",
+                         min_width=least, max_width=most)
         keys = list(an.pairs)
         for (src, dst) in esp:
             k = self._key(src, dst)
@@ -592,7 +605,7 @@ class TerminalSink:
             sa = pair.sas[-1] if pair and pair.sas else None
             sa_text, state, last, nat = "—", Text("ESP only" if not pair or not pair.sas else ""), "", ""
             if sa is not None:
-                sa_text = f"{sa.mode()} {sa.ispi.hex()[:8]}" + (f" (+{len(pair.sas) - 1})" if len(pair.sas) > 1 else "")
+                sa_text = f"v{sa.version} {sa.ispi.hex()[:8]}" + (f" +{len(pair.sas) - 1}" if len(pair.sas) > 1 else "")
                 waits = waiting(sa, now)
                 if waits:
                     w = max(waits, key=lambda w: w["last"].time)
@@ -603,7 +616,7 @@ class TerminalSink:
                 m = max((x.messages[-1] for x in pair.sas if x.messages), key=lambda m: m.time)
                 last_time = max(last_time, m.time)
                 arrow = "→" if m.src == a else "←"
-                last = f"{m.label}{' (again)' if m.retransmission else ''} {arrow} {max(0.0, now - m.time):.1f} s ago"
+                last = f"{m.label}{' again' if m.retransmission else ''} {arrow} {_ago(now - m.time)}"
                 behind = sa.behind_nat()
                 who = [r for r in "IR" if behind[r]]
                 nat = {0: "", 1: f"{who[0]} behind NAT", 2: "both behind NAT"}[len(who)]
@@ -611,9 +624,9 @@ class TerminalSink:
                     nat += ("; " if nat else "") + f"float at {sa.float_at}"
             out, back = esp.get((a, b), 0), esp.get((b, a), 0)
             ro, rb = self.esp_rate.get((a, b), 0.0), self.esp_rate.get((b, a), 0.0)
-            rows.append((last_time, (f"{ip(a)} ⇄ {ip(b)}", sa_text, state, last, str(self.retrans.get(k, 0) or ""),
-                                     nat or "none seen", f"{out} ({ro:.0f}/s)" if out else "0",
-                                     f"{back} ({rb:.0f}/s)" if back else "0")))
+            rows.append((last_time, (f"{ip(a)}\n⇄ {ip(b)}", sa_text, state, last, str(self.retrans.get(k, 0) or ""),
+                                     nat or "none seen", f"{_n(out)} {_n(ro)}/s" if out else "0",
+                                     f"{_n(back)} {_n(rb)}/s" if back else "0")))
         room = max(3, self.console.size.height - self.EVENTS - 8)
         rows.sort(key=lambda r: r[0], reverse=True)
         for _, cells in rows[:room]:
@@ -626,6 +639,26 @@ class TerminalSink:
         parts.append(Text("events", style="bold"))
         parts.extend(list(self.events)[-self.EVENTS:])
         return Group(*parts)
+
+
+def _n(x: float) -> str:
+    """A count or rate in at most 4 characters and a suffix: 812, 41k, 1.2M."""
+    if x < 1000:
+        return f"{x:.0f}"
+    if x < 10_000:
+        return f"{x / 1000:.1f}k"
+    if x < 1_000_000:
+        return f"{x / 1000:.0f}k"
+    return f"{x / 1e6:.1f}M"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
 
 
 def _clock(ts: float) -> str:
@@ -699,9 +732,14 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         json_mode = as_json or not sys.stdout.isatty()
         sink = JsonSink(sys.stdout) if json_mode else TerminalSink(Console(no_color=no_color, highlight=False))
         an = Analyzer(ike_port, natt_port)
+        spool = None
+        if json_mode:
+            from ikeflow.report import MessageSpool
+
+            spool = MessageSpool(1)
+            an.listeners.append(spool.add)
         info = FileInfo(f"{interface} (live)", format="live", linktypes=[sock.linktype])
-        session = Session(interface, an, info, sink)
-        session.sock = sock
+        session = Session(interface, an, info, sink, sock)
 
         stop = {"why": None}
 
@@ -715,9 +753,46 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             sink.start(session, expr)
             deadline = session.start + duration if duration else None
             next_tick = next_eval = time.time()
-            fast, esp, record, frames = session.fast, an.esp, an.record, 0
+            fast, esp, record, linktype = session.fast, an.esp, an.record, sock.linktype
             cpu0 = time.process_time()
             first = last = None
+            frames = 0
+
+            def feed(batch, until=None) -> bool:
+                """Analyse (and save) a batch; True when --count is reached or a frame is later than `until`."""
+                nonlocal frames, first, last
+                done = False
+                for sec, usec, data, wirelen in batch:
+                    ts = sec + usec * 1e-6
+                    if until is not None and ts > until:
+                        done = True
+                        break
+                    frames += 1
+                    if first is None:
+                        first = ts
+                    last = ts
+                    if writer:
+                        writer.write(sec, usec, data, wirelen)
+                    if not (fast and _fast_esp(data, 0, len(data), fast, esp, ts, frames)):
+                        record(Record(frames, ts, linktype, data, wirelen))
+                    if count and frames >= count:
+                        stop["why"] = "count"
+                        done = True
+                        break
+                session.frames = frames
+                info.first_time, info.last_time = first, last
+                return done
+
+            def read(limit):
+                try:
+                    return sock.read(limit)
+                except OSError as e:
+                    if e.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO):
+                        click.echo(f"ikeflow: warning: {interface}: {os.strerror(e.errno)}; capture ended", err=True)
+                        stop["why"] = stop["why"] or "interface"
+                        return None
+                    raise
+
             while stop["why"] is None:
                 now = time.time()
                 wait = min(next_tick, deadline or next_tick) - now
@@ -729,30 +804,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
                 else:
                     ready = [sock]
                 if ready:
-                    try:
-                        batch = sock.read(BATCH)
-                    except OSError as e:
-                        if e.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO):
-                            click.echo(f"ikeflow: warning: {interface}: {os.strerror(e.errno)}; capture ended", err=True)
-                            stop["why"] = "interface"
-                            batch = []
-                        else:
-                            raise
-                    for sec, usec, data, wirelen in batch:
-                        frames += 1
-                        ts = sec + usec * 1e-6
-                        if first is None:
-                            first = ts
-                        last = ts
-                        if writer:
-                            writer.write(sec, usec, data, wirelen)
-                        if not (fast and _fast_esp(data, 0, len(data), fast, esp, ts, frames)):
-                            record(Record(frames, ts, sock.linktype, data, wirelen))
-                        if count and frames >= count:
-                            stop["why"] = "count"
-                            break
-                    session.frames = frames
-                    info.first_time, info.last_time = first, last
+                    feed(read(BATCH) or [])
                 now = time.time()
                 if deadline and now >= deadline:
                     stop["why"] = "duration"
@@ -765,6 +817,20 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
                         writer.flush()
                     sink.tick(session, now)
                     next_tick = now + REFRESH
+            if stop["why"] not in ("count", "interface"):
+                # What arrived before the stop and still waits in the kernel (a ring block not yet handed
+                # over, a backlog under load) belongs to the capture: take it, for up to DRAIN seconds.
+                until, idle = (deadline if stop["why"] == "duration" else time.time()), 0
+                give_up = time.time() + DRAIN
+                while time.time() < give_up and idle < 3:
+                    batch = read(BATCH)
+                    if batch is None or feed(batch, until):
+                        break
+                    if not batch:
+                        idle += 1
+                        time.sleep(_Ring.RETIRE / 1000)
+                    else:
+                        idle = 0
             session.frames = frames
             sock.stats()
             session.cpu = time.process_time() - cpu0
@@ -791,15 +857,16 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             key = _finding_key(f)
             if session._shown.get(key) != f.severity:
                 sink.finding(f)
-        from ikeflow.report import build
+        from ikeflow.report import build, write as write_report
 
         sink.emit({"event": "capture", "interface": interface, "packets": frames, "kernel_drops": drops,
                    "seconds": round(elapsed, 3), "cpu_seconds": round(session.cpu, 3), "ended_by": stop["why"]})
-        sink.emit({"event": "report", "report": build(an, [info], found, verdict)})
+        sys.stdout.write('{"event":"report","report":')
+        write_report(sys.stdout, build(an, [info], found, verdict), spool, end="}\n")
         sys.stdout.flush()
     else:
         from ikeflow.terminal import render
 
-        render(Console(no_color=no_color, highlight=False), an, [info], found, verdict)
+        render(Console(no_color=no_color, highlight=False), an, [info], found, verdict, title=f"ikeflow live {interface}")
     click.echo(f"ikeflow: {note}", err=True)
     return EXIT_FINDINGS if any(f.severity == ERROR for f in found) else EXIT_OK
