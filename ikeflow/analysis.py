@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from ikeflow import packet as pk
 from ikeflow.capture import Record
-from ikeflow.esp import EspTable
+from ikeflow.esp import EspTable, esp_key
 from ikeflow.ike import decode_isakmp
-from ikeflow.ikesa import IkeSa, Seen
+from ikeflow.ikesa import IkeSa
 
 MAX_LISTED = 1000  # malformed frames listed one by one; the rest are counted
 ICMP_TEXT = {
@@ -120,10 +120,10 @@ class Analyzer:
 
     def _esp(self, ref: int, ts: float, pkt: pk.Packet) -> None:
         body = pkt.payload
-        spi = body[:4]
+        spi = int.from_bytes(body[:4], "big")
         seq = int.from_bytes(body[4:8], "big")
         encap = "udp" if pkt.sport else "esp"
-        self.esp.add(pkt.src + pkt.dst + spi, encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
+        self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
         self._pair(pkt.src, pkt.dst, ts)
 
     def _ike(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
@@ -200,9 +200,3 @@ class Analyzer:
     def pair_of(self, sa: IkeSa) -> PeerPair:
         a, b = sa.initiator[0], sa.responder[0]
         return self.pairs[(a, b) if a <= b else (b, a)]
-
-    def messages(self) -> list[tuple[IkeSa, Seen]]:
-        """Every IKE message in capture order."""
-        out = [(sa, m) for sa in self.sas.values() for m in sa.messages]
-        out.sort(key=lambda x: (x[1].time, x[1].ref))
-        return out

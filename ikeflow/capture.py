@@ -43,13 +43,13 @@ FAST_LINKS = {
     LINKTYPE_SLL: (14, 16),
     LINKTYPE_SLL2: (0, 20),
 }
-# IPv4 header up to the first 8 bytes of its payload: version/IHL, total length,
-# flags/fragment offset, protocol, then two 32-bit words (ESP: SPI, sequence).
-_IP = ">BxHxxHxB10xII"
+# IPv4 header and the first 16 bytes of its payload in one read: version/IHL, total
+# length, flags/fragment offset, protocol, destination, then four 32-bit words w0..w3
+# (ESP: SPI, sequence; UDP-encapsulated ESP: ports, length/checksum, SPI, sequence).
+_IP = ">BxHxxHxBxx4xIIIII"
 _FAST = {lt: (struct.Struct(_IP).unpack_from if et is None else
               struct.Struct(">H" + "x" * (ip - et - 2) + _IP[1:]).unpack_from, et, ip)
          for lt, (et, ip) in FAST_LINKS.items()}
-_UDP_ESP = struct.Struct(">HH4xII").unpack_from  # ports, then SPI and sequence after the UDP header
 
 
 class CaptureError(Exception):
@@ -174,25 +174,19 @@ def _fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref:
     """
     unpack, etype_at, l2 = fast
     ip = p + l2
-    if end - ip < 36:  # IPv4 header + UDP header + SPI + sequence, or an ESP of 16 bytes
+    if end - ip < 36:
         return False
     if etype_at is None:
-        vhl, size, frag, proto, spi, seq = unpack(buf, p)
+        etype, (vhl, size, frag, proto, dst, w0, w1, w2, w3) = 0x0800, unpack(buf, p)
     else:
-        etype, vhl, size, frag, proto, spi, seq = unpack(buf, p + etype_at)
-        if etype != 0x0800:
-            return False
-    if vhl != 0x45 or frag & 0x3FFF or size > end - ip:  # options, MF or offset, cut short
+        etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, p + etype_at)
+    if etype != 0x0800 or vhl != 0x45 or frag & 0x3FFF or size > end - ip:  # options, MF or offset, cut short
         return False
+    natt = esp.natt_port
     if proto == 50:
-        key = buf[ip + 12 : ip + 24]
-        encap, sport, dport = "esp", 0, 0
-    elif proto == 17:
-        sport, dport, spi, seq = _UDP_ESP(buf, ip + 20)
-        if (sport != esp.natt_port and dport != esp.natt_port) or not spi:
-            return False
-        key = buf[ip + 12 : ip + 20] + buf[ip + 28 : ip + 32]
-        encap = "udp"
+        key, seq, encap, sport, dport = dst << 32 | w0, w1, "esp", 0, 0
+    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and w2:
+        key, seq, encap, sport, dport = dst << 32 | w2, w3, "udp", w0 >> 16, w0 & 0xFFFF
     else:
         return False
     f = esp.flows.get(key)
@@ -216,15 +210,18 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
     linktype = struct.unpack(endian + "I", header[20:24])[0] & 0x0FFFFFFF
     info.linktypes = [linktype]
     fast = _FAST.get(linktype) if esp is not None else None
-    unpack, etype_at, l2 = fast or (None, None, 0)
-    if fast and etype_at is None:  # no ethertype: read the IP header with a fake one in front
-        raw_unpack = unpack
-        unpack, etype_at = (lambda b, o: (0x0800, *raw_unpack(b, o))), 0
+    if fast is None:  # no fast path: an IP offset that no record reaches
+        unpack, etype_at, l2 = None, 0, 1 << 40
+    else:
+        unpack, etype_at, l2 = fast
+        if etype_at is None:  # no ethertype: read the IP header with a fake one in front
+            raw_unpack = unpack
+            unpack, etype_at = (lambda b, o: (0x0800, *raw_unpack(b, o))), 0
     flows_get = esp.flows.get if esp is not None else None
-    natt, udp_esp = (esp.natt_port if esp is not None else 0), _UDP_ESP
+    natt = esp.natt_port if esp is not None else 0
     rec = struct.Struct(endian + "IIII").unpack_from
-    base = frame_ref(file_index, 0)
-    buf, off, consumed, frame = b"", 0, 24, 0
+    base = ref = frame_ref(file_index, 0)
+    buf, off, consumed = b"", 0, 24
     first = ts = None
     while True:
         chunk = stream.read(CHUNK)
@@ -234,40 +231,35 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
         consumed += off
         buf = buf[off:] + chunk
         off, n = 0, len(buf)
+        if first is None and n >= 16:
+            sec, frac = rec(buf, 0)[:2]
+            first = sec + frac * scale
         batch: list[Record] = []
         while off + 16 <= n:
             sec, frac, caplen, wirelen = rec(buf, off)
-            if caplen > MAX_RECORD:
-                info.truncated_at = consumed + off
-                info.warning = f"corrupt record header at byte {consumed + off} (length {caplen})"
-                _finish(info, frame, first, ts)
-                if batch:
-                    yield batch
-                return
             p = off + 16
             end = p + caplen
             if end > n:
+                if caplen > MAX_RECORD:
+                    info.truncated_at = consumed + off
+                    info.warning = f"corrupt record header at byte {consumed + off} (length {caplen})"
+                    _finish(info, ref - base, first, ts)
+                    if batch:
+                        yield batch
+                    return
                 break
-            frame += 1
+            ref += 1
             ts = sec + frac * scale
-            if first is None:
-                first = ts
             off = end
             # Fast path: the steps of _fast_esp, inline (a call per packet costs a third of the speed).
             ip = p + l2
-            if fast and end - ip >= 36:
-                etype, vhl, size, frag, proto, spi, seq = unpack(buf, p + etype_at)
+            if end - ip >= 36:
+                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, p + etype_at)
                 if etype == 0x0800 and vhl == 0x45 and not frag & 0x3FFF and size <= end - ip:
                     if proto == 50:
-                        key = buf[ip + 12 : ip + 24]
-                        encap, sport, dport = "esp", 0, 0
-                    elif proto == 17:
-                        sport, dport, spi, seq = udp_esp(buf, ip + 20)
-                        if (sport == natt or dport == natt) and spi:
-                            key = buf[ip + 12 : ip + 20] + buf[ip + 28 : ip + 32]
-                            encap = "udp"
-                        else:
-                            key = None
+                        key, seq = dst << 32 | w0, w1
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and w2:
+                        key, seq = dst << 32 | w2, w3
                     else:
                         key = None
                     if key is not None:
@@ -276,20 +268,22 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
                             f.packets += 1
                             f.bytes += size
                             f.last_time = ts
-                            f.last_frame = base + frame
+                            f.last_frame = ref
                             f.seq_max = seq
+                        elif proto == 50:
+                            esp.add(key, "esp", 0, 0, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                         else:
-                            esp.add(key, encap, sport, dport, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20],
-                                    seq, size, ts, base + frame)
+                            esp.add(key, "udp", w0 >> 16, w0 & 0xFFFF, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20],
+                                    seq, size, ts, ref)
                         continue
-            batch.append(Record(base + frame, ts, linktype, buf[p:end], wirelen))
-        info.packets = frame
+            batch.append(Record(ref, ts, linktype, buf[p:end], wirelen))
+        info.packets = ref - base
         if batch:
             yield batch
     if off < len(buf):
         info.truncated_at = consumed + off
         info.warning = f"capture ends inside a record at byte {consumed + off} (cut short while writing?)"
-    _finish(info, frame, first, ts)
+    _finish(info, ref - base, first, ts)
 
 
 def _finish(info: FileInfo, frames: int, first, last) -> None:

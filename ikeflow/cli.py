@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -77,6 +76,12 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
 
     err = Console(stderr=True, no_color=no_color)
     an = Analyzer(ike_port, natt_port)
+    spool = None
+    if as_json:
+        from ikeflow.report import MessageSpool
+
+        spool = MessageSpool(len(files))
+        an.listeners.append(spool.add)
     infos: list = []
     progress = _Progress(err, files) if err.is_terminal and not as_json else None
     try:
@@ -99,10 +104,9 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
     found = find(an, infos)
     verdict = verdicts(an, found)
     if as_json:
-        from ikeflow.report import build
+        from ikeflow.report import build, write
 
-        doc = build(an, infos, found, verdict)
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")  # the C encoder: no indent
+        write(sys.stdout, build(an, infos, found, verdict), spool)
     else:
         from ikeflow.terminal import render
 

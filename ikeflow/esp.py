@@ -15,7 +15,7 @@ MASK = (1 << WINDOW) - 1
 
 @dataclass(slots=True)
 class EspFlow:
-    """One ESP SA as seen on the wire: one SPI from one source to one destination."""
+    """One ESP SA as seen on the wire: one SPI towards one destination (from the source first seen)."""
 
     src: bytes
     dst: bytes
@@ -51,24 +51,34 @@ class EspFlow:
         return str(ipaddress.ip_address(self.dst))
 
 
+def esp_key(dst: bytes, spi: int) -> int:
+    """The key of an ESP SA: its destination and SPI, as IPsec itself tells SAs apart (RFC 4301 4.1).
+
+    IPv4: dst << 32 | spi, which the fast path in capture.py computes the same way.
+    """
+    if len(dst) == 4:
+        return int.from_bytes(dst, "big") << 32 | spi
+    return ((1 << 128) | int.from_bytes(dst, "big")) << 32 | spi
+
+
 class EspTable:
-    """All ESP flows of a capture, keyed by source+destination address+SPI bytes."""
+    """All ESP flows of a capture, keyed by esp_key()."""
 
     def __init__(self, natt_port: int = 4500):
         self.natt_port = natt_port
-        self.flows: dict[bytes, EspFlow] = {}
+        self.flows: dict[int, EspFlow] = {}
 
     @property
     def packets(self) -> int:
         """ESP packets counted so far."""
         return sum(f.packets for f in self.flows.values())
 
-    def add(self, key: bytes, encap: str, sport: int, dport: int, src: bytes, dst: bytes,
+    def add(self, key: int, encap: str, sport: int, dport: int, src: bytes, dst: bytes,
             seq: int, size: int, ts: float, ref: int) -> None:
-        """Count one ESP packet; `key` is src+dst+SPI as bytes, `size` the IP datagram length."""
+        """Count one ESP packet; `key` is esp_key(dst, spi), `size` the IP datagram length."""
         f = self.flows.get(key)
         if f is None:
-            self.flows[key] = EspFlow(src, dst, int.from_bytes(key[-4:], "big"), encap, sport, dport,
+            self.flows[key] = EspFlow(src, dst, key & 0xFFFFFFFF, encap, sport, dport,
                                       1, size, ts, ts, ref, ref, seq, seq, seq, 1, seq)
             return
         f.packets += 1

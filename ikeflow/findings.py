@@ -45,14 +45,14 @@ def times(n: int) -> str:
 
 def retransmissions(an: Analyzer, files):
     for sa in an.sas.values():
-        again = [m for m in sa.messages if m.retransmission]
-        if not again:
+        if not sa.retransmitted:
             continue
-        labels = sorted({m.label for m in again})
-        yield Finding(INFO, "retransmissions", again[0].label,
-                      f"{len(again)} retransmitted message{'s' if len(again) > 1 else ''} ({', '.join(labels)})",
+        n = sum(sa.retransmitted.values())
+        labels = ", ".join(f"{label} ×{k}" for label, k in sa.retransmitted.items())
+        yield Finding(INFO, "retransmissions", next(iter(sa.retransmitted)),
+                      f"{n} retransmitted message{'s' if n > 1 else ''} ({labels})",
                       "Retransmissions that are answered later mean loss or a slow peer.",
-                      [m.ref for m in again], [], sa)
+                      sa.retransmission_frames, [], sa)
 
 
 def nat(an: Analyzer, files):

@@ -14,6 +14,9 @@ from ikeflow.ike import IkeMessage
 from ikeflow.sequences import ENC
 
 NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
+KEEP = 64  # messages kept per SA at each end (first and last); the middle of very long SAs is counted only
+KEEP_RUNS = 32  # exchanges (message IDs) remembered per SA, newest first kept
+KEEP_DIGESTS = 256  # message digests remembered for spotting retransmissions
 ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
 
 
@@ -62,9 +65,12 @@ class IkeSa:
         self.initiator: tuple[bytes, int] | None = None  # (address, port) of the original initiator
         self.responder: tuple[bytes, int] | None = None
         self.roles_guessed = False
-        self.messages: list[Seen] = []
-        self.runs: dict[tuple, Run] = {}
-        self._digests: set[tuple[str, int]] = set()
+        self.messages: list[Seen] = []  # the first KEEP and the last KEEP messages
+        self.count = 0  # messages seen in all
+        self.retransmitted: dict[str, int] = {}  # label -> retransmissions
+        self.retransmission_frames: list[int] = []  # the first few
+        self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
+        self._digests: dict[tuple[str, int], None] = {}
         self.float_at: str | None = None  # label of the first message on the NAT-T port
         self.natd: list[Seen] = []
         self.nat_oa: dict[str, set[str]] = {"I": set(), "R": set()}  # original addresses each side declared (QM)
@@ -85,7 +91,9 @@ class IkeSa:
         seen = Seen(ref, ts, src, dst, sport, dport, natt_, msg, len(raw), sender, fragments=fragments)
         digest = (sender, hash(raw))
         seen.retransmission = digest in self._digests
-        self._digests.add(digest)
+        self._digests[digest] = None
+        if len(self._digests) > KEEP_DIGESTS:
+            del self._digests[next(iter(self._digests))]
         sk = msg.payload("SK")
         if sk is not None:
             chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
@@ -97,8 +105,22 @@ class IkeSa:
             self.float_at = seen.label
         if not msg.malformed:
             self._learn(seen)
-        self.messages.append(seen)
+        self._keep(seen)
         return seen
+
+    def _keep(self, seen: Seen) -> None:
+        self.count += 1
+        if seen.retransmission:
+            self.retransmitted[seen.label] = self.retransmitted.get(seen.label, 0) + 1
+            if len(self.retransmission_frames) < 10:
+                self.retransmission_frames.append(seen.ref)
+        self.messages.append(seen)
+        if len(self.messages) > 2 * KEEP:
+            del self.messages[KEEP]
+        if len(self.runs) > KEEP_RUNS:
+            old = next((k for k, r in self.runs.items() if r.exchange.phase != 1), None)
+            if old is not None:
+                del self.runs[old]
 
     def _sender(self, msg: IkeMessage, src: bytes, sport: int, dst: bytes, dport: int) -> str:
         if self.initiator is None:

@@ -6,7 +6,9 @@ number.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 
 from ikeflow import __version__
 from ikeflow.analysis import Analyzer, PeerPair
@@ -18,6 +20,7 @@ from ikeflow.proposals import summarize_sa
 SCHEMA = 1
 
 
+@functools.lru_cache(maxsize=4096)
 def ip(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw)) if raw else ""
 
@@ -33,7 +36,46 @@ class Frames:
         return [file, frame] if self.several else frame
 
 
+class MessageSpool:
+    """The `messages` array, written to a temporary file as messages arrive, so that
+    memory does not grow with the number of IKE messages.  Register `add` as an
+    Analyzer listener."""
+
+    def __init__(self, files: int):
+        import tempfile
+
+        self.frame = Frames(files)
+        self.several = files > 1
+        self.file = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.count = 0
+
+    def add(self, event: str, obj) -> None:
+        if event == "message":
+            sa, seen = obj
+            self.file.write(("," if self.count else "") + json.dumps(_message(sa, seen, self.frame, self.several),
+                                                                       separators=(",", ":")))
+            self.count += 1
+
+    def copy_to(self, out) -> None:
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            out.write(chunk)
+
+
+def write(out, doc: dict, spool: MessageSpool, end: str = "\n") -> None:
+    """Write the document with the spooled messages in their place (after `peers`)."""
+    def part(key):
+        return json.dumps(key) + ":" + json.dumps(doc[key], separators=(",", ":"))
+
+    keys = list(doc)
+    at = keys.index("peers") + 1
+    out.write("{" + ",".join(part(k) for k in keys[:at]) + ',"messages":[')
+    spool.copy_to(out)
+    out.write("]," + ",".join(part(k) for k in keys[at:]) + "}" + end)
+
+
 def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict) -> dict:
+    """The document without `messages` (see MessageSpool and write)."""
     frame = Frames(len(files))
     times = [t for f in files for t in (f.first_time, f.last_time) if t is not None]
     return {
@@ -51,7 +93,6 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "skipped": dict(an.skipped.most_common()),
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
         "peers": [_pair(an, p, verdicts.get(k), frame) for k, p in an.pairs.items()],
-        "messages": [_message(sa, m, frame, len(files) > 1) for sa, m in an.messages()],
         "esp_flows": [_flow(f, frame) for f in an.esp.flows.values()],
         "ike_sas": [_sa(sa, frame) for sa in an.sas.values()],
         "findings": [_finding(f, frame) for f in findings],
@@ -133,6 +174,7 @@ def _sa(sa: IkeSa, frame) -> dict:
         "state": sa.state(),
         "up": sa.ike_sa_up(),
         "messages": [frame(m.ref) for m in sa.messages],
+        "message_count": sa.count,
         "nat": {"initiator_behind_nat": behind["I"], "responder_behind_nat": behind["R"],
                 "float_at": sa.float_at, "natd_frames": [frame(m.ref) for m in sa.natd],
                 "nat_oa": {"initiator": sorted(sa.nat_oa["I"]), "responder": sorted(sa.nat_oa["R"])}},

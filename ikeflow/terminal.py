@@ -19,7 +19,8 @@ LADDER_WIDTH = 30
 MAX_LADDER = 60  # messages drawn per SA before eliding the middle
 
 
-def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict) -> None:
+def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict,
+           title: str | None = None) -> None:
     several = len(files) > 1
 
     def frame(ref: int) -> str:
@@ -28,7 +29,7 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
 
     s = an.stats
     names = ", ".join(f.name for f in files)
-    console.print(Text(f"ikeflow read {names}", style="bold"))
+    console.print(Text(title or f"ikeflow read {names}", style="bold"))
     console.print(f"{s.packets} packets: {s.ike} IKE, {s.esp} ESP, {s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
                   f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
     if not an.pairs:

@@ -10,7 +10,7 @@ from scapy.contrib.ikev2 import IKEv2, IKEv2_Notify, IKEv2_SA, IKEv2_Encrypted
 
 from ikeflow import packet as pk
 from ikeflow.analysis import Analyzer
-from ikeflow.esp import EspTable
+from ikeflow.esp import EspTable, esp_key
 from ikeflow.findings import find, verdicts
 
 I, R, NAT = "192.0.2.10", "203.0.113.20", "198.51.100.7"
@@ -187,7 +187,7 @@ def test_keepalives_and_stats_add_up():
 
 def test_esp_gaps_duplicates_and_reordering():
     t = EspTable()
-    key = b"\x01" * 4 + b"\x02" * 4 + b"\x00\x00\x00\x09"
+    key = esp_key(b"\x02" * 4, 9)
     for n, seq in enumerate([1, 2, 3, 5, 6, 6, 4, 10, 11, 3, 12], 1):
         t.add(key, "esp", 0, 0, b"\x01" * 4, b"\x02" * 4, seq, 100, float(n), n)
     f = t.flows[key]
