@@ -1,41 +1,54 @@
-"""ESP accounting per SPI and direction: packets, bytes, times, sequence gaps.
+"""ESP accounting per SA (destination and SPI): packets, bytes, times, sequence gaps.
 
 Memory is bounded per flow: duplicates and reordering are judged within an
 anti-replay style window of the last `WINDOW` sequence numbers.
+
+The counters every packet touches live in a plain list (`EspTable.hot[key]`,
+indexed PACKETS..SEQ_MAX): the reader's fast path updates list items, which
+costs a quarter less than updating attributes.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 WINDOW = 128
 MASK = (1 << WINDOW) - 1
+# The hot list of a flow: what the fast path in capture.py updates for an in-sequence packet,
+# and the destination (an int) it checks the SPI against.
+PACKETS, BYTES, LAST_TIME, LAST_FRAME, SEQ_MAX, DST = range(6)
 
 
-@dataclass(slots=True)
+def esp_key(dst: bytes, spi: int) -> int:
+    """The key of an ESP SA: its destination and SPI, as IPsec itself tells SAs apart (RFC 4301 4.1).
+
+    IPv4: dst << 32 | spi, which the fast path in capture.py computes the same way.
+    """
+    if len(dst) == 4:
+        return int.from_bytes(dst, "big") << 32 | spi
+    return ((1 << 128) | int.from_bytes(dst, "big")) << 32 | spi
+
+
 class EspFlow:
     """One ESP SA as seen on the wire: one SPI towards one destination (from the source first seen)."""
 
-    src: bytes
-    dst: bytes
-    spi: int
-    encap: str  # "esp" (IP protocol 50) or "udp" (RFC 3948, UDP 4500)
-    sport: int
-    dport: int
-    packets: int
-    bytes: int
-    first_time: float
-    last_time: float
-    first_frame: int  # frame_ref
-    last_frame: int
-    seq_first: int
-    seq_min: int
-    seq_max: int
-    seen: int  # bit i set: seen_top - i was received; all of seen_top+1..seq_max arrived in order
-    seen_top: int
-    duplicates: int = 0
-    reordered: int = 0
+    __slots__ = ("src", "dst", "spi", "encap", "sport", "dport", "first_time", "first_frame", "seq_first",
+                 "seq_min", "seen", "seen_top", "duplicates", "reordered", "hot")
+
+    def __init__(self, src: bytes, dst: bytes, spi: int, encap: str, sport: int, dport: int,
+                 size: int, ts: float, ref: int, seq: int):
+        self.src, self.dst, self.spi, self.encap, self.sport, self.dport = src, dst, spi, encap, sport, dport
+        self.first_time, self.first_frame = ts, ref  # ref: capture.frame_ref
+        self.seq_first = self.seq_min = self.seen_top = seq
+        self.seen = 1  # bit i set: seen_top - i was received; all of seen_top+1..seq_max arrived in order
+        self.duplicates = self.reordered = 0
+        self.hot = [1, size, ts, ref, seq, int.from_bytes(dst, "big")]
+
+    packets = property(lambda self: self.hot[PACKETS])
+    bytes = property(lambda self: self.hot[BYTES])
+    last_time = property(lambda self: self.hot[LAST_TIME])
+    last_frame = property(lambda self: self.hot[LAST_FRAME])
+    seq_max = property(lambda self: self.hot[SEQ_MAX])
 
     @property
     def lost(self) -> int:
@@ -51,22 +64,13 @@ class EspFlow:
         return str(ipaddress.ip_address(self.dst))
 
 
-def esp_key(dst: bytes, spi: int) -> int:
-    """The key of an ESP SA: its destination and SPI, as IPsec itself tells SAs apart (RFC 4301 4.1).
-
-    IPv4: dst << 32 | spi, which the fast path in capture.py computes the same way.
-    """
-    if len(dst) == 4:
-        return int.from_bytes(dst, "big") << 32 | spi
-    return ((1 << 128) | int.from_bytes(dst, "big")) << 32 | spi
-
-
 class EspTable:
     """All ESP flows of a capture, keyed by esp_key()."""
 
     def __init__(self, natt_port: int = 4500):
         self.natt_port = natt_port
         self.flows: dict[int, EspFlow] = {}
+        self.hot: dict[int, list] = {}  # SPI -> hot list of the first flow with that SPI, for the fast path
 
     @property
     def packets(self) -> int:
@@ -78,16 +82,17 @@ class EspTable:
         """Count one ESP packet; `key` is esp_key(dst, spi), `size` the IP datagram length."""
         f = self.flows.get(key)
         if f is None:
-            self.flows[key] = EspFlow(src, dst, key & 0xFFFFFFFF, encap, sport, dport,
-                                      1, size, ts, ts, ref, ref, seq, seq, seq, 1, seq)
+            f = self.flows[key] = EspFlow(src, dst, key & 0xFFFFFFFF, encap, sport, dport, size, ts, ref, seq)
+            self.hot.setdefault(f.spi, f.hot)
             return
-        f.packets += 1
-        f.bytes += size
-        f.last_time = ts
-        f.last_frame = ref
-        top = f.seq_max
+        h = f.hot
+        h[PACKETS] += 1
+        h[BYTES] += size
+        h[LAST_TIME] = ts
+        h[LAST_FRAME] = ref
+        top = h[SEQ_MAX]
         if seq == top + 1:  # the common case; the fast path in capture.py does the same inline
-            f.seq_max = seq
+            h[SEQ_MAX] = seq
             return
         if top != f.seen_top:  # fold the in-order run into the window
             d = top - f.seen_top
@@ -96,7 +101,7 @@ class EspTable:
         if seq > top:
             d = seq - top
             f.seen = ((f.seen << d) | 1) & MASK if d < WINDOW else 1
-            f.seq_max = f.seen_top = seq
+            h[SEQ_MAX] = f.seen_top = seq
         else:
             i = top - seq
             if i < WINDOW and (f.seen >> i) & 1:
