@@ -1,17 +1,72 @@
 """Diagnosis: where a negotiation stalls or fails, and the likely causes, ranked.
 
-Each rule looks at the finished analysis and yields findings whose `causes`
-come from the fixed vocabulary documented in README.md.
+Two steps:
+
+1. Evidence gathering.  For every IKE SA (and every peer pair's ESP) a small
+   step finds the places where the negotiation stopped -- a `Stall` of one of
+   the situations below -- and records what stays visible on the wire as
+   `facts`: who re-sent what, ICMP errors, IP fragments, the NAT-T float, the
+   size of encrypted answers, visible notifies, whether the SA lived on.
+
+   ============== ===========================================================
+   situation      what the wire shows
+   ============== ===========================================================
+   unanswered     a request was sent (often several times), nothing came back
+   answer-lost    the peer answered, yet the requester kept re-sending
+   not-followed   an answer was seen, the other side's next message never was
+   rejected       the peer answered with an error (a notify, visible or
+                  inferred from an encrypted answer's size or behaviour)
+   liveness       DPD / liveness checks unanswered after the SA was up
+   esp            the SAs are up, ESP flows one way only
+   ============== ===========================================================
+
+2. Ranking.  `TABLE` holds the cause rules, one row each: the cause, the
+   situations and message labels it applies to, the evidence predicate, a
+   weight and the explanation.  A cause's score is the sum of the weights of
+   its matching rows; the causes are ranked by score (ties keep table order),
+   and the best rows' explanations become the finding's summary.  When the top
+   two are close, the summary says so and the hint says what tells them apart
+   (`TELL`).  A new failure rule is a table row plus a test.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from ikeflow import sequences
 from ikeflow.analysis import Analyzer
 from ikeflow.findings import ERROR, WARNING, Finding, times
-from ikeflow.ikesa import IkeSa
+from ikeflow.ikesa import ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
 
-# What an error notify points to, from the diagnosis vocabulary; first = most likely.
+# -- protocol facts behind the thresholds ------------------------------------------------------------
+
+ETHERNET_MTU = 1500  # the usual path MTU; an IKE datagram above it leaves as IP fragments
+IP_UDP_HEADER = {4: 28, 16: 48}  # IPv4 / IPv6 + UDP header bytes, by address length
+NON_ESP_MARKER = 4  # IKE on UDP 4500 carries 4 zero bytes first (RFC 3948)
+# Smallest SA + TSi + TSr an IKEv2 CHILD_SA needs (RFC 7296 3.3, 3.13): SA header 4 + proposal 8 + SPI 4
+# + an AEAD transform with key length 12 + ESN 8 = 36; two TS payloads of one IPv4 range 2 x 24 = 48.
+CHILD_PAYLOADS_MIN = 36 + 48
+# IDr + AUTH alone need ERROR_ONLY_PLAINTEXT (40) bytes, so an IKE_AUTH answer that built a CHILD_SA
+# holds at least this much; a smaller one that still carries IDr + AUTH refused the child.
+CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + CHILD_PAYLOADS_MIN
+# Smallest Quick Mode message 1 without KE: HASH(1) (4 + 16) + SA (4 + 8 + proposal 8 + SPI 4 + transform 8)
+# + Nonce (4 + 8) = 72 bytes after the 28-byte ISAKMP header; a QM1 at least this much larger than
+# the phase-1 KE payload has room for a KE payload of that size (PFS).
+QM1_MIN_WITHOUT_KE = 28 + 72
+# IKEv2 CREATE_CHILD_SA request without KE: SA (36) + Nonce (4 + 16) + TSi + TSr (48) = 104 bytes.
+CCSA_MIN_WITHOUT_KE = 104
+DELETE_BURST = 1.0  # s: Deletes at shutdown leave together; DPD probes are spaced by the DPD delay
+SHORT_WAIT = 10.0  # s: a single unanswered request this long before the capture ends is a stall
+
+NO_PROPOSAL = {"NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN"}
+AUTH_FAILED = {"AUTHENTICATION-FAILED", "AUTHENTICATION_FAILED"}
+BAD_ID = {"INVALID-ID-INFORMATION"}
+BAD_TS = {"TS_UNACCEPTABLE", "INVALID-ID-INFORMATION"}
+BAD_HASH = {"INVALID-HASH-INFORMATION", "PAYLOAD-MALFORMED", "INVALID-SIGNATURE"}
+BAD_VERSION = {"INVALID-MAJOR-VERSION", "INVALID_MAJOR_VERSION"}
+
+# What an error notify points to when it is not part of a diagnosed stall (first = most likely).
 NOTIFY_CAUSES = {
     "NO-PROPOSAL-CHOSEN": ["proposal-mismatch"],
     "NO_PROPOSAL_CHOSEN": ["proposal-mismatch"],
@@ -29,6 +84,324 @@ NOTIFY_CAUSES = {
 # IKEv1 errors are 1..8191, IKEv2 errors 1..16383 (RFC 2408 3.14.1, RFC 7296 3.10.1).
 ERROR_LIMIT = {1: 8192, 2: 16384}
 
+# -- the vocabulary: what each cause means and what the admin checks next -----------------------------
+
+CHECK = {
+    "path-blocked": "allow UDP 500 and 4500 (and IP protocol 50) both ways on every firewall between the peers",
+    "peer-down": "check that the peer host is up and its IKE daemon runs (ipsec statusall / swanctl --list-sas; "
+                 "ss -ulpn shows who owns UDP 500)",
+    "peer-ignores": "read the peer's log for this address: a connection for it (right=, remote_addrs=) and a "
+                    "daemon that is not hung",
+    "reply-path-lost": "follow the way back: return routes, firewall/NAT state for UDP 500/4500 on the path "
+                       "from the peer",
+    "udp4500-blocked": "allow UDP 4500 both ways (NAT-T moves IKE and ESP there after MM4 / IKE_SA_INIT)",
+    "fragments-dropped": "turn on IKE fragmentation (fragmentation=yes; swanctl fragmentation = yes), or let IP "
+                         "fragments through / fix the path MTU; smaller certificates help",
+    "proposal-mismatch": "compare the proposals: ipsec.conf ike= (phase 1) and esp=/phase2alg= (phase 2), "
+                         "swanctl proposals= / esp_proposals=",
+    "ike-version-mismatch": "use one IKE version on both ends (ipsec.conf keyexchange=ikev1|ikev2, swanctl version=)",
+    "dh-group-mismatch": "give both ends a common DH group in ike= / proposals= (e.g. modp2048 or ecp256)",
+    "pfs-mismatch": "make PFS agree: the DH group in esp=/phase2alg= (pfs=yes, pfsgroup=) or swanctl "
+                    "esp_proposals=, on both ends or on neither",
+    "psk-mismatch": "compare the pre-shared key for this peer in ipsec.secrets (swanctl secrets) on both ends",
+    "peer-id-mismatch": "compare the identities: leftid/rightid (swanctl local/remote id) must match what the "
+                        "other end sends",
+    "subnet-mismatch": "compare leftsubnet/rightsubnet (swanctl local_ts/remote_ts): each end's must mirror the "
+                       "other's",
+    "aggressive-mode-refused": "use Main Mode (aggressive=no) or IKEv2, or allow Aggressive Mode with PSK on the "
+                               "responder (strongSwan charon.i_dont_care_about_security_and_use_aggressive_mode_psk)",
+    "esp-blocked": "allow ESP (IP protocol 50) or UDP 4500 in the silent direction, and check the peer's SA and "
+                   "routes for the protected traffic",
+    "peer-dead": "check whether the peer is still up and UDP 4500 still passes (NAT mappings expire); "
+                 "dpdaction= decides what happens next",
+}
+CAUSES = tuple(CHECK)
+
+# What tells two close causes apart (keys: frozenset of the two causes).
+_PEER_SIDE = ("only a capture at the peer tells these apart: nothing arriving there = the path drops it; "
+              "arriving but no answer = the peer ignores it (its log says why); an answer leaving = the way back "
+              "is lost")
+TELL = {
+    frozenset({"path-blocked", "peer-ignores"}): _PEER_SIDE,
+    frozenset({"path-blocked", "reply-path-lost"}): _PEER_SIDE,
+    frozenset({"peer-ignores", "reply-path-lost"}): _PEER_SIDE,
+    frozenset({"path-blocked", "peer-down"}): _PEER_SIDE + "; a host that is off answers nothing at all",
+    frozenset({"psk-mismatch", "peer-id-mismatch"}): (
+        "a wrong PSK and an unknown identity look alike on the wire; the responder's log tells them apart "
+        "('MAC mismatched' / 'HASH does not match' vs 'no peer config found')"),
+    frozenset({"proposal-mismatch", "dh-group-mismatch"}): (
+        "the responder's log lists the received and its configured proposals; if only the DH group differs, "
+        "add a common group"),
+    frozenset({"proposal-mismatch", "ike-version-mismatch"}): (
+        "the responder's log says 'no IKE config found' (no connection of this IKE version for this peer) or "
+        "lists the proposals it rejected"),
+    frozenset({"proposal-mismatch", "subnet-mismatch"}): (
+        "the refusal is encrypted and NO_PROPOSAL_CHOSEN, INVALID_ID_INFORMATION and TS_UNACCEPTABLE have the same "
+        "size; the initiator's log names the notify"),
+    frozenset({"proposal-mismatch", "pfs-mismatch"}): (
+        "the refusal is encrypted; the responder's log shows the received proposals, with or without a DH group"),
+    frozenset({"subnet-mismatch", "pfs-mismatch"}): (
+        "the refusal is encrypted; the initiator's log names the notify (INVALID_ID_INFORMATION/TS_UNACCEPTABLE "
+        "for subnets, NO_PROPOSAL_CHOSEN for PFS)"),
+    frozenset({"udp4500-blocked", "fragments-dropped"}): (
+        "a capture at the sender shows whether the message left as IP fragments; a capture at the peer, whether "
+        "anything arrives on UDP 4500"),
+    frozenset({"udp4500-blocked", "path-blocked"}): (
+        "a capture at the peer shows whether anything arrives on UDP 4500"),
+    frozenset({"aggressive-mode-refused", "peer-id-mismatch"}): (
+        "the responder's log says 'Aggressive Mode PSK disabled' or 'no peer config found'"),
+    frozenset({"peer-dead", "path-blocked"}): (
+        "a capture at the peer shows whether the checks arrive there"),
+}
+TIE_MARGIN = 2  # causes this close to the best are named together, with what tells them apart
+
+
+# -- evidence ----------------------------------------------------------------------------------------
+
+@dataclass
+class Stall:
+    """One place where a negotiation stopped, with the evidence around it."""
+
+    kind: str  # the situation, see the module docstring
+    at: str  # label of the last message sent and never properly answered or followed
+    story: str  # what the wire shows, one clause
+    frames: list[int]
+    sa: IkeSa | None = None
+    pair: tuple[bytes, bytes] | None = None
+    severity: str = ERROR
+    facts: dict = field(default_factory=dict)  # evidence name -> value; absent or falsy = not seen
+
+    def __getitem__(self, name: str):
+        return self.facts.get(name)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One cause rule: `cause` gains `weight` when the evidence predicate `when` holds."""
+
+    cause: str
+    kinds: tuple[str, ...]  # situations it applies to
+    labels: tuple[str, ...] | None  # message labels (`at`) it applies to; None = any
+    when: Callable[[Stall], bool]
+    weight: int
+    why: str  # explanation, formatted with the stall's facts
+
+
+def has(*names: str) -> Callable[[Stall], bool]:
+    """Every named fact is present."""
+    return lambda s: all(s[n] for n in names)
+
+
+def lacks(*names: str) -> Callable[[Stall], bool]:
+    """No named fact is present."""
+    return lambda s: not any(s[n] for n in names)
+
+
+def notify(*names: str) -> Callable[[Stall], bool]:
+    """The answer carried one of these notifies (readable on the wire)."""
+    return lambda s: s["notify"] in names
+
+
+def both(*preds: Callable[[Stall], bool]) -> Callable[[Stall], bool]:
+    return lambda s: all(p(s) for p in preds)
+
+
+def always(s: Stall) -> bool:
+    return True
+
+
+U, L, F, J, D, E = "unanswered", "answer-lost", "not-followed", "rejected", "liveness", "esp"
+PHASE1_OPEN = ("MM1", "AM1", "IKE_SA_INIT")
+AUTH = ("MM5", "AM3", "IKE_AUTH")
+CHILD = ("QM1", "CREATE_CHILD_SA")
+
+TABLE: list[Row] = [
+    # -- a request nobody answers ------------------------------------------------------------------
+    Row("peer-down", (U,), None, has("icmp_from_peer"), 12,
+        "the peer's own address answered with ICMP {icmp_text}: the host is up but no IKE daemon listens"),
+    Row("path-blocked", (U,), None, has("icmp_prohibited"), 12,
+        "{icmp_from} answered with ICMP {icmp_text}: a filter on the path"),
+    Row("peer-down", (U,), None, has("icmp_unreachable"), 8,
+        "{icmp_from} answered with ICMP {icmp_text}: the peer is not reachable"),
+    Row("fragments-dropped", (U,), None, has("icmp_too_big"), 10,
+        "{icmp_from} answered with ICMP {icmp_text}"),
+    Row("fragments-dropped", (U,), None, has("fragmented"), 9,
+        "{label} left as {fragmented} IP fragments ({size} bytes) and was never answered: fragments are dropped "
+        "on the path"),
+    Row("fragments-dropped", (U,), None, both(has("oversize"), lacks("fragmented")), 4,
+        "{label} is {size} bytes, more than one {mtu}-byte packet carries"),
+    Row("udp4500-blocked", (U,), None, has("after_float"), 7,
+        "{label} is the first message after the NAT-T float to UDP 4500, and UDP 500 worked before"),
+    Row("path-blocked", (U,), PHASE1_OPEN, lacks("icmp"), 3,
+        "{label} opens the negotiation and nothing came back, not even ICMP: a filter between the peers may drop "
+        "UDP {port}"),
+    Row("peer-ignores", (U,), PHASE1_OPEN, lacks("icmp"), 2,
+        "the peer may get {label} and stay silent (no connection for this address, or a hung daemon)"),
+    Row("peer-down", (U,), PHASE1_OPEN, lacks("icmp"), 1, "the peer host may be off"),
+    Row("reply-path-lost", (U,), PHASE1_OPEN, lacks("icmp"), 1, "the answers may be lost on the way back"),
+    Row("path-blocked", (U,), None, both(has("peer_resent"), lacks("after_float", "fragmented")), 4,
+        "the peer re-sent {peer_resent} meanwhile, so it never got a usable {label}"),
+    Row("peer-ignores", (U,), None, both(has("answered_before"), lacks("after_float", "fragmented", "peer_resent")),
+        3, "the peer answered the earlier messages on this path, yet not {label}"),
+    Row("psk-mismatch", (U,), ("MM5",), both(has("answered_before"), lacks("peer_resent", "fragmented")), 2,
+        "a responder that cannot decrypt MM5 (another PSK) may drop it silently"),
+    Row("path-blocked", (U,), None, both(has("answered_before"), lacks("after_float", "fragmented")), 1,
+        "{label} may be lost on the way to the peer"),
+    # -- the answer is lost on the way back --------------------------------------------------------
+    Row("fragments-dropped", (L,), None, has("fragmented"), 11,
+        "{label} left as {fragmented} IP fragments: the fragments are lost on the way back"),
+    Row("reply-path-lost", (L,), None, always, 10,
+        "the {answerer} answered with {label}, but the {requester} kept re-sending {request}: the answers are lost "
+        "on the way back"),
+    Row("udp4500-blocked", (L,), None, has("after_float"), 3, "{label} is the first answer on UDP 4500"),
+    # -- the next message never shows up -------------------------------------------------------------
+    Row("fragments-dropped", (F,), None, both(has("certs"), lacks("ike_fragmentation")), 7,
+        "certificate authentication without IKE fragmentation: {label} carries the certificates, more than one "
+        "{mtu}-byte packet holds"),
+    Row("udp4500-blocked", (F,), None, has("natt_expected"), 6,
+        "NAT-D found a NAT, so {label} moves to UDP 4500, and it never arrived here after a clean exchange on UDP 500"),
+    Row("path-blocked", (F,), None, always, 2, "{label} was lost between the {silent} and this capture point"),
+    # -- answered with an error ------------------------------------------------------------------------
+    Row("ike-version-mismatch", (J,), None, has("other_version"), 12,
+        "the peer answered {label} with an IKEv{other_version} message"),
+    Row("ike-version-mismatch", (J,), None, notify(*BAD_VERSION), 12, "the {answerer} answered {label} with {notify}"),
+    Row("ike-version-mismatch", (J,), ("MM1", "AM1"), both(notify(*NO_PROPOSAL), has("no_spi")), 9,
+        "the {notify} carries no SPI: the responder refused before it created any state for this IKE SA, without "
+        "looking at the proposals, so it has no IKEv1 connection for this peer (IKEv2 only?)"),
+    Row("proposal-mismatch", (J,), None, notify(*NO_PROPOSAL), 10, "the {answerer} answered {label} with {notify}"),
+    Row("dh-group-mismatch", (J,), ("MM1", "AM1", "IKE_SA_INIT"), notify(*NO_PROPOSAL), 8,
+        "a DH group missing on the responder is refused the same way (the group is part of the proposal)"),
+    Row("ike-version-mismatch", (J,), ("MM1", "AM1"), notify(*NO_PROPOSAL), 2,
+        "a responder without an IKEv1 connection for this peer answers the same way"),
+    Row("dh-group-mismatch", (J,), ("IKE_SA_INIT",), notify("INVALID_KE_PAYLOAD"), 12,
+        "the responder asked for DH group {ke_group} (INVALID_KE_PAYLOAD) and the initiator did not retry with it"),
+    Row("aggressive-mode-refused", (J,), ("AM1",), notify(*AUTH_FAILED, *BAD_ID), 12,
+        "the responder answered AM1 with {notify} before any authentication data could be checked: it refuses "
+        "Aggressive Mode (with PSK)"),
+    Row("peer-id-mismatch", (J,), ("AM1",), notify(*AUTH_FAILED, *BAD_ID), 6,
+        "or it has no connection for the identity that AM1 carries"),
+    Row("psk-mismatch", (J,), AUTH, notify(*AUTH_FAILED), 10, "the {answerer} answered {label} with {notify}"),
+    Row("peer-id-mismatch", (J,), AUTH, notify(*AUTH_FAILED), 8, "an unknown identity is refused the same way"),
+    Row("peer-id-mismatch", (J,), ("MM5", "AM2", "AM3", "MM6"), notify(*BAD_ID), 10,
+        "the {answerer} answered {label} with {notify}"),
+    Row("subnet-mismatch", (J,), ("QM1", "QM2", "IKE_AUTH", "CREATE_CHILD_SA"), notify(*BAD_TS), 10,
+        "the {answerer} answered {label} with {notify}"),
+    Row("psk-mismatch", (J,), None, notify(*BAD_HASH), 10, "the {answerer} answered {label} with {notify}"),
+    Row("pfs-mismatch", (J,), CHILD, both(notify(*NO_PROPOSAL), has("ke_in_request")), 6,
+        "{label} carries a KE payload (PFS)"),
+    # IKEv1 phase 1, refused under encryption
+    Row("psk-mismatch", (J,), ("MM5",), both(has("encrypted"), has("requester_resent")), 10,
+        "the initiator kept re-sending MM5 after the responder's encrypted INFO: neither side can decrypt the other, "
+        "and IKEv1 PSK keys derive from the PSK"),
+    Row("psk-mismatch", (J,), ("MM5",), both(has("encrypted"), has("answer_on_500")), 2,
+        "the INFO came from UDP 500, not 4500: the responder never got as far as processing MM5"),
+    Row("peer-id-mismatch", (J,), ("MM5",), both(has("encrypted"), has("requester_resent")), 3,
+        "an identity refused before decryption looks alike"),
+    Row("peer-id-mismatch", (J,), ("MM5",), both(has("encrypted"), lacks("requester_resent")), 10,
+        "the initiator took the responder's encrypted INFO and stopped: both ends derive the same keys, so the PSK "
+        "matches and the responder refused the identity"),
+    Row("psk-mismatch", (J,), ("MM5",), both(has("encrypted"), lacks("requester_resent")), 4,
+        "or refused the authentication itself"),
+    Row("psk-mismatch", (J,), ("AM2",), has("encrypted"), 10,
+        "the initiator answered AM2 with an encrypted INFO instead of AM3: it could not verify the responder's "
+        "HASH_R, which derives from the PSK"),
+    Row("peer-id-mismatch", (J,), ("AM2",), has("encrypted"), 5, "or it does not accept the responder's identity"),
+    # IKEv1 Quick Mode, refused under encryption
+    Row("pfs-mismatch", (J,), ("QM1",), both(has("encrypted"), has("ke_in_request")), 7,
+        "QM1 is large enough for a KE payload ({size} bytes, phase-1 KE {ke_size}): PFS is on, and another PFS "
+        "group on the responder is refused this way"),
+    Row("proposal-mismatch", (J,), ("QM1", "QM2"), has("encrypted"), 6,
+        "the {answerer} answered {label} with an encrypted INFO instead of {expected}: the ESP proposals "
+        "(NO_PROPOSAL_CHOSEN)"),
+    Row("subnet-mismatch", (J,), ("QM1", "QM2"), has("encrypted"), 5,
+        "or the subnets (INVALID_ID_INFORMATION)"),
+    Row("pfs-mismatch", (J,), ("QM1",), both(has("encrypted"), lacks("ke_in_request")), 1,
+        "or a responder that requires PFS"),
+    Row("proposal-mismatch", (J,), ("MM1", "MM3", "AM1"), has("encrypted"), 3,
+        "the {answerer} answered {label} with an encrypted INFO"),
+    # IKEv2, refused under encryption: the size of the answer tells
+    Row("psk-mismatch", (J,), ("IKE_AUTH",), has("error_only"), 10,
+        "the IKE_AUTH response holds at most {plaintext} bytes, too few for IDr + AUTH ({auth_min}): an error "
+        "notify such as AUTHENTICATION_FAILED"),
+    Row("peer-id-mismatch", (J,), ("IKE_AUTH",), has("error_only"), 9,
+        "an unknown identity gets the same answer"),
+    Row("proposal-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 6,
+        "the IKE_AUTH response ({plaintext} bytes) fits IDr + AUTH but not SA + TSi + TSr ({child_min}): the IKE SA "
+        "is up, the CHILD_SA was refused -- NO_PROPOSAL_CHOSEN (esp=)"),
+    Row("subnet-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 5, "or TS_UNACCEPTABLE (the subnets)"),
+    Row("pfs-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("ke_in_request")), 8,
+        "the CREATE_CHILD_SA request carries a KE payload ({plaintext_request} bytes) and got an error-only answer: "
+        "the PFS group"),
+    Row("proposal-mismatch", (J,), ("CREATE_CHILD_SA",), has("error_only"), 6,
+        "the CREATE_CHILD_SA response holds at most {plaintext} bytes: an error notify, no new SA"),
+    Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), lacks("ke_in_request")), 5,
+        "or TS_UNACCEPTABLE (the subnets)"),
+    # -- liveness after the tunnel was up --------------------------------------------------------------
+    Row("peer-dead", (D,), None, always, 10,
+        "the peer stopped answering once the tunnel was up"),
+    Row("path-blocked", (D,), None, lacks("icmp"), 2, "an expired NAT mapping or firewall state for UDP {port} "
+        "looks the same"),
+    Row("peer-down", (D,), None, has("icmp_from_peer"), 4, "ICMP {icmp_text} from the peer: its IKE daemon is gone"),
+    # -- the data plane ------------------------------------------------------------------------------
+    Row("esp-blocked", (E,), None, always, 10,
+        "the SAs are up and ESP leaves one way, so ESP (protocol 50, or UDP 4500 when encapsulated) is dropped on "
+        "the way back"),
+    Row("subnet-mismatch", (E,), None, always, 1, "or the far end does not route the answers into the tunnel"),
+]
+
+
+def rank(stall: Stall) -> list[tuple[str, int, list[str]]]:
+    """(cause, score, explanations) for every cause some row supports, best first."""
+    scores: dict[str, int] = {}
+    whys: dict[str, list[tuple[int, str]]] = {}
+    for row in TABLE:
+        if stall.kind not in row.kinds or (row.labels is not None and stall.at not in row.labels):
+            continue
+        if not row.when(stall):
+            continue
+        scores[row.cause] = scores.get(row.cause, 0) + row.weight
+        whys.setdefault(row.cause, []).append((row.weight, _fmt(row.why, stall)))
+    order = {c: i for i, c in enumerate(dict.fromkeys(r.cause for r in TABLE))}
+    ranked = sorted(scores, key=lambda c: (-scores[c], order[c]))
+    return [(c, scores[c], [w for _, w in sorted(whys[c], key=lambda x: -x[0])]) for c in ranked]
+
+
+class _Facts(dict):
+    def __missing__(self, key):
+        return "?"
+
+
+def _fmt(text: str, stall: Stall) -> str:
+    facts = _Facts(stall.facts)
+    facts.setdefault("label", stall.at)
+    try:
+        return text.format_map(facts)
+    except (ValueError, TypeError):
+        return text
+
+
+def to_finding(stall: Stall, an: Analyzer) -> Finding:
+    """The finding for a stall: causes ranked by the table, summary and hint in an admin's words."""
+    ranked = rank(stall)
+    causes = [c for c, _, _ in ranked]
+    summary, hint = stall.story, ""
+    if ranked:
+        best, score, whys = ranked[0]
+        close = [c for c, s, _ in ranked[1:] if s >= score - TIE_MARGIN][:1]
+        summary += f"; likely {best}" + (f" or {close[0]}" if close else "") + f": {whys[0]}"
+        hint = CHECK[best][0].upper() + CHECK[best][1:] + "."
+        if close:
+            hint += f" If that is fine: {CHECK[close[0]]}. {_tell(best, close[0])[0].upper()}{_tell(best, close[0])[1:]}."
+        elif len(ranked) > 1:
+            hint += f" Next suspect: {ranked[1][0]} ({ranked[1][2][0]})."
+    severity, summary = _demote(an, stall, summary)
+    return Finding(severity, "stall" if stall.kind != E else "esp-blocked", stall.at, summary, hint,
+                   sorted(set(stall.frames)), causes, stall.sa, stall.pair)
+
+
+def _tell(a: str, b: str) -> str:
+    return TELL.get(frozenset({a, b}), "a capture at the peer, or the peer's log, tells them apart")
+
 
 def later_success(an: Analyzer, sa: IkeSa) -> IkeSa | None:
     """A later IKE SA between the same peers that came up, which makes this one's failure history."""
@@ -39,65 +412,457 @@ def later_success(an: Analyzer, sa: IkeSa) -> IkeSa | None:
     return next((x for x in after if x.ike_sa_up()), None)
 
 
-def _severity(an: Analyzer, sa: IkeSa, severity: str, summary: str) -> tuple[str, str]:
-    """Demote a failure to a warning when a later attempt between the same peers succeeded."""
-    if severity == ERROR and later_success(an, sa):
+def _demote(an: Analyzer, stall: Stall, summary: str) -> tuple[str, str]:
+    """A failure that a later attempt between the same peers overcame is a warning."""
+    if stall.severity == ERROR and stall.sa is not None and stall.kind not in (D, E) and later_success(an, stall.sa):
         return WARNING, summary + " (a later IKE SA between these peers came up)"
-    return severity, summary
+    return stall.severity, summary
 
+
+# -- gathering -----------------------------------------------------------------------------------------
+
+def _other(role: str) -> str:
+    return "R" if role == "I" else "I"
+
+
+def _who(role: str) -> str:
+    return "initiator" if role == "I" else "responder"
+
+
+def _addr(sa: IkeSa, role: str) -> bytes:
+    return (sa.initiator if role == "I" else sa.responder)[0]
+
+
+def _pair_key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
+    return (a, b) if a <= b else (b, a)
+
+
+def _before(a: Seen, b: Seen) -> bool:
+    """`a` was captured before `b` (frame order breaks ties: some captures carry no timestamps)."""
+    return (a.time, a.ref) < (b.time, b.ref)
+
+
+def _mode(sa: IkeSa, run: Run) -> str:
+    return run.exchange.name if sa.version == 1 and run.exchange.phase != 1 else sa.mode()
+
+
+def _sends(run: Run, last: Seen) -> list[Seen]:
+    return [m for m in run.messages if m.label == last.label and m.sender == last.sender]
+
+
+def _mtu_facts(m: Seen) -> dict:
+    facts: dict = {"size": m.size, "mtu": ETHERNET_MTU}
+    wire = m.size + IP_UDP_HEADER.get(len(m.src), 28) + (NON_ESP_MARKER if m.natt else 0)
+    if m.fragments:
+        facts["fragmented"] = len(m.fragments)
+    elif wire > ETHERNET_MTU:
+        facts["oversize"] = wire
+    return facts
+
+
+def _icmp_facts(an: Analyzer, sa: IkeSa, peer: bytes, since: float) -> dict:
+    """ICMP errors about this SA's packets to `peer`, sorted into what they say."""
+    pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
+    events = [e for e in (pair.icmp if pair else []) if e.time >= since - 1.0
+              and (e.sa == (sa.version, sa.ispi) or (e.sa is None and e.about[2] == peer))]
+    if not events:
+        return {}
+    e = events[0]
+    facts = {"icmp": len(events), "icmp_text": e.text, "icmp_frames": [x.ref for x in events[:10]],
+             "icmp_from": "the peer" if e.src == peer else "a router"}
+    if "too big" in e.text or "fragmentation needed" in e.text:
+        facts["icmp_too_big"] = True
+    elif "prohibited" in e.text:
+        facts["icmp_prohibited"] = True
+    elif e.src == peer and ("port unreachable" in e.text or "protocol unreachable" in e.text):
+        facts["icmp_from_peer"] = True
+    else:
+        facts["icmp_unreachable"] = True
+    return facts
+
+
+def _both_fragmentation(sa: IkeSa) -> bool:
+    """Both ends announced IKE fragmentation (IKEv2 notify, IKEv1 Vendor ID)."""
+    if sa.version == 2:
+        said = {m.sender for m in sa.messages for _, n in m.msg.notifies if n == "IKEV2_FRAGMENTATION_SUPPORTED"}
+        return said == {"I", "R"}
+    return all("FRAGMENTATION" in sa.vendors[r] for r in ("I", "R"))
+
+
+def _certs(sa: IkeSa) -> bool:
+    return any(p.name in ("CR", "CERTREQ", "CERT") for m in sa.messages for p in m.msg.payloads)
+
+
+def _ke_size(sa: IkeSa) -> int | None:
+    """Length of the phase-1 / IKE_SA_INIT KE payload: the size of one DH public value of this SA."""
+    for m in sa.messages:
+        ke = m.msg.payload("KE")
+        if ke is not None and not m.msg.encrypted:
+            return ke.length
+    return None
+
+
+def _other_version(an: Analyzer, sa: IkeSa) -> int | None:
+    """The peer answered with the other IKE version (same initiator SPI, from the responder's address)."""
+    other = an.sas.get((3 - sa.version, sa.ispi))
+    if other and sa.responder and any(m.src == sa.responder[0] for m in other.messages):
+        return other.version
+    return None
+
+
+def sa_stalls(an: Analyzer, sa: IkeSa) -> list[Stall]:
+    """Every place where this IKE SA's negotiation stopped, with its evidence."""
+    if sa.retried_by or sa.initiator is None or not sa.messages:
+        return []
+    out = []
+    for run in list(sa.runs.values()):
+        if not run.done:
+            continue
+        if run.exchange.phase == 0 and (sa.version == 1 or run.exchange.type == 37):
+            continue  # liveness / deletes: below
+        stall = _run_stall(an, sa, run)
+        if stall:
+            out.append(stall)
+    out.extend(_liveness(an, sa))
+    return out
+
+
+def _run_stall(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
+    ex = run.exchange
+    firsts = [m for m in run.messages if not m.retransmission]
+    last = firsts[-1]
+    done = sequences.complete(ex, run.done)
+    lost = _answer_lost(an, sa, run)
+    if lost:
+        return None if ex.phase == 1 and sa.ike_sa_up() else lost
+    if sa.version == 2:
+        return _v2_run(an, sa, run, last, done)
+    if done:
+        return None
+    nxt = sequences.next_step(ex, run.done[-1])
+    if nxt is None:
+        return None
+    role = last.sender
+    other = _other(role)
+    replies = [m for m in sa.messages if m.sender == other and m.time >= last.time and m not in run.messages
+               and m.msg.exchange_type == 5]
+    if replies:
+        return _v1_rejected(an, sa, run, last, replies, nxt)
+    if not last.request and ex.phase == 1:
+        return _not_followed(an, sa, run, last, nxt)  # an answer, and the other side's next step never came
+    return _unanswered(an, sa, run, last, _sends(run, last))
+
+
+def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
+    """The peer answered, yet the requester kept re-sending the request and never moved on."""
+    msgs = run.messages
+    for i, ans in enumerate(msgs):
+        if ans.retransmission or (sa.version == 2 and ans.request):
+            continue
+        req_role = _other(ans.sender)
+        before = [m for m in msgs[:i] if m.sender == req_role]
+        if not before:
+            continue
+        request = before[-1]
+        after = [m for m in msgs[i + 1 :] if m.sender == req_role]
+        if not after or not all(m.retransmission and m.label == request.label for m in after):
+            continue
+        if sa.version == 1 and any(m.sender == req_role and m.time > ans.time and m not in msgs
+                                   and m.msg.exchange_type != 5 for m in sa.messages):
+            continue  # the requester moved on in another exchange
+        if sa.version == 2 and any(not m.request for m in msgs[i + 1 :] if not m.retransmission):
+            continue  # a later, different answer (COOKIE, INVALID_KE) took over
+        resent_answers = [m for m in msgs[i + 1 :] if m.sender == ans.sender]
+        facts = {"answerer": _who(ans.sender), "requester": _who(req_role), "request": request.label,
+                 **_mtu_facts(ans)}
+        facts.pop("oversize", None)
+        if ans.natt and not any(m.natt for m in sa.messages if _before(m, ans) and m.sender == ans.sender):
+            facts["after_float"] = True
+        story = (f"{_mode(sa, run)}: the {_who(ans.sender)} answered {request.label} with {ans.label}, yet the "
+                 f"{_who(req_role)} re-sent {request.label} {times(len(after))} more")
+        if resent_answers:
+            story += f" (each answered again)"
+        return Stall(L, ans.label, story, [m.ref for m in [request, ans, *after, *resent_answers]], sa,
+                     facts=facts)
+    return None
+
+
+def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]) -> Stall:
+    role, peer_role = last.sender, _other(last.sender)
+    peer = _addr(sa, peer_role)
+    facts: dict = {"port": last.dport, "sends": times(len(sends)), **_mtu_facts(last)}
+    facts.update(_icmp_facts(an, sa, peer, sends[0].time))
+    earlier = [m for m in sa.messages if _before(m, sends[0])]
+    if any(m.sender == peer_role for m in earlier):
+        facts["answered_before"] = True
+    if last.natt and earlier and not any(m.natt for m in earlier if m.sender == role):
+        facts["after_float"] = True
+    resent = [m for m in sa.messages if m.sender == peer_role and m.retransmission and m.time > sends[0].time]
+    if resent:
+        facts["peer_resent"] = resent[0].label
+    frames = [m.ref for m in sends + resent] + list(facts.get("icmp_frames", []))
+    frames += [f for m in sends for f in m.fragments]
+    for d in an.reassembler.incomplete:
+        if d["src"] == last.src and d["dst"] == last.dst and d["first_time"] >= sends[0].time - 1.0:
+            facts.setdefault("fragmented", len(d["frames"]))
+            frames += d["frames"][:10]
+    waited = an.last_time - sends[-1].time
+    span = sends[-1].time - sends[0].time
+    story = f"{_mode(sa, run)}: {last.label} sent {times(len(sends))}"
+    if len(sends) > 1:
+        story += f" over {span:.1f} s"
+    if facts.get("after_float"):
+        story += f" on UDP {last.dport} right after the NAT-T float"
+    if facts.get("fragmented"):
+        story += f" as {facts['fragmented']} IP fragments each"
+    story += f", never answered by the {_who(peer_role)}"
+    if facts.get("icmp"):
+        story += f" (ICMP {facts['icmp_text']} from {facts['icmp_from']} instead)"
+    if resent:
+        story += f"; the {_who(peer_role)} re-sent {resent[0].label} meanwhile"
+    severity = ERROR if len(sends) > 1 or waited > SHORT_WAIT or facts.get("icmp") else WARNING
+    if severity == WARNING:
+        story += f" (capture ends {waited:.1f} s later)"
+    return Stall(U, last.label, story, frames, sa, severity=severity, facts=facts)
+
+
+def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.Step) -> Stall | None:
+    """Phase 1: the answer `last` was seen, the other side's next message never was."""
+    silent = _other(last.sender)
+    facts: dict = {"silent": _who(silent), "mtu": ETHERNET_MTU, "port": last.sport}
+    behind = sa.behind_nat()
+    float_next = any(behind.values()) and not last.natt
+    if float_next:
+        facts["natt_expected"] = True
+    if _certs(sa):
+        facts["certs"] = True
+    if _both_fragmentation(sa):
+        facts["ike_fragmentation"] = True
+    reason = float_next or (facts.get("certs") and not facts.get("ike_fragmentation") and nxt.label in AUTH)
+    if not float_next:
+        facts.pop("certs", None) if nxt.label not in AUTH else None
+    at = nxt.label if reason else last.label
+    waited = an.last_time - last.time
+    silent_addr = _addr(sa, silent)
+    elsewhere = any(m.src == silent_addr and m.time > last.time
+                    for other in an.sas.values() if other is not sa for m in other.messages)
+    story = f"{sa.mode()}: {last.label} answered, then no {nxt.label} from the {_who(silent)}"
+    if float_next:
+        story += f" (it should come on UDP 4500 after the NAT-T float)"
+    severity = ERROR if reason and not elsewhere else WARNING
+    if elsewhere:
+        story += f"; the {_who(silent)} went on with other IKE SAs, so it abandoned this one"
+    elif severity == WARNING:
+        story += f" (capture ends {waited:.1f} s later)"
+    request = [m for m in run.messages if m.sender == silent]
+    return Stall(F, at, story, [m.ref for m in request[-1:] + [last]], sa, severity=severity, facts=facts)
+
+
+def _v1_rejected(an: Analyzer, sa: IkeSa, run: Run, last: Seen, replies: list[Seen],
+                 nxt: sequences.Step) -> Stall:
+    """IKEv1: `last` was answered with Informational messages instead of `nxt`."""
+    answerer = replies[0].sender
+    facts: dict = {"answerer": _who(answerer), "expected": nxt.label, "size": last.size}
+    names = [n for m in replies for t, n in m.msg.notifies if t < ERROR_LIMIT[1]]
+    if names:
+        facts["notify"] = names[0]
+        p = next(p for m in replies for p in m.msg.payloads if p.name == "N" and p.info.get("notify_name") == names[0])
+        if not p.info.get("spi"):
+            facts["no_spi"] = True
+    if all(m.msg.encrypted for m in replies):
+        facts["encrypted"] = True
+    if last.natt and not replies[0].natt:
+        facts["answer_on_500"] = True
+    resent = [m for m in run.messages if m.sender == last.sender and m.retransmission and m.time > replies[0].time]
+    if resent:
+        facts["requester_resent"] = len(resent)
+    ver = _other_version(an, sa)
+    if ver:
+        facts["other_version"] = ver
+    if last.label == "QM1" and last.msg.encrypted:
+        ke = _ke_size(sa)
+        if ke and last.size >= ke + QM1_MIN_WITHOUT_KE:
+            facts["ke_in_request"] = True
+            facts["ke_size"] = ke
+    sends = _sends(run, last)
+    kinds = "notify " + names[0] if names else ("encrypted INFO" if facts.get("encrypted") else "INFO")
+    story = (f"{sa.mode()}: {last.label} answered with {kinds}"
+             f"{' x' + str(len(replies)) if len(replies) > 1 else ''} instead of {nxt.label}")
+    if resent:
+        story += f"; the {_who(last.sender)} re-sent {last.label} {times(len(resent))} regardless"
+    return Stall(J, last.label, story, [m.ref for m in sends + replies], sa, facts=facts)
+
+
+def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall | None:
+    requests = [m for m in run.messages if m.request]
+    answers = [m for m in run.messages if not m.request and not m.retransmission]
+    if not requests:
+        return None  # an answer whose request predates the capture
+    req = [m for m in requests if not m.retransmission][-1]
+    sends = [m for m in requests if m.time >= req.time]
+    name = run.exchange.name
+    if not answers or answers[-1].time < req.time:
+        if name == "INFORMATIONAL":
+            return None
+        if any(m.sender == req.sender and m.request and m.time > req.time
+               and (m.msg.message_id > req.msg.message_id or m.msg.exchange_type != req.msg.exchange_type)
+               for m in sa.messages):
+            return None  # the requester moved on, so the answer came: the capture misses that direction
+        return _unanswered(an, sa, run, req, sends)
+    ans = answers[-1]
+    facts: dict = {"answerer": _who(ans.sender), "plaintext": ans.plaintext, "auth_min": ERROR_ONLY_PLAINTEXT,
+                   "child_min": CHILD_OK_MIN}
+    errors = [n for t, n in ans.msg.notifies if t < ERROR_LIMIT[2]]
+    if name == "IKE_SA_INIT":
+        if errors:
+            facts["notify"] = errors[0]
+            if errors[0] == "INVALID_KE_PAYLOAD":
+                p = next(p for p in ans.msg.payloads if p.name == "N" and p.info.get("notify_name") == errors[0])
+                data = p.info.get("data") or b""
+                facts["ke_group"] = int.from_bytes(data[:2], "big") if len(data) >= 2 else "?"
+            story = f"IKEv2: IKE_SA_INIT answered with {errors[0]}"
+            if errors[0] == "INVALID_KE_PAYLOAD":
+                story += f" (group {facts['ke_group']}), no retry followed"
+            return Stall(J, name, story, [req.ref, ans.ref], sa, facts=facts)
+        if sa.ike_sa_up() or any(r.exchange.type != 34 for r in sa.runs.values()):
+            return None
+        if ans.msg.payload("SA") is None or ans.msg.payload("KE") is None:
+            return None  # not a full answer (REDIRECT and other status-only responses send the initiator elsewhere)
+        return _not_followed_v2(an, sa, run, req, ans)
+    if name not in ("IKE_AUTH", "CREATE_CHILD_SA") or ans.plaintext is None:
+        return None
+    if name == "IKE_AUTH" and any(m.request and m.msg.exchange_type == 35 and m.msg.message_id > req.msg.message_id
+                                  for m in sa.messages):
+        return None  # more IKE_AUTH rounds followed (EAP, multiple authentication): a short answer is one step
+    if errors:
+        facts["notify"] = errors[0]
+    if sa.error_only(ans):
+        facts["error_only"] = True
+    elif name == "IKE_AUTH" and ans.plaintext < CHILD_OK_MIN and not _child_up_later(an, sa, ans):
+        facts["child_failed"] = True
+    else:
+        return None
+    if name == "CREATE_CHILD_SA":
+        if _child_up_later(an, sa, ans):
+            return None  # a later exchange built the SA: a transient refusal (e.g. TEMPORARY_FAILURE)
+        ke = _ke_size(sa)
+        facts["plaintext_request"] = req.plaintext
+        if ke and req.plaintext and req.plaintext >= ke + CCSA_MIN_WITHOUT_KE:
+            facts["ke_in_request"] = True
+    lives = [m for m in sa.messages if m.time > ans.time and m.msg.exchange_type in (36, 37)]
+    what = "an error notify" if facts.get("error_only") else "IDr + AUTH but no CHILD_SA"
+    story = f"IKEv2: {name} answered with {what} ({ans.plaintext} bytes of plaintext at most)"
+    if facts.get("child_failed") or name == "CREATE_CHILD_SA":
+        story += ", no ESP SA built" + ("; the IKE SA lives on" if lives else "")
+    return Stall(J, name, story, [req.ref, ans.ref], sa, facts=facts)
+
+
+def _child_up_later(an: Analyzer, sa: IkeSa, ans: Seen) -> bool:
+    """A CHILD_SA came up after `ans`: a later CREATE_CHILD_SA answered with room for SA + TS."""
+    for r in sa.runs.values():
+        if r.exchange.type != 36:
+            continue
+        for m in r.messages:
+            if m.time > ans.time and not m.request and m.plaintext is not None and m.plaintext >= CHILD_PAYLOADS_MIN:
+                return True
+    return False
+
+
+def _not_followed_v2(an: Analyzer, sa: IkeSa, run: Run, req: Seen, ans: Seen) -> Stall:
+    step = sequences.Step("IKE_AUTH", "I")
+    stall = _not_followed(an, sa, run, ans, step)
+    stall.story = stall.story.replace("IKE_SA_INIT answered, then no IKE_AUTH",
+                                      "IKE_SA_INIT answered, then no IKE_AUTH request")
+    return stall
+
+
+def _liveness(an: Analyzer, sa: IkeSa) -> list[Stall]:
+    """DPD / liveness checks after the SA was up, never answered, with the peer silent afterwards."""
+    if not sa.ike_sa_up() and not (sa.version == 2 and not any(r.exchange.type == 34 for r in sa.runs.values())):
+        return []
+    out = []
+    for role in ("I", "R"):
+        peer_role = _other(role)
+        if sa.version == 2:
+            runs = [r for r in sa.runs.values() if r.exchange.type == 37 and r.starter == role]
+            for r in runs:
+                reqs = [m for m in r.messages if m.request]
+                if len(reqs) < 2 or any(not m.request for m in r.messages):
+                    continue
+                out.append(_dpd(an, sa, role, reqs))
+        else:
+            infos = [m for m in sa.messages if m.sender == role and m.msg.exchange_type == 5
+                     and (sa.up_time is None or m.time > sa.up_time)]
+            if len(infos) < 2:
+                continue
+            first = infos[0]
+            if any(m.sender == peer_role and m.time >= first.time for m in sa.messages):
+                continue
+            if infos[-1].time - first.time < DELETE_BURST:
+                continue  # a burst of Deletes at shutdown
+            out.append(_dpd(an, sa, role, infos))
+    return out
+
+
+def _dpd(an: Analyzer, sa: IkeSa, role: str, sends: list[Seen]) -> Stall | None:
+    peer_role = _other(role)
+    peer = _addr(sa, peer_role)
+    first = sends[0]
+    esp_back = [f for f in an.esp.flows.values() if f.src == peer and f.last_time > first.time]
+    if esp_back:
+        return None  # the peer still sends ESP: alive
+    facts: dict = {"sends": times(len(sends)), "span": sends[-1].time - first.time, "port": first.dport,
+                   **_icmp_facts(an, sa, peer, first.time)}
+    label = sends[-1].label
+    story = (f"{sa.mode()}: {label} (liveness check) sent {times(len(sends))} over {facts['span']:.1f} s by the "
+             f"{_who(role)} after the tunnel was up, never answered; nothing else came from the {_who(peer_role)}")
+    return Stall(D, label, story, [m.ref for m in sends] + list(facts.get("icmp_frames", [])), sa, facts=facts)
+
+
+def esp_stalls(an: Analyzer) -> list[Stall]:
+    """ESP one way only between peers whose IKE SA came up in this capture."""
+    out = []
+    directions: dict[tuple[bytes, bytes], list] = {}
+    for f in an.esp.flows.values():
+        directions.setdefault((f.src, f.dst), []).append(f)
+    for (src, dst), flows in directions.items():
+        if (dst, src) in directions:
+            continue
+        packets = sum(f.packets for f in flows)
+        key = _pair_key(src, dst)
+        pair = an.pairs.get(key)
+        up = [sa for sa in (pair.sas if pair else []) if sa.ike_sa_up()]
+        if packets < 2 or not up:
+            continue
+        f = flows[0]
+        facts = {"src": f.src_ip, "dst": f.dst_ip, "packets": packets}
+        story = f"ESP from {f.src_ip} to {f.dst_ip} only ({packets} packets), none back while the IKE SA is up"
+        out.append(Stall(E, "ESP", story, [x.first_frame for x in flows], None, key, facts=facts))
+    return out
+
+
+# -- the rules called by findings.find() ------------------------------------------------------------
 
 def stalls(an: Analyzer, files):
-    """The last message of a run that was never answered or followed."""
+    """Where each IKE SA's negotiation stopped, and why (ranked by TABLE)."""
     for sa in an.sas.values():
-        if sa.retried_by:
-            continue
-        for run in sa.runs.values():
-            if not run.done or run.exchange.name == "Informational" or sequences.complete(run.exchange, run.done):
-                continue
-            nxt = sequences.next_step(run.exchange, run.done[-1])
-            if nxt is None:
-                continue
-            last = [m for m in run.messages if not m.retransmission][-1]
-            sends = [m for m in run.messages if m.label == last.label and m.sender == last.sender]
-            silent = "responder" if nxt.sender == "R" else "initiator"
-            waited = an.last_time - sends[-1].time
-            label = last.label
-            follow = "response" if nxt.label == label else nxt.label
-            what = f"{label} sent {times(len(sends))}, no {follow} followed"
-            other = "R" if last.sender == "I" else "I"
-            replies = [m for m in sa.messages if m.sender == other and m.time >= sends[0].time and m not in run.messages]
-            causes: list[str] = []
-            if replies:
-                kinds = sorted({m.label for m in replies})
-                what += f"; the {silent} answered with {len(replies)} {'/'.join(kinds)} message{'s' if len(replies) > 1 else ''} instead"
-                if label in ("MM5", "AM3", "IKE_AUTH"):
-                    causes = ["psk-mismatch", "peer-id-mismatch"]
-            else:
-                what += f"; the {silent} went silent"
-            if run.exchange.phase == 0 and len(sends) == 1:
-                severity = WARNING  # a lone unanswered INFORMATIONAL: typically a Delete at shutdown
-            else:
-                severity = ERROR if len(sends) > 1 or waited > 10 else WARNING
-            if severity == WARNING:
-                what += f" (capture ends {waited:.1f} s later)"
-            severity, summary = _severity(an, sa, severity, f"{sa.mode()}: {what}")
-            yield Finding(severity, "stall", label, summary, _stall_hint(label),
-                          sorted(m.ref for m in sends + replies), causes, sa)
+        for stall in sa_stalls(an, sa):
+            if stall is not None:
+                yield to_finding(stall, an)
 
 
-def _stall_hint(label: str) -> str:
-    if label in ("MM1", "AM1", "IKE_SA_INIT"):
-        return "Check that UDP 500 reaches the peer and that it runs IKE with a connection for this address."
-    if label in ("MM5", "IKE_AUTH"):
-        return ("Phase 1 authentication: compare the PSK (ipsec.secrets) and leftid/rightid on both ends; "
-                "if the peers floated to UDP 4500, check the firewall for 4500.")
-    return "Capture at the peer too to see whether the message arrives (ikeflow compare)."
+def esp_blocked(an: Analyzer, files):
+    """The data plane: SAs up, ESP one way only."""
+    for stall in esp_stalls(an):
+        yield to_finding(stall, an)
 
 
 def error_notifies(an: Analyzer, files):
+    """Error notifies that no stall above explains (a stall's finding already names its notify)."""
+    explained = {f for sa in an.sas.values() for st in sa_stalls(an, sa) if st for f in st.frames}
     for sa in an.sas.values():
         for m in sa.messages:
-            if m.retransmission:
+            if m.retransmission or m.ref in explained:
                 continue
             for ntype, name in m.msg.notifies:
                 if ntype >= ERROR_LIMIT[sa.version]:
@@ -105,13 +870,14 @@ def error_notifies(an: Analyzer, files):
                 if name in sequences.RETRY_NOTIFIES and (sa.retried_by or any(x.retry == name for x in sa.messages)):
                     continue  # answered by a retry: part of a normal negotiation
                 who = "initiator" if m.sender == "I" else "responder"
-                severity, summary = _severity(an, sa, ERROR, f"the {who} sent {name} in {m.label}")
-                if sa.up_time is not None and m.time < sa.up_time and sequences.exchange(sa.version, m.msg.exchange_type).phase != 2:
-                    severity, summary = WARNING, summary + " (the IKE SA came up afterwards)"
-                yield Finding(severity, "error-notify", m.label, summary,
-                              "The peer rejected the negotiation; its log says why.",
+                summary = f"the {who} sent {name} in {m.label}"
+                if sa.up_time is not None and m.time < sa.up_time:
+                    summary += " (the IKE SA came up afterwards)"
+                elif later_success(an, sa):
+                    summary += " (a later IKE SA between these peers came up)"
+                yield Finding(WARNING, "error-notify", m.label, summary,
+                              "The peer refused something; its log says why.",
                               [m.ref], list(NOTIFY_CAUSES.get(name, [])), sa)
 
 
-
-RULES = [stalls, error_notifies]
+RULES = [stalls, esp_blocked, error_notifies]
