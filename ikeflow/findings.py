@@ -34,6 +34,8 @@ def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
     out: list[Finding] = []
     for rule in diagnosis.RULES + RULES:
         out.extend(rule(an, files))
+    blocked = {f.pair for f in out if f.code == "esp-blocked"}
+    out = [f for f in out if not (f.code == "esp-one-way" and f.pair in blocked)]  # the diagnosis says more
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     out.sort(key=lambda f: (order[f.severity], min(f.frames) if f.frames else 0))
     return out
@@ -104,7 +106,7 @@ def esp(an: Analyzer, files):
             yield Finding(WARNING, "esp-one-way", "ESP",
                           f"ESP only from {f.src_ip} to {f.dst_ip} ({sum(x.packets for x in flows)} packets), none back",
                           "Check that protocol 50 (or UDP 4500) is allowed back, and the peer's SA and routes.",
-                          [x.first_frame for x in flows])
+                          [x.first_frame for x in flows], pair=(src, dst) if src <= dst else (dst, src))
 
 
 def icmp(an: Analyzer, files):

@@ -194,4 +194,5 @@ def _finding(f: Finding, frame) -> dict:
         "severity": f.severity, "code": f.code, "at": f.at, "causes": f.causes,
         "frames": [frame(r) for r in f.frames], "summary": f.summary, "hint": f.hint,
         "ispi": f.sa.ispi.hex() if f.sa else None,
+        "pair": [ip(a) for a in f.pair] if f.pair else None,
     }
