@@ -24,7 +24,9 @@ from typing import BinaryIO, Iterator
 from ikeflow.esp import EspTable
 
 CHUNK = 1 << 20
-MAPPED_SPAN = 32 << 20  # bytes of a mapped file walked between two batches
+MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches
+PARALLEL_MIN = int(os.environ.get("IKEFLOW_PARALLEL_MIN", 64 << 20))  # bytes from which a second core helps
+PARENT_SHARE = 0.25  # of a file read on two cores, the part the parent reads: it also does all the IKE work
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 
 PCAP_MAGICS = {
@@ -164,7 +166,10 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
             mapped = _mapped(path)
             if mapped is not None:
                 with mapped:
-                    yield from _scan_pcap_mapped(mapped, endian, scale, file_index, info, esp)
+                    if esp is not None and len(mapped) >= PARALLEL_MIN and _cpus() > 1 and hasattr(os, "fork"):
+                        yield from _scan_pcap_parallel(mapped, endian, scale, file_index, info, esp)
+                    else:
+                        yield from _scan_pcap_mapped(mapped, endian, scale, file_index, info, esp)
             else:
                 yield from _scan_pcap(stream, endian, scale, file_index, info, esp)
     except (OSError, EOFError) as e:  # gzip/zlib errors mid-stream are OSError/EOFError
@@ -321,21 +326,130 @@ def _scan_pcap_mapped(mm, endian, scale, file_index, info, esp) -> Iterator[list
         return
     info.linktypes = [_pcap_linktype(mm[:24], endian)]
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp)
-    off = done = 24
+    yield from _walk_mapped(mm, walker, 24, n, info)
+    _pcap_end(walker, info, info.bytes_read, n)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _resync(mm, endian: str, scale: float, start: int) -> int | None:
+    """The first record boundary at or after `start`: a header whose length, time and the
+    headers of the next 16 records chained after it all look right; None if not found nearby."""
+    rec = struct.Struct(endian + "IIII").unpack_from
+    n = len(mm)
+    first_sec = rec(mm, 24)[0]
+    frac_limit = 1_000_000 if scale == 1e-6 else 1_000_000_000
+    snaplen = struct.unpack_from(endian + "I", mm, 16)[0] or MAX_RECORD
+
+    def plausible(off: int) -> bool:
+        if off + 16 > n:
+            return False
+        sec, frac, caplen, wirelen = rec(mm, off)
+        return (frac < frac_limit and caplen <= snaplen and caplen <= MAX_RECORD and caplen <= wirelen
+                and abs(sec - first_sec) < 10 * 365 * 86400)
+
+    for pos in range(start, min(start + (1 << 20), n - 16)):
+        off, chained = pos, 0
+        while chained < 16 and plausible(off):
+            off += 16 + rec(mm, off)[2]
+            chained += 1
+            if off == n:
+                return pos
+        if chained == 16:
+            return pos
+    return None
+
+
+def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
+    """A big mapped pcap on two cores: a forked child counts the ESP of the later part and
+    spools its other records; this process reads the first part, then merges the child's
+    ESP flows and replays its records in order, renumbered."""
+    import pickle
+    import tempfile
+
+    split = _resync(mm, endian, scale, max(24, int(len(mm) * PARENT_SHARE)))
+    if split is None or split <= 24:
+        yield from _scan_pcap_mapped(mm, endian, scale, file_index, info, esp)
+        return
+    info.linktypes = [_pcap_linktype(mm[:24], endian)]
+    spool = tempfile.TemporaryFile()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the part from `split` on
+        status = 1
+        try:
+            os.close(rfd)
+            theirs = EspTable(esp.natt_port)
+            walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs)
+            out = pickle.Pickler(spool, pickle.HIGHEST_PROTOCOL)
+            off = split
+            for batch in _walk_mapped(mm, walker, off, len(mm), info):
+                out.dump(batch)
+            spool.flush()
+            result = (theirs.flows, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
+                      walker.corrupt)
+            with os.fdopen(wfd, "wb") as pipe:
+                pickle.dump(result, pipe, pickle.HIGHEST_PROTOCOL)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(wfd)
+    try:
+        walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp)
+        for batch in _walk_mapped(mm, walker, 24, split, info):
+            yield batch
+        if walker.corrupt is not None:  # the first part is broken: what the child read is not to be trusted
+            os.close(rfd)
+            _pcap_end(walker, info, walker.corrupt, len(mm))
+            return
+        with os.fdopen(rfd, "rb") as pipe:
+            try:
+                flows, frames, first, last, end, corrupt = pickle.load(pipe)
+            except EOFError:
+                raise OSError("the helper process reading the second part of the file failed") from None
+        shift = walker.ref - walker.base
+        esp.merge(flows, shift)
+        spool.seek(0)
+        replay = pickle.Unpickler(spool)
+        while True:
+            try:
+                batch = replay.load()
+            except EOFError:
+                break
+            for r in batch:
+                r.ref += shift
+            yield batch
+        walker.ref += frames
+        walker.last = last if last is not None else walker.last
+        walker.corrupt = corrupt
+        info.bytes_read, info.packets = end, walker.ref - walker.base
+        _pcap_end(walker, info, end, len(mm))
+    finally:
+        spool.close()
+        os.waitpid(pid, 0)
+
+
+def _walk_mapped(mm, walker: "_PcapWalker", off: int, stop: int, info: FileInfo) -> Iterator[list[Record]]:
+    """Walk records starting in mm[off:stop]; let go of the pages read as it goes."""
+    done = off
     while True:
-        new, batch = walker.walk(mm, off, n, MAPPED_SPAN)
+        new, batch = walker.walk(mm, off, len(mm), min(MAPPED_SPAN, stop - off))
         info.bytes_read, info.packets = new, walker.ref - walker.base
         if batch:
             yield batch
         if new == off:
-            break
+            return
         off = new
         if hasattr(mm, "madvise") and off - done >= MAPPED_SPAN:  # keep the resident set small
             start = done - done % mmap.PAGESIZE
             end = off - off % mmap.PAGESIZE
             mm.madvise(mmap.MADV_DONTNEED, start, end - start)
             done = end
-    _pcap_end(walker, info, off, n)
 
 
 def _pcap_end(walker: _PcapWalker, info: FileInfo, off: int, n: int) -> None:

@@ -33,7 +33,30 @@ Exit codes: 0 nothing wrong, 1 at least one error finding,
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Commands whose modules load only when they run (`live` pulls in more than `read` needs)."""
+
+    LAZY = {"live": ("ikeflow.live", "live"), "compare": ("ikeflow.compare", "compare")}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | {n for n in self.LAZY if self._lazy(n)})
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or self._lazy(name)
+
+    def _lazy(self, name):
+        import importlib
+
+        if name not in self.LAZY:
+            return None
+        module, attr = self.LAZY[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError:  # a command still being written
+            return None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ikeflow")
 def main() -> None:
     """ikeflow: trace IKE/ESP negotiations in packet captures and say where they stall."""
@@ -68,13 +91,10 @@ def read(files, as_json, ike_port, natt_port, no_color) -> None:
 
 
 def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:
-    from rich.console import Console
-
     from ikeflow.analysis import Analyzer
     from ikeflow.capture import CaptureError, read_files
     from ikeflow.findings import ERROR, find, verdicts
 
-    err = Console(stderr=True, no_color=no_color)
     an = Analyzer(ike_port, natt_port)
     spool = None
     if as_json:
@@ -83,7 +103,7 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
         spool = MessageSpool(len(files))
         an.listeners.append(spool.add)
     infos: list = []
-    progress = _Progress(err, files) if err.is_terminal and not as_json else None
+    progress = _Progress(files, no_color) if sys.stderr.isatty() and not as_json else None
     try:
         for batch in read_files(files, an.esp, infos):
             for rec in batch:
@@ -108,6 +128,8 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
 
         write(sys.stdout, build(an, infos, found, verdict), spool)
     else:
+        from rich.console import Console
+
         from ikeflow.terminal import render
 
         render(Console(no_color=no_color, highlight=False), an, infos, found, verdict)
@@ -119,14 +141,16 @@ class _Progress:
 
     MIN_BYTES = 20 << 20
 
-    def __init__(self, console, files: list[str]):
+    def __init__(self, files: list[str], no_color: bool):
         self.total = sum(os.path.getsize(f) for f in files if f != "-" and os.path.isfile(f))
         self.bar = None
         if self.total >= self.MIN_BYTES:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.fields[packets]} packets"),
-                                TimeRemainingColumn(), console=console, transient=True)
+                                TimeRemainingColumn(), console=Console(stderr=True, no_color=no_color),
+                                transient=True)
             self.task = self.bar.add_task("read", total=self.total, packets=0)
             self.bar.start()
 
@@ -139,11 +163,3 @@ class _Progress:
         if self.bar:
             self.bar.stop()
 
-
-def _register() -> None:
-    from ikeflow.live import live
-
-    main.add_command(live)
-
-
-_register()

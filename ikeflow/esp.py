@@ -112,3 +112,25 @@ class EspTable:
                 f.reordered += 1
                 if seq < f.seq_min:
                     f.seq_min = seq
+
+    def merge(self, later: dict[int, EspFlow], shift: int) -> None:
+        """Add the flows counted over the next stretch of the same capture (frame refs `shift` short).
+
+        Duplicates or reordering that straddle the seam between the two stretches are not seen."""
+        for key, g in later.items():
+            g.first_frame += shift
+            g.hot[LAST_FRAME] += shift
+            f = self.flows.get(key)
+            if f is None:
+                self.flows[key] = g
+                self.hot.setdefault(g.spi, g.hot)
+                continue
+            h, gh = f.hot, g.hot
+            h[PACKETS] += gh[PACKETS]
+            h[BYTES] += gh[BYTES]
+            h[LAST_TIME], h[LAST_FRAME] = gh[LAST_TIME], gh[LAST_FRAME]
+            f.duplicates += g.duplicates
+            f.reordered += g.reordered
+            f.seq_min = min(f.seq_min, g.seq_min)
+            if gh[SEQ_MAX] >= h[SEQ_MAX]:
+                h[SEQ_MAX], f.seen, f.seen_top = gh[SEQ_MAX], g.seen, g.seen_top

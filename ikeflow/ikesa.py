@@ -13,6 +13,7 @@ from ikeflow import natt, proposals, sequences
 from ikeflow.ike import IkeMessage
 from ikeflow.sequences import ENC
 
+ZERO_SPI = b"\0" * 8
 NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
 KEEP = 64  # messages kept per SA at each end (first and last); the middle of very long SAs is counted only
 KEEP_RUNS = 32  # exchanges (message IDs) remembered per SA, newest first kept
@@ -61,7 +62,7 @@ class IkeSa:
     def __init__(self, version: int, ispi: bytes):
         self.version = version
         self.ispi = ispi
-        self.rspi = b"\0" * 8
+        self.rspi = ZERO_SPI
         self.initiator: tuple[bytes, int] | None = None  # (address, port) of the original initiator
         self.responder: tuple[bytes, int] | None = None
         self.roles_guessed = False
@@ -85,7 +86,7 @@ class IkeSa:
     def add(self, msg: IkeMessage, raw: bytes, ref: int, ts: float, src: bytes, dst: bytes,
             sport: int, dport: int, natt_: bool, fragments: list[int]) -> Seen:
         """Record one message of this SA and label it."""
-        if any(msg.rspi) and not any(self.rspi):
+        if msg.rspi != ZERO_SPI and self.rspi == ZERO_SPI:
             self.rspi = msg.rspi
         sender = self._sender(msg, src, sport, dst, dport)
         seen = Seen(ref, ts, src, dst, sport, dport, natt_, msg, len(raw), sender, fragments=fragments)
@@ -127,7 +128,7 @@ class IkeSa:
             if msg.version == 2:
                 starter = msg.initiator
             else:
-                rspi_zero = not any(msg.rspi)
+                rspi_zero = msg.rspi == ZERO_SPI
                 answers = msg.exchange_type in (2, 4) and msg.payload("SA") is not None and not rspi_zero
                 starter = rspi_zero or not answers
                 self.roles_guessed = not rspi_zero and not answers
@@ -211,6 +212,8 @@ class IkeSa:
         else:
             hashes = [p.info.get("hash", b"") for p in msg.payloads if p.name == "NAT-D"]
             about_dst, about_src = hashes[:1], hashes[1:]
+        if not about_dst and not about_src:
+            return
         result = natt.check(msg.version, msg.ispi, msg.rspi, seen.src, seen.sport, seen.dst, seen.dport,
                             about_dst, about_src, self.v1_hash())
         if result:

@@ -461,7 +461,7 @@ class JsonSink:
     def message(self, sa, seen) -> None:
         from ikeflow.report import _message
 
-        self.emit({"event": "message", **_message(sa, seen, self.frame, False)})
+        self.out.write('{"event":"message",' + _message(sa, seen, self.frame, False)[1:] + "\n")
 
     def finding(self, f) -> None:
         from ikeflow.report import _finding

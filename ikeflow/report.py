@@ -18,6 +18,7 @@ from ikeflow.ikesa import IkeSa, Seen
 from ikeflow.proposals import summarize_sa
 
 SCHEMA = 1
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(separators=) builds one per call
 
 
 @functools.lru_cache(maxsize=4096)
@@ -52,8 +53,7 @@ class MessageSpool:
     def add(self, event: str, obj) -> None:
         if event == "message":
             sa, seen = obj
-            self.file.write(("," if self.count else "") + json.dumps(_message(sa, seen, self.frame, self.several),
-                                                                       separators=(",", ":")))
+            self.file.write(("," if self.count else "") + _message(sa, seen, self.frame, self.several))
             self.count += 1
 
     def copy_to(self, out) -> None:
@@ -65,7 +65,7 @@ class MessageSpool:
 def write(out, doc: dict, spool: MessageSpool, end: str = "\n") -> None:
     """Write the document with the spooled messages in their place (after `peers`)."""
     def part(key):
-        return json.dumps(key) + ":" + json.dumps(doc[key], separators=(",", ":"))
+        return json.dumps(key) + ":" + _compact(doc[key])
 
     keys = list(doc)
     at = keys.index("peers") + 1
@@ -120,36 +120,32 @@ def _pair(an: Analyzer, p: PeerPair, verdict, frame) -> dict:
     }
 
 
-def _message(sa: IkeSa, m: Seen, frame, several: bool) -> dict:
+_text = functools.lru_cache(maxsize=4096)(json.dumps)  # names and labels repeat: encode each once
+_BOOL = {True: "true", False: "false", None: "null"}
+
+
+def _message(sa: IkeSa, m: Seen, frame, several: bool) -> str:
+    """One `messages[]` object as JSON text.  Written out field by field: this runs for
+    every IKE message, and building a dict to encode costs twice as much."""
     msg = m.msg
     file, number = split_ref(m.ref)
-    out = {
-        "frame": number,
-        "time": m.time,
-        "src": ip(m.src), "dst": ip(m.dst), "sport": m.sport, "dport": m.dport,
-        "natt": m.natt,
-        "version": msg.version,
-        "exchange_type": msg.exchange_type,
-        "exchange": msg.exchange,
-        "ispi": msg.ispi.hex(), "rspi": msg.rspi.hex(),
-        "message_id": msg.message_id,
-        "flags": {"initiator": msg.initiator, "response": msg.response,
-                  "encrypted": msg.encrypted, "commit": msg.commit},
-        "label": m.label,
-        "sender": "initiator" if m.sender == "I" else "responder",
-        "request": m.request,
-        "size": m.size,
-        "payloads": [p.name for p in msg.payloads],
-        "payload_types": [p.type for p in msg.payloads],
-        "notify": [{"type": t, "name": n} for t, n in msg.notifies],
-        "retransmission": m.retransmission,
-        "retry": m.retry,
-        "ip_fragments": [frame(r) for r in m.fragments],
-        "malformed": msg.malformed,
-    }
-    if several:
-        out["file"] = file
-    return out
+    names = _text(tuple(p.name for p in msg.payloads)) if msg.payloads else "[]"
+    notify = ",".join(f'{{"type":{t},"name":{_text(n)}}}' for t, n in msg.notifies)
+    fragments = ",".join(_compact(frame(r)) for r in m.fragments)
+    return (
+        f'{{"frame":{number},"time":{m.time!r},"src":"{ip(m.src)}","dst":"{ip(m.dst)}",'
+        f'"sport":{m.sport},"dport":{m.dport},"natt":{_BOOL[m.natt]},"version":{msg.version},'
+        f'"exchange_type":{msg.exchange_type},"exchange":{_text(msg.exchange)},'
+        f'"ispi":"{msg.ispi.hex()}","rspi":"{msg.rspi.hex()}","message_id":{msg.message_id},'
+        f'"flags":{{"initiator":{_BOOL[msg.initiator]},"response":{_BOOL[msg.response]},'
+        f'"encrypted":{_BOOL[msg.encrypted]},"commit":{_BOOL[msg.commit]}}},'
+        f'"label":{_text(m.label)},"sender":"{"initiator" if m.sender == "I" else "responder"}",'
+        f'"request":{_BOOL[m.request]},"size":{m.size},"payloads":{names},'
+        f'"payload_types":[{",".join(str(p.type) for p in msg.payloads)}],"notify":[{notify}],'
+        f'"retransmission":{_BOOL[m.retransmission]},"retry":{_text(m.retry)},'
+        f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)}'
+        + (f',"file":{file}}}' if several else "}")
+    )
 
 
 def _flow(f, frame) -> dict:

@@ -206,3 +206,48 @@ def test_fast_path_equals_general_path(tmp_path):
         for attr in ("packets", "bytes", "first_time", "last_time", "first_frame", "last_frame", "seq_min", "seq_max",
                      "duplicates", "reordered", "lost", "encap", "sport", "dport"):
             assert getattr(f, attr) == getattr(g, attr), attr
+
+
+def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
+    """A big file is read by two processes (capture._scan_pcap_parallel); the result must be
+    what one process gives: same ESP flows, same records in the same order with the same frames."""
+    import ikeflow.capture as capture
+
+    pkts = []
+    for i in range(3000):
+        if i % 50 == 7:
+            pkts.append(ike())
+        elif i % 3:
+            pkts.append(esp(i // 3 + 1 + (i == 1500) * 5, spi=0x10 + i % 3))
+        else:
+            pkts.append(IP(src=B, dst=A) / UDP(sport=4500, dport=4500) / ESP(spi=0x77, seq=i // 3 + 1, data=b"z" * 30))
+    blob = pcap([(1000.0 + i / 100, eth(p)) for i, p in enumerate(pkts)])
+
+    forks = []
+    parallel = capture._scan_pcap_parallel
+
+    def counted(*args):
+        forks.append(1)
+        yield from parallel(*args)
+
+    monkeypatch.setattr(capture, "_scan_pcap_parallel", counted)
+    monkeypatch.setattr(capture, "_cpus", lambda: 2)
+    monkeypatch.setattr(capture, "MAPPED_SPAN", 4096)
+
+    def run_with(minimum):
+        monkeypatch.setattr(capture, "PARALLEL_MIN", minimum)
+        return run(tmp_path, [blob])
+
+    one, one_info = run_with(1 << 60)
+    assert not forks
+    two, two_info = run_with(0)
+    assert forks
+    assert two_info[0].packets == one_info[0].packets == 3000
+    assert one.stats == two.stats
+    assert set(one.esp.flows) == set(two.esp.flows)
+    for key, f in one.esp.flows.items():
+        g = two.esp.flows[key]
+        for attr in ("packets", "bytes", "first_time", "last_time", "first_frame", "last_frame", "seq_min", "seq_max",
+                     "lost", "encap"):
+            assert getattr(f, attr) == getattr(g, attr), attr
+    assert [m.ref for sa in one.sas.values() for m in sa.messages] == [m.ref for sa in two.sas.values() for m in sa.messages]
