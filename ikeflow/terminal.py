@@ -37,11 +37,10 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
     for key, pair in an.pairs.items():
         verdict = verdicts.get(key, "")
         bad = any(f.severity == ERROR and (f.pair == key or (f.sa and f.sa in pair.sas)) for f in findings)
-        body = [_pair_table(an, pair)]
+        body = [Text(verdict, style="bold red" if bad else "bold green"), _pair_table(an, pair)]
         for sa in pair.sas:
             body.append(_sa_block(an, sa, frame))
-        title = Text.assemble((f"{ip(pair.a)} ⇄ {ip(pair.b)}", "bold"), "  ", (verdict, "bold red" if bad else "bold green"))
-        console.print(Panel(Group(*body), title=title, title_align="left"))
+        console.print(Panel(Group(*body), title=Text(f"{ip(pair.a)} ⇄ {ip(pair.b)}", style="bold"), title_align="left"))
     if an.esp.flows:
         console.print(_esp_table(an, frame))
     if findings:
@@ -49,7 +48,7 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
         for f in findings:
             where = f" [{f.at}]" if f.at else ""
             frames = f" (frames {', '.join(frame(r) for r in f.frames[:8])}{'…' if len(f.frames) > 8 else ''})" if f.frames else ""
-            causes = f" likely: {', '.join(f.causes)}." if f.causes else ""
+            causes = f" Causes, most likely first: {', '.join(f.causes)}." if f.causes else ""
             console.print(Text.assemble((f"{f.severity.upper():8}", STYLE[f.severity]), f"{f.code}{where}: {f.summary}{frames}.{causes}"))
             if f.hint and f.severity != INFO:
                 console.print(Text(f"         → {f.hint}", style="dim"))
