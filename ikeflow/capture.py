@@ -198,10 +198,12 @@ def _fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref:
         return False
     natt = esp.natt_port
     if proto == 50:
-        spi, seq, encap, sport, dport = w0, w1, "esp", 0, 0
-    elif proto == 17 and w2 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
-        spi, seq, encap, sport, dport = w2, w3, "udp", w0 >> 16, w0 & 0xFFFF
+        spi, seq, ports = w0, w1, 0
+    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
+        spi, seq, ports = w2, w3, w0
     else:
+        return False
+    if not spi:  # SPI 0 is reserved (RFC 4303 2.1): not ESP
         return False
     h = esp.hot.get(spi)
     if h is not None and h[5] == dst and seq == h[4] + 1:  # esp.PACKETS, BYTES, LAST_TIME, LAST_FRAME, SEQ_MAX, DST
@@ -211,7 +213,8 @@ def _fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref:
         h[3] = ref
         h[4] = seq
     else:
-        esp.add(dst << 32 | spi, encap, sport, dport, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
+        esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF, buf[ip + 12 : ip + 16],
+                buf[ip + 16 : ip + 20], seq, size, ts, ref)
     return True
 
 
@@ -280,31 +283,23 @@ class _PcapWalker:
                 etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
                 if etype == 0x0800 and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
-                        h = hot_get(w0)
-                        if h is not None and h[5] == dst and w1 == h[4] + 1:
+                        spi, seq, ports = w0, w1, 0
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
+                        spi, seq, ports = w2, w3, w0
+                    else:
+                        spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
+                    if spi:
+                        h = hot_get(spi)
+                        if h is not None and h[5] == dst and seq == h[4] + 1:
                             h[0] += 1
                             h[1] += size
                             h[2] = ts
                             h[3] = ref
-                            h[4] = w1
+                            h[4] = seq
                         else:
                             ip = off + 16 + l2
-                            esp.add(dst << 32 | w0, "esp", 0, 0, buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20],
-                                    w1, size, ts, ref)
-                        off = end
-                        continue
-                    if proto == 17 and w2 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
-                        h = hot_get(w2)
-                        if h is not None and h[5] == dst and w3 == h[4] + 1:
-                            h[0] += 1
-                            h[1] += size
-                            h[2] = ts
-                            h[3] = ref
-                            h[4] = w3
-                        else:
-                            ip = off + 16 + l2
-                            esp.add(dst << 32 | w2, "udp", w0 >> 16, w0 & 0xFFFF, buf[ip + 12 : ip + 16],
-                                    buf[ip + 16 : ip + 20], w3, size, ts, ref)
+                            esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
+                                    buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                         off = end
                         continue
             batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))

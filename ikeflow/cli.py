@@ -71,8 +71,17 @@ def main() -> None:
 def read(files, as_json, ike_port, natt_port, no_color) -> None:
     if list(files).count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
+    run_command(_read, list(files), as_json, ike_port, natt_port, no_color)
+
+
+def run_command(body, *args, usage_errors: tuple = ()):
+    """Run a command's body and exit with its code: a one-line message for `usage_errors`
+    (exit 2), never a traceback for anything else (exit 3)."""
     try:
-        code = _read(list(files), as_json, ike_port, natt_port, no_color)
+        code = body(*args)
+    except usage_errors as e:
+        click.echo(f"ikeflow: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     except (click.ClickException, click.exceptions.Exit):
         raise
     except KeyboardInterrupt:

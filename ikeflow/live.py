@@ -683,27 +683,10 @@ def _clock(ts: float) -> str:
               help="UDP port of NAT-T (IKE and ESP in UDP).")
 @click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
 def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color) -> None:
-    from ikeflow.cli import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, REPORT_URL
+    from ikeflow.cli import run_command
 
-    try:
-        code = run(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color)
-    except LiveError as e:
-        click.echo(f"ikeflow: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    except (click.ClickException, click.exceptions.Exit):
-        raise
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(EXIT_OK)
-    except Exception as e:  # never a traceback for the user
-        if os.environ.get("IKEFLOW_DEBUG"):
-            raise
-        click.echo(f"ikeflow: internal error: {type(e).__name__}: {e}\n"
-                   f"Please report it to {REPORT_URL} (set IKEFLOW_DEBUG=1 for the traceback).", err=True)
-        sys.exit(EXIT_INTERNAL)
-    sys.exit(code)
+    run_command(run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color,
+                usage_errors=(LiveError,))
 
 
 def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,
