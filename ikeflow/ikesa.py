@@ -72,6 +72,7 @@ class IkeSa:
         self.retransmission_frames: list[int] = []  # the first few
         self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
         self._digests: dict[tuple[str, int], None] = {}
+        self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
         self.float_at: str | None = None  # label of the first message on the NAT-T port
         self.natd: list[Seen] = []
         self.nat_oa: dict[str, set[str]] = {"I": set(), "R": set()}  # original addresses each side declared (QM)
@@ -174,7 +175,11 @@ class IkeSa:
         marks = {p.name for p in msg.payloads}
         if msg.encrypted:
             marks.add(ENC)
-        if seen.retransmission:
+        frag = msg.payload("FRAG")  # IKEv1 fragmentation: each fragment is a message of its own
+        whole = (seen.sender, frag.info.get("fragment_id")) if frag is not None else None
+        if whole in self._fragmented:  # another fragment of a message already labelled
+            seen.label = self._fragmented[whole]
+        elif seen.retransmission:
             same = [m for m in run.messages if m.sender == seen.sender and m.size == seen.size]
             seen.label = same[-1].label if same else sequences.label_step(ex, role, marks, run.done).label
         else:
@@ -186,6 +191,10 @@ class IkeSa:
             for m in run.messages:  # whatever the other side sent before is answered now
                 if m.sender != seen.sender:
                     m.answered = True
+        if whole is not None:
+            self._fragmented[whole] = seen.label
+            if len(self._fragmented) > KEEP_RUNS:
+                del self._fragmented[next(iter(self._fragmented))]
         run.messages.append(seen)
 
     def _learn(self, seen: Seen) -> None:

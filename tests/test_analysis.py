@@ -196,3 +196,23 @@ def test_esp_gaps_duplicates_and_reordering():
     assert f.reordered == 1  # 4 arrived after 5 and 6
     assert f.lost == 3  # 7, 8, 9 never came
     assert (f.seq_min, f.seq_max, f.first_frame, f.last_frame) == (1, 12, 1, 11)
+
+
+def test_ikev1_fragments_share_the_label_of_their_message():
+    """Cisco-style IKEv1 fragmentation (payload 132) in a real remote-access capture.  tshark
+    (-e isakmp.frag.packetid -e isakmp.frag.seq): responder packet id 1 in frames 22-23, initiator
+    id 1 in frames 24-28, responder id 2 in frames 29-31: MM4, MM5 and MM6 sent in fragments."""
+    from conftest import need_public
+    from ikeflow.capture import read_files
+
+    path = need_public() / "wireshark-wiki/uploads/__moin_import__/attachments/SampleCaptures/test1.pcap"
+    an = Analyzer()
+    infos: list = []
+    for batch in read_files([str(path)], an.esp, infos):
+        for rec in batch:
+            an.record(rec)
+    an.finish(infos[0].packets)
+    (sa,) = an.sas.values()
+    labels = {m.ref: m.label for m in sa.messages}
+    assert [labels[f] for f in range(19, 32)] == ["MM1", "MM2", "MM3"] + ["MM4"] * 2 + ["MM5"] * 5 + ["MM6"] * 3
+    assert sa.ike_sa_up() and sa.float_at == "MM5"
