@@ -150,7 +150,7 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
             phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
             out[key] = f"{phase} fails at {e.at}: {e.summary}"
         elif up:
-            out[key] = f"{'tunnel up' if esp_dirs else 'IKE SA up'} ({up[-1].state()}), {esp}"
+            out[key] = f"{'tunnel up: ' if esp_dirs else ''}{up[-1].state()}, {esp}"
         elif pair.sas:
             out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
         elif esp_dirs:

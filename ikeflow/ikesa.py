@@ -287,7 +287,7 @@ class IkeSa:
             qm = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
             return f"phase 2 up ({len(qm)} quick mode{'s' if len(qm) != 1 else ''})" if qm else "phase 1 up, no phase 2"
         init = [r for r in self.runs.values() if r.exchange.type == 34]
-        if not init:
+        if not init and not self.ike_sa_up():
             return "IKE_SA_INIT not seen" + (", IKE SA in use" if self.messages else "")
         if not self.ike_sa_up():
             if not any(sequences.complete(r.exchange, r.done) for r in init):
