@@ -91,7 +91,8 @@ class Segment:
     offset: float | None = None  # B's clock minus A's
     matched: list[tuple[Msg, Msg]] = field(default_factory=list)
     lost: list[tuple[Msg, str]] = field(default_factory=list)  # (message at the point nearer its sender, "A>B"/"B>A")
-    nat: dict = field(default_factory=dict)  # (a addr, a port) -> set of (b addr, b port)
+    nat: dict = field(default_factory=dict)  # (a addr, a port) -> {(b addr, b port): [first time, last time]}
+    directions: dict = field(default_factory=dict)  # "A>B"/"B>A" -> sent, arrived, lost, duplicated, reordered, delay
     esp: list[dict] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -109,8 +110,9 @@ def compare_points(a: Point, b: Point) -> Segment:
     for key, ms in at_a.items():
         for x, y in zip(ms, at_b.get(key, [])):
             seg.matched.append((x, y))
-            seg.nat.setdefault((x.src, x.sport), set()).add((y.src, y.sport))
-            seg.nat.setdefault((x.dst, x.dport), set()).add((y.dst, y.dport))
+            for here, there in (((x.src, x.sport), (y.src, y.sport)), ((x.dst, x.dport), (y.dst, y.dport))):
+                seen = seg.nat.setdefault(here, {}).setdefault(there, [x.time, x.time])
+                seen[1] = x.time
     # which point is nearer to each IKE SA's initiator: where its messages show up, and the round trips
     near_i = _initiator_side(a, b, seg.matched)
     deltas = {"A>B": [], "B>A": []}
@@ -134,9 +136,38 @@ def compare_points(a: Point, b: Point) -> Segment:
             if other_span[0] <= m.time + shift <= other_span[1] + 1.0:
                 seg.lost.append((m, way))
     seg.lost.sort(key=lambda t: t[0].time)
-    seg.esp = _esp(a, b)
+    seg.directions = _directions(seg, near_i, at_a, at_b)
+    seg.esp = _esp(a, b, seg.offset or 0.0)
     seg.findings = _findings(seg, near_i)
     return seg
+
+
+def _directions(seg: Segment, near_i: dict, at_a: dict, at_b: dict) -> dict:
+    """Per direction: IKE messages sent, arrived, lost, duplicated (more copies arrived than were
+    sent), reordered (arrived in another order than sent) and the one-way delay."""
+    out = {w: {"sent": 0, "arrived": 0, "lost": 0, "duplicated": 0, "reordered": 0, "delay": None} for w in ("A>B", "B>A")}
+    for key in set(at_a) | set(at_b):
+        xs, ys = at_a.get(key, []), at_b.get(key, [])
+        sample = (xs or ys)[0]
+        way = _way(sample.sender, near_i.get(sample.ispi, "A"))
+        sent, got = (xs, ys) if way == "A>B" else (ys, xs)
+        d = out[way]
+        d["sent"] += len(sent)
+        d["arrived"] += min(len(sent), len(got))
+        d["duplicated"] += max(0, len(got) - len(sent))
+    for m, way in seg.lost:
+        out[way]["lost"] += 1
+    off = seg.offset or 0.0
+    for way in out:
+        pairs = sorted(((x, y) for x, y in seg.matched if _way(x.sender, near_i.get(x.ispi, "A")) == way),
+                       key=lambda p: (p[0] if way == "A>B" else p[1]).time)
+        arrival = [(y if way == "A>B" else x).time for x, y in pairs]
+        out[way]["reordered"] = sum(1 for t, u in zip(arrival, arrival[1:]) if u < t)
+        delays = [(y.time - x.time - off) * (1 if way == "A>B" else -1) for x, y in pairs]
+        if delays and seg.offset is not None:
+            out[way]["delay"] = {"min": round(min(delays), 6), "median": round(statistics.median(delays), 6),
+                                 "max": round(max(delays), 6)}
+    return out
 
 
 def _span(p: Point) -> tuple[float, float]:
@@ -178,15 +209,19 @@ def _initiator_side(a: Point, b: Point, matched) -> dict[bytes, str]:
     return out
 
 
-def _esp(a: Point, b: Point) -> list[dict]:
-    """ESP per SPI at both points (the SPI survives NAT; addresses may not)."""
+def _esp(a: Point, b: Point, offset: float) -> list[dict]:
+    """ESP per SPI at both points (the SPI survives NAT; addresses may not), and how many packets
+    the point nearer the sender saw that the other did not."""
     fa = {(f.spi, f.encap): f for f in a.an.esp.flows.values()}
     fb = {(f.spi, f.encap): f for f in b.an.esp.flows.values()}
     out = []
     for key in sorted(set(fa) | set(fb)):
         x, y = fa.get(key), fb.get(key)
-        out.append({"spi": f"{key[0]:08x}", "encap": key[1],
-                    "a": _flow(x), "b": _flow(y)})
+        lost = 0
+        if x and y:
+            up, down = (x, y) if x.first_time <= y.first_time - offset else (y, x)
+            lost = max(0, up.packets - down.packets)
+        out.append({"spi": f"{key[0]:08x}", "encap": key[1], "a": _flow(x), "b": _flow(y), "lost": lost})
     return out
 
 
@@ -250,6 +285,11 @@ def _findings(seg: Segment, near_i: dict) -> list[Finding]:
     for e in seg.esp:
         xa, yb = e["a"], e["b"]
         if xa and yb:
+            if e["lost"]:
+                out.append(Finding(WARNING, "lost-between-points", "ESP",
+                                   f"ESP SPI {e['spi']}: {e['lost']} of {max(xa['packets'], yb['packets'])} packets lost "
+                                   f"between the capture points", "Loss or a policer between the points.",
+                                   [xa["first_frame"]], []))
             continue
         f = xa or yb
         here = seg.a.path if xa else seg.b.path
@@ -321,14 +361,37 @@ def document(segments: list[Segment]) -> dict:
                          for x, y in sorted(s.matched, key=lambda p: p[0].time)],
             "lost": [{"label": m.label, "direction": way, "frame": split_ref(m.ref)[1],
                       "file": s.a.path if way == "A>B" else s.b.path} for m, way in s.lost],
-            "nat_mappings": [{"a": f"{ip(k[0])}:{k[1]}", "b": [f"{ip(v[0])}:{v[1]}" for v in sorted(vs)]}
-                             for k, vs in s.nat.items() if vs != {k}],
+            "directions": s.directions,
+            "nat_mappings": [{"a": f"{ip(k[0])}:{k[1]}", "b": f"{ip(v[0])}:{v[1]}", "first_time": t[0], "last_time": t[1]}
+                             for k, vs in s.nat.items() for v, t in sorted(vs.items(), key=lambda i: i[1]) if v != k],
+            "fragments_incomplete": [{"file": p.path, "frames": [split_ref(r)[1] for r in d["frames"]], "bytes": d["bytes"]}
+                                     for p in (s.a, s.b) for d in p.an.reassembler.incomplete],
+            "icmp_one_side": _icmp_one_side(s),
             "esp": s.esp,
             "findings": [{"severity": f.severity, "code": f.code, "at": f.at, "causes": f.causes,
                           "frames": [split_ref(r)[1] for r in f.frames], "summary": f.summary, "hint": f.hint}
                          for f in s.findings],
         } for s in segments],
     }
+
+
+def _icmp_one_side(s: Segment) -> list[dict]:
+    """ICMP errors about IKE/ESP at one point that the other point did not see (as many of the same kind)."""
+    def events(p):
+        return [e for pair in p.an.pairs.values() for e in pair.icmp]
+
+    out = []
+    ea, eb = events(s.a), events(s.b)
+    for here, there, path in ((ea, eb, s.a.path), (eb, ea, s.b.path)):
+        kinds: dict[str, int] = {}
+        for e in there:
+            kinds[e.text] = kinds.get(e.text, 0) + 1
+        for e in here:
+            if kinds.get(e.text, 0):
+                kinds[e.text] -= 1
+            else:
+                out.append({"file": path, "frame": split_ref(e.ref)[1], "error": e.text, "from": ip(e.src)})
+    return out
 
 
 def render(segments: list[Segment], no_color: bool) -> None:
@@ -351,9 +414,14 @@ def render(segments: list[Segment], no_color: bool) -> None:
             t.add_row(f"{r[0] - t0:.3f}", r[1], r[2], r[3], style="red" if "LOST" in r[2:] else "")
         console.print(t)
         for k, vs in s.nat.items():
-            if vs != {k}:
-                console.print(f"NAT: {ip(k[0])}:{k[1]} at {s.a.path} is {', '.join(f'{ip(v[0])}:{v[1]}' for v in sorted(vs))} "
-                              f"at {s.b.path}")
+            for v in vs:
+                if v != k:
+                    console.print(f"NAT: {ip(k[0])}:{k[1]} at {s.a.path} is {ip(v[0])}:{v[1]} at {s.b.path}")
+        for way, d in s.directions.items():
+            if d["sent"]:
+                delay = f", delay median {d['delay']['median'] * 1000:.1f} ms" if d["delay"] else ""
+                console.print(f"IKE {way}: {d['sent']} sent, {d['arrived']} arrived, {d['lost']} lost, "
+                              f"{d['duplicated']} duplicated, {d['reordered']} reordered{delay}")
         for e in s.esp:
             a, b = e["a"]["packets"] if e["a"] else 0, e["b"]["packets"] if e["b"] else 0
             console.print(f"ESP SPI {e['spi']}: {a} packets at {s.a.path}, {b} at {s.b.path}")

@@ -34,8 +34,12 @@ def test_success_through_nat(scenario):
     assert abs(seg["clock_offset"]) < 0.01  # both captures share the host's clock
     # the router masquerades 192.0.2.2 behind 203.0.113.1, with other ports for 500 and 4500
     mapped = {m["a"]: m["b"] for m in seg["nat_mappings"]}
-    assert mapped["192.0.2.2:500"][0].startswith("203.0.113.1:") and mapped["192.0.2.2:4500"][0].startswith("203.0.113.1:")
+    assert mapped["192.0.2.2:500"].startswith("203.0.113.1:") and mapped["192.0.2.2:4500"].startswith("203.0.113.1:")
     assert mapped["192.0.2.2:500"] != mapped["192.0.2.2:4500"]
+    for way in ("A>B", "B>A"):  # everything sent either way arrived, once, in order
+        d = seg["directions"][way]
+        assert d["sent"] == d["arrived"] > 0 and d["lost"] == d["duplicated"] == d["reordered"] == 0
+    assert all(e["a"]["packets"] == e["b"]["packets"] == 6 and e["lost"] == 0 for e in seg["esp"])
 
 
 # scenario: (label lost, direction, first cause) -- the router's drop rule says where and which way
@@ -59,6 +63,7 @@ def test_where_the_lab_failures_lose_their_packets(scenario):
     assert {(x["label"], x["direction"]) for x in seg["lost"]} == {(label, direction)}
     (finding,) = [f for f in seg["findings"] if f["severity"] == "error"]
     assert finding["code"] == "lost-between-points" and finding["at"] == label and finding["causes"][0] == cause
+    assert seg["directions"][direction]["lost"] == len(seg["lost"]) > 0
 
 
 @pytest.mark.parametrize("scenario", ["ikev1-esp-oneway", "ikev2-esp-oneway"])
