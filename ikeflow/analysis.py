@@ -74,7 +74,9 @@ class Analyzer:
         self.malformed: list[tuple[int, str]] = []
         self.skipped: Counter = Counter()  # reason -> count
         self.reassembler = pk.Reassembler()
-        self.listeners: list = []  # callables(event: str, obj) for live views
+        # callables(event, obj) for live views and compare: "message" (IkeSa, Seen), "icmp" IcmpEvent, and
+        # "esp" (spi, seq, time, ref) for ESP that the general decoder counts (not the reader's fast path)
+        self.listeners: list = []
         self.last_time = 0.0  # latest timestamp seen (captures are not always in time order)
 
     # -- input -----------------------------------------------------------------
@@ -124,6 +126,8 @@ class Analyzer:
         seq = int.from_bytes(body[4:8], "big")
         encap = "udp" if pkt.sport else "esp"
         self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
+        if self.listeners:
+            self._emit("esp", (spi, seq, ts, ref))  # only from the general path: see Analyzer.listeners
         self._pair(pkt.src, pkt.dst, ts)
 
     def _ike(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:

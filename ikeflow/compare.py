@@ -36,12 +36,13 @@ import click
 
 from ikeflow import __version__
 from ikeflow.analysis import Analyzer
-from ikeflow.capture import CaptureError, FileInfo, frame_ref, read_files, split_ref
+from ikeflow.capture import CaptureError, FileInfo, frame_ref, scan, split_ref
 from ikeflow.findings import ERROR, INFO, WARNING, Finding, times
 from ikeflow.report import ip
 
 KEEP = 2048  # message records kept per IKE SA and point, at each end
 EDGE = 0.5  # s: slack at the start and end of the other capture
+ESP_KEEP = 1 << 20  # ESP sequence numbers kept per SPI and point; past that, flows are compared by counts
 CLUSTER = 0.02  # s: time differences this close belong to the same match
 WINDOW = 1.0  # s: most a matched copy may sit from the expected time (after the clock offset)
 MAX_PAIRS = 64  # copies of one message per point compared pairwise; beyond that nearest in order
@@ -112,15 +113,26 @@ class Point:
         self.msgs: dict[tuple, list[Msg]] = {}  # IKE SA -> records in capture order
         self.gaps: dict[tuple, tuple[float, float]] = {}  # IKE SA -> (from, to): records elided
         self._copies: dict[tuple, int] = {}
+        self.esp_seqs: dict[int, dict[int, list]] = {}  # SPI -> sequence number -> [(time, ref), ...]
         self.an.listeners.append(self._listen)
 
     def read(self) -> None:
-        for batch in read_files([self.path], self.an.esp, self.infos):
+        """Every frame through the general decoder (no ESP fast path), so that each ESP packet's
+        sequence number is seen and kept, up to ESP_KEEP per SPI."""
+        info = FileInfo(self.path)
+        self.infos.append(info)
+        for batch in scan(self.path, 0, info, None):
             for rec in batch:
                 self.an.record(rec)
         self.an.finish(sum(i.packets for i in self.infos))
 
     def _listen(self, event: str, obj) -> None:
+        if event == "esp":
+            spi, seq, ts, ref = obj
+            seqs = self.esp_seqs.setdefault(spi, {})
+            if seq in seqs or len(seqs) < ESP_KEEP:
+                seqs.setdefault(seq, []).append((ts, ref))
+            return
         if event != "message":
             return
         sa, seen = obj
@@ -562,7 +574,29 @@ class Segment:
         else:  # only the holes inside the range seen downstream can be judged
             entry["lost"] = max(0, g.lost - f.lost)
             entry["note"] = "the flow runs beyond the other capture: only sequence gaps within its range are judged"
+        self._esp_packets(d, entry, q0, q1)
         return entry
+
+    def _esp_packets(self, d: Direction, entry: dict, q0: float, q1: float) -> None:
+        """Packet by packet, by SPI and sequence number, when both points kept every sequence number:
+        which were sent and never arrived (while the other point was capturing), which arrived more
+        often than they were sent, and the transit time of each."""
+        up, down = self.point(d.up).esp_seqs.get(entry["spi"]), self.point(d.down).esp_seqs.get(entry["spi"], {})
+        if up is None or len(up) >= ESP_KEEP or len(down) >= ESP_KEEP:
+            return
+        lost, transit = [], []
+        for seq, copies in up.items():
+            t = self.to_y(d.up, copies[0][0])
+            if seq in down:
+                transit.append(self.to_y(d.down, down[seq][0][0]) - t)
+            elif q0 + EDGE <= t <= q1 - EDGE:  # clearly while the other point was capturing
+                lost.append((seq, copies[0][1]))
+        lost.sort()
+        entry["lost"] = len(lost)
+        entry["lost_seq"] = [s for s, _ in lost[:20]]
+        entry["lost_frames"] = [split_ref(r)[1] for _, r in lost[:20]]
+        entry["duplicated"] = sum(max(0, len(c) - len(up.get(s, ()))) for s, c in down.items())
+        entry["transit"] = transit
 
     # -- NAT, fragments, ICMP --------------------------------------------------------
 
@@ -976,7 +1010,9 @@ def _esp_json(e: dict, ref_up, ref_down) -> dict:
             "note": e["note"] or None, "seq_sent": [f.seq_min, f.seq_max],
             "seq_arrived": [g.seq_min, g.seq_max] if g else None,
             "frames_sent": [_frame(ref_up(f.first_frame)), _frame(ref_up(f.last_frame))],
-            "frames_arrived": [_frame(ref_down(g.first_frame)), _frame(ref_down(g.last_frame))] if g else None}
+            "frames_arrived": [_frame(ref_down(g.first_frame)), _frame(ref_down(g.last_frame))] if g else None,
+            "lost_seq": e.get("lost_seq"), "lost_frames": e.get("lost_frames"),
+            "transit": _delay(e["transit"]) if e.get("transit") else None}
 
 
 def build(cmp: Comparison) -> dict:

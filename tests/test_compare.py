@@ -311,6 +311,10 @@ def test_public_capture_split_with_known_drops(tmp_path):
     assert [m["frame"] for m in out["ike"]["lost"]] == [[0, frame_in_a[16]]]
     assert [m["label"] for m in out["ike"]["lost"]] == ["QM3"]
     assert [(e["spi"], e["sent"], e["arrived"], e["lost"]) for e in out["esp"]] == [("f4dc0ae5", 8, 6, 2)]
+    # packet by packet: tshark -Y esp -e frame.number -e esp.sequence puts sequence numbers 4 and 5 in frames 22, 24
+    (esp,) = out["esp"]
+    assert esp["lost_seq"] == [4, 5] and esp["lost_frames"] == [frame_in_a[22], frame_in_a[24]]
+    assert abs(esp["transit"]["median"] - transit) < 1e-4
     assert [m["frame"] for m in back["ike"]["lost"]] == [[1, frame_in_b[20]], [1, frame_in_b[35]]]
     assert abs(out["ike"]["delay"]["median"] - transit) < 1e-4
     found = {(f["severity"], f["at"], tuple(f["causes"])) for f in doc["findings"]}
