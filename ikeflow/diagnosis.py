@@ -581,7 +581,7 @@ def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
         story = (f"{_mode(sa, run)}: the {_who(ans.sender)} answered {request.label} with {ans.label}, yet the "
                  f"{_who(req_role)} re-sent {request.label} {times(len(after))} more")
         if resent_answers:
-            story += f" (each answered again)"
+            story += " (each answered again)"
         return Stall(L, ans.label, story, [m.ref for m in [request, ans, *after, *resent_answers]], sa,
                      facts=facts)
     return None
@@ -648,7 +648,7 @@ def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.
                     for other in an.sas.values() if other is not sa for m in other.messages)
     story = f"{sa.mode()}: {last.label} answered, then no {nxt.label} from the {_who(silent)}"
     if float_next:
-        story += f" (it should come on UDP 4500 after the NAT-T float)"
+        story += " (it should come on UDP 4500 after the NAT-T float)"
     severity = ERROR if reason and not elsewhere else WARNING
     if elsewhere:
         story += f"; the {_who(silent)} went on with other IKE SAs, so it abandoned this one"
