@@ -307,16 +307,6 @@ def compare(doc: dict, ts: tshark_oracle.Dissection) -> tuple[list[tuple], dict]
     return diffs, counts
 
 
-def _norm(value):
-    return tuple(_norm(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _fmt(rel: str, d: tuple) -> str:
-    frame, field, mine, theirs = d
-    where = f"frame {frame}" if frame is not None else "flow"
-    return f"{rel}: {where} {field}: ikeflow {mine!r}, tshark {theirs!r}"
-
-
 @pytest.mark.parametrize("rel", CAPTURES, ids=CAPTURES)
 def test_agrees_with_tshark(rel, tshark_results):
     path = PUBLIC / rel
@@ -338,28 +328,7 @@ def test_agrees_with_tshark(rel, tshark_results):
 
     # 2./3. message by message, flow by flow
     diffs, _counts = compare(doc, ts)
-    unexplained, bugs = [], []
-    seen = set()
-    for d in diffs:
-        key = (rel, d[0], d[1])
-        for table, bucket in ((ALLOWED, None), (KNOWN_BUGS, bugs)):
-            entry = table.get(key)
-            if entry is not None and _norm(entry[0]) == _norm(d[2]) and _norm(entry[1]) == _norm(d[3]):
-                seen.add(key)
-                if bucket is not None:
-                    bucket.append((_fmt(rel, d), entry[2]))
-                break
-        else:
-            unexplained.append(_fmt(rel, d))
-    stale = [f"{k[0]}: frame {k[1]} {k[2]}" for k in list(ALLOWED) + list(KNOWN_BUGS)
-             if k[0] == rel and k not in seen]
-    assert not unexplained, f"ikeflow and tshark disagree in {len(unexplained)} place(s) " \
-        "(fix ikeflow or explain in ALLOWED/KNOWN_BUGS):\n" + "\n".join(unexplained[:40]) + \
-        ("\n..." if len(unexplained) > 40 else "")
-    assert not stale, "these table entries no longer occur (bug fixed? then delete the entry):\n" + "\n".join(stale)
-    if bugs:
-        reasons = list(dict.fromkeys(why for _, why in bugs))
-        pytest.xfail("known ikeflow bug: " + " / ".join(reasons) + "\n" + "\n".join(line for line, _ in bugs))
+    tshark_oracle.judge(rel, diffs, ALLOWED, KNOWN_BUGS, show=40)
 
 
 def test_oracle_matches_manifest(tshark_results):

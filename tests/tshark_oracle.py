@@ -241,3 +241,41 @@ def parse(pdml: bytes) -> Dissection:
 
 def dissect(tshark: str, path: Path) -> Dissection:
     return parse(run_pdml(tshark, path))
+
+
+def _norm(value):
+    return tuple(_norm(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _fmt(rel: str, d: tuple) -> str:
+    frame, field_, mine, theirs = d
+    where = f"frame {frame}" if frame is not None else "flow"
+    return f"{rel}: {where} {field_}: ikeflow {mine!r}, tshark {theirs!r}"
+
+
+def judge(rel: str, diffs, allowed: dict, known_bugs: dict, show: int = 40) -> None:
+    """Fail on every (frame, field, ikeflow value, tshark value) difference of capture `rel` that the
+    tables do not explain with exactly these values, and on table entries that no longer occur;
+    xfail when the only differences are known ikeflow bugs."""
+    import pytest
+
+    unexplained, bugs, seen = [], [], set()
+    for d in diffs:
+        key = (rel, d[0], d[1])
+        for table, bucket in ((allowed, None), (known_bugs, bugs)):
+            entry = table.get(key)
+            if entry is not None and _norm(entry[0]) == _norm(d[2]) and _norm(entry[1]) == _norm(d[3]):
+                seen.add(key)
+                if bucket is not None:
+                    bucket.append((_fmt(rel, d), entry[2]))
+                break
+        else:
+            unexplained.append(_fmt(rel, d))
+    stale = [f"{k[0]}: frame {k[1]} {k[2]}" for k in list(allowed) + list(known_bugs) if k[0] == rel and k not in seen]
+    assert not unexplained, f"ikeflow and tshark disagree in {len(unexplained)} place(s) " \
+        "(fix ikeflow or explain in ALLOWED/KNOWN_BUGS):\n" + "\n".join(unexplained[:show]) + \
+        ("\n..." if len(unexplained) > show else "")
+    assert not stale, "these table entries no longer occur (bug fixed? then delete the entry):\n" + "\n".join(stale)
+    if bugs:
+        reasons = list(dict.fromkeys(why for _, why in bugs))
+        pytest.xfail("known ikeflow bug: " + " / ".join(reasons) + "\n" + "\n".join(line for line, _ in bugs))
