@@ -60,6 +60,7 @@ class Stats:
     fragments: int = 0  # IP fragments held for reassembly (the last one counts as what it completes)
     malformed: int = 0
     skipped: int = 0
+    overflow: dict = field(default_factory=dict)  # limits.Limits field -> entries turned away (not frames)
 
 
 class Analyzer:

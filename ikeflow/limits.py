@@ -1,0 +1,30 @@
+"""Caps on the state the core keeps, so memory grows with these, never with the capture.
+
+Every table that a capture could grow without end (peer pairs, IKE SAs, ESP
+SAs, IP fragment buffers, ICMP errors, listed examples) stops taking new
+entries at its cap.  What it turns away is counted in `Stats.overflow` under
+the cap's name and reported once as an `overflow` finding, so nothing is lost
+silently.  The defaults fit a concentrator with 100,000 tunnels; `--max-*`
+options on the commands set them (see `Limits.from_options`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The most entries of each kind the analysis keeps."""
+
+    peer_pairs: int = 200_000  # addresses talking IKE/ESP
+    ike_sas: int = 200_000  # IKE SAs (version + initiator SPI)
+    esp_flows: int = 400_000  # ESP SAs (destination + SPI)
+    fragment_buffers: int = 256  # IP datagrams being reassembled at once (a kernel keeps a few MB of them)
+    fragments_per_datagram: int = 128  # a 64 KiB datagram in 1280-byte IPv6 fragments needs 52
+    fragment_timeout: float = 30.0  # seconds a datagram may wait for its fragments (Linux ipfrag_time)
+    incomplete_listed: int = 1000  # incomplete datagrams listed one by one (the rest are counted)
+    icmp_per_pair: int = 100  # ICMP errors kept per peer pair (the rest are counted)
+
+
+DEFAULT = Limits()
