@@ -7,9 +7,11 @@ goes through the reader's inline counter (`capture._fast_esp`), everything
 else through `Analyzer.record`.  So the final report is what `ikeflow read`
 prints for the same packets, e.g. for the `--write` file.
 
-The kernel hands frames over through a TPACKET_V3 ring (PACKET_RX_RING,
-shared memory, no system call per packet; IKEFLOW_LIVE_RING=0 falls back to
-one recvmsg per packet).  Everything runs in one thread: the loop drains the
+Two capture backends share one interface (`open_socket`): on Linux the
+kernel hands frames over through a TPACKET_V3 ring (`PacketSocket`:
+PACKET_RX_RING, shared memory, no system call per packet; IKEFLOW_LIVE_RING=0
+falls back to one recvmsg per packet); elsewhere, or with `--backend scapy`,
+libpcap through Scapy (`PcapSocket`).  Everything runs in one thread: the loop drains the
 ring without blocking, and every quarter second refreshes the view (rich Live
 on a terminal, JSON lines otherwise).  Findings, "waiting for ..." lines, ESP
 rates and the kernel's drop counter (PACKET_STATISTICS) are updated once a
@@ -72,7 +74,8 @@ document).
 Ctrl-C, --count or --duration end the capture with the same final report
 and exit codes as `ikeflow read`: 0 nothing wrong, 1 at least one error
 finding, 2 usage error or the interface cannot be captured on, 3 internal error.
-Needs root or CAP_NET_RAW.
+Needs root or CAP_NET_RAW.  On Linux it reads the kernel's packet ring;
+elsewhere (macOS, BSD), or with --backend scapy, libpcap through Scapy.
 """
 
 
@@ -94,6 +97,8 @@ def base_filter(ike_port: int, natt_port: int) -> str:
 
 class PacketSocket:
     """AF_PACKET socket on one interface (or `any`) with a kernel BPF filter."""
+
+    name = "ring"
 
     def __init__(self, iface: str, expr: str):
         self.iface = iface
@@ -257,6 +262,71 @@ class _Ring:
     def close(self) -> None:
         if self.mm is not None:
             self.mm.close()
+
+
+class PcapSocket:
+    """libpcap through Scapy (`conf.L2listen` with `conf.use_pcap`): the portable backend, for macOS
+    and the BSDs or where AF_PACKET is not available.  Same interface as `PacketSocket`."""
+
+    name = "scapy"
+
+    def __init__(self, iface: str, expr: str):
+        from scapy.config import conf
+        from scapy.error import Scapy_Exception
+
+        self.iface, self.drops, self.kernel_packets = iface, 0, 0
+        if iface != "any" and sys.platform.startswith("linux"):
+            _check_interface(iface)  # one clear line for a missing or down interface
+        conf.use_pcap = True
+        if not conf.use_pcap:
+            raise LiveError("the scapy backend needs libpcap (Debian: apt-get install libpcap0.8)")
+        try:
+            self.sock = conf.L2listen(iface=iface, filter=expr, promisc=False)
+        except (OSError, Scapy_Exception) as e:
+            text = str(e)
+            if "ermission" in text or "not permitted" in text:
+                raise LiveError(f"not permitted to capture on {iface}: run with sudo, or grant CAP_NET_RAW") from None
+            raise LiveError(f"cannot capture on {iface}: {text}") from None
+        self.pcap = self.sock.pcap_fd
+        self.pcap.setnonblock(True)
+        self.linktype = self.pcap.datalink()
+
+    def fileno(self) -> int:
+        return self.pcap.fileno()
+
+    def read(self, limit: int) -> list[tuple[int, int, bytes, int]]:
+        """Up to `limit` waiting frames as (seconds, microseconds, data, wire length), without blocking."""
+        out, pcap = [], self.pcap
+        for _ in range(limit):
+            _ts, data = pcap.next()
+            if data is None:
+                break
+            h = pcap.header.contents
+            out.append((h.ts.tv_sec, h.ts.tv_usec, data, h.len))
+        return out
+
+    def stats(self) -> None:
+        """libpcap's counters (cumulative since the capture started)."""
+        from ctypes import byref
+
+        from scapy.libs.winpcapy import pcap_stat, pcap_stats
+
+        st = pcap_stat()
+        if pcap_stats(self.pcap.pcap, byref(st)) == 0:
+            self.kernel_packets, self.drops = st.ps_recv, st.ps_drop + st.ps_ifdrop
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+BACKENDS = {b.name: b for b in (PacketSocket, PcapSocket)}
+
+
+def open_socket(backend: str | None, iface: str, expr: str):
+    """The capture socket: `backend` by name, or the packet ring where Linux has it, else libpcap."""
+    if backend is None:
+        backend = "ring" if hasattr(socket, "AF_PACKET") else "scapy"
+    return BACKENDS[backend](iface, expr)
 
 
 def _check_interface(iface: str) -> int:
@@ -455,7 +525,7 @@ class JsonSink:
 
     def start(self, session, expr: str) -> None:
         self.emit({"event": "start", "interface": session.iface, "linktype": session.info.linktypes[0],
-                   "filter": expr, "time": session.start})
+                   "backend": session.sock.name, "filter": expr, "time": session.start})
         self.out.flush()
 
     def message(self, sa, seen) -> None:
@@ -682,15 +752,18 @@ def _clock(ts: float) -> str:
 @click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
               help="UDP port of NAT-T (IKE and ESP in UDP).")
 @click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color) -> None:
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
+              help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
+                   "Default: ring where Linux has it.")
+def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend) -> None:
     from ikeflow.cli import run_command
 
-    run_command(run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color,
+    run_command(run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend,
                 usage_errors=(LiveError,))
 
 
 def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,
-        as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:
+        as_json: bool, ike_port: int, natt_port: int, no_color: bool, backend: str | None = None) -> int:
     from rich.console import Console
 
     from ikeflow.analysis import Analyzer
@@ -708,7 +781,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             raise LiveError(str(e).replace("bad capture filter", "bad --filter expression").rsplit(": ", 1)[0]
                             + f": {extra}") from None
         expr = f"({expr}) and ({extra})"
-    sock = PacketSocket(interface, expr)
+    sock = open_socket(backend, interface, expr)
     writer = None
     try:
         writer = PcapWriter(write, sock.linktype) if write else None

@@ -190,14 +190,16 @@ def events_of(out: bytes):
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize("backend", ["ring", "scapy"])
 @pytest.mark.parametrize("scenario", ["ikev1-main-ok.outside", "ikev2-responder-down.outside",
                                       "ikev1-fragments-dropped.inside"])
-def test_live_equals_read_of_the_write_file_and_of_the_recording(link, tmp_path, scenario):
+def test_live_equals_read_of_the_write_file_and_of_the_recording(link, tmp_path, scenario, backend):
+    """Both capture backends: the Linux packet ring and libpcap through Scapy (the one macOS/BSD use)."""
     recording = LAB / f"{scenario}.pcap"
     written = tmp_path / "live.pcap"
-    p = link.live("--json", "--write", str(written), "--duration", "5")
+    p = link.live("--json", "--write", str(written), "--duration", "5", "--backend", backend)
     start = wait_started(p)
-    assert start["linktype"] == 1 and start["interface"] == link.cap_if
+    assert start["linktype"] == 1 and start["interface"] == link.cap_if and start["backend"] == backend
     sent = link.replay(recording)
     out, err = p.communicate(timeout=30)
     events = events_of(out)
@@ -222,13 +224,13 @@ def test_live_equals_read_of_the_write_file_and_of_the_recording(link, tmp_path,
     assert b"Traceback" not in err
 
 
-@pytest.mark.parametrize("ring", ["1", "0"])
-def test_any_interface_is_linux_cooked_like_tcpdump_i_any(link, tmp_path, monkeypatch, ring):
-    """`any`: Linux cooked (SLL) frames, from the TPACKET_V3 ring and from plain recvmsg alike."""
+@pytest.mark.parametrize("backend,ring", [("ring", "1"), ("ring", "0"), ("scapy", "1")])
+def test_any_interface_is_linux_cooked_like_tcpdump_i_any(link, tmp_path, monkeypatch, backend, ring):
+    """`any`: Linux cooked (SLL) frames, from the TPACKET_V3 ring, plain recvmsg and libpcap alike."""
     monkeypatch.setenv("IKEFLOW_LIVE_RING", ring)
     recording = LAB / "ikev2-nat-cookie.outside.pcap"
     written = tmp_path / "any.pcap"
-    p = link.live("--json", "--write", str(written), "--duration", "5", iface="any")
+    p = link.live("--json", "--write", str(written), "--duration", "5", "--backend", backend, iface="any")
     assert wait_started(p)["linktype"] == 113
     sent = link.replay(recording)
     out, err = p.communicate(timeout=30)
@@ -351,14 +353,16 @@ def test_interface_down_is_one_line_exit_2(link):
 # -- no root needed ------------------------------------------------------------------
 
 
-def test_missing_interface_is_one_line_exit_2():
-    r = ikeflow("live", "nosuchif0", timeout=30)
+@pytest.mark.parametrize("backend", ["ring", "scapy"])
+def test_missing_interface_is_one_line_exit_2(backend):
+    r = ikeflow("live", "nosuchif0", "--backend", backend, timeout=30)
     assert r.returncode == 2 and r.stdout == b""
     assert r.stderr.decode().strip().splitlines() == ["ikeflow: no such interface: nosuchif0 (see ip link)"]
 
 
-def test_not_permitted_says_sudo_or_cap_net_raw():
-    cmd = [sys.executable, "-m", "ikeflow", "live", "lo"]
+@pytest.mark.parametrize("backend", ["ring", "scapy"])
+def test_not_permitted_says_sudo_or_cap_net_raw(backend):
+    cmd = [sys.executable, "-m", "ikeflow", "live", "lo", "--backend", backend]
     if os.geteuid() == 0:  # root: take CAP_NET_RAW away
         if not shutil.which("setpriv"):
             pytest.skip("setpriv (util-linux) is not installed")
