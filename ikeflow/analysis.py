@@ -15,6 +15,7 @@ from ikeflow.capture import Record
 from ikeflow.esp import EspTable, esp_key
 from ikeflow.ike import decode_isakmp
 from ikeflow.ikesa import IkeSa
+from ikeflow.limits import DEFAULT, Limits
 
 MAX_LISTED = 1000  # malformed frames listed one by one; the rest are counted
 ICMP_TEXT = {
@@ -47,7 +48,8 @@ class PeerPair:
     sas: list[IkeSa] = field(default_factory=list)
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
-    icmp: list[IcmpEvent] = field(default_factory=list)
+    icmp: list[IcmpEvent] = field(default_factory=list)  # the first `Limits.icmp_per_pair`
+    icmp_errors: int = 0  # all of them
 
 
 @dataclass
@@ -66,15 +68,16 @@ class Stats:
 class Analyzer:
     """Feed it frames in capture order; read `pairs`, `sas`, `esp` afterwards."""
 
-    def __init__(self, ike_port: int = 500, natt_port: int = 4500):
+    def __init__(self, ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT):
         self.ike_port, self.natt_port = ike_port, natt_port
+        self.limits = limits
         self.esp = EspTable(natt_port)
         self.stats = Stats()
         self.sas: dict[tuple[int, bytes], IkeSa] = {}
         self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}
         self.malformed: list[tuple[int, str]] = []
         self.skipped: Counter = Counter()  # reason -> count
-        self.reassembler = pk.Reassembler()
+        self.reassembler = pk.Reassembler(limits, self.stats.overflow)
         # callables(event, obj) for live views and compare: "message" (IkeSa, Seen), "icmp" IcmpEvent, and
         # "esp" (spi, seq, time, ref) for ESP that the general decoder counts (not the reader's fast path)
         self.listeners: list = []
@@ -105,9 +108,15 @@ class Analyzer:
             datagram = self.reassembler.add(pkt, ts, ref)
             if datagram is None:
                 self.stats.fragments += 1
+            elif isinstance(datagram, str):
+                self._malformed(ref, datagram)
             else:
                 whole, frames = datagram
-                self.packet(ref, ts, pk.decode_ip(whole, self.ike_port, self.natt_port), frames)
+                inner = pk.decode_ip(whole, self.ike_port, self.natt_port)
+                if inner.kind == pk.FRAGMENT:  # fragmented twice: not IP (RFC 8200 4.5), and a loop to refuse
+                    self._malformed(ref, "IP fragment inside a reassembled IP datagram")
+                else:
+                    self.packet(ref, ts, inner, frames)
         elif kind == pk.ICMP:
             self._icmp(ref, ts, pkt)
         elif kind == pk.MALFORMED:
@@ -166,7 +175,7 @@ class Analyzer:
 
     def _icmp(self, ref: int, ts: float, pkt: pk.Packet) -> None:
         self.stats.icmp += 1
-        inner = pk.decode_ip(pkt.payload, self.ike_port, self.natt_port, wire_truncated=True)
+        inner = pk.decode_ip(pkt.payload, self.ike_port, self.natt_port, quoted=True)
         version, itype, code = pkt.icmp
         text = ICMP_TEXT.get((version, itype, code), f"ICMP type {itype} code {code}")
         sa = None
@@ -175,7 +184,12 @@ class Analyzer:
                 if (v, inner.payload[:8]) in self.sas:
                     sa = (v, inner.payload[:8])
         event = IcmpEvent(ref, ts, pkt.src, text, (inner.src, inner.sport, inner.dst, inner.dport), sa)
-        self._pair(inner.src, inner.dst, ts).icmp.append(event)
+        pair = self._pair(inner.src, inner.dst, ts)
+        pair.icmp_errors += 1
+        if len(pair.icmp) < self.limits.icmp_per_pair:
+            pair.icmp.append(event)
+        else:
+            self.stats.overflow["icmp_per_pair"] = self.stats.overflow.get("icmp_per_pair", 0) + 1
         self._emit("icmp", event)
 
     def _pair(self, src: bytes, dst: bytes, ts: float) -> PeerPair:
@@ -194,8 +208,8 @@ class Analyzer:
     def finish(self, frames: int) -> None:
         """Close the books: `frames` is the number of frames read in all."""
         self.reassembler.finish()
-        for pair_key in {(d["src"], d["dst"]) for d in self.reassembler.incomplete}:
-            self._pair(*pair_key, 0.0)
+        for src, dst in {(d["src"], d["dst"]) for d in self.reassembler.incomplete + self.reassembler.overlaps}:
+            self._pair(src, dst, 0.0)
         self.stats.packets = frames
         self.stats.esp = self.esp.packets
         for f in self.esp.flows.values():

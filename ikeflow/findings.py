@@ -112,19 +112,32 @@ def esp(an: Analyzer, files):
 def icmp(an: Analyzer, files):
     for key, pair in an.pairs.items():
         if pair.icmp:
-            e = pair.icmp[0]
-            yield Finding(WARNING, "icmp-error", "IP",
-                          f"{len(pair.icmp)} ICMP error{'s' if len(pair.icmp) > 1 else ''} about IKE/ESP: {e.text}",
+            e, n = pair.icmp[0], pair.icmp_errors
+            yield Finding(WARNING, "icmp-error", "IP", f"{n} ICMP error{'s' if n > 1 else ''} about IKE/ESP: {e.text}",
                           "An ICMP error about IKE means the packet did not reach the IKE daemon.",
                           [x.ref for x in pair.icmp[:10]], [], None, key)
 
 
 def fragments(an: Analyzer, files):
+    """Incomplete IP datagrams, one finding per direction; overlapping fragments, one per datagram."""
+    from ipaddress import ip_address as ip
+
+    ways: dict[tuple[bytes, bytes], list[dict]] = {}
     for d in an.reassembler.incomplete:
-        yield Finding(ERROR if d["has_first"] else WARNING, "fragments-incomplete", "IP",
-                      f"IP datagram never completed: {len(d['frames'])} fragment(s), {d['bytes']} bytes",
+        ways.setdefault((d["src"], d["dst"]), []).append(d)
+    for (src, dst), ds in ways.items():
+        n, frags, size = len(ds), sum(d["fragments"] for d in ds), sum(d["bytes"] for d in ds)
+        yield Finding(ERROR if any(d["has_first"] for d in ds) else WARNING, "fragments-incomplete", "IP",
+                      f"{n} IP datagram{'s' if n > 1 else ''} {ip(src)} → {ip(dst)} never completed: "
+                      f"{frags} fragment(s), {size} bytes",
                       "Fragments are lost on the path; lower the MTU or enable IKE fragmentation (fragmentation=yes).",
-                      d["frames"][:10], [])
+                      [f for d in ds[:10] for f in d["frames"][:10]][:10], [])
+    for d in an.reassembler.overlaps:
+        yield Finding(WARNING, "fragments-overlap", "IP",
+                      f"overlapping IP fragments {ip(d['src'])} → {ip(d['dst'])}: {d['text']}",
+                      "Overlapping fragments whose bytes differ are an IDS evasion technique (or a broken stack): "
+                      "receivers differ in which copy they keep; Linux keeps the first copy of a repeated fragment "
+                      "and drops a datagram with any other overlap (RFC 5722).", d["frames"][:10], [])
 
 
 def capture_problems(an: Analyzer, files):

@@ -8,8 +8,11 @@ kind "fragment" for the `Reassembler`, whose output goes through
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass
+
+from ikeflow.limits import DEFAULT, Limits
 
 # Packet kinds; every frame gets exactly one.
 IKE, ESP, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
@@ -18,6 +21,7 @@ IKE, ESP, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
 ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8, 0x9100)
 IPV6_EXT = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, AH
 NULL_AF_INET6 = (24, 28, 30)  # BSD, FreeBSD, macOS values of AF_INET6
+ICMP_ABOUT_ICMP = "ICMP error about an ICMP error"  # never sent (RFC 1122 3.2.2, RFC 4443 2.4): decoded one level
 
 
 @dataclass(slots=True)
@@ -83,8 +87,12 @@ def _link(linktype: int, data: bytes) -> tuple[int, int | None]:
     return 0, None
 
 
-def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, wire_truncated: bool = False) -> Packet:
-    """Decode an IP datagram (v4 or v6) down to its IKE/ESP part."""
+def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, quoted: bool = False) -> Packet:
+    """Decode an IP datagram (v4 or v6) down to its IKE/ESP part.
+
+    `quoted`: the datagram an ICMP error quotes; it may be cut short, and an ICMP
+    error inside it is not decoded (no error is sent about an error, RFC 1122 3.2.2).
+    """
     if not ip:
         return Packet(MALFORMED, "empty IP packet")
     version = ip[0] >> 4
@@ -103,34 +111,40 @@ def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, wire_trunca
             return Packet(FRAGMENT, src=src, dst=dst, size=total, frag_key=(src, dst, ip[4:6], proto),
                           frag_offset=(flags_frag & 0x1FFF) * 8, frag_more=bool(flags_frag & 0x2000),
                           payload=body, frag_header=ip[:ihl], truncated=truncated)
-        return _transport(proto, src, dst, body, total, ike_port, natt_port, truncated or wire_truncated, 4)
+        return _transport(proto, src, dst, body, total, ike_port, natt_port, truncated or quoted, 4, quoted)
     if version == 6:
         if len(ip) < 40:
             return Packet(MALFORMED, f"IPv6 header cut short ({len(ip)} bytes)")
         total = 40 + ((ip[4] << 8) | ip[5])
         truncated = total > len(ip)
         src, dst, proto = ip[8:24], ip[24:40], ip[6]
-        p = 40
-        for _ in range(8):  # extension headers, bounded
+        p, nh = 40, 6  # nh: where the next-header field that names the header at p lies
+        for _ in range(9):  # at most 8 extension headers
             if proto == 44:  # fragment header
                 if len(ip) < p + 8:
                     return Packet(MALFORMED, "IPv6 fragment header cut short")
                 offmore = (ip[p + 2] << 8) | ip[p + 3]
-                header = ip[:6] + bytes([ip[p]]) + ip[7:p]  # fixed header with the next header after the fragment header
+                if not offmore & 0xFFF9:  # an atomic fragment (offset 0, no more): the datagram itself, RFC 6946
+                    proto, nh, p = ip[p], p, p + 8
+                    continue
+                header = bytearray(ip[:p])  # the unfragmentable part, naming what follows the fragment header
+                header[nh] = ip[p]
                 return Packet(FRAGMENT, src=src, dst=dst, size=total, frag_key=(src, dst, ip[p + 4 : p + 8], ip[p]),
                               frag_offset=offmore & 0xFFF8, frag_more=bool(offmore & 1),
-                              payload=ip[p + 8 : total], frag_header=header, truncated=truncated)
+                              payload=ip[p + 8 : total], frag_header=bytes(header), truncated=truncated)
             if proto not in IPV6_EXT:
                 break
             if len(ip) < p + 2:
                 return Packet(MALFORMED, "IPv6 extension header cut short")
             step = (ip[p + 1] + 2) * 4 if proto == 51 else (ip[p + 1] + 1) * 8
-            proto, p = ip[p], p + step
-        return _transport(proto, src, dst, ip[p:total], total, ike_port, natt_port, truncated or wire_truncated, 6)
+            proto, nh, p = ip[p], p, p + step
+        else:
+            return Packet(MALFORMED, "more than 8 IPv6 extension headers", src, dst)
+        return _transport(proto, src, dst, ip[p:total], total, ike_port, natt_port, truncated or quoted, 6, quoted)
     return Packet(SKIPPED, f"IP version {version}")
 
 
-def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, version) -> Packet:
+def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, version, quoted) -> Packet:
     if proto == 51 and version == 4 and len(body) >= 12:  # AH (IPv6 walks it as an extension header)
         proto, body = body[0], body[(body[1] + 2) * 4 :]
     if proto == 50:
@@ -160,6 +174,8 @@ def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, vers
                           src, dst, sport, dport)
         return Packet(SKIPPED, "other UDP", src, dst, sport, dport)
     if (proto == 1 and version == 4) or (proto == 58 and version == 6):
+        if quoted:
+            return Packet(SKIPPED, ICMP_ABOUT_ICMP, src, dst)
         return _icmp(version, body, src, dst, ike_port, natt_port)
     return Packet(SKIPPED, f"IP protocol {proto}", src, dst)
 
@@ -172,74 +188,163 @@ def _icmp(version, body, src, dst, ike_port, natt_port) -> Packet:
     errors = (3, 11, 12) if version == 4 else (1, 2, 3, 4)
     if itype not in errors:
         return Packet(SKIPPED, "ICMP", src, dst)
-    inner = decode_ip(body[8:], ike_port, natt_port, wire_truncated=True)
+    inner = decode_ip(body[8:], ike_port, natt_port, quoted=True)
+    if inner.reason == ICMP_ABOUT_ICMP:
+        return Packet(SKIPPED, ICMP_ABOUT_ICMP, src, dst)
     if inner.kind in (IKE, ESP, KEEPALIVE, FRAGMENT) or (inner.kind == MALFORMED and inner.sport in (ike_port, natt_port)):
         return Packet(ICMP, src=src, dst=dst, payload=body[8:], size=len(body), icmp=(version, itype, code),
                       sport=inner.sport, dport=inner.dport)
     return Packet(SKIPPED, "ICMP error about other traffic", src, dst)
 
 
+class _Datagram:
+    """A datagram being reassembled: its fragments sorted by offset, never overlapping."""
+
+    __slots__ = ("src", "dst", "first_time", "header", "starts", "pieces", "refs", "received", "end", "frames",
+                 "fragments", "reported")
+
+    def __init__(self, src: bytes, dst: bytes, ts: float):
+        self.src, self.dst, self.first_time = src, dst, ts
+        self.header: bytes | None = None  # from the fragment at offset 0
+        self.starts: list[int] | None = []  # None once given up: later fragments are only counted
+        self.pieces: list[bytes] = []
+        self.refs: list[int] = []
+        self.received = 0  # bytes held
+        self.end: int | None = None  # set by the last fragment
+        self.frames: list[int] = []  # the first `fragments_per_datagram`
+        self.fragments = 0
+        self.reported = False  # given up on and reported (overlap, past 65,535 bytes): not listed as incomplete
+
+    def give_up(self, reported: bool) -> None:
+        self.starts = self.pieces = self.refs = None
+        self.reported = reported
+
+
+def _frame(ref: int) -> int:
+    return ref & 0xFFFFFFFFFF  # the frame number within its file (see capture.frame_ref)
+
+
 class Reassembler:
-    """IP fragment reassembly, bounded in the number of datagrams held."""
+    """IP fragment reassembly as Linux does it (RFC 791, RFC 8200, RFC 5722), bounded by `Limits`.
 
-    MAX_PENDING = 256
-    TIMEOUT = 30.0
+    A fragment that lies within one already held is a duplicate: the first copy is used.  Any
+    other overlap, a disagreement about the end, or a datagram past 65,535 bytes drops the whole
+    datagram; its later fragments are only counted until it times out.  Such overlaps and
+    duplicates with different bytes go to `overlaps`, datagrams that never complete to
+    `incomplete`: at most `incomplete_listed` each, with `given_up` counting every incomplete one.
+    """
 
-    def __init__(self):
-        self.pending: dict[tuple, dict] = {}
-        self.incomplete: list[dict] = []  # datagrams given up on: {"frames", "first_time", "bytes", "src", "dst"}
+    def __init__(self, limits: Limits = DEFAULT, overflow: dict | None = None):
+        self.limits = limits
+        self.overflow = {} if overflow is None else overflow  # Stats.overflow
+        self.pending: dict[tuple, _Datagram] = {}
+        self.incomplete: list[dict] = []  # {"frames", "fragments", "first_time", "bytes", "src", "dst", "has_first"}
+        self.given_up = 0
+        self.overlaps: list[dict] = []  # {"frames", "first_time", "src", "dst", "text", "dropped"}
 
-    def add(self, pkt: Packet, ts: float, ref: int) -> tuple[bytes, list[int]] | None:
-        """Store a fragment; return the whole datagram and its frames once it is complete."""
-        self._expire(ts)
-        d = self.pending.get(pkt.frag_key)
+    def add(self, pkt: Packet, ts: float, ref: int) -> tuple[bytes, list[int]] | str | None:
+        """Store a fragment.  Returns the whole datagram and its frames once complete, or why
+        this fragment makes its datagram malformed (it is dropped), else None."""
+        pending = self.pending
+        if pending and ts - next(iter(pending.values())).first_time > self.limits.fragment_timeout:
+            self._expire(ts)
+        d = pending.get(pkt.frag_key)
         if d is None:
-            if len(self.pending) >= self.MAX_PENDING:
-                self._give_up(next(iter(self.pending)))
-            d = self.pending[pkt.frag_key] = {"parts": {}, "end": None, "frames": [], "first_time": ts,
-                                              "header": None, "src": pkt.src, "dst": pkt.dst}
-        d["frames"].append(ref)
-        d["parts"][pkt.frag_offset] = pkt.payload
-        if pkt.frag_offset == 0:
-            d["header"] = pkt.frag_header
+            if len(pending) >= self.limits.fragment_buffers:
+                self._count("fragment_buffers")
+                self._close(next(iter(pending)))
+            d = pending[pkt.frag_key] = _Datagram(pkt.src, pkt.dst, ts)
+        d.fragments += 1
+        if d.fragments <= self.limits.fragments_per_datagram:
+            d.frames.append(ref)
+        elif d.starts is not None:
+            self._count("fragments_per_datagram")
+            d.give_up(False)
+        if d.starts is None:
+            return None
+        start, data = pkt.frag_offset, pkt.payload
+        end = start + len(data)
+        top = d.starts[-1] + len(d.pieces[-1]) if d.starts else 0
+        header = d.header or pkt.frag_header
+        length = len(header) - (40 if header[0] >> 4 == 6 else 0) + max(end, top)  # its IP length field
+        if length > 65535:
+            d.give_up(True)
+            return (f"IP fragment makes its datagram {length:,} bytes long, more than an IP length field can hold "
+                    f"(65,535; the ping of death): the datagram ({d.fragments} fragments from frame "
+                    f"{_frame(d.frames[0])}) is dropped")
+        if pkt.frag_more:
+            bad_end = d.end is not None and end > d.end
+        else:
+            bad_end = end < top or d.end not in (None, end)
+        if bad_end:
+            self._overlap(d, ref, f"its fragments disagree about where it ends (frame {_frame(ref)})", True)
+            return None
+        i = bisect.bisect_right(d.starts, start)
+        if i and end <= d.starts[i - 1] + len(d.pieces[i - 1]):  # within a fragment held: a duplicate
+            at = start - d.starts[i - 1]
+            if d.pieces[i - 1][at : at + len(data)] != data:
+                self._overlap(d, ref, f"frame {_frame(ref)} repeats bytes {start}-{end - 1} of frame "
+                              f"{_frame(d.refs[i - 1])} with different bytes; the first copy is used", False)
+            return None
+        j = i - 1 if i and start < d.starts[i - 1] + len(d.pieces[i - 1]) else i  # the fragment it overlaps
+        if j < len(d.starts) and d.starts[j] < end:
+            lo, hi = max(start, d.starts[j]), min(end, d.starts[j] + len(d.pieces[j]))
+            same = data[lo - start : hi - start] == d.pieces[j][lo - d.starts[j] : hi - d.starts[j]]
+            self._overlap(d, ref, f"frame {_frame(ref)} overlaps bytes {lo}-{hi - 1} of frame {_frame(d.refs[j])} "
+                          f"with {'the same' if same else 'different'} bytes; the whole datagram is dropped", True)
+            return None
+        d.starts.insert(i, start)
+        d.pieces.insert(i, data)
+        d.refs.insert(i, ref)
+        d.received += len(data)
+        if start == 0:
+            d.header = pkt.frag_header
         if not pkt.frag_more:
-            d["end"] = pkt.frag_offset + len(pkt.payload)
-        if d["end"] is None or d["header"] is None:
+            d.end = end
+        if d.end is None or d.header is None or d.received < d.end:
             return None
-        data, pos = [], 0
-        for off in sorted(d["parts"]):
-            if off > pos:
-                return None  # a hole
-            part = d["parts"][off]
-            data.append(part[pos - off:])
-            pos = max(pos, off + len(part))
-        if pos < d["end"]:
-            return None
-        del self.pending[pkt.frag_key]
-        body = b"".join(data)[: d["end"]]
-        header = bytearray(d["header"])
+        del pending[pkt.frag_key]
+        body = b"".join(d.pieces)
+        header = bytearray(d.header)
         if header[0] >> 4 == 4:
-            total = len(header) + len(body)
-            header[2:4] = total.to_bytes(2, "big")
+            header[2:4] = (len(header) + len(body)).to_bytes(2, "big")
             header[6:8] = b"\0\0"
         else:
-            header[4:6] = len(body).to_bytes(2, "big")
-        return bytes(header) + body, d["frames"]
+            header[4:6] = (len(header) - 40 + len(body)).to_bytes(2, "big")
+        return bytes(header) + body, d.frames
+
+    def _overlap(self, d: _Datagram, ref: int, text: str, drop: bool) -> None:
+        """List an overlap (and `drop` the datagram)."""
+        if drop:
+            d.give_up(True)
+        if len(self.overlaps) >= self.limits.incomplete_listed:
+            self._count("incomplete_listed")
+            return
+        self.overlaps.append({"frames": d.frames[:], "first_time": d.first_time, "src": d.src, "dst": d.dst,
+                              "text": text, "dropped": drop})
+
+    def _count(self, cap: str) -> None:
+        self.overflow[cap] = self.overflow.get(cap, 0) + 1
 
     def _expire(self, now: float) -> None:
         while self.pending:
             key, d = next(iter(self.pending.items()))
-            if now - d["first_time"] <= self.TIMEOUT:
+            if now - d.first_time <= self.limits.fragment_timeout:
                 break
-            self._give_up(key)
+            self._close(key)
 
-    def _give_up(self, key) -> None:
+    def _close(self, key) -> None:
         d = self.pending.pop(key)
-        self.incomplete.append({"frames": d["frames"], "first_time": d["first_time"], "src": d["src"],
-                                "dst": d["dst"], "bytes": sum(len(p) for p in d["parts"].values()),
-                                "has_first": d["header"] is not None})
+        if d.reported:
+            return
+        self.given_up += 1
+        if len(self.incomplete) >= self.limits.incomplete_listed:
+            self._count("incomplete_listed")
+            return
+        self.incomplete.append({"frames": d.frames, "fragments": d.fragments, "first_time": d.first_time,
+                                "src": d.src, "dst": d.dst, "bytes": d.received, "has_first": d.header is not None})
 
     def finish(self) -> None:
         """Give up on every datagram still waiting for fragments."""
         for key in list(self.pending):
-            self._give_up(key)
+            self._close(key)
