@@ -7,9 +7,9 @@ Inputs are small captures (up to 6 packets, 8 KiB) cut from pcaps/lab, ../shared
 libFuzzer's byte mutations on one packet, a header byte set, truncation, a packet spliced in from
 another capture, duplication, reordering, deletion, odd timestamps; the rest mutate the container
 bytes.  Every input goes through the steps of `ikeflow read` (`read_pipeline`: the JSON document,
-and the terminal report for every --render-every'th input: it costs ten times the rest) and the
-stats must add up.  Any exception other than CaptureError (exit 2), a
-wrong sum, or an execution using more than --slow CPU seconds is a crash: each distinct one
+and the terminal report for every --render-every'th input, as it costs ten times the rest); the
+JSON must parse and the stats must add up.  Any exception other than CaptureError (exit 2), a
+failed check, or an execution using more than --slow CPU seconds is a crash: each distinct one
 (exception type + innermost ikeflow function) is saved once, as the smallest input seen, in
 tests/fuzz/crashes/ (the capture and a one-line .txt).  Other -flags go to libFuzzer
 (e.g. -max_total_time=600).  Executions per second: libFuzzer's exec/s, and a summary line
@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import json
 import os
 import random
+import shutil
 import signal
 import struct
 import sys
@@ -44,7 +46,8 @@ MAX_SEED = 8192
 
 def read_pipeline(path: str, terminal: bool = True) -> int:
     """The steps of `ikeflow read --json` and (if `terminal`) of the terminal report on one file;
-    its exit code.  Raises AssertionError when the stats do not account for every frame."""
+    its exit code.  Raises AssertionError when the JSON does not parse (NaN and Infinity included)
+    or the stats do not account for every frame."""
     from rich.console import Console
 
     from ikeflow.analysis import Analyzer
@@ -68,7 +71,9 @@ def read_pipeline(path: str, terminal: bool = True) -> int:
         an.finish(sum(i.packets for i in infos))
         found = find(an, infos)
         verdict = verdicts(an, found)
-        write(io.StringIO(), build(an, infos, found, verdict), spool)
+        out = io.StringIO()
+        write(out, build(an, infos, found, verdict), spool)
+        json.loads(out.getvalue(), parse_constant=_not_json)
     finally:
         spool.file.close()
     if terminal:
@@ -77,6 +82,10 @@ def read_pipeline(path: str, terminal: bool = True) -> int:
     counted = s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
     assert s.packets == counted, f"stats count {counted} frames of {s.packets}"
     return 1 if any(f.severity == ERROR for f in found) else 0
+
+
+def _not_json(name: str):
+    raise AssertionError(f"{name} in the JSON document")
 
 
 # -- captures as lists of records ---------------------------------------------------------------
@@ -92,6 +101,13 @@ class Capture:
 
     def __init__(self, head: bytes, endian: str, ng: bool, records: list, tail: bytes, gz: bool):
         self.head, self.endian, self.ng, self.records, self.tail, self.gz = head, endian, ng, records, tail, gz
+
+    def linktype(self) -> int:
+        """Of the file (pcap) or of its first interface (pcapng)."""
+        if not self.ng:
+            return struct.unpack_from(self.endian + "I", self.head, 20)[0] & 0x0FFFFFFF
+        idb = next((r[2] for r in self.records if r[0] == 1 and len(r[2]) >= 2), None)
+        return struct.unpack_from(self.endian + "H", idb)[0] if idb else 1
 
     def packets(self) -> list:
         return [r for r in self.records if r[1] is not None]
@@ -257,8 +273,29 @@ def op_field(cap, rng):
         r[1][i] = rng.choice((0, 1, 999_999, 1_000_000, 0x7FFFFFFF, 0xFFFFFFFF, min(r[1][i] + 1, 0xFFFFFFFF), max(0, r[1][i] - 1)))
 
 
+def op_ike_header(cap, rng):
+    """A field of an ISAKMP header (SPIs, next payload, version, exchange, flags, message ID, length)
+    set to the same field of another IKE packet of the capture (SAs collide) or a small number."""
+    from ikeflow.packet import IKE, decode
+
+    ike = []
+    for r in cap.packets():
+        pkt = decode(cap.linktype(), r[2])
+        if pkt.kind == IKE and len(pkt.payload) >= 28:
+            ike.append((r, r[2].find(pkt.payload)))
+    if not ike:
+        return
+    (r, at), (donor, donor_at) = rng.choice(ike), rng.choice(ike)
+    off, size = rng.choice(((0, 8), (8, 8), (16, 1), (17, 1), (18, 1), (19, 1), (20, 4), (24, 4)))
+    if rng.random() < 0.5:
+        value = donor[2][donor_at + off : donor_at + off + size]
+    else:
+        value = rng.choice((0, 1, 2, 3, 5, 32, 33, 34, 35, 36, 37, 43, 0x20, 0x28, 255)).to_bytes(size, "big")
+    r[2] = r[2][: at + off] + value + r[2][at + off + size :]
+
+
 PACKET_OPS = [op_bytes, op_bytes, op_header_byte, op_header_byte, op_truncate, op_splice, op_splice,
-              op_duplicate, op_move, op_delete, op_field]
+              op_duplicate, op_move, op_delete, op_field, op_ike_header, op_ike_header]
 
 
 def mutate(data: bytes, max_size: int, seed: int) -> bytes:
@@ -396,6 +433,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100_000, help="executions (seed inputs included)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--slow", type=float, default=2.0, help="CPU seconds after which an execution is a crash")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "ikeflow-fuzz"),
+                    help="scratch folder (emptied first): the corpus libFuzzer grows and the current input")
     ap.add_argument("--max-len", type=int, default=MAX_SEED, help="largest input in bytes")
     ap.add_argument("--render-every", type=int, default=10,
                     help="draw the terminal report for every Nth input (it costs 10 times the rest)")
@@ -406,13 +445,14 @@ def main() -> None:
     with atheris.instrument_imports(include=["ikeflow"]):
         import ikeflow.analysis, ikeflow.capture, ikeflow.diagnosis, ikeflow.findings, ikeflow.report  # noqa: E401,F401
         import ikeflow.terminal  # noqa: F401
-    work = tempfile.mkdtemp(prefix="ikeflow-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    corpus = Path(work) / "corpus"
-    corpus.mkdir()
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    corpus = work / "corpus"
+    corpus.mkdir(parents=True)
     for n, s in enumerate(seeds(random.Random(args.seed))):
         (corpus / f"seed{n:05}").write_bytes(s)
     print(f"fuzz_read: {n + 1} seed inputs in {corpus}", file=sys.stderr)
-    harness = Harness(os.path.join(work, "input"), args.slow, args.render_every)
+    harness = Harness(str(work / "input"), args.slow, args.render_every)
     signal.signal(signal.SIGVTALRM, _on_slow)
     atheris.Setup([sys.argv[0], f"-runs={args.runs}", f"-seed={args.seed}", f"-max_len={args.max_len}",
                    "-timeout=60", f"-artifact_prefix={work}/", *libfuzzer, str(corpus)],
