@@ -72,12 +72,17 @@ def udp(sport: int, dport: int, data: bytes) -> bytes:
     return struct.pack(">HHHH", sport, dport, 8 + len(data), 0) + data
 
 
+def ipv6(src: bytes, dst: bytes, proto: int, body: bytes) -> bytes:
+    return struct.pack(">IHBB16s16s", 0x60000000, len(body), proto, 64, b"\x20\x01" + src * 3 + b"\0\0", b"\x20\x01" + dst * 3 + b"\0\0") + body
+
+
 @st.composite
-def ike_datagram(draw) -> bytes:
+def ike_datagram(draw, v6: bool = False) -> bytes:
     src, dst = draw(st.permutations(ADDRS))[:2]
     sport, dport = draw(st.sampled_from([500, 4500, 1025])), draw(st.sampled_from([500, 4500]))
     marker = b"\0\0\0\0" if 4500 in (sport, dport) and draw(st.booleans()) else b""
-    return ipv4(src, dst, 17, udp(sport, dport, marker + draw(ike_message())))
+    ip = ipv6 if v6 and draw(st.booleans()) else ipv4
+    return ip(src, dst, 17, udp(sport, dport, marker + draw(ike_message())))
 
 
 @st.composite
@@ -92,7 +97,7 @@ def frames(draw) -> list[bytes]:
     """One frame, or several: the fragments of an IKE datagram (some maybe lost or duplicated)."""
     kind = draw(st.sampled_from(["ike", "ike", "ike", "esp", "fragments", "icmp", "keepalive", "garbage"]))
     if kind == "ike":
-        return [draw(ike_datagram())]
+        return [draw(ike_datagram(v6=True))]
     if kind == "esp":
         return [draw(esp_datagram())]
     if kind == "keepalive":
