@@ -122,22 +122,25 @@ def fragments(an: Analyzer, files):
     """Incomplete IP datagrams, one finding per direction; overlapping fragments, one per datagram."""
     from ipaddress import ip_address as ip
 
+    ra = an.reassembler
+    unlisted = ra.given_up - len(ra.incomplete)
     ways: dict[tuple[bytes, bytes], list[dict]] = {}
-    for d in an.reassembler.incomplete:
+    for d in ra.incomplete:
         ways.setdefault((d["src"], d["dst"]), []).append(d)
     for (src, dst), ds in ways.items():
         n, frags, size = len(ds), sum(d["fragments"] for d in ds), sum(d["bytes"] for d in ds)
         yield Finding(ERROR if any(d["has_first"] for d in ds) else WARNING, "fragments-incomplete", "IP",
                       f"{n} IP datagram{'s' if n > 1 else ''} {ip(src)} → {ip(dst)} never completed: "
-                      f"{frags} fragment(s), {size} bytes",
+                      f"{frags} fragment(s), {size} bytes" +
+                      (f" ({unlisted} more in the capture, past the {len(ra.incomplete)} listed)" if unlisted else ""),
                       "Fragments are lost on the path; lower the MTU or enable IKE fragmentation (fragmentation=yes).",
                       [f for d in ds[:10] for f in d["frames"][:10]][:10], [])
-    for d in an.reassembler.overlaps:
+    for d in ra.overlaps:
         yield Finding(WARNING, "fragments-overlap", "IP",
                       f"overlapping IP fragments {ip(d['src'])} → {ip(d['dst'])}: {d['text']}",
-                      "Overlapping fragments whose bytes differ are an IDS evasion technique (or a broken stack): "
-                      "receivers differ in which copy they keep; Linux keeps the first copy of a repeated fragment "
-                      "and drops a datagram with any other overlap (RFC 5722).", d["frames"][:10], [])
+                      "Overlapping fragments are an evasion technique (an IDS and the receiver may reassemble different "
+                      "bytes) or a broken stack; Linux keeps the first copy of a repeated fragment and drops a "
+                      "datagram with any other overlap (RFC 5722).", d["frames"][:10], [])
 
 
 def capture_problems(an: Analyzer, files):

@@ -229,6 +229,9 @@ def test_fragment_caps_timeout_and_listing():
     an = feed(firsts, lim)
     assert len(an.reassembler.incomplete) == 3 and an.reassembler.given_up == 10
     assert an.stats.overflow == {"fragment_buffers": 6, "incomplete_listed": 7}
+    assert codes(an)["fragments-incomplete"].summary.endswith(
+        "3 IP datagrams 192.0.2.1 → 198.51.100.1 never completed: 3 fragment(s), 4200 bytes (7 more in the capture, "
+        "past the 3 listed)")
     late = fragment(mm1(ident=1), fragsize=1400)
     an = feed([late[0], late[1], late[2]], lim, step=3.0)  # the last one 6 s after the first
     assert an.stats.ike == 0 and an.reassembler.incomplete[0]["frames"] == [1, 2]
