@@ -14,6 +14,7 @@ from ikeflow.analysis import Analyzer
 from ikeflow.capture import FileInfo, Record
 from ikeflow.findings import find, verdicts
 from ikeflow.ike import decode_isakmp
+from ikeflow.limits import DEFAULT, Limits
 from ikeflow.proposals import summarize_sa
 from ikeflow.report import MessageSpool, build, write
 from ikeflow.terminal import render
@@ -21,6 +22,8 @@ from ikeflow.terminal import render
 LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147]
 KINDS = {pk.IKE, pk.ESP, pk.KEEPALIVE, pk.ICMP, pk.FRAGMENT, pk.MALFORMED, pk.SKIPPED}
 FAST = settings(max_examples=200, deadline=None)
+TINY = Limits(peer_pairs=2, ike_sas=2, esp_flows=2, fragment_buffers=2, fragments_per_datagram=4, fragment_timeout=1.0,
+              incomplete_listed=1, icmp_per_pair=1)  # every cap reached by a few frames
 SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # -- building blocks: small sets, so that messages collide into the same SAs and flows --------------
@@ -116,9 +119,9 @@ def frames(draw) -> list[bytes]:
     return draw(st.lists(st.sampled_from(parts), min_size=1, max_size=len(parts) + 2)) if draw(st.booleans()) else parts
 
 
-def run(datagrams: list[bytes], times: list[float]) -> Analyzer:
+def run(datagrams: list[bytes], times: list[float], limits: Limits = DEFAULT) -> Analyzer:
     """The steps of `ikeflow read` after reading, on raw-IP frames; checks the stats add up."""
-    an = Analyzer()
+    an = Analyzer(limits=limits)
     spool = MessageSpool(1)
     an.listeners.append(spool.add)
     for n, (data, ts) in enumerate(zip(datagrams, times), 1):
@@ -179,9 +182,10 @@ def test_names_never_raise(vid, n, version):
 
 @SLOW
 @given(st.lists(frames(), max_size=12), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=12),
-       st.lists(st.sampled_from([0.0, 0.001, 0.5, 2.0, 40.0, -1.0]), min_size=1, max_size=20))
-def test_analysis_and_reports_never_raise_and_stats_add_up(groups, again, steps):
-    """Frames in any order, some sent again byte for byte (retransmissions), at odd intervals."""
+       st.lists(st.sampled_from([0.0, 0.001, 0.5, 2.0, 40.0, -1.0]), min_size=1, max_size=20), st.sampled_from([DEFAULT, TINY]))
+def test_analysis_and_reports_never_raise_and_stats_add_up(groups, again, steps, limits):
+    """Frames in any order, some sent again byte for byte (retransmissions), at odd intervals;
+    with the default caps and with caps so small that every one of them turns entries away."""
     datagrams = [d for g in groups for d in g]
     for i, at in again if datagrams else []:
         datagrams.insert(at % (len(datagrams) + 1), datagrams[i % len(datagrams)])
@@ -189,4 +193,4 @@ def test_analysis_and_reports_never_raise_and_stats_add_up(groups, again, steps)
     for i in range(len(datagrams)):
         t += steps[i % len(steps)]
         times.append(t)
-    run(datagrams, times)
+    run(datagrams, times, limits)
