@@ -5,15 +5,17 @@
 Inputs are small captures (up to 6 packets, 8 KiB) cut from pcaps/lab, ../shared/pcaps/public and
 ../shared/repro.  Most mutations change the packets inside a valid pcap/pcapng (gzip) container:
 libFuzzer's byte mutations on one packet, a header byte set, truncation, a packet spliced in from
-another capture, duplication, reordering, deletion, odd timestamps; the rest mutate the container
-bytes.  Every input goes through the steps of `ikeflow read` (`read_pipeline`: the JSON document,
-and the terminal report for every --render-every'th input, as it costs ten times the rest); the
-JSON must parse and the stats must add up.  Any exception other than CaptureError (exit 2), a
-failed check, or an execution using more than --slow CPU seconds is a crash: each distinct one
-(exception type + innermost ikeflow function) is saved once, as the smallest input seen, in
-tests/fuzz/crashes/ (the capture and a one-line .txt).  Other -flags go to libFuzzer
-(e.g. -max_total_time=600).  Executions per second: libFuzzer's exec/s, and a summary line
-every minute.
+another capture, duplication, reordering, deletion, odd timestamps, ISAKMP header fields taken
+from another packet (SAs collide), other link layers; the rest mutate the container bytes.
+
+Every input goes through the steps of `ikeflow read` (`read_pipeline`: the JSON document, and the
+terminal report for every --render-every'th input, as it costs ten times the rest), every other
+input with caps (TINY) that a few packets reach; the JSON must parse and the stats must add up.
+Any exception other than CaptureError (exit 2), a failed check, or an execution using more than
+--slow CPU seconds is a crash: each distinct one (exception type + innermost ikeflow function) is
+saved once, as the smallest input seen, in tests/fuzz/crashes/ (the capture and a one-line .txt).
+Other -flags go to libFuzzer (e.g. -max_total_time=600).  Executions per second: libFuzzer's
+exec/s, and a summary line every minute.
 """
 
 from __future__ import annotations
@@ -299,8 +301,28 @@ def op_ike_header(cap, rng):
     r[2] = r[2][: at + off] + value + r[2][at + off + size :]
 
 
+LINK_HEADERS = {  # link type -> header in front of an IPv4 (4) or IPv6 (6) packet
+    101: lambda v: b"", 228: lambda v: b"", 229: lambda v: b"",
+    113: lambda v: b"\0\0\0\1\0\6" + b"\2" * 8 + (b"\x08\x00" if v == 4 else b"\x86\xdd"),
+    276: lambda v: (b"\x08\x00" if v == 4 else b"\x86\xdd") + b"\0\0\0\0\0\1\0\0\0\6" + b"\2" * 8,
+    0: lambda v: struct.pack("<I", 2 if v == 4 else 24), 108: lambda v: struct.pack(">I", 2 if v == 4 else 30),
+    1: lambda v: b"\2" * 12 + b"\x81\x00\x00\x07" + (b"\x08\x00" if v == 4 else b"\x86\xdd"),  # VLAN 7
+}
+
+
+def op_link(cap, rng):
+    """An Ethernet pcap re-encapsulated: raw IP, Linux cooked v1/v2, BSD loopback or VLAN."""
+    if cap.ng or cap.linktype() != 1:
+        return
+    linktype = rng.choice(list(LINK_HEADERS))
+    for r in cap.packets():
+        if r[2][12:14] in (b"\x08\x00", b"\x86\xdd"):
+            r[2] = LINK_HEADERS[linktype](4 if r[2][12] == 8 else 6) + r[2][14:]
+    cap.head = cap.head[:20] + struct.pack(cap.endian + "I", linktype)
+
+
 PACKET_OPS = [op_bytes, op_bytes, op_header_byte, op_header_byte, op_truncate, op_splice, op_splice,
-              op_duplicate, op_move, op_delete, op_field, op_ike_header, op_ike_header]
+              op_duplicate, op_move, op_delete, op_field, op_ike_header, op_ike_header, op_link]
 
 
 def mutate(data: bytes, max_size: int, seed: int) -> bytes:
