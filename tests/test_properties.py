@@ -24,7 +24,8 @@ KINDS = {pk.IKE, pk.ESP, pk.KEEPALIVE, pk.ICMP, pk.FRAGMENT, pk.MALFORMED, pk.SK
 FAST = settings(max_examples=200, deadline=None)
 TINY = Limits(peer_pairs=2, ike_sas=2, esp_flows=2, fragment_buffers=2, fragments_per_datagram=4, fragment_timeout=1.0,
               incomplete_listed=1, icmp_per_pair=1)  # every cap reached by a few frames
-SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SLOW = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # -- building blocks: small sets, so that messages collide into the same SAs and flows --------------
 
@@ -42,7 +43,8 @@ BODIES = {  # payload type -> typical bodies
     1: [V1_SA], 33: [V2_SA], 4: [b"k" * 128], 34: [b"\x00\x0e\x00\x00" + b"k" * 64], 10: [b"n" * 16], 40: [b"n" * 16],
     5: [b"\x01\x11\x01\xf4\xc0\x00\x02\x01"], 35: [b"\x02\x00\x00\x00gw.example"], 36: [b"\x01\x00\x00\x00\xcb\x00\x71\x02"],
     11: [struct.pack(">IBBH", 1, 1, 0, t) for t in (14, 24, 36136)],
-    41: [struct.pack(">BBH", 0, 0, t) + d for t, d in ((17, b"\x00\x0e"), (16390, b"c" * 16), (14, b""), (24, b""), (16389, b"x" * 20))],
+    41: [struct.pack(">BBH", 0, 0, t) + d
+         for t, d in ((17, b"\x00\x0e"), (16390, b"c" * 16), (14, b""), (24, b""), (16389, b"x" * 20))],
     13: [NAT_T_VID], 43: [NAT_T_VID], 20: [b"d" * 20], 130: [b"d" * 20], 46: [b"e" * 80], 53: [b"\x00\x01\x00\x02" + b"e" * 40],
     12: [struct.pack(">IBBH", 1, 3, 16, 1) + b"s" * 16], 42: [b"\x01\x00\x00\x00"],
     44: [b"\x01\x00\x00\x00\x07\x00\x00\x10\x00\x00\xff\xff\xc0\x00\x02\x00\xc0\x00\x02\xff"],
@@ -76,7 +78,8 @@ def udp(sport: int, dport: int, data: bytes) -> bytes:
 
 
 def ipv6(src: bytes, dst: bytes, proto: int, body: bytes) -> bytes:
-    return struct.pack(">IHBB16s16s", 0x60000000, len(body), proto, 64, b"\x20\x01" + src * 3 + b"\0\0", b"\x20\x01" + dst * 3 + b"\0\0") + body
+    v6 = lambda a: b"\x20\x01" + a * 3 + b"\0\0"  # noqa: E731
+    return struct.pack(">IHBB16s16s", 0x60000000, len(body), proto, 64, v6(src), v6(dst)) + body
 
 
 @st.composite
@@ -114,8 +117,8 @@ def frames(draw) -> list[bytes]:
         return [ipv4(ADDRS[2], whole[12:16], 1, struct.pack(">BBHI", draw(st.sampled_from([3, 11, 0])), 3, 0, 0) + quoted)]
     body, size = whole[20:], draw(st.sampled_from([8, 16, 64]))
     ident = draw(st.integers(1, 3))
-    parts = [ipv4(whole[12:16], whole[16:20], 17, body[o : o + size], ident, (o // 8) | (0x2000 if o + size < len(body) else 0))
-             for o in range(0, len(body), size)]
+    parts = [ipv4(whole[12:16], whole[16:20], 17, body[o : o + size], ident,
+                  (o // 8) | (0x2000 if o + size < len(body) else 0)) for o in range(0, len(body), size)]
     return draw(st.lists(st.sampled_from(parts), min_size=1, max_size=len(parts) + 2)) if draw(st.booleans()) else parts
 
 

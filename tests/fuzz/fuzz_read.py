@@ -277,7 +277,8 @@ def op_field(cap, rng):
     """A timestamp, wire length or interface number set to an odd value."""
     if r := _packet(cap, rng):
         i = rng.randrange(len(r[1]) - (r[0] == 6))
-        r[1][i] = rng.choice((0, 1, 999_999, 1_000_000, 0x7FFFFFFF, 0xFFFFFFFF, min(r[1][i] + 1, 0xFFFFFFFF), max(0, r[1][i] - 1)))
+        near = (min(r[1][i] + 1, 0xFFFFFFFF), max(0, r[1][i] - 1))
+        r[1][i] = rng.choice((0, 1, 999_999, 1_000_000, 0x7FFFFFFF, 0xFFFFFFFF) + near)
 
 
 def op_ike_header(cap, rng):
