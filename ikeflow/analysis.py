@@ -38,14 +38,16 @@ class IcmpEvent:
     sa: tuple | None  # (version, ispi) when the quote reaches the IKE header
 
 
-@dataclass
+@dataclass(slots=True)
 class PeerPair:
     """Two addresses that talk IKE/ESP; `a` is the one seen first."""
 
     a: bytes
     b: bytes
     first_time: float
-    sas: list[IkeSa] = field(default_factory=list)
+    sas: list[IkeSa] = field(default_factory=list)  # in the order first seen (IkeSa.index)
+    waiting: list[IkeSa] = field(default_factory=list)  # IKEv2 SAs that a retry may follow (see _link_retry)
+    last_up: IkeSa | None = None  # the latest SA (by index) that came up
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
     icmp: list[IcmpEvent] = field(default_factory=list)  # the first `Limits.icmp_per_pair`
@@ -71,10 +73,11 @@ class Analyzer:
     def __init__(self, ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT):
         self.ike_port, self.natt_port = ike_port, natt_port
         self.limits = limits
-        self.esp = EspTable(natt_port)
         self.stats = Stats()
+        self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow)
         self.sas: dict[tuple[int, bytes], IkeSa] = {}
         self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}
+        self.last_sent: dict[bytes, list] = {}  # address -> see _sent
         self.malformed: list[tuple[int, str]] = []
         self.skipped: Counter = Counter()  # reason -> count
         self.reassembler = pk.Reassembler(limits, self.stats.overflow)
@@ -88,7 +91,7 @@ class Analyzer:
     def record(self, rec: Record) -> None:
         """One captured frame that the reader did not count as plain ESP itself."""
         pkt = pk.decode(rec.linktype, rec.data, self.ike_port, self.natt_port)
-        self.packet(rec.ref, rec.time, pkt, [])
+        self.packet(rec.ref, rec.time, pkt, ())
 
     def packet(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
         if ts > self.last_time:
@@ -154,24 +157,63 @@ class Analyzer:
             self.stats.ike += 1
         key = (msg.version, msg.ispi)
         sa = self.sas.get(key)
+        pair = self._pair(pkt.src, pkt.dst, ts)
         if sa is None:
-            sa = self.sas[key] = IkeSa(msg.version, msg.ispi)
-            self._pair(pkt.src, pkt.dst, ts).sas.append(sa)
+            sa = IkeSa(msg.version, msg.ispi)  # past a cap: this message is analysed, the SA not kept
+            if len(self.sas) >= self.limits.ike_sas:
+                self.overflow("ike_sas")
+            elif self.pairs.get(pair_key(pkt.src, pkt.dst)) is pair:
+                self.sas[key] = sa
+                sa.index = len(pair.sas)
+                pair.sas.append(sa)
+                if sa.version == 2:
+                    pair.waiting.append(sa)
+        up = sa.up_time
         seen = sa.add(msg, pkt.payload, ref, ts, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.natt, fragments)
+        if self.sas.get(key) is sa:
+            self._sent(pkt.src, sa, ts)
+            if up is None and sa.up_time is not None:
+                kept = self.pair_of(sa)
+                if kept.last_up is None or kept.last_up.index < sa.index:
+                    kept.last_up = sa
         if msg.version == 2 and msg.exchange_type == 34 and seen.request and not seen.retransmission and not seen.retry:
-            self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
+            self._link_retry(pair, sa)
         self._emit("message", (sa, seen))
+
+    def _sent(self, src: bytes, sa: IkeSa, ts: float) -> None:
+        """Keep `last_sent[src]` = [time, sa, time', sa']: the latest IKE message from `src` and the latest
+        one from any other SA, which answers "did `src` send anything later outside SA x" at once."""
+        last = self.last_sent.get(src)
+        if last is None:
+            self.last_sent[src] = [ts, sa, float("-inf"), None]
+        elif last[1] is sa:
+            last[0] = max(last[0], ts)
+        elif ts > last[0]:
+            last[2:] = last[:2]
+            last[:2] = ts, sa
+        elif ts > last[2]:
+            last[2:] = ts, sa
+
+    def sent_after(self, src: bytes, ts: float, besides: IkeSa) -> bool:
+        """`src` sent an IKE message after `ts` in a kept IKE SA other than `besides`."""
+        last = self.last_sent.get(src)
+        return last is not None and (last[0] if last[1] is not besides else last[2]) > ts
 
     def _link_retry(self, pair: PeerPair, sa: IkeSa) -> None:
         """A fresh IKE_SA_INIT after a COOKIE/INVALID_KE answer on another SA is that SA's retry."""
-        for old in reversed(pair.sas):
-            if old is sa or old.version != 2 or old.ike_sa_up() or old.retried_by:
-                continue
-            answers = [m for m in old.messages if m.msg.exchange_type == 34 and not m.request]
-            names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
-            if names:
-                old.retried_by = names[-1]
-            break
+        waiting = pair.waiting
+        k = len(waiting) - 1
+        while k >= 0:
+            old = waiting[k]
+            k -= 1
+            if old.ike_sa_up() or old.retried_by:
+                del waiting[k + 1]  # for good: neither comes undone
+            elif old is not sa:
+                answers = [m for m in old.messages if m.msg.exchange_type == 34 and not m.request]
+                names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
+                if names:
+                    old.retried_by = names[-1]
+                return
 
     def _icmp(self, ref: int, ts: float, pkt: pk.Packet) -> None:
         self.stats.icmp += 1
@@ -189,15 +231,24 @@ class Analyzer:
         if len(pair.icmp) < self.limits.icmp_per_pair:
             pair.icmp.append(event)
         else:
-            self.stats.overflow["icmp_per_pair"] = self.stats.overflow.get("icmp_per_pair", 0) + 1
+            self.overflow("icmp_per_pair")
         self._emit("icmp", event)
 
     def _pair(self, src: bytes, dst: bytes, ts: float) -> PeerPair:
-        key = (src, dst) if src <= dst else (dst, src)
+        """The pair's state; past the `peer_pairs` cap a fresh one that is not kept."""
+        key = pair_key(src, dst)
         pair = self.pairs.get(key)
         if pair is None:
-            pair = self.pairs[key] = PeerPair(src, dst, ts)
+            pair = PeerPair(src, dst, ts)
+            if len(self.pairs) < self.limits.peer_pairs:
+                self.pairs[key] = pair
+            else:
+                self.overflow("peer_pairs")
         return pair
+
+    def overflow(self, cap: str, n: int = 1) -> None:
+        """Count what the `cap` (a Limits field) turned away."""
+        self.stats.overflow[cap] = self.stats.overflow.get(cap, 0) + n
 
     def _emit(self, event: str, obj) -> None:
         for listener in self.listeners:
@@ -217,5 +268,8 @@ class Analyzer:
             self.last_time = max(self.last_time, f.last_time)
 
     def pair_of(self, sa: IkeSa) -> PeerPair:
-        a, b = sa.initiator[0], sa.responder[0]
-        return self.pairs[(a, b) if a <= b else (b, a)]
+        return self.pairs[pair_key(sa.initiator[0], sa.responder[0])]
+
+
+def pair_key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
+    return (a, b) if a <= b else (b, a)

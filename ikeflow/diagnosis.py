@@ -405,11 +405,10 @@ def _tell(a: str, b: str) -> str:
 
 def later_success(an: Analyzer, sa: IkeSa) -> IkeSa | None:
     """A later IKE SA between the same peers that came up, which makes this one's failure history."""
-    if sa.initiator is None:
+    if sa.initiator is None or an.sas.get((sa.version, sa.ispi)) is not sa:
         return None
-    pair = an.pair_of(sa)
-    after = pair.sas[pair.sas.index(sa) + 1 :]
-    return next((x for x in after if x.ike_sa_up()), None)
+    last = an.pair_of(sa).last_up
+    return last if last is not None and last.index > sa.index else None
 
 
 def _demote(an: Analyzer, stall: Stall, summary: str) -> tuple[str, str]:
@@ -486,7 +485,7 @@ def _both_fragmentation(sa: IkeSa) -> bool:
     if sa.version == 2:
         said = {m.sender for m in sa.messages for _, n in m.msg.notifies if n == "IKEV2_FRAGMENTATION_SUPPORTED"}
         return said == {"I", "R"}
-    return all("FRAGMENTATION" in sa.vendors[r] for r in ("I", "R"))
+    return all("FRAGMENTATION" in sa.vendors.get(r, ()) for r in ("I", "R"))
 
 
 def _certs(sa: IkeSa) -> bool:
@@ -644,8 +643,7 @@ def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.
     at = nxt.label if reason else last.label
     waited = an.last_time - last.time
     silent_addr = _addr(sa, silent)
-    elsewhere = any(m.src == silent_addr and m.time > last.time
-                    for other in an.sas.values() if other is not sa for m in other.messages)
+    elsewhere = an.sent_after(silent_addr, last.time, sa)
     story = f"{sa.mode()}: {last.label} answered, then no {nxt.label} from the {_who(silent)}"
     if float_next:
         story += " (it should come on UDP 4500 after the NAT-T float)"
@@ -822,17 +820,14 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, sends: list[Seen]) -> Stall | None:
 def esp_stalls(an: Analyzer) -> list[Stall]:
     """ESP one way only between peers whose IKE SA came up in this capture."""
     out = []
-    directions: dict[tuple[bytes, bytes], list] = {}
-    for f in an.esp.flows.values():
-        directions.setdefault((f.src, f.dst), []).append(f)
+    directions = an.esp.directions()
     for (src, dst), flows in directions.items():
         if (dst, src) in directions:
             continue
         packets = sum(f.packets for f in flows)
         key = _pair_key(src, dst)
         pair = an.pairs.get(key)
-        up = [sa for sa in (pair.sas if pair else []) if sa.ike_sa_up()]
-        if packets < 2 or not up:
+        if packets < 2 or not pair or not pair.last_up:
             continue
         f = flows[0]
         facts = {"src": f.src_ip, "dst": f.dst_ip, "packets": packets}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from ikeflow.limits import DEFAULT
+
 WINDOW = 128
 MASK = (1 << WINDOW) - 1
 # The hot list of a flow: what the fast path in capture.py updates for an in-sequence packet,
@@ -67,21 +69,41 @@ class EspFlow:
 class EspTable:
     """All ESP flows of a capture, keyed by esp_key()."""
 
-    def __init__(self, natt_port: int = 4500):
+    def __init__(self, natt_port: int = 4500, max_flows: int = DEFAULT.esp_flows, overflow: dict | None = None):
         self.natt_port = natt_port
         self.flows: dict[int, EspFlow] = {}
         self.hot: dict[int, list] = {}  # SPI -> hot list of the first flow with that SPI, for the fast path
+        self.max_flows = max_flows
+        self.overflow = {} if overflow is None else overflow  # "esp_flows" -> packets of flows not kept
+        self.uncounted = 0  # the packets of those flows
 
     @property
     def packets(self) -> int:
         """ESP packets counted so far."""
-        return sum(f.packets for f in self.flows.values())
+        return sum(f.packets for f in self.flows.values()) + self.uncounted
+
+    def directions(self) -> dict[tuple[bytes, bytes], list[EspFlow]]:
+        """The flows grouped by (source, destination)."""
+        out: dict[tuple[bytes, bytes], list[EspFlow]] = {}
+        for f in self.flows.values():
+            out.setdefault((f.src, f.dst), []).append(f)
+        return out
+
+    def _full(self, packets: int) -> bool:
+        """At the cap: the packets of a new flow are counted, the flow is not kept."""
+        if len(self.flows) < self.max_flows:
+            return False
+        self.uncounted += packets
+        self.overflow["esp_flows"] = self.overflow.get("esp_flows", 0) + packets
+        return True
 
     def add(self, key: int, encap: str, sport: int, dport: int, src: bytes, dst: bytes,
             seq: int, size: int, ts: float, ref: int) -> None:
         """Count one ESP packet; `key` is esp_key(dst, spi), `size` the IP datagram length."""
         f = self.flows.get(key)
         if f is None:
+            if self._full(1):
+                return
             f = self.flows[key] = EspFlow(src, dst, key & 0xFFFFFFFF, encap, sport, dport, size, ts, ref, seq)
             self.hot.setdefault(f.spi, f.hot)
             return
@@ -119,13 +141,16 @@ class EspTable:
         Duplicates or reordering that straddle the seam between the two stretches are not seen."""
         for key, g in later.items():
             g.first_frame += shift
-            g.hot[LAST_FRAME] += shift
+            gh = g.hot
+            gh[LAST_FRAME] += shift
             f = self.flows.get(key)
             if f is None:
+                if self._full(gh[PACKETS]):
+                    continue
                 self.flows[key] = g
                 self.hot.setdefault(g.spi, g.hot)
                 continue
-            h, gh = f.hot, g.hot
+            h = f.hot
             h[PACKETS] += gh[PACKETS]
             h[BYTES] += gh[BYTES]
             h[LAST_TIME], h[LAST_FRAME] = gh[LAST_TIME], gh[LAST_FRAME]

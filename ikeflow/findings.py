@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ikeflow.analysis import Analyzer
+from ikeflow.analysis import Analyzer, pair_key
 from ikeflow.capture import FileInfo
 from ikeflow.ikesa import IkeSa
 
@@ -97,9 +97,7 @@ def esp(an: Analyzer, files):
                           f"ESP SPI {f.spi:08x} {f.src_ip} -> {f.dst_ip}: {f.duplicates} duplicated sequence numbers",
                           "Replayed or duplicated packets (a capture on two interfaces, or a looping path).",
                           [f.first_frame])
-    directions: dict[tuple[bytes, bytes], list] = {}
-    for f in an.esp.flows.values():
-        directions.setdefault((f.src, f.dst), []).append(f)
+    directions = an.esp.directions()
     for (src, dst), flows in directions.items():
         if (dst, src) not in directions and any(x.packets > 1 for x in flows):
             f = flows[0]
@@ -150,27 +148,57 @@ def capture_problems(an: Analyzer, files):
                           "capture", f"{f.name}: {f.warning}; analysed the {f.packets} whole packets before it", "")
 
 
-RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems]
+CAP_OPTIONS = {"peer_pairs": ("peer pairs", "--max-pairs"), "ike_sas": ("IKE SAs", "--max-sas"),
+               "esp_flows": ("ESP SAs", "--max-esp-flows")}
+
+
+def overflow(an: Analyzer, files):
+    """One finding for every cap (limits.Limits) that turned entries away."""
+    parts, options = [], []
+    for cap, n in an.stats.overflow.items():
+        what, option = CAP_OPTIONS.get(cap, (cap.replace("_", " "), None))
+        parts.append(f"{what} (at most {getattr(an.limits, cap)}): {n}")
+        if option:
+            options.append(option)
+    if parts:
+        yield Finding(WARNING, "overflow", "capture", "caps reached, new entries turned away: " + "; ".join(parts),
+                      "Frames past a cap are counted, not analysed in full."
+                      + (f" Raise the cap with {', '.join(options)} (more memory)." if options else ""))
+
+
+RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow]
 
 
 def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], str]:
     """One line per peer pair that an admin reads first: is the tunnel up, and if not, where it fails."""
     out = {}
+    errors = first_errors(an, findings)
+    directions = an.esp.directions()
     for key, pair in an.pairs.items():
-        errors = [f for f in findings if f.severity == ERROR and (f.pair == key or (f.sa and f.sa in pair.sas))]
-        esp_dirs = {(f.src, f.dst) for f in an.esp.flows.values() if {f.src, f.dst} == set(key)}
+        esp_dirs = {d for d in (key, key[::-1]) if d in directions}
         esp = {0: "no ESP seen", 1: "ESP one way only", 2: "ESP both ways"}[len(esp_dirs)]
-        up = [sa for sa in pair.sas if sa.ike_sa_up()]
-        if errors:
-            e = errors[0]
+        e = errors.get(key)
+        if e:
             phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
             out[key] = f"{phase} fails at {e.at}: {e.summary}"
-        elif up:
-            out[key] = f"{'tunnel up: ' if esp_dirs else ''}{up[-1].state()}, {esp}"
+        elif pair.last_up:
+            out[key] = f"{'tunnel up: ' if esp_dirs else ''}{pair.last_up.state()}, {esp}"
         elif pair.sas:
             out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
         elif esp_dirs:
             out[key] = f"ESP only, no IKE in the capture ({esp})"
         else:
             out[key] = "no IKE or ESP"
+    return out
+
+
+def first_errors(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], Finding]:
+    """Per peer pair, its first error finding (about the pair or one of its kept IKE SAs)."""
+    out: dict[tuple[bytes, bytes], Finding] = {}
+    for f in findings:
+        if f.severity == ERROR:
+            if f.pair:
+                out.setdefault(f.pair, f)
+            if f.sa:
+                out.setdefault(pair_key(f.sa.initiator[0], f.sa.responder[0]), f)
     return out

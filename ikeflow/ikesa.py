@@ -18,6 +18,7 @@ NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
 KEEP = 64  # messages kept per SA at each end (first and last); the middle of very long SAs is counted only
 KEEP_RUNS = 32  # exchanges (message IDs) remembered per SA, newest first kept
 KEEP_DIGESTS = 256  # message digests remembered for spotting retransmissions
+KEEP_NAMES = 32  # vendor IDs and NAT-OA addresses kept per side
 ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
 
 
@@ -53,11 +54,15 @@ class Run:
     starter: str  # "I"/"R": who sent its first message
     first_time: float
     done: list[sequences.Step] = field(default_factory=list)
-    messages: list[Seen] = field(default_factory=list)
+    messages: list[Seen] = field(default_factory=list)  # the first KEEP and the last KEEP
 
 
 class IkeSa:
     """Everything seen of one IKE SA."""
+
+    __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
+                 "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "float_at", "natd",
+                 "nat_oa", "offered", "chosen", "vendors", "retried_by", "up_time", "index")
 
     def __init__(self, version: int, ispi: bytes):
         self.version = version
@@ -71,16 +76,17 @@ class IkeSa:
         self.retransmitted: dict[str, int] = {}  # label -> retransmissions
         self.retransmission_frames: list[int] = []  # the first few
         self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
-        self._digests: dict[tuple[str, int], None] = {}
+        self._digests: dict[tuple[str, int], Run | None] = {}  # (sender, hash) -> the run it belongs to
         self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
         self.float_at: str | None = None  # label of the first message on the NAT-T port
-        self.natd: list[Seen] = []
-        self.nat_oa: dict[str, set[str]] = {"I": set(), "R": set()}  # original addresses each side declared (QM)
+        self.natd: list[Seen] = []  # messages with NAT-D, the first KEEP
+        self.nat_oa: dict[str, set[str]] = {}  # role -> original addresses it declared (QM), the first KEEP_NAMES
         self.offered = None  # the initiator's first phase-1 SA payload
         self.chosen = None  # the responder's answer to it
-        self.vendors: dict[str, set[str]] = {"I": set(), "R": set()}
+        self.vendors: dict[str, set[str]] = {}  # role -> vendor IDs it sent, the first KEEP_NAMES
         self.retried_by: str | None = None  # this SA ended in COOKIE/INVALID_KE: a retry followed
         self.up_time: float | None = None  # when phase 1 completed (MM6, AM3, IKE_AUTH response)
+        self.index = 0  # its place among its peer pair's IKE SAs (analysis.PeerPair.sas)
 
     # -- feeding -----------------------------------------------------------------
 
@@ -92,17 +98,15 @@ class IkeSa:
         sender = self._sender(msg, src, sport, dst, dport)
         seen = Seen(ref, ts, src, dst, sport, dport, natt_, msg, len(raw), sender, fragments=fragments)
         digest = (sender, hash(raw))
-        seen.retransmission = digest in self._digests
-        self._digests[digest] = None
-        if len(self._digests) > KEEP_DIGESTS:
-            del self._digests[next(iter(self._digests))]
         sk = msg.payload("SK")
         if sk is not None:
             chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
             seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
         if natt_ and self.float_at is None:
             self.float_at = "?"  # set to the label below
-        self._label(seen)
+        self._label(seen, digest)
+        if len(self._digests) > KEEP_DIGESTS:
+            del self._digests[next(iter(self._digests))]
         if self.float_at == "?":
             self.float_at = seen.label
         if not msg.malformed:
@@ -143,10 +147,12 @@ class IkeSa:
             return "R"
         return "I" if sport == self.initiator[1] else "R"  # both ends on one address
 
-    def _label(self, seen: Seen) -> None:
+    def _label(self, seen: Seen, digest: tuple) -> None:
         msg = seen.msg
         ex = sequences.exchange(msg.version, msg.exchange_type)
         if ex is None:
+            seen.retransmission = digest in self._digests
+            self._digests[digest] = None
             seen.label = msg.exchange
             return
         if msg.version == 2:
@@ -163,6 +169,9 @@ class IkeSa:
             if not ex.per_message_id:  # IKEv1 phase 1: the SA's initiator starts it
                 starter = "I"
             run = self.runs[key] = Run(ex, starter, seen.time)
+        # a copy of a message of this very run: a run forgotten (KEEP_RUNS) starts afresh with whatever comes next
+        seen.retransmission = self._digests.get(digest) is run
+        self._digests[digest] = run
         if msg.version == 2 and seen.request and not seen.retransmission and any(not m.request for m in run.messages):
             # a new request under an answered message ID: IKE_SA_INIT retried after COOKIE/INVALID_KE
             answer = next(m for m in reversed(run.messages) if not m.request)
@@ -196,14 +205,16 @@ class IkeSa:
             if len(self._fragmented) > KEEP_RUNS:
                 del self._fragmented[next(iter(self._fragmented))]
         run.messages.append(seen)
+        if len(run.messages) > 2 * KEEP:
+            del run.messages[KEEP]
 
     def _learn(self, seen: Seen) -> None:
         msg = seen.msg
         for p in msg.payloads:
             if p.name in ("VID", "V") and p.info.get("vendor"):
-                self.vendors[seen.sender].add(p.info["vendor"])
+                _note(self.vendors, seen.sender, p.info["vendor"])
             elif p.name == "NAT-OA" and p.info.get("address"):
-                self.nat_oa[seen.sender].add(p.info["address"])
+                _note(self.nat_oa, seen.sender, p.info["address"])
             elif p.name == "SA" and msg.exchange_type in (2, 4, 34) and not seen.retransmission:
                 if seen.sender == "I" and self.offered is None:
                     self.offered = p
@@ -227,7 +238,8 @@ class IkeSa:
                             about_dst, about_src, self.v1_hash())
         if result:
             seen.natd = result
-            self.natd.append(seen)
+            if len(self.natd) < KEEP:
+                self.natd.append(seen)
 
     def v1_hash(self) -> int | None:
         """The IKEv1 hash algorithm chosen for this SA (attribute value), if seen."""
@@ -304,3 +316,9 @@ class IkeSa:
         children = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
         extra = f", {len(children)} CREATE_CHILD_SA" if children else ""
         return "IKE SA up" + extra
+
+
+def _note(names: dict[str, set[str]], role: str, name: str) -> None:
+    kept = names.setdefault(role, set())
+    if len(kept) < KEEP_NAMES:
+        kept.add(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+from collections.abc import Iterator
 
 from ikeflow import __version__
 from ikeflow.analysis import Analyzer, PeerPair
@@ -63,20 +64,29 @@ class MessageSpool:
 
 
 def write(out, doc: dict, spool: MessageSpool, end: str = "\n") -> None:
-    """Write the document with the spooled messages in their place (after `peers`)."""
-    def part(key):
-        return json.dumps(key) + ":" + _compact(doc[key])
-
-    keys = list(doc)
-    at = keys.index("peers") + 1
-    out.write("{" + ",".join(part(k) for k in keys[:at]) + ',"messages":[')
-    spool.copy_to(out)
-    out.write("]," + ",".join(part(k) for k in keys[at:]) + "}" + end)
+    """Write the document with the spooled messages in their place (after `peers`).  The arrays
+    that grow with the capture are iterators in `doc`, encoded one element at a time."""
+    out.write("{")
+    for i, (key, value) in enumerate(doc.items()):
+        out.write(("," if i else "") + json.dumps(key) + ":")
+        if isinstance(value, Iterator):
+            out.write("[")
+            for j, item in enumerate(value):
+                out.write(("," if j else "") + _compact(item))
+            out.write("]")
+        else:
+            out.write(_compact(value))
+        if key == "peers":
+            out.write(',"messages":[')
+            spool.copy_to(out)
+            out.write("]")
+    out.write("}" + end)
 
 
 def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict) -> dict:
-    """The document without `messages` (see MessageSpool and write)."""
+    """The document without `messages` (see MessageSpool and write); the long arrays are iterators."""
     frame = Frames(len(files))
+    directions = an.esp.directions()
     times = [t for f in files for t in (f.first_time, f.last_time) if t is not None]
     return {
         "schema": SCHEMA,
@@ -92,21 +102,17 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "stats": vars(an.stats).copy(),
         "skipped": dict(an.skipped.most_common()),
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
-        "peers": [_pair(an, p, verdicts.get(k), frame) for k, p in an.pairs.items()],
-        "esp_flows": [_flow(f, frame) for f in an.esp.flows.values()],
-        "ike_sas": [_sa(sa, frame) for sa in an.sas.values()],
-        "findings": [_finding(f, frame) for f in findings],
+        "peers": (_pair(p, directions, verdicts.get(k), frame) for k, p in an.pairs.items()),
+        "esp_flows": (_flow(f, frame) for f in an.esp.flows.values()),
+        "ike_sas": (_sa(sa, frame) for sa in an.sas.values()),
+        "findings": (_finding(f, frame) for f in findings),
     }
 
 
-def _pair(an: Analyzer, p: PeerPair, verdict, frame) -> dict:
-    esp = {"a_to_b": 0, "b_to_a": 0}
-    spis: dict[str, list[str]] = {"a_to_b": [], "b_to_a": []}
-    for f in an.esp.flows.values():
-        way = "a_to_b" if (f.src, f.dst) == (p.a, p.b) else "b_to_a" if (f.src, f.dst) == (p.b, p.a) else None
-        if way:
-            esp[way] += f.packets
-            spis[way].append(f"{f.spi:08x}")
+def _pair(p: PeerPair, directions: dict, verdict, frame) -> dict:
+    ways = {"a_to_b": directions.get((p.a, p.b), []), "b_to_a": directions.get((p.b, p.a), []) if p.a != p.b else []}
+    esp = {way: sum(f.packets for f in flows) for way, flows in ways.items()}
+    spis = {way: [f"{f.spi:08x}" for f in flows] for way, flows in ways.items()}
     return {
         "a": ip(p.a), "b": ip(p.b),
         "verdict": verdict,
@@ -173,10 +179,10 @@ def _sa(sa: IkeSa, frame) -> dict:
         "message_count": sa.count,
         "nat": {"initiator_behind_nat": behind["I"], "responder_behind_nat": behind["R"],
                 "float_at": sa.float_at, "natd_frames": [frame(m.ref) for m in sa.natd],
-                "nat_oa": {"initiator": sorted(sa.nat_oa["I"]), "responder": sorted(sa.nat_oa["R"])}},
+                "nat_oa": {"initiator": sorted(sa.nat_oa.get("I", ())), "responder": sorted(sa.nat_oa.get("R", ()))}},
         "proposal": {"offered": summarize_sa(sa.offered) if sa.offered else [],
                      "chosen": summarize_sa(sa.chosen) if sa.chosen else []},
-        "vendors": {"initiator": sorted(sa.vendors["I"]), "responder": sorted(sa.vendors["R"])},
+        "vendors": {"initiator": sorted(sa.vendors.get("I", ())), "responder": sorted(sa.vendors.get("R", ()))},
         "retried_by": sa.retried_by,
     }
 

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ikeflow.analysis import Analyzer
 from ikeflow.capture import FileInfo, split_ref
-from ikeflow.findings import ERROR, INFO, WARNING, Finding
+from ikeflow.findings import ERROR, INFO, WARNING, Finding, first_errors
 from ikeflow.ikesa import IkeSa, Seen
 from ikeflow.proposals import summarize_sa
 from ikeflow.report import ip
@@ -34,10 +34,10 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
                   f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
     if not an.pairs:
         console.print("No IKE or ESP traffic in this capture.")
+    errors, directions = first_errors(an, findings), an.esp.directions()
     for key, pair in an.pairs.items():
         verdict = verdicts.get(key, "")
-        bad = any(f.severity == ERROR and (f.pair == key or (f.sa and f.sa in pair.sas)) for f in findings)
-        body = [Text(verdict, style="bold red" if bad else "bold green"), _pair_table(an, pair)]
+        body = [Text(verdict, style="bold red" if key in errors else "bold green"), _pair_table(pair, directions)]
         for sa in pair.sas:
             body.append(_sa_block(an, sa, frame))
         console.print(Panel(Group(*body), title=Text(f"{ip(pair.a)} ⇄ {ip(pair.b)}", style="bold"), title_align="left"))
@@ -56,12 +56,12 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
         console.print(Text("No findings.", style="green"))
 
 
-def _pair_table(an: Analyzer, pair) -> Table:
+def _pair_table(pair, directions: dict) -> Table:
     t = Table(box=None, pad_edge=False, show_edge=False)
     for col in ("IKE SA (SPIi)", "version", "mode", "state", "NAT", "ESP"):
         t.add_column(col)
-    out = sum(f.packets for f in an.esp.flows.values() if (f.src, f.dst) == (pair.a, pair.b))
-    back = sum(f.packets for f in an.esp.flows.values() if (f.src, f.dst) == (pair.b, pair.a))
+    out = sum(f.packets for f in directions.get((pair.a, pair.b), []))
+    back = sum(f.packets for f in directions.get((pair.b, pair.a), []))
     esp = f"{ip(pair.a)}→ {out}, ← {back}"
     for sa in pair.sas:
         behind = sa.behind_nat()
