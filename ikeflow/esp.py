@@ -66,21 +66,26 @@ class EspFlow:
         return str(ipaddress.ip_address(self.dst))
 
 
+class Flows(dict):
+    """ESP flows by esp_key(), with the packets of the flows a cap turned away (pickled along)."""
+
+    uncounted = 0
+
+
 class EspTable:
     """All ESP flows of a capture, keyed by esp_key()."""
 
     def __init__(self, natt_port: int = 4500, max_flows: int = DEFAULT.esp_flows, overflow: dict | None = None):
         self.natt_port = natt_port
-        self.flows: dict[int, EspFlow] = {}
+        self.flows = Flows()
         self.hot: dict[int, list] = {}  # SPI -> hot list of the first flow with that SPI, for the fast path
         self.max_flows = max_flows
         self.overflow = {} if overflow is None else overflow  # "esp_flows" -> packets of flows not kept
-        self.uncounted = 0  # the packets of those flows
 
     @property
     def packets(self) -> int:
         """ESP packets counted so far."""
-        return sum(f.packets for f in self.flows.values()) + self.uncounted
+        return sum(f.packets for f in self.flows.values()) + self.flows.uncounted
 
     def directions(self) -> dict[tuple[bytes, bytes], list[EspFlow]]:
         """The flows grouped by (source, destination)."""
@@ -89,20 +94,18 @@ class EspTable:
             out.setdefault((f.src, f.dst), []).append(f)
         return out
 
-    def _full(self, packets: int) -> bool:
-        """At the cap: the packets of a new flow are counted, the flow is not kept."""
-        if len(self.flows) < self.max_flows:
-            return False
-        self.uncounted += packets
+    def _turn_away(self, packets: int) -> None:
+        """Past the cap: the packets of a new flow are counted, the flow is not kept."""
+        self.flows.uncounted += packets
         self.overflow["esp_flows"] = self.overflow.get("esp_flows", 0) + packets
-        return True
 
     def add(self, key: int, encap: str, sport: int, dport: int, src: bytes, dst: bytes,
             seq: int, size: int, ts: float, ref: int) -> None:
         """Count one ESP packet; `key` is esp_key(dst, spi), `size` the IP datagram length."""
         f = self.flows.get(key)
         if f is None:
-            if self._full(1):
+            if len(self.flows) >= self.max_flows:
+                self._turn_away(1)
                 return
             f = self.flows[key] = EspFlow(src, dst, key & 0xFFFFFFFF, encap, sport, dport, size, ts, ref, seq)
             self.hot.setdefault(f.spi, f.hot)
@@ -135,17 +138,20 @@ class EspTable:
                 if seq < f.seq_min:
                     f.seq_min = seq
 
-    def merge(self, later: dict[int, EspFlow], shift: int) -> None:
+    def merge(self, later: Flows, shift: int) -> None:
         """Add the flows counted over the next stretch of the same capture (frame refs `shift` short).
 
         Duplicates or reordering that straddle the seam between the two stretches are not seen."""
+        if later.uncounted:
+            self._turn_away(later.uncounted)
         for key, g in later.items():
             g.first_frame += shift
             gh = g.hot
             gh[LAST_FRAME] += shift
             f = self.flows.get(key)
             if f is None:
-                if self._full(gh[PACKETS]):
+                if len(self.flows) >= self.max_flows:
+                    self._turn_away(gh[PACKETS])
                     continue
                 self.flows[key] = g
                 self.hot.setdefault(g.spi, g.hot)

@@ -21,7 +21,7 @@ class Limits:
 
     peer_pairs: int = 50_000  # addresses talking IKE/ESP (about 1 KB each with its verdict)
     ike_sas: int = 10_000  # IKE SAs (version + initiator SPI; 5-7 KB each with a first message and a finding)
-    esp_flows: int = 100_000  # ESP SAs (destination + SPI; about 600 bytes each)
+    esp_flows: int = 50_000  # ESP SAs (destination + SPI; about 600 bytes each, twice when read on two cores)
     fragment_buffers: int = 256  # IP datagrams being reassembled at once (a kernel keeps a few MB of them)
     fragments_per_datagram: int = 128  # a 64 KiB datagram in 1280-byte IPv6 fragments needs 52
     fragment_timeout: float = 30.0  # seconds a datagram may wait for its fragments (Linux ipfrag_time)

@@ -95,8 +95,20 @@ def esp_peers(n: int):
         yield _esp(A, struct.pack("!I", 0x0A000000 + k), 0x1000 + k, 1)
 
 
+def tunnels(n: int):
+    """n packets of n // 6 tunnels to as many peers: IKE_SA_INIT, IKE_AUTH, ESP both ways."""
+    for k in range(n // 6):
+        peer, i, r = struct.pack("!I", 0x0A000000 + k), struct.pack("!Q", 2 * k + 1), struct.pack("!Q", 2 * k + 2)
+        yield _udp(A, peer, _ike(i, bytes(8), 0x20, 34, 0x08, 0, SA_INIT))
+        yield _udp(peer, A, _ike(i, r, 0x20, 34, 0x20, 0, SA_INIT))
+        yield _udp(A, peer, _ike(i, r, 0x20, 35, 0x08, 1, [(46, bytes(300))]))
+        yield _udp(peer, A, _ike(i, r, 0x20, 35, 0x20, 1, [(46, bytes(300))]))
+        yield _esp(A, peer, 0x10000 + k, 1)
+        yield _esp(peer, A, 0x20000 + k, 1)
+
+
 FLOODS = {"sa-init": sa_init, "mm3": mm3, "informational": informational, "esp-spis": esp_spis,
-          "esp-peers": esp_peers}
+          "esp-peers": esp_peers, "tunnels": tunnels}
 
 
 def write_pcap(out, frames) -> None:
@@ -149,7 +161,7 @@ def test_memory_capped(tmp_path, kind):
     """Past the caps, a flood adds nothing to what is kept; what was turned away is counted and reported."""
     from ikeflow.limits import Limits
 
-    caps = Limits(peer_pairs=1000, ike_sas=1000, esp_flows=1000)
+    caps = Limits(peer_pairs=500, ike_sas=500, esp_flows=500)
     held = []
     for n in (4_000, 16_000):
         path = tmp_path / f"{kind}-{n}.pcap"
@@ -161,7 +173,7 @@ def test_memory_capped(tmp_path, kind):
         tracemalloc.stop()
         held.append(now)
         assert peak < 64 << 20, f"{kind}: peak {peak >> 20} MiB for {n} items"  # the reader's batches are 8 MiB
-        assert len(an.sas) <= 1000 and len(an.pairs) <= 1000 and len(an.esp.flows) <= 1000
+        assert len(an.sas) <= 500 and len(an.pairs) <= 500 and len(an.esp.flows) <= 500
         assert an.stats.packets == sum(vars(an.stats)[k] for k in
                                        ("ike", "esp", "keepalives", "icmp", "fragments", "malformed", "skipped"))
     assert held[1] < held[0] * 1.3, f"{kind}: {held[0] >> 10} KiB held at 4k items, {held[1] >> 10} KiB at 16k"
