@@ -660,6 +660,7 @@ class Segment:
                 best = min(cands, key=lambda m: abs(self.to_y(q.index, m.time) - t), default=None)
                 self.fragments.append({"point": p.index, "frames": [p.ref(r) for r in d["frames"]], "src": d["src"],
                                        "dst": d["dst"], "bytes": d["bytes"], "has_first": d["has_first"],
+                                       "fragments": d["fragments"],
                                        "first_time": d["first_time"], "message": best})
 
     def _icmp(self) -> None:
@@ -729,7 +730,7 @@ class Segment:
             out.append(CompareFinding(
                 ERROR if fr["has_first"] else WARNING, "fragments-incomplete", "IP",
                 f"an IP-fragmented datagram {ip(fr['src'])} → {ip(fr['dst'])} arrived incomplete at {p.name}: "
-                f"{len(fr['frames'])} fragment(s), {fr['bytes']} bytes{about}",
+                f"{fr['fragments']} fragment(s), {fr['bytes']} bytes{about}",
                 "Fragments are dropped on the path; lower the MTU or enable IKE fragmentation (fragmentation=yes).",
                 fr["frames"][:10], ["fragments-dropped"], segment=self.points))
 
