@@ -10,7 +10,6 @@ analysis.
 
 from __future__ import annotations
 
-import gzip
 import heapq
 import io
 import mmap
@@ -18,6 +17,7 @@ import os
 import stat
 import struct
 import sys
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -126,21 +126,90 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def open_capture(path: str) -> tuple[BinaryIO, bytes]:
-    """Open a capture (path or '-' for stdin), undo gzip, return (stream, first 4 bytes)."""
+class _Gunzip(io.RawIOBase):
+    """gzip members one after the other, as zcat reads them.  Damage (data cut short, corrupt,
+    or not gzip after a member) ends the stream after every byte decompressed before it, and
+    `damage` says where."""
+
+    STEP = 1 << 14  # compressed bytes per step: a corrupt step is redone byte by byte
+
+    def __init__(self, raw: BinaryIO):
+        self._raw, self._z = raw, zlib.decompressobj(31)
+        self._out = bytearray()
+        self.fed = 0  # compressed bytes given to zlib
+        self.size = 0  # decompressed bytes handed out
+        self.damage: str | None = None
+        self.garbage = False  # the damage is data after a whole member: nothing was lost
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        while (n < 0 or len(self._out) < n) and self._step():
+            pass
+        out = bytes(self._out if n < 0 else self._out[:n])
+        del self._out[: len(out)]
+        self.size += len(out)
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def _step(self) -> bool:
+        """Decompress one step into _out; False at the end of the data or at damage."""
+        if self._z is None:
+            return False
+        data = self._raw.read(self.STEP)
+        if not data:
+            if self._z.eof:
+                self._z = None
+                return False
+            return self._stop(f"gzip data cut short at compressed byte {self.fed}")
+        return self._feed(data)
+
+    def _feed(self, data: bytes) -> bool:
+        while True:
+            saved = self._z.copy()
+            try:
+                self._out += self._z.decompress(data)
+            except zlib.error:
+                self._z = saved
+                for i in range(len(data)):  # again byte by byte: keep all that precedes the damage
+                    try:
+                        self._out += self._z.decompress(data[i : i + 1])
+                    except zlib.error as e:
+                        return self._stop(f"corrupt gzip data at compressed byte {self.fed + i} ({e.args[0].split(': ')[-1]})")
+            self.fed += len(data)
+            data = self._z.unused_data
+            if not (self._z.eof and data):
+                return True
+            self.fed -= len(data)
+            if data[:2] != GZIP_MAGIC:  # another member follows, or garbage
+                self.garbage = True
+                return self._stop(f"data after the end of the gzip stream at compressed byte {self.fed} ignored")
+            self._z = zlib.decompressobj(31)
+
+    def _stop(self, why: str) -> bool:
+        self.damage, self._z = why, None
+        return False
+
+
+def open_capture(path: str) -> tuple[BinaryIO, bytes, _Gunzip | None]:
+    """Open a capture (path or '-' for stdin), undo gzip; (stream, first 4 bytes, the gzip reader)."""
     try:
         raw: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as e:
         raise CaptureError(f"{path}: {e.strerror or e}") from None
-    head = raw.read(4)
+    head, gz = raw.read(4), None
     if head[:2] == GZIP_MAGIC:
-        raw = gzip.GzipFile(fileobj=_Prefixed(head, raw), mode="rb")  # type: ignore[assignment]
-        try:
-            head = raw.read(4)
-        except (OSError, EOFError) as e:
-            raise CaptureError(f"{path}: broken gzip data ({e})") from None
+        raw = gz = _Gunzip(_Prefixed(head, raw))  # type: ignore[assignment]
+        head = raw.read(4)
+        if not head and gz.damage:
+            raise CaptureError(f"{path}: starts like gzip but nothing could be decompressed: {gz.damage}")
     if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
-        return _Prefixed(head, raw), head  # type: ignore[return-value]
+        return _Prefixed(head, raw), head, gz  # type: ignore[return-value]
     if not head:
         raise CaptureError(f"{path}: empty file, not a capture")
     raise CaptureError(
@@ -155,7 +224,7 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
     With an `esp` table, plain IPv4 ESP is counted into it on the way and not
     yielded.  Problems with the file end the scan with `info.warning` set.
     """
-    stream, magic = open_capture(path)
+    stream, magic, gz = open_capture(path)
     try:
         if magic == PCAPNG_MAGIC:
             info.format = "pcapng"
@@ -177,6 +246,17 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    if gz is not None and gz.damage:
+        _gzip_damage(info, gz)
+
+
+def _gzip_damage(info: FileInfo, gz: _Gunzip) -> None:
+    """Put where the gzip data broke in front of the reader's warning (whose offsets are then
+    in the decompressed data)."""
+    last = "; " + info.warning.replace("at byte", "at decompressed byte") if info.warning else ""
+    if info.truncated_at is None and not gz.garbage:
+        info.truncated_at = gz.size
+    info.warning = f"{gz.damage} (after {gz.size} decompressed bytes){last}"
 
 
 def _fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref: int) -> bool:
@@ -489,10 +569,11 @@ def _finish(info: FileInfo, frames: int, first, last) -> None:
 
 def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
     buf, off, consumed, frame = b"", 0, 0, 0
-    first = last = None
+    first = last = bad = None
     endian = "<"
     ifaces: list[tuple[int, float, float]] = []  # (linktype, ts scale, ts offset)
-    while True:
+    unknown, unknown_first = 0, 0  # packet blocks on an interface never described, the first's frame
+    while not bad:
         chunk = stream.read(CHUNK)
         if not chunk:
             break
@@ -506,32 +587,30 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
                 bom = buf[off + 8 : off + 12]
                 endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
                 if not endian:
-                    info.warning = f"bad pcapng section header at byte {consumed + off}"
-                    info.truncated_at = consumed + off
-                    _finish(info, frame, first, last)
-                    if batch:
-                        yield batch
-                    return
+                    bad = f"bad pcapng section header at byte {consumed + off}"
+                    break
                 ifaces = []
             btype, blen = struct.unpack_from(endian + "II", buf, off)
-            if blen < 12 or blen % 4 or blen > MAX_RECORD + 64:
-                info.truncated_at = consumed + off
-                info.warning = f"corrupt pcapng block at byte {consumed + off} (length {blen})"
-                _finish(info, frame, first, last)
-                if batch:
-                    yield batch
-                return
+            if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD + 64:
+                bad = f"corrupt pcapng block at byte {consumed + off} (length {blen})"
+                break
             end = off + blen
             if end > n:
                 break
             if btype == 6 or btype == 2:  # enhanced / obsolete packet block
                 iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, off + 8)
+                if caplen > blen - 32:
+                    bad = f"corrupt pcapng block at byte {consumed + off} (captured length {caplen} > block)"
+                    break
                 if btype == 2:
                     iface &= 0xFFFF
                 frame += 1
                 p = off + 28
-                caplen = min(caplen, blen - 32)
-                linktype, scale, tsoff = ifaces[iface] if iface < len(ifaces) else (-1, 1e-6, 0.0)
+                if iface < len(ifaces):
+                    linktype, scale, tsoff = ifaces[iface]
+                else:
+                    linktype, scale, tsoff = -1, 1e-6, 0.0
+                    unknown, unknown_first = unknown + 1, unknown_first or frame
                 ts = ((ts_hi << 32) | ts_lo) * scale + tsoff
                 if first is None:
                     first = ts
@@ -545,6 +624,8 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
                 (wirelen,) = struct.unpack_from(endian + "I", buf, off + 8)
                 caplen = min(wirelen, blen - 16)
                 linktype = ifaces[0][0] if ifaces else -1
+                if not ifaces:
+                    unknown, unknown_first = unknown + 1, unknown_first or frame
                 batch.append(Record(frame_ref(file_index, frame), last or 0.0, linktype, buf[off + 12 : off + 12 + caplen], wirelen))
             elif btype == 1:  # interface description
                 linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
@@ -556,12 +637,21 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
         info.packets = frame
         if batch:
             yield batch
-    if off < len(buf):
+    if bad:
+        info.truncated_at, info.warning = consumed + off, bad
+    elif off < len(buf):
         info.truncated_at = consumed + off
         info.warning = f"capture ends inside a block at byte {consumed + off} (cut short while writing?)"
+    if unknown:
+        info.warning = "; ".join(filter(None, (
+            f"{unknown} packets (the first is frame {unknown_first}) on an interface the file does not "
+            "describe, counted as skipped", info.warning)))
     if not info.linktypes and not frame and not info.warning:
         info.warning = "pcapng file has no interfaces"
     _finish(info, frame, first, last)
+
+
+_MIN_BLOCK = {0x0A0D0D0A: 28, 1: 20, 2: 32, 3: 16, 6: 32}  # block type -> smallest valid length
 
 
 def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, float]:
@@ -570,6 +660,8 @@ def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, floa
     while p + 4 <= end:
         code, length = struct.unpack_from(endian + "HH", buf, p)
         if code == 0:
+            break
+        if p + 4 + length > end:  # an option past the end of the block
             break
         value = buf[p + 4 : p + 4 + length]
         if code == 9 and length >= 1:  # if_tsresol

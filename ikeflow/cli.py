@@ -74,11 +74,47 @@ def read(files, as_json, ike_port, natt_port, no_color) -> None:
     run_command(_read, list(files), as_json, ike_port, natt_port, no_color)
 
 
+class _WriteError(Exception):
+    """Standard output cannot be written (other than a closed pipe)."""
+
+
+class _Stdout:
+    """sys.stdout, with its write errors told apart from all other errors."""
+
+    def __init__(self, out):
+        self._out = out
+
+    def write(self, s: str) -> int:
+        return self._guard(self._out.write, s)
+
+    def flush(self) -> None:
+        self._guard(self._out.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._out, name)
+
+    @staticmethod
+    def _guard(call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _WriteError(e.strerror or str(e)) from None
+
+
 def run_command(body, *args, usage_errors: tuple = ()):
-    """Run a command's body and exit with its code: a one-line message for `usage_errors`
-    (exit 2), never a traceback for anything else (exit 3)."""
+    """Run a command's body and exit with its code: a one-line message for `usage_errors` and
+    for write errors on stdout (exit 2), never a traceback for anything else (exit 3)."""
+    out = sys.stdout
+    sys.stdout = _Stdout(out)
     try:
         code = body(*args)
+        sys.stdout.flush()
+    except _WriteError as e:
+        click.echo(f"ikeflow: cannot write the report: {e}", err=True)
+        _drop_output(out)
+        sys.exit(EXIT_USAGE)
     except usage_errors as e:
         click.echo(f"ikeflow: {e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -96,7 +132,17 @@ def run_command(body, *args, usage_errors: tuple = ()):
                    f"Please report it, with the capture if you can, to {REPORT_URL} "
                    "(set IKEFLOW_DEBUG=1 for the traceback).", err=True)
         sys.exit(EXIT_INTERNAL)
+    finally:
+        sys.stdout = out
     sys.exit(code)
+
+
+def _drop_output(out) -> None:
+    """Send what is still buffered for stdout to /dev/null, so that the flush at exit succeeds."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:

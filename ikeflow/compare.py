@@ -937,9 +937,13 @@ def _ep(ep) -> str:
 
 
 def _clock(t: float) -> str:
+    """HH:MM:SS.mmm (UTC), or the raw epoch seconds when no date can hold `t`."""
     import time as _t
 
-    return _t.strftime("%H:%M:%S", _t.gmtime(t)) + f".{int((t % 1) * 1000):03d}"
+    try:
+        return _t.strftime("%H:%M:%S", _t.gmtime(t)) + f".{int((t % 1) * 1000):03d}"
+    except (OverflowError, OSError, ValueError):
+        return f"{t:.3f} s"
 
 
 # -- the whole comparison ----------------------------------------------------------------
