@@ -157,28 +157,35 @@ class Analyzer:
             self.stats.ike += 1
         key = (msg.version, msg.ispi)
         sa = self.sas.get(key)
-        pair = self._pair(pkt.src, pkt.dst, ts)
+        kept = sa is not None or self._new_sa(key, pkt, ts)
         if sa is None:
-            sa = IkeSa(msg.version, msg.ispi)  # past a cap: this message is analysed, the SA not kept
-            if len(self.sas) >= self.limits.ike_sas:
-                self.overflow("ike_sas")
-            elif self.pairs.get(pair_key(pkt.src, pkt.dst)) is pair:
-                self.sas[key] = sa
-                sa.index = len(pair.sas)
-                pair.sas.append(sa)
-                if sa.version == 2:
-                    pair.waiting.append(sa)
+            sa = self.sas[key] if kept else IkeSa(*key)  # past a cap: this message is analysed, the SA not kept
         up = sa.up_time
         seen = sa.add(msg, pkt.payload, ref, ts, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.natt, fragments)
-        if self.sas.get(key) is sa:
+        if kept:
             self._sent(pkt.src, sa, ts)
             if up is None and sa.up_time is not None:
-                kept = self.pair_of(sa)
-                if kept.last_up is None or kept.last_up.index < sa.index:
-                    kept.last_up = sa
+                pair = self.pair_of(sa)
+                if pair.last_up is None or pair.last_up.index < sa.index:
+                    pair.last_up = sa
         if msg.version == 2 and msg.exchange_type == 34 and seen.request and not seen.retransmission and not seen.retry:
-            self._link_retry(pair, sa)
+            self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
         self._emit("message", (sa, seen))
+
+    def _new_sa(self, key: tuple[int, bytes], pkt: pk.Packet, ts: float) -> bool:
+        """Keep a new IKE SA in `sas` and its peer pair's list, unless a cap says no."""
+        pair = self._pair(pkt.src, pkt.dst, ts)
+        if len(self.sas) >= self.limits.ike_sas:
+            self.overflow("ike_sas")
+            return False
+        if self.pairs.get(pair_key(pkt.src, pkt.dst)) is not pair:
+            return False  # the pair is past its cap (counted there)
+        sa = self.sas[key] = IkeSa(*key)
+        sa.index = len(pair.sas)
+        pair.sas.append(sa)
+        if sa.version == 2:
+            pair.waiting.append(sa)
+        return True
 
     def _sent(self, src: bytes, sa: IkeSa, ts: float) -> None:
         """Keep `last_sent[src]` = [time, sa, time', sa']: the latest IKE message from `src` and the latest
