@@ -157,12 +157,12 @@ def overflow(an: Analyzer, files):
     parts, options = [], []
     for cap, n in an.stats.overflow.items():
         what, option = CAP_OPTIONS.get(cap, (cap.replace("_", " "), None))
-        parts.append(f"{what} (at most {getattr(an.limits, cap)}): {n}")
+        parts.append(f"{what} (cap {getattr(an.limits, cap, '?')}): {n} turned away")
         if option:
             options.append(option)
     if parts:
-        yield Finding(WARNING, "overflow", "capture", "caps reached, new entries turned away: " + "; ".join(parts),
-                      "Frames past a cap are counted, not analysed in full."
+        yield Finding(WARNING, "overflow", "capture", "more than the analysis keeps: " + "; ".join(parts),
+                      "Every frame is counted in stats, but what a cap turned away is not analysed."
                       + (f" Raise the cap with {', '.join(options)} (more memory)." if options else ""))
 
 
