@@ -206,8 +206,9 @@ def open_capture(path: str) -> tuple[BinaryIO, bytes, _Gunzip | None]:
     if head[:2] == GZIP_MAGIC:
         raw = gz = _Gunzip(_Prefixed(head, raw))  # type: ignore[assignment]
         head = raw.read(4)
-        if not head and gz.damage:
-            raise CaptureError(f"{path}: starts like gzip but nothing could be decompressed: {gz.damage}")
+        if len(head) < 4 and gz.damage:
+            raise CaptureError(f"{path}: starts like gzip, but not even a capture's first 4 bytes could be "
+                               f"decompressed: {gz.damage}")
     if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
         return _Prefixed(head, raw), head, gz  # type: ignore[return-value]
     if not head:

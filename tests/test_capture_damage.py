@@ -135,8 +135,7 @@ def test_gzip_cut_at_every_offset_keeps_every_whole_record(tmp_path):
     gz = gzip.compress(BLOB)
     for n in range(2, len(gz)):
         if len(gunzip_prefix(gz[:n])) < 4:  # not even the magic number: unreadable
-            with pytest.raises(CaptureError, match=f"nothing could be decompressed: gzip data cut short at "
-                                                   f"compressed byte {n}|not a pcap"):
+            with pytest.raises(CaptureError, match=f"could be decompressed: gzip data cut short at compressed byte {n}"):
                 run(tmp_path, [gz[:n]], name="c.pcap.gz")
             continue
         _, infos = run(tmp_path, [gz[:n]], name="c.pcap.gz")
