@@ -29,7 +29,8 @@ the findings.
 
 \b
 Exit codes: 0 nothing wrong, 1 at least one error finding,
-2 usage error or unreadable input, 3 internal error.
+2 usage error, unreadable input or the report cannot be written,
+3 internal error.
 """
 
 
