@@ -180,12 +180,15 @@ class _Gunzip(io.RawIOBase):
                     try:
                         self._out += self._z.decompress(data[i : i + 1])
                     except zlib.error as e:
-                        return self._stop(f"corrupt gzip data at compressed byte {self.fed + i} ({e.args[0].split(': ')[-1]})")
+                        why = e.args[0].split(": ")[-1]
+                        return self._stop(f"corrupt gzip data at compressed byte {self.fed + i} ({why})")
             self.fed += len(data)
             data = self._z.unused_data
             if not (self._z.eof and data):
                 return True
             self.fed -= len(data)
+            if len(data) < 2:  # the next member's magic may be split across two steps
+                data += self._raw.read(1)
             if data[:2] != GZIP_MAGIC:  # another member follows, or garbage
                 self.garbage = True
                 return self._stop(f"data after the end of the gzip stream at compressed byte {self.fed} ignored")

@@ -19,7 +19,7 @@ import pytest
 from test_capture import _block, esp, eth, ike, pcap, pcapng, run
 
 from conftest import ROOT
-from ikeflow.capture import CaptureError
+from ikeflow.capture import CaptureError, _Gunzip
 from ikeflow.compare import _clock
 
 REPRO = ROOT.parent / "shared" / "repro"
@@ -143,7 +143,9 @@ def test_gzip_cut_at_every_offset_keeps_every_whole_record(tmp_path):
         assert f"gzip data cut short at compressed byte {n}" in infos[0].warning
 
 
-def test_gzip_members_are_all_read(tmp_path):
+@pytest.mark.parametrize("step", [1, 7, _Gunzip.STEP])
+def test_gzip_members_are_all_read(tmp_path, monkeypatch, step):
+    monkeypatch.setattr(_Gunzip, "STEP", step)  # also with a member's magic split across two steps
     half = len(BLOB) // 2 + 3  # inside a record
     an, infos = run(tmp_path, [gzip.compress(BLOB[:half]) + gzip.compress(BLOB[half:]) + gzip.compress(b"")],
                     name="c.pcap.gz")
