@@ -266,7 +266,8 @@ class Analyzer:
     def finish(self, frames: int) -> None:
         """Close the books: `frames` is the number of frames read in all."""
         self.reassembler.finish()
-        for src, dst in {(d["src"], d["dst"]) for d in self.reassembler.incomplete + self.reassembler.overlaps}:
+        held = self.reassembler.incomplete + self.reassembler.overlaps
+        for src, dst in dict.fromkeys((d["src"], d["dst"]) for d in held):  # in order: the peers' order is stable
             self._pair(src, dst, 0.0)
         self.stats.packets = frames
         self.stats.esp = self.esp.packets
