@@ -463,12 +463,10 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         status = 1
         try:
             os.close(rfd)
-            theirs = EspTable(esp.natt_port)
+            theirs = EspTable(esp.natt_port, esp.max_flows)
             walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs)
-            out = pickle.Pickler(spool, pickle.HIGHEST_PROTOCOL)
-            off = split
-            for batch in _walk_mapped(mm, walker, off, len(mm), info):
-                out.dump(batch)
+            for batch in _walk_mapped(mm, walker, split, len(mm), info):
+                pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)  # one pickle a batch: no memo keeps records
             spool.flush()
             result = (theirs.flows, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
                       walker.corrupt)
@@ -494,10 +492,9 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         shift = walker.ref - walker.base
         esp.merge(flows, shift)
         spool.seek(0)
-        replay = pickle.Unpickler(spool)
         while True:
             try:
-                batch = replay.load()
+                batch = pickle.load(spool)
             except EOFError:
                 break
             for r in batch:
