@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 import click
 
 from ikeflow import __version__
+from ikeflow.limits import DEFAULT, Limits
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 REPORT_URL = "the ikeflow issue tracker"
@@ -63,16 +65,33 @@ def main() -> None:
     """ikeflow: trace IKE/ESP negotiations in packet captures and say where they stall."""
 
 
+def limit_options(command):
+    """--max-sas, --max-pairs, --max-esp-flows: the caps on kept state, passed on as `limits`."""
+    caps = (("--max-sas", "ike_sas", "IKE SAs"), ("--max-pairs", "peer_pairs", "peer pairs"),
+            ("--max-esp-flows", "esp_flows", "ESP SAs (destination + SPI)"))
+
+    @functools.wraps(command)
+    def with_limits(*args, **kw):
+        return command(*args, limits=Limits(**{field: kw.pop(field) for _, field, _ in caps}), **kw)
+
+    for flag, field, what in reversed(caps):
+        with_limits = click.option(
+            flag, field, default=getattr(DEFAULT, field), show_default=True, type=click.IntRange(1), metavar="N",
+            help=f"Keep at most N {what}; more are counted and reported as an overflow finding.")(with_limits)
+    return with_limits
+
+
 @main.command(help=READ_HELP)
 @click.argument("files", nargs=-1, required=True, metavar="FILE... (or - for stdin)")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (schema 1, see README) instead of the report.")
 @click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
 @click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of NAT-T (IKE and ESP in UDP).")
 @click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-def read(files, as_json, ike_port, natt_port, no_color) -> None:
+@limit_options
+def read(files, as_json, ike_port, natt_port, no_color, limits) -> None:
     if list(files).count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    run_command(_read, list(files), as_json, ike_port, natt_port, no_color)
+    run_command(_read, list(files), as_json, ike_port, natt_port, no_color, limits)
 
 
 class _WriteError(Exception):
@@ -146,12 +165,12 @@ def _drop_output(out) -> None:
         pass
 
 
-def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:
+def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
     from ikeflow.analysis import Analyzer
     from ikeflow.capture import CaptureError, read_files
     from ikeflow.findings import ERROR, find, verdicts
 
-    an = Analyzer(ike_port, natt_port)
+    an = Analyzer(ike_port, natt_port, limits)
     spool = None
     if as_json:
         from ikeflow.report import MessageSpool

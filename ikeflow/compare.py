@@ -37,7 +37,9 @@ import click
 from ikeflow import __version__
 from ikeflow.analysis import Analyzer
 from ikeflow.capture import CaptureError, FileInfo, frame_ref, scan, split_ref
+from ikeflow.cli import limit_options
 from ikeflow.findings import ERROR, INFO, WARNING, Finding, times
+from ikeflow.limits import DEFAULT, Limits
 from ikeflow.report import ip
 
 KEEP = 2048  # message records kept per IKE SA and point, at each end
@@ -105,10 +107,10 @@ class Msg:
 class Point:
     """One capture file run through the core, with compact IKE message records."""
 
-    def __init__(self, index: int, path: str, ike_port: int, natt_port: int):
+    def __init__(self, index: int, path: str, ike_port: int, natt_port: int, limits: Limits = DEFAULT):
         self.index, self.path = index, path
         self.name = "-" if path == "-" else os.path.basename(path)
-        self.an = Analyzer(ike_port, natt_port)
+        self.an = Analyzer(ike_port, natt_port, limits)
         self.infos: list[FileInfo] = []
         self.msgs: dict[tuple, list[Msg]] = {}  # IKE SA -> records in capture order
         self.gaps: dict[tuple, tuple[float, float]] = {}  # IKE SA -> (from, to): records elided
@@ -952,8 +954,8 @@ def _clock(t: float) -> str:
 class Comparison:
     """Captures along a path, point by point; `segments[i]` compares point i with point i+1."""
 
-    def __init__(self, paths: list[str], ike_port: int = 500, natt_port: int = 4500):
-        self.points = [Point(i, p, ike_port, natt_port) for i, p in enumerate(paths)]
+    def __init__(self, paths: list[str], ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT):
+        self.points = [Point(i, p, ike_port, natt_port, limits) for i, p in enumerate(paths)]
         self.ike_port, self.natt_port = ike_port, natt_port
         self.segments: list[Segment] = []
 
@@ -1233,20 +1235,21 @@ def _ladder(seg: Segment, conv: Conversation):
 @click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
               help="UDP port of NAT-T (IKE and ESP in UDP).")
 @click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-def compare(files, as_json, ike_port, natt_port, no_color) -> None:
+@limit_options
+def compare(files, as_json, ike_port, natt_port, no_color, limits) -> None:
     from ikeflow.cli import run_command
 
     if len(files) < 2:
         raise click.UsageError("compare needs at least two captures, in order along the path")
     if list(files).count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    run_command(_compare, list(files), as_json, ike_port, natt_port, no_color)
+    run_command(_compare, list(files), as_json, ike_port, natt_port, no_color, limits)
 
 
-def _compare(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool) -> int:
+def _compare(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
     from ikeflow.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
-    cmp = Comparison(files, ike_port, natt_port)
+    cmp = Comparison(files, ike_port, natt_port, limits)
     try:
         cmp.run()
     except CaptureError as e:

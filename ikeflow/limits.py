@@ -6,8 +6,8 @@ entries at its cap.  What it turns away is counted in `Stats.overflow` under
 the cap's name and reported once as an `overflow` finding, so nothing is lost
 silently.  The defaults keep a flood of any one kind under 150 MiB; a
 concentrator with 100,000 tunnels needs `--max-sas 100000 --max-pairs 100000
---max-esp-flows 400000` and about 1 GB.  `--max-*` options on the commands set
-them (see `Limits.from_options`).
+--max-esp-flows 400000` and about 1 GB.  The commands' `--max-*` options set
+them (`cli.limit_options`).
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ from collections import deque
 
 import click
 
+from ikeflow.cli import limit_options
+from ikeflow.limits import DEFAULT, Limits
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
@@ -732,7 +735,11 @@ def _ago(seconds: float) -> str:
 
 
 def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+    """HH:MM:SS.mmm (local time), or the raw epoch seconds when no date can hold `ts`."""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:.3f} s"
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -755,15 +762,17 @@ def _clock(ts: float) -> str:
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
               help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
                    "Default: ring where Linux has it.")
-def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend) -> None:
+@limit_options
+def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend, limits) -> None:
     from ikeflow.cli import run_command
 
     run_command(run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend,
-                usage_errors=(LiveError,))
+                limits, usage_errors=(LiveError,))
 
 
 def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,
-        as_json: bool, ike_port: int, natt_port: int, no_color: bool, backend: str | None = None) -> int:
+        as_json: bool, ike_port: int, natt_port: int, no_color: bool, backend: str | None = None,
+        limits: Limits = DEFAULT) -> int:
     from rich.console import Console
 
     from ikeflow.analysis import Analyzer
@@ -787,7 +796,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         writer = PcapWriter(write, sock.linktype) if write else None
         json_mode = as_json or not sys.stdout.isatty()
         sink = JsonSink(sys.stdout) if json_mode else TerminalSink(Console(no_color=no_color, highlight=False))
-        an = Analyzer(ike_port, natt_port)
+        an = Analyzer(ike_port, natt_port, limits)
         spool = None
         if json_mode:
             from ikeflow.report import MessageSpool

@@ -105,3 +105,20 @@ def test_truncated_capture_warns_and_analyses(tmp_path):
 def test_terminal_report_has_no_colour_codes_off_a_tty(tmp_path):
     r = ikeflow("read", str(mm1_pcap(tmp_path / "a.pcap", 3)))
     assert b"\x1b[" not in r.stdout and b"MM1" in r.stdout and b"phase 1 fails at MM1" in r.stdout
+
+
+def test_max_options_cap_the_state_and_say_so(tmp_path):
+    """--max-sas N keeps N IKE SAs; the others' messages still count in stats, in one overflow finding."""
+    pkts = [Ether() / IP(src="192.0.2.1", dst="203.0.113.1") / UDP(sport=500, dport=500) / ISAKMP(
+        init_cookie=bytes([n + 1]) * 8, exch_type=2) / ISAKMP_payload_SA() for n in range(5)]
+    path = tmp_path / "five.pcap"
+    wrpcap(str(path), pkts)
+    for command in (["read", str(path)], ["compare", str(path), str(path)]):
+        r = ikeflow(*command, "--json", "--max-sas", "2")
+        doc = json.loads(r.stdout)
+        doc = doc if command[0] == "read" else doc["points"][0]
+        assert doc["stats"]["overflow"] == {"ike_sas": 3} and doc["stats"]["ike"] == 5
+    found = [f for f in json.loads(ikeflow("read", str(path), "--json", "--max-sas", "2").stdout)["findings"]
+             if f["code"] == "overflow"]
+    assert len(found) == 1 and "--max-sas" in found[0]["hint"]
+    assert ikeflow("read", str(path), "--max-sas", "0").returncode == 2
