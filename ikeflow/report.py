@@ -123,6 +123,7 @@ def _pair(p: PeerPair, directions: dict, verdict, frame) -> dict:
         "icmp": [{"frame": frame(e.ref), "time": e.time, "from": ip(e.src), "error": e.text,
                   "about": {"src": ip(e.about[0]), "sport": e.about[1], "dst": ip(e.about[2]), "dport": e.about[3]},
                   "ispi": e.sa[1].hex() if e.sa else None} for e in p.icmp],
+        "icmp_errors": p.icmp_errors,
     }
 
 
