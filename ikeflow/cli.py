@@ -53,10 +53,7 @@ class _Commands(click.Group):
         if name not in self.LAZY:
             return None
         module, attr = self.LAZY[name]
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except ImportError:  # a command still being written
-            return None
+        return getattr(importlib.import_module(module), attr)  # a broken import fails loudly, never hides a command
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -122,3 +122,9 @@ def test_max_options_cap_the_state_and_say_so(tmp_path):
              if f["code"] == "overflow"]
     assert len(found) == 1 and "--max-sas" in found[0]["hint"]
     assert ikeflow("read", str(path), "--max-sas", "0").returncode == 2
+
+
+def test_every_command_is_listed():
+    """A command whose module fails to import must fail loudly, not vanish from --help."""
+    out = ikeflow("--help").stdout.decode()
+    assert all(f"  {name} " in out for name in ("compare", "live", "read"))
