@@ -3,7 +3,7 @@
 A Linux packet socket with a kernel BPF filter (compiled by libpcap through
 Scapy) hands raw frames to the same sans-I/O core as `ikeflow read`: every
 frame becomes a `capture.Record` numbered from 1 in capture order, plain ESP
-goes through the reader's inline counter (`capture._fast_esp`), everything
+goes through the reader's inline counter (`capture.fast_esp`), everything
 else through `Analyzer.record`.  So the final report is what `ikeflow read`
 prints for the same packets, e.g. for the `--write` file.
 
@@ -35,6 +35,7 @@ from collections import deque
 
 import click
 
+from ikeflow import linktypes as lk
 from ikeflow.cli import limit_options
 from ikeflow.limits import DEFAULT, Limits
 
@@ -46,7 +47,6 @@ SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE = 1, 772, 65534
-LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL = 1, 101, 113
 SNAPLEN = 1 << 18  # = capture.MAX_RECORD, the largest record `read` accepts
 RCVBUF = 64 << 20  # kernel socket buffer: absorbs bursts while the view redraws
 BATCH = 2048  # frames drained per wake-up before the clock is looked at again
@@ -115,11 +115,11 @@ class PacketSocket:
         self.cooked = cooked
         self.loopback = iface == "any" or hatype == ARPHRD_LOOPBACK  # outgoing copies to skip
         if cooked:
-            self.linktype = LINKTYPE_SLL
+            self.linktype = lk.SLL
         else:
-            self.linktype = LINKTYPE_RAW if hatype == ARPHRD_NONE else LINKTYPE_ETHERNET
+            self.linktype = lk.RAW if hatype == ARPHRD_NONE else lk.ETHERNET
         # The filter sees what the socket returns: the link header for SOCK_RAW, the network header for SOCK_DGRAM.
-        program = _compile(expr, LINKTYPE_RAW if cooked or hatype == ARPHRD_NONE else LINKTYPE_ETHERNET)
+        program = _compile(expr, lk.RAW if cooked or hatype == ARPHRD_NONE else lk.ETHERNET)
         kind = socket.SOCK_DGRAM if cooked else socket.SOCK_RAW
         try:
             # Protocol 0 receives nothing until bound: the filter is in place before the first packet.
@@ -183,7 +183,7 @@ class PacketSocket:
                 continue  # loopback: the same packet comes back as incoming (libpcap skips it too)
             caplen = n if n < SNAPLEN else SNAPLEN
             data = bytes(view[:caplen])
-            if cooked:  # Linux cooked header (LINKTYPE_SLL), as libpcap builds it for `any`
+            if cooked:  # Linux cooked header (SLL), as libpcap builds it for `any`
                 hw = addr[4]
                 data = struct.pack(">HHH8sH", addr[2], addr[3], len(hw), hw[:8], addr[1]) + data
                 n += 16
@@ -247,7 +247,7 @@ class _Ring:
                     if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
                         p += nxt
                         continue
-                if cooked:  # Linux cooked header (LINKTYPE_SLL), as libpcap builds it for `any`
+                if cooked:  # Linux cooked header (SLL), as libpcap builds it for `any`
                     start = p + net
                     proto = unpack(">H", mm, p + 50)[0]
                     data = struct.pack(">HHH", pkttype, hatype, halen) + mm[p + 60 : p + 68] + \
@@ -448,11 +448,11 @@ class Session:
     """One live capture: feeds the core, keeps the counters both views show."""
 
     def __init__(self, iface: str, an, info, sink, sock):
-        from ikeflow.capture import _FAST
+        from ikeflow.capture import FAST
 
         self.iface, self.an, self.info, self.sink, self.sock = iface, an, info, sink, sock
         self.cpu = 0.0  # CPU seconds the capture loop used
-        self.fast = _FAST.get(info.linktypes[0])
+        self.fast = FAST.get(info.linktypes[0])
         self.frames = 0
         self.start = time.time()
         self.rate = 0.0  # frames per second over the last EVALUATE period
@@ -776,7 +776,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
     from rich.console import Console
 
     from ikeflow.analysis import Analyzer
-    from ikeflow.capture import FileInfo, Record, _fast_esp
+    from ikeflow.capture import FileInfo, Record, fast_esp
     from ikeflow.cli import EXIT_FINDINGS, EXIT_OK
     from ikeflow.findings import ERROR, find, verdicts
 
@@ -785,7 +785,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         from scapy.arch.common import free_filter
 
         try:
-            free_filter(_compile(extra, LINKTYPE_ETHERNET))
+            free_filter(_compile(extra, lk.ETHERNET))
         except LiveError as e:
             raise LiveError(str(e).replace("bad capture filter", "bad --filter expression").rsplit(": ", 1)[0]
                             + f": {extra}") from None
@@ -838,7 +838,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
                     last = ts
                     if writer:
                         writer.write(sec, usec, data, wirelen)
-                    if not (fast and _fast_esp(data, 0, len(data), fast, esp, ts, frames)):
+                    if not (fast and fast_esp(data, 0, len(data), fast, esp, ts, frames)):
                         record(Record(frames, ts, linktype, data, wirelen))
                     if count and frames >= count:
                         stop["why"] = "count"

@@ -12,7 +12,9 @@ import bisect
 import struct
 from dataclasses import dataclass
 
+from ikeflow import linktypes as lk
 from ikeflow.limits import DEFAULT, Limits
+from ikeflow.linktypes import LINK_TYPES
 
 # Packet kinds; every frame gets exactly one.
 IKE, ESP, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
@@ -59,8 +61,13 @@ def decode(linktype: int, data: bytes, ike_port: int = 500, natt_port: int = 450
 
 def _link(linktype: int, data: bytes) -> tuple[int, int | None]:
     """(offset of the network header, its ethertype); ethertype None = unsupported, -1 = short."""
+    lt = LINK_TYPES.get(linktype)
+    if lt is None:
+        return 0, None
     n = len(data)
-    if linktype == 1:  # Ethernet, with any number of 802.1Q/802.1ad tags
+    if n < lt.ip_at:
+        return 0, -1
+    if linktype == lk.ETHERNET:  # any number of 802.1Q/802.1ad tags
         off = 12
         while True:
             if n < off + 2:
@@ -69,22 +76,14 @@ def _link(linktype: int, data: bytes) -> tuple[int, int | None]:
             if etype not in ETH_VLAN:
                 return off + 2, etype
             off += 4
-    if linktype in (101, 12, 14):  # raw IP
-        return 0, (ETH_IPV6 if n and data[0] >> 4 == 6 else ETH_IPV4)
-    if linktype == 228:
-        return 0, ETH_IPV4
-    if linktype == 229:
-        return 0, ETH_IPV6
-    if linktype == 113:  # Linux cooked (tcpdump -i any)
-        return (16, (data[14] << 8) | data[15]) if n >= 16 else (0, -1)
-    if linktype == 276:  # Linux cooked v2
-        return (20, (data[0] << 8) | data[1]) if n >= 20 else (0, -1)
-    if linktype in (0, 108):  # BSD loopback: address family, host order (0) or network order (108)
-        if n < 4:
-            return 0, -1
-        af = struct.unpack("<I" if linktype == 0 and data[0] else ">I", data[:4])[0]
+    if lt.ethertype_at is not None:
+        return lt.ip_at, (data[lt.ethertype_at] << 8) | data[lt.ethertype_at + 1]
+    if linktype in (lk.NULL, lk.LOOP):  # the address family, in host (NULL) or network (LOOP) byte order
+        af = struct.unpack("<I" if linktype == lk.NULL and data[0] else ">I", data[:4])[0]
         return 4, ETH_IPV4 if af == 2 else ETH_IPV6 if af in NULL_AF_INET6 else 0
-    return 0, None
+    if linktype in (lk.IPV4, lk.IPV6):
+        return 0, ETH_IPV4 if linktype == lk.IPV4 else ETH_IPV6
+    return 0, (ETH_IPV6 if n and data[0] >> 4 == 6 else ETH_IPV4)  # raw IP: the version nibble says
 
 
 def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, quoted: bool = False) -> Packet:

@@ -16,8 +16,9 @@ from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_SA
 from scapy.layers.l2 import CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
 
 from ikeflow.analysis import Analyzer
-from ikeflow.capture import CaptureError, FileInfo, read_files, scan, split_ref
+from ikeflow.capture import FAST, CaptureError, FileInfo, read_files, scan, split_ref
 from ikeflow.esp import EspTable
+from ikeflow.linktypes import LINK_TYPES
 
 A, B = "192.0.2.1", "203.0.113.5"
 
@@ -122,11 +123,42 @@ def test_pcapng_big_endian(tmp_path):
     (lambda p: bytes(Loopback(type=2) / p), 0),
     (lambda p: struct.pack(">I", 2) + bytes(p), 108),
     (lambda p: bytes(p), 101),
+    (lambda p: bytes(p), 12),
+    (lambda p: bytes(p), 14),
     (lambda p: bytes(p), 228),
 ])
 def test_link_types(tmp_path, layer, linktype):
     an, _ = run(tmp_path, [pcap([(1.0, layer(esp(1))), (2.0, layer(ike()))], linktype=linktype)])
     assert (an.stats.esp, an.stats.ike, an.stats.skipped, an.stats.malformed) == (1, 1, 0, 0)
+
+
+def test_raw_ipv6_link_type(tmp_path):
+    p6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+    blob = pcap([(1.0, bytes(p6 / ESP(spi=5, seq=1, data=b"y" * 20))),
+                 (2.0, bytes(p6 / UDP(sport=500, dport=500) / ISAKMP(init_cookie=b"\x22" * 8, exch_type=34)))],
+                linktype=229)
+    an, _ = run(tmp_path, [blob])
+    assert (an.stats.esp, an.stats.ike, an.stats.skipped, an.stats.malformed) == (1, 1, 0, 0)
+
+
+@pytest.mark.parametrize("linktype", sorted(n for n, lt in LINK_TYPES.items() if lt.fast))
+def test_fast_path_on_every_link_type_it_reads(tmp_path, linktype):
+    """The inline ESP path (one row of linktypes.LINK_TYPES each) counts what the decoder counts."""
+    lt = LINK_TYPES[linktype]
+    head = bytearray(lt.ip_at)
+    if lt.ethertype_at is not None:
+        head[lt.ethertype_at : lt.ethertype_at + 2] = b"\x08\x00"
+    pkts = [esp(s) for s in (1, 2, 4, 3, 3)] + [IP(src=A, dst=B) / UDP(sport=4500, dport=4500) / ESP(spi=0x77, seq=1)]
+    blob = pcap([(float(i), bytes(head) + bytes(p)) for i, p in enumerate(pkts)], linktype=linktype)
+    fast, _ = run(tmp_path, [blob])
+    assert FAST[linktype] and fast.stats.esp == 6
+    assert not [r for b in scan(str(tmp_path / "0-c.pcap"), 0, FileInfo("x"), EspTable()) for r in b]  # all inline
+    general = Analyzer()
+    for batch in scan(str(tmp_path / "0-c.pcap"), 0, FileInfo("x"), None):
+        for rec in batch:
+            general.record(rec)
+    assert {k: (f.packets, f.duplicates, f.reordered) for k, f in fast.esp.flows.items()} == \
+        {k: (f.packets, f.duplicates, f.reordered) for k, f in general.esp.flows.items()}
 
 
 def test_ipv6_esp_and_ike(tmp_path):
