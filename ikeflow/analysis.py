@@ -47,6 +47,8 @@ class PeerPair:
     first_time: float
     sas: list[IkeSa] = field(default_factory=list)  # in the order first seen (IkeSa.index)
     waiting: list[IkeSa] = field(default_factory=list)  # IKEv2 SAs that a retry may follow (see _link_retry)
+    opened: int = 0  # IKE SAs ever kept (IkeSa.index)
+    forgotten: int = 0  # of `sas`, how many were forgotten since the list was last swept (see _forget_half_open)
     last_up: IkeSa | None = None  # the latest SA (by index) that came up
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
@@ -74,8 +76,9 @@ class Analyzer:
         self.ike_port, self.natt_port = ike_port, natt_port
         self.limits = limits
         self.stats = Stats()
-        self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow)
+        self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
         self.sas: dict[tuple[int, bytes], IkeSa] = {}
+        self.half_open: dict[tuple[int, bytes], IkeSa] = {}  # kept SAs their responder has not answered, oldest first
         self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}
         self.last_sent: dict[bytes, list] = {}  # address -> see _sent
         self.malformed: list[tuple[int, str]] = []
@@ -163,6 +166,8 @@ class Analyzer:
         up = sa.up_time
         seen = sa.add(msg, pkt.payload, ref, ts, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.natt, fragments)
         if kept:
+            if seen.sender == "R":
+                self.half_open.pop(key, None)
             self._sent(pkt.src, sa, ts)
             if up is None and sa.up_time is not None:
                 pair = self.pair_of(sa)
@@ -180,12 +185,34 @@ class Analyzer:
             return False
         if self.pairs.get(pair_key(pkt.src, pkt.dst)) is not pair:
             return False  # the pair is past its cap (counted there)
-        sa = self.sas[key] = IkeSa(*key)
-        sa.index = len(pair.sas)
+        sa = self.sas[key] = self.half_open[key] = IkeSa(*key)
+        sa.index = pair.opened
+        pair.opened += 1
         pair.sas.append(sa)
         if sa.version == 2:
             pair.waiting.append(sa)
+        if len(self.half_open) > self.limits.half_open_sas:
+            self._forget_half_open()
         return True
+
+    def _forget_half_open(self) -> None:
+        """More IKE SAs than `half_open_sas` that their responder never answered (a flood of IKE_SA_INIT or
+        MM1 with new SPIs, not tunnels): forget the oldest, as a responder drops its oldest half-open SAs."""
+        while len(self.half_open) > self.limits.half_open_sas:
+            key, sa = next(iter(self.half_open.items()))
+            del self.half_open[key], self.sas[key]
+            self.overflow("half_open_sas")
+            pair = self.pairs.get(pair_key(sa.initiator[0], sa.responder[0])) if sa.initiator else None
+            if pair is not None:
+                pair.forgotten += 1
+                if 8 * pair.forgotten > len(pair.sas):
+                    self._sweep(pair)
+
+    def _sweep(self, pair: PeerPair) -> None:
+        """Take the forgotten SAs out of the pair's lists."""
+        pair.sas = [sa for sa in pair.sas if self.sas.get((sa.version, sa.ispi)) is sa]
+        pair.waiting = [sa for sa in pair.waiting if self.sas.get((sa.version, sa.ispi)) is sa]
+        pair.forgotten = 0
 
     def _sent(self, src: bytes, sa: IkeSa, ts: float) -> None:
         """Keep `last_sent[src]` = [time, sa, time', sa']: the latest IKE message from `src` and the latest
@@ -213,8 +240,8 @@ class Analyzer:
         while k >= 0:
             old = waiting[k]
             k -= 1
-            if old.ike_sa_up() or old.retried_by:
-                del waiting[k + 1]  # for good: neither comes undone
+            if old.ike_sa_up() or old.retried_by or self.sas.get((old.version, old.ispi)) is not old:
+                del waiting[k + 1]  # for good: none of these comes undone
             elif old is not sa:
                 answers = [m for m in old.messages if m.msg.exchange_type == 34 and not m.request]
                 names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
@@ -266,6 +293,9 @@ class Analyzer:
     def finish(self, frames: int) -> None:
         """Close the books: `frames` is the number of frames read in all."""
         self.reassembler.finish()
+        for pair in self.pairs.values():
+            if pair.forgotten:
+                self._sweep(pair)
         held = self.reassembler.incomplete + self.reassembler.overlaps
         for src, dst in dict.fromkeys((d["src"], d["dst"]) for d in held):  # in order: the peers' order is stable
             self._pair(src, dst, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 
@@ -64,8 +65,13 @@ def main() -> None:
 
 def limit_options(command):
     """--max-sas, --max-pairs, --max-esp-flows: the caps on kept state, passed on as `limits`."""
-    caps = (("--max-sas", "ike_sas", "IKE SAs"), ("--max-pairs", "peer_pairs", "peer pairs"),
-            ("--max-esp-flows", "esp_flows", "ESP SAs (destination + SPI)"))
+    caps = (("--max-sas", "ike_sas", "IKE SAs"),
+            ("--max-half-open", "half_open_sas", "IKE SAs their responder has not answered (the oldest are "
+             "forgotten: floods of IKE_SA_INIT or MM1)"),
+            ("--max-pairs", "peer_pairs", "peer pairs"),
+            ("--max-esp-flows", "esp_flows", "ESP SAs (destination + SPI)"),
+            ("--max-new-esp-flows", "new_esp_flows", "ESP SAs that have sent a single packet so far (the oldest "
+             "are forgotten: SPI scans)"))
 
     @functools.wraps(command)
     def with_limits(*args, **kw):
@@ -123,6 +129,9 @@ class _Stdout:
 def run_command(body, *args, usage_errors: tuple = ()):
     """Run a command's body and exit with its code: a one-line message for `usage_errors` and
     for write errors on stdout (exit 2), never a traceback for anything else (exit 3)."""
+    # The analysis keeps many long-lived objects (SAs, flows) and makes few reference cycles: collect
+    # the youngest generation less often (a flood of new SAs: about a third faster).
+    gc.set_threshold(50_000, 20, 100)
     out = sys.stdout
     sys.stdout = _Stdout(out)
     try:

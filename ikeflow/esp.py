@@ -67,20 +67,24 @@ class EspFlow:
 
 
 class Flows(dict):
-    """ESP flows by esp_key(), with the packets of the flows a cap turned away (pickled along)."""
+    """ESP flows by esp_key(), with the packets of the flows a cap turned away, by cap (pickled along)."""
 
     uncounted = 0
+    overflow: dict = {}  # the table's own overflow counts, set by EspTable
 
 
 class EspTable:
     """All ESP flows of a capture, keyed by esp_key()."""
 
-    def __init__(self, natt_port: int = 4500, max_flows: int = DEFAULT.esp_flows, overflow: dict | None = None):
+    def __init__(self, natt_port: int = 4500, max_flows: int = DEFAULT.esp_flows, overflow: dict | None = None,
+                 max_new: int = DEFAULT.new_esp_flows):
         self.natt_port = natt_port
         self.flows = Flows()
         self.hot: dict[int, list] = {}  # SPI -> hot list of the first flow with that SPI, for the fast path
-        self.max_flows = max_flows
-        self.overflow = {} if overflow is None else overflow  # "esp_flows" -> packets of flows not kept
+        self.max_flows, self.max_new = max_flows, max_new
+        # cap -> packets of the flows it turned away; the flows carry it when pickled (two-core read)
+        self.overflow = self.flows.overflow = {} if overflow is None else overflow
+        self.new: dict[int, EspFlow] = {}  # flows that had one packet when added, oldest first
 
     @property
     def packets(self) -> int:
@@ -94,10 +98,23 @@ class EspTable:
             out.setdefault((f.src, f.dst), []).append(f)
         return out
 
-    def _turn_away(self, packets: int) -> None:
-        """Past the cap: the packets of a new flow are counted, the flow is not kept."""
+    def _turn_away(self, packets: int, cap: str = "esp_flows") -> None:
+        """Past a cap: the packets of a flow are counted, the flow is not kept."""
         self.flows.uncounted += packets
-        self.overflow["esp_flows"] = self.overflow.get("esp_flows", 0) + packets
+        self.overflow[cap] = self.overflow.get(cap, 0) + packets
+
+    def _forget_new(self) -> None:
+        """More than `max_new` flows with a single packet (an SPI scan or flood, not SAs in use): forget
+        the oldest of them, as a kernel drops the oldest half-open connections; flows that went on stay."""
+        new = self.new
+        while len(new) > self.max_new:
+            key, f = next(iter(new.items()))
+            del new[key]
+            if f.packets == 1:
+                del self.flows[key]
+                if self.hot.get(f.spi) is f.hot:
+                    del self.hot[f.spi]
+                self._turn_away(1, "new_esp_flows")
 
     def add(self, key: int, encap: str, sport: int, dport: int, src: bytes, dst: bytes,
             seq: int, size: int, ts: float, ref: int) -> None:
@@ -109,6 +126,9 @@ class EspTable:
                 return
             f = self.flows[key] = EspFlow(src, dst, key & 0xFFFFFFFF, encap, sport, dport, size, ts, ref, seq)
             self.hot.setdefault(f.spi, f.hot)
+            self.new[key] = f
+            if len(self.new) > self.max_new:
+                self._forget_new()
             return
         h = f.hot
         h[PACKETS] += 1
@@ -142,8 +162,9 @@ class EspTable:
         """Add the flows counted over the next stretch of the same capture (frame refs `shift` short).
 
         Duplicates or reordering that straddle the seam between the two stretches are not seen."""
-        if later.uncounted:
-            self._turn_away(later.uncounted)
+        self.flows.uncounted += later.uncounted
+        for cap, n in later.overflow.items():
+            self.overflow[cap] = self.overflow.get(cap, 0) + n
         for key, g in later.items():
             g.first_frame += shift
             gh = g.hot

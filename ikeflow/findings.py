@@ -149,7 +149,9 @@ def capture_problems(an: Analyzer, files):
 
 
 CAP_OPTIONS = {"peer_pairs": ("peer pairs", "--max-pairs"), "ike_sas": ("IKE SAs", "--max-sas"),
-               "esp_flows": ("ESP SAs", "--max-esp-flows")}
+               "esp_flows": ("ESP SAs", "--max-esp-flows"),
+               "new_esp_flows": ("ESP SAs with a single packet (an SPI scan?)", "--max-new-esp-flows"),
+               "half_open_sas": ("IKE SAs never answered by their responder (a flood?)", "--max-half-open")}
 
 
 def overflow(an: Analyzer, files):

@@ -197,6 +197,25 @@ def test_overflow_counts_frames(tmp_path):
     assert "--max-sas" in f.hint and "--max-esp-flows" in f.hint
 
 
+def test_half_open_sas_and_one_packet_esp_sas_forget_the_oldest(tmp_path):
+    """A flood of new SPIs fills the half-open caps; tunnels (answered SAs, ESP SAs in use) stay kept."""
+    from ikeflow.limits import Limits
+
+    path = tmp_path / "f.pcap"
+    in_use = [_esp(B, A, 0xFEED, seq) for seq in (1, 2)]  # an ESP SA that goes on
+    with open(path, "wb") as f:
+        write_pcap(f, list(tunnels(60)) + in_use + list(sa_init(300)) + list(esp_spis(200)))
+    an, found = analyse(str(path), Limits(half_open_sas=20, new_esp_flows=30))
+    assert (an.stats.ike, an.stats.esp) == (40 + 300, 20 + 2 + 200)
+    # the oldest one-packet ESP SAs go, the tunnels' single packets among them; the SA in use stays
+    assert an.stats.overflow == {"half_open_sas": 300 - 20, "new_esp_flows": 20 + 200 - 30}
+    assert len(an.sas) == 10 + 20 and sum(len(p.sas) for p in an.pairs.values()) == 30
+    assert all(sa.ike_sa_up() for sa in list(an.sas.values())[:10])  # the tunnels, answered, are all kept
+    assert [f.packets for f in an.esp.flows.values() if f.spi == 0xFEED] == [2]
+    (f,) = [f for f in found if f.code == "overflow"]
+    assert "--max-half-open" in f.hint and "--max-new-esp-flows" in f.hint
+
+
 def test_rss_bounded(tmp_path):
     """The whole `ikeflow read --json` process stays small on a flood of new IKE SAs."""
     path = tmp_path / "f.pcap"
