@@ -7,7 +7,7 @@ messages and ESP SPIs, not with ESP packets.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from ikeflow import packet as pk
@@ -78,7 +78,7 @@ class Analyzer:
         self.stats = Stats()
         self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
         self.sas: dict[tuple[int, bytes], IkeSa] = {}
-        self.half_open: dict[tuple[int, bytes], IkeSa] = {}  # kept SAs their responder has not answered, oldest first
+        self.half_open: OrderedDict[tuple, IkeSa] = OrderedDict()  # kept SAs not yet answered, oldest first
         self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}
         self.last_sent: dict[bytes, list] = {}  # address -> see _sent
         self.malformed: list[tuple[int, str]] = []
@@ -199,8 +199,8 @@ class Analyzer:
         """More IKE SAs than `half_open_sas` that their responder never answered (a flood of IKE_SA_INIT or
         MM1 with new SPIs, not tunnels): forget the oldest, as a responder drops its oldest half-open SAs."""
         while len(self.half_open) > self.limits.half_open_sas:
-            key, sa = next(iter(self.half_open.items()))
-            del self.half_open[key], self.sas[key]
+            key, sa = self.half_open.popitem(last=False)  # O(1), unlike a plain dict's first item
+            del self.sas[key]
             self.overflow("half_open_sas")
             pair = self.pairs.get(pair_key(sa.initiator[0], sa.responder[0])) if sa.initiator else None
             if pair is not None:
