@@ -116,6 +116,16 @@ class _Prefixed(io.RawIOBase):
         b[: len(data)] = data
         return len(data)
 
+    def close(self) -> None:
+        _close(self._rest)
+        super().close()
+
+
+def _close(stream: BinaryIO) -> None:
+    """Close what a wrapper reads from, unless it is standard input."""
+    if stream is not sys.stdin.buffer:
+        stream.close()
+
 
 class _Gunzip(io.RawIOBase):
     """gzip members one after the other, as zcat reads them.  Damage (data cut short, corrupt,
@@ -131,6 +141,10 @@ class _Gunzip(io.RawIOBase):
         self.size = 0  # decompressed bytes handed out
         self.damage: str | None = None
         self.garbage = False  # the damage is data after a whole member: nothing was lost
+
+    def close(self) -> None:
+        _close(self._raw)
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -196,21 +210,25 @@ def open_capture(path: str) -> tuple[BinaryIO, bytes, _Gunzip | None]:
         raw: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as e:
         raise CaptureError(f"{path}: {e.strerror or e}") from None
-    head, gz = raw.read(4), None
-    if head[:2] == GZIP_MAGIC:
-        raw = gz = _Gunzip(_Prefixed(head, raw))  # type: ignore[assignment]
-        head = raw.read(4)
-        if len(head) < 4 and gz.damage:
-            raise CaptureError(f"{path}: starts like gzip, but not even a capture's first 4 bytes could be "
-                               f"decompressed: {gz.damage}")
-    if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
-        return _Prefixed(head, raw), head, gz  # type: ignore[return-value]
-    if not head:
-        raise CaptureError(f"{path}: empty file, not a capture")
-    raise CaptureError(
-        f"{path}: not a pcap or pcapng capture (starts with {head.hex()}); "
-        "save it with tcpdump -w or as pcap/pcapng in Wireshark"
-    )
+    try:
+        head, gz = raw.read(4), None
+        if head[:2] == GZIP_MAGIC:
+            raw = gz = _Gunzip(_Prefixed(head, raw))  # type: ignore[assignment]
+            head = raw.read(4)
+            if len(head) < 4 and gz.damage:
+                raise CaptureError(f"{path}: starts like gzip, but not even a capture's first 4 bytes could be "
+                                   f"decompressed: {gz.damage}")
+        if head in PCAP_MAGICS or head == PCAPNG_MAGIC:
+            return _Prefixed(head, raw), head, gz  # type: ignore[return-value]
+        if not head:
+            raise CaptureError(f"{path}: empty file, not a capture")
+        raise CaptureError(
+            f"{path}: not a pcap or pcapng capture (starts with {head.hex()}); "
+            "save it with tcpdump -w or as pcap/pcapng in Wireshark"
+        )
+    except CaptureError:
+        _close(raw)
+        raise
 
 
 def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> Iterator[list[Record]]:
@@ -239,8 +257,7 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
     except (OSError, EOFError) as e:  # gzip/zlib errors mid-stream are OSError/EOFError
         info.warning = f"read error after {info.packets} packets: {e}"
     finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+        stream.close()  # and the file under it (never standard input)
     if gz is not None and gz.damage:
         _gzip_damage(info, gz)
 
