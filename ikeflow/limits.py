@@ -5,11 +5,11 @@ SAs, IP fragment buffers, ICMP errors, listed examples) stops taking new
 entries at its cap.  What it turns away is counted in `Stats.overflow` under
 the cap's name and reported once as an `overflow` finding, so nothing is lost
 silently.  The defaults fit a concentrator with 100,000 tunnels (about 14 KB
-a tunnel: 1.4 GB at that size), while floods stay under 150 MiB: IKE SAs their responder never
-answered and ESP SAs with a single packet (what a flood of new SPIs makes) are
-capped apart, and past their caps the oldest are forgotten, as a responder
-drops its oldest half-open SAs.  The commands' `--max-*` options set them
-(`cli.limit_options`).
+a tunnel: 1.4 GB at that size), while floods stay under 150 MiB: IKE SAs
+their responder never answered and ESP SAs with a single packet (what a flood
+of new SPIs makes) are capped apart, and past their caps the oldest are
+forgotten, as a responder drops its oldest half-open SAs.  The commands'
+`--max-*` options set them (`cli.limit_options`).
 """
 
 from __future__ import annotations
