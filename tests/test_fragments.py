@@ -265,6 +265,19 @@ def test_floods_keep_bounded_state(flood):
     assert peaks[1] < peaks[0] * 1.2 + 200_000
 
 
+@pytest.mark.parametrize("flood", [fragment_flood, icmp_flood])
+def test_floods_take_linear_time(flood):
+    """Four times the packets take about four times as long (quadratic would be 16)."""
+    def seconds(n):
+        data = flood(n)
+        t = time.perf_counter()
+        read(data)
+        return time.perf_counter() - t
+    small = min(seconds(5_000) for _ in range(2))
+    big = seconds(20_000)
+    assert big / small < 8, f"5k packets {small:.2f} s, 20k packets {big:.2f} s"
+
+
 if __name__ == "__main__":
     kind, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     Path(out).write_bytes({"fragments": fragment_flood, "icmp": icmp_flood}[kind](count))
