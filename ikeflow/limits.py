@@ -26,11 +26,11 @@ class Limits:
     half_open_sas: int = 10_000  # IKE SAs their responder has not answered: past it the oldest are forgotten
     esp_flows: int = 400_000  # ESP SAs (destination + SPI; about 600 bytes each, twice when read on two cores)
     new_esp_flows: int = 20_000  # ESP SAs with a single packet so far: past it the oldest are forgotten (SPI scans)
-    fragment_buffers: int = 256  # IP datagrams being reassembled at once (a kernel keeps a few MB of them)
+    fragment_buffers: int = 256  # IP datagrams being reassembled at once (about 460 bytes each plus the data)
     fragments_per_datagram: int = 128  # a 64 KiB datagram in 1280-byte IPv6 fragments needs 52
     fragment_timeout: float = 30.0  # seconds a datagram may wait for its fragments (Linux ipfrag_time)
-    incomplete_listed: int = 1000  # incomplete datagrams listed one by one (the rest are counted)
-    icmp_per_pair: int = 100  # ICMP errors kept per peer pair (the rest are counted)
+    incomplete_listed: int = 1000  # incomplete datagrams listed one by one, at most 1.4 KB each (the rest counted)
+    icmp_per_pair: int = 100  # ICMP errors kept per peer pair, about 340 bytes each (the rest are counted)
 
 
 DEFAULT = Limits()
