@@ -176,8 +176,6 @@ class Analyzer:
         if msg.version == 2 and msg.exchange_type == 34 and seen.request and not seen.retransmission and not seen.retry:
             self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
         self._emit("message", (sa, seen))
-        for p in msg.payloads:  # decoded into `info`, and the listeners have seen them: a kept message needs no bytes
-            p.body = b""
 
     def _new_sa(self, key: tuple[int, bytes], pkt: pk.Packet, ts: float) -> bool:
         """Keep a new IKE SA in `sas` and its peer pair's list, unless a cap says no."""
