@@ -10,7 +10,7 @@ import sys
 import click
 
 from ikeflow import __version__
-from ikeflow.limits import DEFAULT, Limits
+from ikeflow.limits import DEFAULT, OPTIONS, Limits
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 REPORT_URL = "the ikeflow issue tracker"
@@ -64,20 +64,12 @@ def main() -> None:
 
 
 def limit_options(command):
-    """--max-sas, --max-pairs, --max-esp-flows: the caps on kept state, passed on as `limits`."""
-    caps = (("--max-sas", "ike_sas", "IKE SAs"),
-            ("--max-half-open", "half_open_sas", "IKE SAs their responder has not answered (the oldest are "
-             "forgotten: floods of IKE_SA_INIT or MM1)"),
-            ("--max-pairs", "peer_pairs", "peer pairs"),
-            ("--max-esp-flows", "esp_flows", "ESP SAs (destination + SPI)"),
-            ("--max-new-esp-flows", "new_esp_flows", "ESP SAs that have sent a single packet so far (the oldest "
-             "are forgotten: SPI scans)"))
-
+    """The `--max-*` options of `limits.OPTIONS`: the caps on kept state, passed on as `limits`."""
     @functools.wraps(command)
     def with_limits(*args, **kw):
-        return command(*args, limits=Limits(**{field: kw.pop(field) for _, field, _ in caps}), **kw)
+        return command(*args, limits=Limits(**{field: kw.pop(field) for field in OPTIONS}), **kw)
 
-    for flag, field, what in reversed(caps):
+    for field, (flag, what) in reversed(OPTIONS.items()):
         with_limits = click.option(
             flag, field, default=getattr(DEFAULT, field), show_default=True, type=click.IntRange(1), metavar="N",
             help=f"Keep at most N {what}; more are counted and reported as an overflow finding.")(with_limits)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ikeflow.analysis import Analyzer, pair_key
 from ikeflow.capture import FileInfo
 from ikeflow.ikesa import IkeSa
+from ikeflow.limits import OPTIONS
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 
@@ -148,17 +149,11 @@ def capture_problems(an: Analyzer, files):
                           "capture", f"{f.name}: {f.warning}; analysed the {f.packets} whole packets before it", "")
 
 
-CAP_OPTIONS = {"peer_pairs": ("peer pairs", "--max-pairs"), "ike_sas": ("IKE SAs", "--max-sas"),
-               "esp_flows": ("ESP SAs", "--max-esp-flows"),
-               "new_esp_flows": ("ESP SAs with a single packet (an SPI scan?)", "--max-new-esp-flows"),
-               "half_open_sas": ("IKE SAs never answered by their responder (a flood?)", "--max-half-open")}
-
-
 def overflow(an: Analyzer, files):
     """One finding for every cap (limits.Limits) that turned entries away."""
     parts, options = [], []
     for cap, n in an.stats.overflow.items():
-        what, option = CAP_OPTIONS.get(cap, (cap.replace("_", " "), None))
+        option, what = OPTIONS.get(cap, (None, cap.replace("_", " ")))
         parts.append(f"{what} (cap {getattr(an.limits, cap, '?')}): {n} turned away")
         if option:
             options.append(option)

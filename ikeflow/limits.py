@@ -34,3 +34,14 @@ class Limits:
 
 
 DEFAULT = Limits()
+
+# The caps the commands' options set: field -> (option, what it counts), for `--help` and the overflow finding.
+OPTIONS = {
+    "ike_sas": ("--max-sas", "IKE SAs"),
+    "half_open_sas": ("--max-half-open", "IKE SAs their responder has not answered (the oldest are forgotten: "
+                      "floods of IKE_SA_INIT or MM1)"),
+    "peer_pairs": ("--max-pairs", "peer pairs"),
+    "esp_flows": ("--max-esp-flows", "ESP SAs (destination + SPI)"),
+    "new_esp_flows": ("--max-new-esp-flows", "ESP SAs that have sent a single packet so far (the oldest are "
+                      "forgotten: SPI scans)"),
+}
