@@ -40,7 +40,7 @@ Exit codes: 0 nothing wrong, 1 at least one error finding,
 class _Commands(click.Group):
     """Commands whose modules load only when they run (`live` pulls in more than `read` needs)."""
 
-    LAZY = {"live": ("ikeflow.live", "live"), "compare": ("ikeflow.compare", "compare")}
+    LAZY = {"live": ("ikeflow.sources.live", "live"), "compare": ("ikeflow.compare", "compare")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | {n for n in self.LAZY if self._lazy(n)})
@@ -164,14 +164,14 @@ def _drop_output(out) -> None:
 
 
 def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
-    from ikeflow.analysis import Analyzer
-    from ikeflow.capture import CaptureError, read_files
-    from ikeflow.findings import ERROR, find, verdicts
+    from ikeflow.model.analysis import Analyzer
+    from ikeflow.sources.capture import CaptureError, read_files
+    from ikeflow.diagnose.findings import ERROR, find, verdicts
 
     an = Analyzer(ike_port, natt_port, limits)
     spool = None
     if as_json:
-        from ikeflow.report import MessageSpool
+        from ikeflow.render.read_json import MessageSpool
 
         spool = MessageSpool(len(files))
         an.listeners.append(spool.add)
@@ -197,13 +197,13 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
     found = find(an, infos)
     verdict = verdicts(an, found)
     if as_json:
-        from ikeflow.report import build, write
+        from ikeflow.render.read_json import build, write
 
         write(sys.stdout, build(an, infos, found, verdict), spool)
     else:
         from rich.console import Console
 
-        from ikeflow.terminal import render
+        from ikeflow.render.read_terminal import render
 
         render(Console(no_color=no_color, highlight=False), an, infos, found, verdict)
     return EXIT_FINDINGS if any(f.severity == ERROR for f in found) else EXIT_OK

@@ -8,10 +8,10 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_KE, ISAKMP_payload_Nonce, ISAKMP_payload_SA, ISAKMP_payload_VendorID
 from scapy.contrib.ikev2 import IKEv2, IKEv2_Notify, IKEv2_SA, IKEv2_Encrypted
 
-from ikeflow import packet as pk
-from ikeflow.analysis import Analyzer
-from ikeflow.esp import EspTable, esp_key
-from ikeflow.findings import find, verdicts
+from ikeflow.decode import packet as pk
+from ikeflow.model.analysis import Analyzer
+from ikeflow.model.esp import EspTable, esp_key
+from ikeflow.diagnose.findings import find, verdicts
 
 I, R, NAT = "192.0.2.10", "203.0.113.20", "198.51.100.7"
 CKY_I, CKY_R = bytes.fromhex("1111111111111111"), bytes.fromhex("2222222222222222")
@@ -203,7 +203,7 @@ def test_ikev1_fragments_share_the_label_of_their_message():
     (-e isakmp.frag.packetid -e isakmp.frag.seq): responder packet id 1 in frames 22-23, initiator
     id 1 in frames 24-28, responder id 2 in frames 29-31: MM4, MM5 and MM6 sent in fragments."""
     from conftest import need_public
-    from ikeflow.capture import read_files
+    from ikeflow.sources.capture import read_files
 
     path = need_public() / "wireshark-wiki/uploads/__moin_import__/attachments/SampleCaptures/test1.pcap"
     an = Analyzer()

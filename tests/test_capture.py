@@ -15,10 +15,10 @@ from scapy.layers.ipsec import ESP
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_SA
 from scapy.layers.l2 import CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
 
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import FAST, CaptureError, FileInfo, read_files, scan, split_ref
-from ikeflow.esp import EspTable
-from ikeflow.linktypes import LINK_TYPES
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import FAST, CaptureError, FileInfo, read_files, scan, split_ref
+from ikeflow.model.esp import EspTable
+from ikeflow.decode.linktypes import LINK_TYPES
 
 A, B = "192.0.2.1", "203.0.113.5"
 
@@ -243,7 +243,7 @@ def test_fast_path_equals_general_path(tmp_path):
 def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
     """A big file is read by two processes (capture._scan_pcap_parallel); the result must be
     what one process gives: same ESP flows, same records in the same order with the same frames."""
-    import ikeflow.capture as capture
+    import ikeflow.sources.capture as capture
 
     pkts = []
     for i in range(3000):

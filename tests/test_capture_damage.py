@@ -19,7 +19,7 @@ import pytest
 from test_capture import _block, esp, eth, ike, pcap, pcapng, run
 
 from conftest import ROOT
-from ikeflow.capture import CaptureError, _Gunzip
+from ikeflow.sources.capture import CaptureError, _Gunzip
 from ikeflow.compare import _clock
 
 REPRO = ROOT.parent / "shared" / "repro"

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import PCAPS, need_public
-from ikeflow import packet as pk
+from ikeflow.decode import packet as pk
 from ikeflow.cli import main
 from ikeflow.compare import Comparison, build
 

@@ -23,11 +23,11 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_KE, ISAKMP_payload_SA
 
 from conftest import PCAPS, need_public
-from ikeflow import diagnosis
-from ikeflow import packet as pk
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import read_files
-from ikeflow.findings import ERROR, find, verdicts
+from ikeflow.diagnose import stalls as diagnosis
+from ikeflow.decode import packet as pk
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import read_files
+from ikeflow.diagnose.findings import ERROR, find, verdicts
 
 LAB = PCAPS / "lab"
 SCENARIOS = json.loads((LAB / "scenarios.json").read_text())["scenarios"]

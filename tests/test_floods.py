@@ -120,10 +120,10 @@ def write_pcap(out, frames) -> None:
 
 def analyse(path: str, limits=None):
     """The read pipeline (analysis, findings, verdicts, JSON document) on one file."""
-    from ikeflow import report
-    from ikeflow.analysis import Analyzer
-    from ikeflow.capture import read_files
-    from ikeflow.findings import find, verdicts
+    from ikeflow.render import read_json as report
+    from ikeflow.model.analysis import Analyzer
+    from ikeflow.sources.capture import read_files
+    from ikeflow.diagnose.findings import find, verdicts
 
     an = Analyzer(limits=limits) if limits else Analyzer()
     spool = report.MessageSpool(1)

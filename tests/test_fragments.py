@@ -20,9 +20,9 @@ from scapy.layers.inet import ICMP, IP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, fragment6
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_VendorID
 
-from ikeflow import packet as pk
-from ikeflow.analysis import Analyzer
-from ikeflow.findings import find
+from ikeflow.decode import packet as pk
+from ikeflow.model.analysis import Analyzer
+from ikeflow.diagnose.findings import find
 from ikeflow.limits import Limits
 
 REPRO = Path(__file__).resolve().parents[1].parent / "shared" / "repro"
@@ -63,7 +63,7 @@ def icmp_flood(n: int) -> bytes:
 
 def read(path_or_bytes, limits: Limits = Limits()) -> Analyzer:
     """Run a capture (a path, or pcap bytes) through the reader and the core."""
-    from ikeflow.capture import read_files
+    from ikeflow.sources.capture import read_files
 
     path = path_or_bytes
     if isinstance(path_or_bytes, bytes):

@@ -1,4 +1,4 @@
-"""Tests for ikeflow.ike: packets are built with scapy (an independent encoder),
+"""Tests for ikeflow.decode.ike: packets are built with scapy (an independent encoder),
 real messages come from the public capture corpus (values confirmed with tshark 4.0)."""
 
 import hashlib
@@ -51,8 +51,8 @@ from scapy.layers.isakmp import (
     ISAKMP_payload_VendorID,
 )
 
-from ikeflow import names
-from ikeflow.ike import IkeMessage, V1Transform, V2Transform, decode_isakmp
+from ikeflow.decode import names
+from ikeflow.decode.ike import IkeMessage, V1Transform, V2Transform, decode_isakmp
 
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "public"
 ISPI = bytes.fromhex("0102030405060708")

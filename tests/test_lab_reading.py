@@ -9,9 +9,9 @@ import json
 import pytest
 
 from conftest import PCAPS
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import read_files
-from ikeflow.findings import ERROR, find
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import read_files
+from ikeflow.diagnose.findings import ERROR, find
 
 LAB = PCAPS / "lab"
 MM_QM = ["MM1", "MM2", "MM3", "MM4", "MM5", "MM6", "QM1", "QM2", "QM3"]

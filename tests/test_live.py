@@ -383,9 +383,9 @@ def test_bad_filter_is_one_line_exit_2():
 
 def test_waiting_text_from_the_sa_state():
     """The "waiting for ..." line is computed from the SA's runs: next step, since when, retransmissions."""
-    from ikeflow.analysis import Analyzer
-    from ikeflow.capture import Record
-    from ikeflow.live import waiting
+    from ikeflow.model.analysis import Analyzer
+    from ikeflow.sources.capture import Record
+    from ikeflow.sources.live import waiting
 
     an = Analyzer()
     mm = [IP(src="192.0.2.1", dst="203.0.113.1") / UDP(sport=500, dport=500) / ISAKMP(

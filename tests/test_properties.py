@@ -9,15 +9,15 @@ from rich.console import Console
 from scapy.layers.isakmp import ISAKMP_payload_Proposal, ISAKMP_payload_SA, ISAKMP_payload_Transform
 from scapy.contrib.ikev2 import IKEv2_Proposal, IKEv2_SA, IKEv2_Transform
 
-from ikeflow import names, packet as pk
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import FileInfo, Record
-from ikeflow.findings import find, verdicts
-from ikeflow.ike import decode_isakmp
+from ikeflow.decode import names, packet as pk
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import FileInfo, Record
+from ikeflow.diagnose.findings import find, verdicts
+from ikeflow.decode.ike import decode_isakmp
 from ikeflow.limits import DEFAULT, Limits
-from ikeflow.proposals import summarize_sa
-from ikeflow.report import MessageSpool, build, write
-from ikeflow.terminal import render
+from ikeflow.decode.proposals import summarize_sa
+from ikeflow.render.read_json import MessageSpool, build, write
+from ikeflow.render.read_terminal import render
 
 LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147]
 KINDS = {pk.IKE, pk.ESP, pk.KEEPALIVE, pk.ICMP, pk.FRAGMENT, pk.MALFORMED, pk.SKIPPED}

@@ -1,4 +1,4 @@
-"""Tests for ikeflow.proposals: SA payloads built with scapy, decoded, then summarised."""
+"""Tests for ikeflow.decode.proposals: SA payloads built with scapy, decoded, then summarised."""
 
 from functools import reduce
 from pathlib import Path
@@ -7,8 +7,8 @@ import pytest
 from scapy.contrib.ikev2 import IKEv2, IKEv2_Proposal, IKEv2_SA, IKEv2_Transform
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_Proposal, ISAKMP_payload_SA, ISAKMP_payload_Transform
 
-from ikeflow.ike import decode_isakmp
-from ikeflow.proposals import (
+from ikeflow.decode.ike import decode_isakmp
+from ikeflow.decode.proposals import (
     dh_keyword,
     ike_string_v1,
     is_aead,

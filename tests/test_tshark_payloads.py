@@ -64,10 +64,10 @@ import pytest
 
 import tshark_oracle
 from conftest import PUBLIC, need_public, need_tshark
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import read_files, split_ref
-from ikeflow import names
-from ikeflow.ike import IkeMessage, Payload, V1Transform
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import read_files, split_ref
+from ikeflow.decode import names
+from ikeflow.decode.ike import IkeMessage, Payload, V1Transform
 
 
 def _captures() -> list[str]:

@@ -57,11 +57,11 @@ def read_pipeline(path: str, terminal: bool = True, limits: Limits = DEFAULT) ->
     included) or the stats do not account for every frame."""
     from rich.console import Console
 
-    from ikeflow.analysis import Analyzer
-    from ikeflow.capture import CaptureError, read_files
-    from ikeflow.findings import ERROR, find, verdicts
-    from ikeflow.report import MessageSpool, build, write
-    from ikeflow.terminal import render
+    from ikeflow.model.analysis import Analyzer
+    from ikeflow.sources.capture import CaptureError, read_files
+    from ikeflow.diagnose.findings import ERROR, find, verdicts
+    from ikeflow.render.read_json import MessageSpool, build, write
+    from ikeflow.render.read_terminal import render
 
     an = Analyzer(limits=limits)
     spool = MessageSpool(1)
@@ -284,7 +284,7 @@ def op_field(cap, rng):
 def op_ike_header(cap, rng):
     """A field of an ISAKMP header (SPIs, next payload, version, exchange, flags, message ID, length)
     set to the same field of another IKE packet of the capture (SAs collide) or a small number."""
-    from ikeflow.packet import IKE, decode
+    from ikeflow.decode.packet import IKE, decode
 
     ike = []
     for r in cap.packets():
@@ -478,8 +478,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports(include=["ikeflow"]):
-        import ikeflow.analysis, ikeflow.capture, ikeflow.diagnosis, ikeflow.findings, ikeflow.report  # noqa: E401,F401
-        import ikeflow.terminal  # noqa: F401
+        import ikeflow.model.analysis, ikeflow.sources.capture, ikeflow.diagnose.stalls, ikeflow.diagnose.findings, ikeflow.render.read_json  # noqa: E401,F401
+        import ikeflow.render.read_terminal  # noqa: F401
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     corpus = work / "corpus"

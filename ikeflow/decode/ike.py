@@ -34,7 +34,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from ikeflow import names
+from ikeflow.decode import names
 
 HEADER_LEN = 28
 

@@ -12,11 +12,11 @@ import json
 from collections.abc import Iterator
 
 from ikeflow import __version__
-from ikeflow.analysis import Analyzer, PeerPair
-from ikeflow.capture import FileInfo, split_ref
-from ikeflow.findings import Finding
-from ikeflow.ikesa import IkeSa, Seen
-from ikeflow.proposals import summarize_sa
+from ikeflow.model.analysis import Analyzer, PeerPair
+from ikeflow.sources.capture import FileInfo, split_ref
+from ikeflow.diagnose.findings import Finding
+from ikeflow.model.ikesa import IkeSa, Seen
+from ikeflow.decode.proposals import summarize_sa
 
 SCHEMA = 1
 _compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(separators=) builds one per call

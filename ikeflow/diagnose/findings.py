@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ikeflow.analysis import Analyzer, pair_key
-from ikeflow.capture import FileInfo
-from ikeflow.ikesa import IkeSa
+from ikeflow.model.analysis import Analyzer, pair_key
+from ikeflow.sources.capture import FileInfo
+from ikeflow.model.ikesa import IkeSa
 from ikeflow.limits import OPTIONS
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -30,7 +30,7 @@ class Finding:
 
 def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
     """Run every rule (these and the diagnosis rules); errors first, then warnings, then information."""
-    from ikeflow import diagnosis  # it builds on this module
+    from ikeflow.diagnose import stalls as diagnosis  # it builds on this module
 
     out: list[Finding] = []
     for rule in diagnosis.RULES + RULES:

@@ -35,7 +35,7 @@ from collections import deque
 
 import click
 
-from ikeflow import linktypes as lk
+from ikeflow.decode import linktypes as lk
 from ikeflow.cli import limit_options
 from ikeflow.limits import DEFAULT, Limits
 
@@ -412,7 +412,7 @@ class PcapWriter:
 
 def waiting(sa, now: float) -> list[dict]:
     """Unfinished exchanges of an IKE SA: who owes what next, since when, after how many retransmissions."""
-    from ikeflow import sequences
+    from ikeflow.model import sequences
 
     out = []
     if sa.retried_by:
@@ -448,7 +448,7 @@ class Session:
     """One live capture: feeds the core, keeps the counters both views show."""
 
     def __init__(self, iface: str, an, info, sink, sock):
-        from ikeflow.capture import FAST
+        from ikeflow.sources.capture import FAST
 
         self.iface, self.an, self.info, self.sink, self.sock = iface, an, info, sink, sock
         self.cpu = 0.0  # CPU seconds the capture loop used
@@ -470,7 +470,7 @@ class Session:
 
     def evaluate(self, now: float) -> None:
         """Once a second: rates, findings, waits, ESP flow updates."""
-        from ikeflow.findings import find
+        from ikeflow.diagnose.findings import find
 
         t0, n0 = self._rate_mark
         if now > t0:
@@ -518,7 +518,7 @@ class JsonSink:
     """One JSON object per line per event, for pipes."""
 
     def __init__(self, out):
-        from ikeflow.report import Frames
+        from ikeflow.render.read_json import Frames
 
         self.out = out
         self.frame = Frames(1)
@@ -532,12 +532,12 @@ class JsonSink:
         self.out.flush()
 
     def message(self, sa, seen) -> None:
-        from ikeflow.report import _message
+        from ikeflow.render.read_json import _message
 
         self.out.write('{"event":"message",' + _message(sa, seen, self.frame, False)[1:] + "\n")
 
     def finding(self, f) -> None:
-        from ikeflow.report import _finding
+        from ikeflow.render.read_json import _finding
 
         self.emit({"event": "finding", **_finding(f, self.frame)})
 
@@ -549,7 +549,7 @@ class JsonSink:
                    "retransmissions": w["retransmissions"], "live": True})
 
     def esp(self, f, rate: float) -> None:
-        from ikeflow.report import _flow
+        from ikeflow.render.read_json import _flow
 
         self.emit({"event": "esp", **_flow(f, self.frame), "rate": round(rate, 1)})
 
@@ -588,7 +588,7 @@ class TerminalSink:
     def message(self, sa, seen) -> None:
         from rich.text import Text
 
-        from ikeflow.report import ip
+        from ikeflow.render.read_json import ip
 
         key = self._key(sa.initiator[0], sa.responder[0])
         if seen.retransmission:
@@ -603,7 +603,7 @@ class TerminalSink:
     def finding(self, f) -> None:
         from rich.text import Text
 
-        from ikeflow.terminal import STYLE
+        from ikeflow.render.read_terminal import STYLE
 
         self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", (f"{f.severity.upper():8}", STYLE[f.severity]),
                                          f"{f.code} [{f.at}]: {f.summary}"))
@@ -611,7 +611,7 @@ class TerminalSink:
     def waiting(self, sa, w) -> None:
         from rich.text import Text
 
-        from ikeflow.report import ip
+        from ikeflow.render.read_json import ip
 
         style = "bold red" if w["severity"] == "error" else "yellow"
         self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", ("WAITING ", style),
@@ -639,7 +639,7 @@ class TerminalSink:
         from rich.table import Table
         from rich.text import Text
 
-        from ikeflow.report import ip
+        from ikeflow.render.read_json import ip
 
         an = session.an
         esp: dict[tuple[bytes, bytes], int] = {}
@@ -775,10 +775,10 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         limits: Limits = DEFAULT) -> int:
     from rich.console import Console
 
-    from ikeflow.analysis import Analyzer
-    from ikeflow.capture import FileInfo, Record, fast_esp
+    from ikeflow.model.analysis import Analyzer
+    from ikeflow.sources.capture import FileInfo, Record, fast_esp
     from ikeflow.cli import EXIT_FINDINGS, EXIT_OK
-    from ikeflow.findings import ERROR, find, verdicts
+    from ikeflow.diagnose.findings import ERROR, find, verdicts
 
     expr = base_filter(ike_port, natt_port)
     if extra:
@@ -799,7 +799,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         an = Analyzer(ike_port, natt_port, limits)
         spool = None
         if json_mode:
-            from ikeflow.report import MessageSpool
+            from ikeflow.render.read_json import MessageSpool
 
             spool = MessageSpool(1)
             an.listeners.append(spool.add)
@@ -922,7 +922,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             key = _finding_key(f)
             if session._shown.get(key) != f.severity:
                 sink.finding(f)
-        from ikeflow.report import build, write as write_report
+        from ikeflow.render.read_json import build, write as write_report
 
         sink.emit({"event": "capture", "interface": interface, "packets": frames, "kernel_drops": drops,
                    "seconds": round(elapsed, 3), "cpu_seconds": round(session.cpu, 3), "ended_by": stop["why"]})
@@ -930,7 +930,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         write_report(sys.stdout, build(an, [info], found, verdict), spool, end="}\n")
         sys.stdout.flush()
     else:
-        from ikeflow.terminal import render
+        from ikeflow.render.read_terminal import render
 
         render(Console(no_color=no_color, highlight=False), an, [info], found, verdict, title=f"ikeflow live {interface}")
     click.echo(f"ikeflow: {note}", err=True)

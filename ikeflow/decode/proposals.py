@@ -17,8 +17,8 @@ Entry points: `summarize_v1(V1Transform)`, `summarize_v2(Proposal)`,
 
 from __future__ import annotations
 
-from ikeflow import names
-from ikeflow.ike import Payload, Proposal, V1Transform, V2Transform
+from ikeflow.decode import names
+from ikeflow.decode.ike import Payload, Proposal, V1Transform, V2Transform
 
 # cipher family -> (display, keyword template; "{k}" is the key length)
 _CIPHERS = {

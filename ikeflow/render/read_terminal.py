@@ -7,12 +7,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import FileInfo, split_ref
-from ikeflow.findings import ERROR, INFO, WARNING, Finding, first_errors
-from ikeflow.ikesa import IkeSa, Seen
-from ikeflow.proposals import summarize_sa
-from ikeflow.report import ip
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import FileInfo, split_ref
+from ikeflow.diagnose.findings import ERROR, INFO, WARNING, Finding, first_errors
+from ikeflow.model.ikesa import IkeSa, Seen
+from ikeflow.decode.proposals import summarize_sa
+from ikeflow.render.read_json import ip
 
 STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 LADDER_WIDTH = 30

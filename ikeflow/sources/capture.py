@@ -21,8 +21,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
-from ikeflow.esp import EspTable
-from ikeflow.linktypes import LINK_TYPES
+from ikeflow.model.esp import EspTable
+from ikeflow.decode.linktypes import LINK_TYPES
 
 CHUNK = 1 << 20
 MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches

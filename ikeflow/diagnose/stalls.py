@@ -34,10 +34,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ikeflow import sequences
-from ikeflow.analysis import Analyzer
-from ikeflow.findings import ERROR, WARNING, Finding, times
-from ikeflow.ikesa import ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
+from ikeflow.model import sequences
+from ikeflow.model.analysis import Analyzer
+from ikeflow.diagnose.findings import ERROR, WARNING, Finding, times
+from ikeflow.model.ikesa import ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
 
 # -- protocol facts behind the thresholds ------------------------------------------------------------
 

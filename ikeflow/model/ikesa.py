@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ikeflow import natt, proposals, sequences
-from ikeflow.ike import IkeMessage
-from ikeflow.sequences import ENC
+from ikeflow.model import natt, sequences
+from ikeflow.decode import proposals
+from ikeflow.decode.ike import IkeMessage
+from ikeflow.model.sequences import ENC
 
 ZERO_SPI = b"\0" * 8
 NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 import click
 
 from ikeflow import __version__
-from ikeflow.analysis import Analyzer
-from ikeflow.capture import CaptureError, FileInfo, frame_ref, scan, split_ref
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import CaptureError, FileInfo, frame_ref, scan, split_ref
 from ikeflow.cli import limit_options
-from ikeflow.findings import ERROR, INFO, WARNING, Finding, times
+from ikeflow.diagnose.findings import ERROR, INFO, WARNING, Finding, times
 from ikeflow.limits import DEFAULT, Limits
-from ikeflow.report import ip
+from ikeflow.render.read_json import ip
 
 KEEP = 2048  # message records kept per IKE SA and point, at each end
 EDGE = 0.5  # s: slack at the start and end of the other capture
@@ -1107,7 +1107,7 @@ def render(console, cmp: Comparison) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ikeflow.terminal import STYLE
+    from ikeflow.render.read_terminal import STYLE
 
     offsets = cmp.offsets()
     console.print(Text("ikeflow compare " + " ".join(p.path for p in cmp.points), style="bold"))

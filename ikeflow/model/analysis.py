@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from ikeflow import packet as pk
-from ikeflow.capture import Record
-from ikeflow.esp import EspTable, esp_key
-from ikeflow.ike import decode_isakmp
-from ikeflow.ikesa import IkeSa
+from ikeflow.decode import packet as pk
+from ikeflow.sources.capture import Record
+from ikeflow.model.esp import EspTable, esp_key
+from ikeflow.decode.ike import decode_isakmp
+from ikeflow.model.ikesa import IkeSa
 from ikeflow.limits import DEFAULT, Limits
 
 MAX_LISTED = 1000  # malformed frames listed one by one; the rest are counted

@@ -12,9 +12,9 @@ import bisect
 import struct
 from dataclasses import dataclass
 
-from ikeflow import linktypes as lk
+from ikeflow.decode import linktypes as lk
 from ikeflow.limits import DEFAULT, Limits
-from ikeflow.linktypes import LINK_TYPES
+from ikeflow.decode.linktypes import LINK_TYPES
 
 # Packet kinds; every frame gets exactly one.
 IKE, ESP, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
