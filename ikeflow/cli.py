@@ -9,10 +9,9 @@ import sys
 
 import click
 
-from ikeflow import __version__
+from ikeflow import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, __version__
 from ikeflow.limits import DEFAULT, OPTIONS, Limits
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 REPORT_URL = "the ikeflow issue tracker"
 
 READ_HELP = """Rebuild the IKE/ESP negotiations in one or more captures.
@@ -164,49 +163,41 @@ def _drop_output(out) -> None:
 
 
 def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
-    from ikeflow.model.analysis import Analyzer
-    from ikeflow.sources.capture import CaptureError, read_files
-    from ikeflow.diagnose.findings import ERROR, find, verdicts
+    from ikeflow.pipeline import Options, Pipeline
+    from ikeflow.sources.capture import CaptureError
 
-    an = Analyzer(ike_port, natt_port, limits)
     spool = None
     if as_json:
         from ikeflow.render.read_json import MessageSpool
 
         spool = MessageSpool(len(files))
-        an.listeners.append(spool.add)
-    infos: list = []
+    pipeline = Pipeline(Options(ike_port, natt_port, limits), [spool.add] if spool else [])
     progress = _Progress(files, no_color) if sys.stderr.isatty() and not as_json else None
     try:
-        for batch in read_files(files, an.esp, infos):
-            for rec in batch:
-                an.record(rec)
-            if progress:
-                progress.update(infos)
+        pipeline.read(files, progress=progress.update if progress else None)
     except CaptureError as e:
-        if progress:
-            progress.stop()
         click.echo(f"ikeflow: {e}", err=True)
         return EXIT_USAGE
-    if progress:
-        progress.stop()
-    an.finish(sum(i.packets for i in infos))
-    for info in infos:
+    finally:
+        if progress:
+            progress.stop()
+    pipeline.finish()
+    for info in pipeline.infos:
         if info.warning:
             click.echo(f"ikeflow: warning: {info.name}: {info.warning}", err=True)
-    found = find(an, infos)
-    verdict = verdicts(an, found)
+    result = pipeline.diagnose()
     if as_json:
         from ikeflow.render.read_json import build, write
 
-        write(sys.stdout, build(an, infos, found, verdict), spool)
+        write(sys.stdout, build(result.model, result.infos, result.findings, result.verdicts), spool)
     else:
         from rich.console import Console
 
         from ikeflow.render.read_terminal import render
 
-        render(Console(no_color=no_color, highlight=False), an, infos, found, verdict)
-    return EXIT_FINDINGS if any(f.severity == ERROR for f in found) else EXIT_OK
+        render(Console(no_color=no_color, highlight=False), result.model, result.infos, result.findings,
+               result.verdicts)
+    return result.exit_code
 
 
 class _Progress:

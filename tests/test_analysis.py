@@ -203,15 +203,10 @@ def test_ikev1_fragments_share_the_label_of_their_message():
     (-e isakmp.frag.packetid -e isakmp.frag.seq): responder packet id 1 in frames 22-23, initiator
     id 1 in frames 24-28, responder id 2 in frames 29-31: MM4, MM5 and MM6 sent in fragments."""
     from conftest import need_public
-    from ikeflow.sources.capture import read_files
+    from ikeflow.pipeline import read_captures
 
     path = need_public() / "wireshark-wiki/uploads/__moin_import__/attachments/SampleCaptures/test1.pcap"
-    an = Analyzer()
-    infos: list = []
-    for batch in read_files([str(path)], an.esp, infos):
-        for rec in batch:
-            an.record(rec)
-    an.finish(infos[0].packets)
+    an = read_captures([str(path)]).model
     (sa,) = an.sas.values()
     labels = {m.ref: m.label for m in sa.messages}
     assert [labels[f] for f in range(19, 32)] == ["MM1", "MM2", "MM3"] + ["MM4"] * 2 + ["MM5"] * 5 + ["MM6"] * 3

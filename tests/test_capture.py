@@ -16,6 +16,7 @@ from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_SA
 from scapy.layers.l2 import CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
 
 from ikeflow.model.analysis import Analyzer
+from ikeflow.pipeline import read_captures
 from ikeflow.sources.capture import FAST, CaptureError, FileInfo, read_files, scan, split_ref
 from ikeflow.model.esp import EspTable
 from ikeflow.decode.linktypes import LINK_TYPES
@@ -71,13 +72,8 @@ def run(tmp_path, blobs, name="c.pcap"):
         p = tmp_path / f"{i}-{name}"
         p.write_bytes(blob)
         paths.append(str(p))
-    an = Analyzer()
-    infos: list[FileInfo] = []
-    for batch in read_files(paths, an.esp, infos):
-        for rec in batch:
-            an.record(rec)
-    an.finish(sum(i.packets for i in infos))
-    return an, infos
+    result = read_captures(paths)
+    return result.model, result.infos
 
 
 def eth(pkt):

@@ -26,7 +26,7 @@ from conftest import PCAPS, need_public
 from ikeflow.diagnose import stalls as diagnosis
 from ikeflow.decode import packet as pk
 from ikeflow.model.analysis import Analyzer
-from ikeflow.sources.capture import read_files
+from ikeflow.pipeline import read_captures
 from ikeflow.diagnose.findings import ERROR, find, verdicts
 
 LAB = PCAPS / "lab"
@@ -69,13 +69,8 @@ BLIND = {
 
 
 def analyse(*paths):
-    an = Analyzer()
-    infos: list = []
-    for batch in read_files([str(p) for p in paths], an.esp, infos):
-        for rec in batch:
-            an.record(rec)
-    an.finish(sum(i.packets for i in infos))
-    return an, find(an, infos)
+    result = read_captures([str(p) for p in paths])
+    return result.model, result.findings
 
 
 def first_error(an, found):

@@ -120,23 +120,14 @@ def write_pcap(out, frames) -> None:
 
 def analyse(path: str, limits=None):
     """The read pipeline (analysis, findings, verdicts, JSON document) on one file."""
-    from ikeflow.render import read_json as report
-    from ikeflow.model.analysis import Analyzer
-    from ikeflow.sources.capture import read_files
-    from ikeflow.diagnose.findings import find, verdicts
+    from ikeflow.pipeline import Options, read_captures
+    from ikeflow.render import read_json
 
-    an = Analyzer(limits=limits) if limits else Analyzer()
-    spool = report.MessageSpool(1)
-    an.listeners.append(spool.add)
-    infos: list = []
-    for batch in read_files([path], an.esp, infos):
-        for rec in batch:
-            an.record(rec)
-    an.finish(sum(i.packets for i in infos))
-    found = find(an, infos)
+    spool = read_json.MessageSpool(1)
+    r = read_captures([path], Options(limits=limits) if limits else Options(), [spool.add])
     with open(os.devnull, "w") as out:
-        report.write(out, report.build(an, infos, found, verdicts(an, found)), spool)
-    return an, found
+        read_json.write(out, read_json.build(r.model, r.infos, r.findings, r.verdicts), spool)
+    return r.model, r.findings
 
 
 def _timed(tmp_path, kind: str, n: int) -> float:

@@ -22,6 +22,7 @@ from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_VendorID
 
 from ikeflow.decode import packet as pk
 from ikeflow.model.analysis import Analyzer
+from ikeflow.pipeline import Options, Pipeline
 from ikeflow.diagnose.findings import find
 from ikeflow.limits import Limits
 
@@ -63,22 +64,17 @@ def icmp_flood(n: int) -> bytes:
 
 def read(path_or_bytes, limits: Limits = Limits()) -> Analyzer:
     """Run a capture (a path, or pcap bytes) through the reader and the core."""
-    from ikeflow.sources.capture import read_files
-
     path = path_or_bytes
     if isinstance(path_or_bytes, bytes):
         path = Path(f"/tmp/ikeflow-test-fragments-{id(path_or_bytes)}.pcap")
         path.write_bytes(path_or_bytes)
-    an = Analyzer(limits=limits)
-    infos: list = []
+    pipeline = Pipeline(Options(limits=limits))
     try:
-        for batch in read_files([str(path)], an.esp, infos):
-            for rec in batch:
-                an.record(rec)
+        pipeline.read([str(path)])
     finally:
         if isinstance(path_or_bytes, bytes):
             path.unlink()
-    an.finish(sum(i.packets for i in infos))
+    an = pipeline.finish()
     assert_adds_up(an)
     return an
 

@@ -9,8 +9,7 @@ import json
 import pytest
 
 from conftest import PCAPS
-from ikeflow.model.analysis import Analyzer
-from ikeflow.sources.capture import read_files
+from ikeflow.pipeline import read_captures
 from ikeflow.diagnose.findings import ERROR, find
 
 LAB = PCAPS / "lab"
@@ -19,13 +18,8 @@ V2 = ["IKE_SA_INIT", "IKE_SA_INIT", "IKE_AUTH", "IKE_AUTH"]
 
 
 def analyse(name):
-    an = Analyzer()
-    infos: list = []
-    for batch in read_files([str(LAB / name)], an.esp, infos):
-        for rec in batch:
-            an.record(rec)
-    an.finish(sum(i.packets for i in infos))
-    return an, infos
+    result = read_captures([str(LAB / name)])
+    return result.model, result.infos
 
 
 # scenario: (labels in capture order, float at, state, NAT between the capture points)

@@ -11,8 +11,8 @@ from scapy.contrib.ikev2 import IKEv2_Proposal, IKEv2_SA, IKEv2_Transform
 
 from ikeflow.decode import names, packet as pk
 from ikeflow.model.analysis import Analyzer
-from ikeflow.sources.capture import FileInfo, Record
-from ikeflow.diagnose.findings import find, verdicts
+from ikeflow.pipeline import Options, Pipeline
+from ikeflow.sources.capture import FileInfo
 from ikeflow.decode.ike import decode_isakmp
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.decode.proposals import summarize_sa
@@ -124,18 +124,17 @@ def frames(draw) -> list[bytes]:
 
 def run(datagrams: list[bytes], times: list[float], limits: Limits = DEFAULT) -> Analyzer:
     """The steps of `ikeflow read` after reading, on raw-IP frames; checks the stats add up."""
-    an = Analyzer(limits=limits)
     spool = MessageSpool(1)
-    an.listeners.append(spool.add)
+    pipeline = Pipeline(Options(limits=limits), [spool.add])
+    pipeline.source(FileInfo("x.pcap", "pcap", [101], len(datagrams), times[0] if times else None,
+                             max(times, default=None)))
     for n, (data, ts) in enumerate(zip(datagrams, times), 1):
-        an.record(Record(n, ts, 101, data, len(data)))
-    an.finish(len(datagrams))
-    infos = [FileInfo("x.pcap", "pcap", [101], len(datagrams), times[0] if times else None, max(times, default=None))]
-    found = find(an, infos)
-    verdict = verdicts(an, found)
-    write(io.StringIO(), build(an, infos, found, verdict), spool)
+        pipeline.frame(n, ts, 101, data, len(data))
+    r = pipeline.conclude()
+    an = r.model
+    write(io.StringIO(), build(an, r.infos, r.findings, r.verdicts), spool)
     spool.file.close()
-    render(Console(file=io.StringIO(), width=120, no_color=True), an, infos, found, verdict)
+    render(Console(file=io.StringIO(), width=120, no_color=True), an, r.infos, r.findings, r.verdicts)
     s = an.stats
     assert s.packets == s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
     return an

@@ -64,8 +64,9 @@ import pytest
 
 import tshark_oracle
 from conftest import PUBLIC, need_public, need_tshark
-from ikeflow.model.analysis import Analyzer
-from ikeflow.sources.capture import read_files, split_ref
+from ikeflow.model.events import MessageSeen
+from ikeflow.pipeline import Pipeline
+from ikeflow.sources.capture import split_ref
 from ikeflow.decode import names
 from ikeflow.decode.ike import IkeMessage, Payload, V1Transform
 
@@ -642,17 +643,11 @@ def ikeflow_messages(path: Path) -> dict[int, list[IkeMessage]]:
     """frame -> the messages ikeflow's Analyzer decodes there (reassembled datagrams on their last fragment)."""
     messages: dict[int, list[IkeMessage]] = defaultdict(list)
 
-    def listen(event, obj):
-        if event == "message":
-            seen = obj[1]
-            messages[split_ref(seen.ref)[1]].append(seen.msg)
+    def listen(event):
+        if isinstance(event, MessageSeen):
+            messages[split_ref(event.seen.ref)[1]].append(event.seen.msg)
 
-    an = Analyzer()
-    an.listeners.append(listen)
-    infos: list = []
-    for batch in read_files([str(path)], an.esp, infos):
-        for rec in batch:
-            an.record(rec)
+    Pipeline(listeners=[listen]).read([str(path)])
     return dict(messages)
 
 

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 import click
 
 from ikeflow import __version__
-from ikeflow.model.analysis import Analyzer
-from ikeflow.sources.capture import CaptureError, FileInfo, frame_ref, scan, split_ref
+from ikeflow.pipeline import Options, Pipeline
+from ikeflow.model.events import EspSeen, MessageSeen
+from ikeflow.sources.capture import CaptureError, FileInfo, frame_ref, split_ref
 from ikeflow.cli import limit_options
 from ikeflow.diagnose.findings import ERROR, INFO, WARNING, Finding, times
 from ikeflow.limits import DEFAULT, Limits
@@ -110,34 +111,29 @@ class Point:
     def __init__(self, index: int, path: str, ike_port: int, natt_port: int, limits: Limits = DEFAULT):
         self.index, self.path = index, path
         self.name = "-" if path == "-" else os.path.basename(path)
-        self.an = Analyzer(ike_port, natt_port, limits)
-        self.infos: list[FileInfo] = []
+        self.pipeline = Pipeline(Options(ike_port, natt_port, limits), [self._listen])
+        self.an = self.pipeline.model
+        self.infos: list[FileInfo] = self.pipeline.infos
         self.msgs: dict[tuple, list[Msg]] = {}  # IKE SA -> records in capture order
         self.gaps: dict[tuple, tuple[float, float]] = {}  # IKE SA -> (from, to): records elided
         self._copies: dict[tuple, int] = {}
         self.esp_seqs: dict[int, dict[int, list]] = {}  # SPI -> sequence number -> [(time, ref), ...]
-        self.an.listeners.append(self._listen)
 
     def read(self) -> None:
         """Every frame through the general decoder (no ESP fast path), so that each ESP packet's
         sequence number is seen and kept, up to ESP_KEEP per SPI."""
-        info = FileInfo(self.path)
-        self.infos.append(info)
-        for batch in scan(self.path, 0, info, None):
-            for rec in batch:
-                self.an.record(rec)
-        self.an.finish(sum(i.packets for i in self.infos))
+        self.pipeline.read([self.path], esp_fast=False)
+        self.pipeline.finish()
 
-    def _listen(self, event: str, obj) -> None:
-        if event == "esp":
-            spi, seq, ts, ref = obj
-            seqs = self.esp_seqs.setdefault(spi, {})
-            if seq in seqs or len(seqs) < ESP_KEEP:
-                seqs.setdefault(seq, []).append((ts, ref))
+    def _listen(self, event) -> None:
+        if isinstance(event, EspSeen):
+            seqs = self.esp_seqs.setdefault(event.spi, {})
+            if event.seq in seqs or len(seqs) < ESP_KEEP:
+                seqs.setdefault(event.seq, []).append((event.time, event.ref))
             return
-        if event != "message":
+        if not isinstance(event, MessageSeen):
             return
-        sa, seen = obj
+        seen = event.seen
         msg = seen.msg
         key = hash((msg.version, msg.ispi, msg.rspi, msg.message_id, msg.exchange_type, msg.flags, seen.size,
                     tuple((p.type, p.length, p.body) for p in msg.payloads)))
@@ -1247,7 +1243,7 @@ def compare(files, as_json, ike_port, natt_port, no_color, limits) -> None:
 
 
 def _compare(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
-    from ikeflow.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+    from ikeflow import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
     cmp = Comparison(files, ike_port, natt_port, limits)
     try:

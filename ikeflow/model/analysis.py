@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ikeflow.decode import packet as pk
 from ikeflow.sources.capture import Record
 from ikeflow.model.esp import EspTable, esp_key
+from ikeflow.model.events import EspSeen, IcmpError, MessageSeen
 from ikeflow.decode.ike import decode_isakmp
 from ikeflow.model.ikesa import IkeSa
 from ikeflow.limits import DEFAULT, Limits
@@ -29,16 +30,6 @@ ICMP_TEXT = {
 
 
 @dataclass(slots=True)
-class IcmpEvent:
-    ref: int
-    time: float
-    src: bytes  # who sent the ICMP error
-    text: str
-    about: tuple  # quoted (src, sport, dst, dport)
-    sa: tuple | None  # (version, ispi) when the quote reaches the IKE header
-
-
-@dataclass(slots=True)
 class PeerPair:
     """Two addresses that talk IKE/ESP; `a` is the one seen first."""
 
@@ -52,7 +43,7 @@ class PeerPair:
     last_up: IkeSa | None = None  # the latest SA (by index) that came up
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
-    icmp: list[IcmpEvent] = field(default_factory=list)  # the first `Limits.icmp_per_pair`
+    icmp: list[IcmpError] = field(default_factory=list)  # the first `Limits.icmp_per_pair`
     icmp_errors: int = 0  # all of them
 
 
@@ -84,8 +75,7 @@ class Analyzer:
         self.malformed: list[tuple[int, str]] = []
         self.skipped: Counter = Counter()  # reason -> count
         self.reassembler = pk.Reassembler(limits, self.stats.overflow)
-        # callables(event, obj) for live views and compare: "message" (IkeSa, Seen), "icmp" IcmpEvent, and
-        # "esp" (spi, seq, time, ref) for ESP that the general decoder counts (not the reader's fast path)
+        # callables(event) for live views, compare and the JSON spool: see model.events
         self.listeners: list = []
         self.last_time = 0.0  # latest timestamp seen (captures are not always in time order)
 
@@ -143,7 +133,7 @@ class Analyzer:
         encap = "udp" if pkt.sport else "esp"
         self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
         if self.listeners:
-            self._emit("esp", (spi, seq, ts, ref))  # only from the general path: see Analyzer.listeners
+            self._emit(EspSeen(spi, seq, ts, ref))
         self._pair(pkt.src, pkt.dst, ts)
 
     def _ike(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
@@ -175,7 +165,7 @@ class Analyzer:
                     pair.last_up = sa
         if msg.version == 2 and msg.exchange_type == 34 and seen.request and not seen.retransmission and not seen.retry:
             self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
-        self._emit("message", (sa, seen))
+        self._emit(MessageSeen(sa, seen))
 
     def _new_sa(self, key: tuple[int, bytes], pkt: pk.Packet, ts: float) -> bool:
         """Keep a new IKE SA in `sas` and its peer pair's list, unless a cap says no."""
@@ -259,14 +249,14 @@ class Analyzer:
             for v in (1, 2):
                 if (v, inner.payload[:8]) in self.sas:
                     sa = (v, inner.payload[:8])
-        event = IcmpEvent(ref, ts, pkt.src, text, (inner.src, inner.sport, inner.dst, inner.dport), sa)
+        event = IcmpError(ref, ts, pkt.src, text, (inner.src, inner.sport, inner.dst, inner.dport), sa)
         pair = self._pair(inner.src, inner.dst, ts)
         pair.icmp_errors += 1
         if len(pair.icmp) < self.limits.icmp_per_pair:
             pair.icmp.append(event)
         else:
             self.overflow("icmp_per_pair")
-        self._emit("icmp", event)
+        self._emit(event)
 
     def _pair(self, src: bytes, dst: bytes, ts: float) -> PeerPair:
         """The pair's state; past the `peer_pairs` cap a fresh one that is not kept."""
@@ -284,9 +274,9 @@ class Analyzer:
         """Count what the `cap` (a Limits field) turned away."""
         self.stats.overflow[cap] = self.stats.overflow.get(cap, 0) + n
 
-    def _emit(self, event: str, obj) -> None:
+    def _emit(self, event) -> None:
         for listener in self.listeners:
-            listener(event, obj)
+            listener(event)
 
     # -- end ---------------------------------------------------------------------
 

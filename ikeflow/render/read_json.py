@@ -15,6 +15,7 @@ from ikeflow import __version__
 from ikeflow.model.analysis import Analyzer, PeerPair
 from ikeflow.sources.capture import FileInfo, split_ref
 from ikeflow.diagnose.findings import Finding
+from ikeflow.model.events import MessageSeen
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.decode.proposals import summarize_sa
 
@@ -51,10 +52,9 @@ class MessageSpool:
         self.file = tempfile.TemporaryFile("w+", encoding="utf-8")
         self.count = 0
 
-    def add(self, event: str, obj) -> None:
-        if event == "message":
-            sa, seen = obj
-            self.file.write(("," if self.count else "") + _message(sa, seen, self.frame, self.several))
+    def add(self, event) -> None:
+        if isinstance(event, MessageSeen):
+            self.file.write(("," if self.count else "") + _message(event.sa, event.seen, self.frame, self.several))
             self.count += 1
 
     def copy_to(self, out) -> None:

@@ -38,6 +38,7 @@ import click
 from ikeflow.decode import linktypes as lk
 from ikeflow.cli import limit_options
 from ikeflow.limits import DEFAULT, Limits
+from ikeflow.model.events import MessageSeen
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -447,12 +448,9 @@ def _finding_key(f) -> tuple:
 class Session:
     """One live capture: feeds the core, keeps the counters both views show."""
 
-    def __init__(self, iface: str, an, info, sink, sock):
-        from ikeflow.sources.capture import FAST
-
-        self.iface, self.an, self.info, self.sink, self.sock = iface, an, info, sink, sock
+    def __init__(self, iface: str, pipeline, info, sink, sock):
+        self.iface, self.pipeline, self.an, self.info, self.sink, self.sock = iface, pipeline, pipeline.model, info, sink, sock
         self.cpu = 0.0  # CPU seconds the capture loop used
-        self.fast = FAST.get(info.linktypes[0])
         self.frames = 0
         self.start = time.time()
         self.rate = 0.0  # frames per second over the last EVALUATE period
@@ -462,22 +460,20 @@ class Session:
         self._pending: dict[tuple, float] = {}  # stall finding key -> when first seen
         self._waits: dict[int, tuple] = {}  # id(run) -> (retransmissions, threshold index) last shown
         self._esp_mark: dict[bytes, tuple[float, int]] = {}  # flow key -> (time, packets) at its last event
-        an.listeners.append(self._event)
+        self.an.listeners.append(self._event)
 
-    def _event(self, event: str, obj) -> None:
-        if event == "message":
-            self.sink.message(*obj)
+    def _event(self, event) -> None:
+        if isinstance(event, MessageSeen):
+            self.sink.message(event.sa, event.seen)
 
     def evaluate(self, now: float) -> None:
         """Once a second: rates, findings, waits, ESP flow updates."""
-        from ikeflow.diagnose.findings import find
-
         t0, n0 = self._rate_mark
         if now > t0:
             self.rate = (self.frames - n0) / (now - t0)
         self._rate_mark = (now, self.frames)
         self.snapshot_info()
-        self.found = find(self.an, [self.info])
+        self.found = self.pipeline.findings()
         current = set()
         for f in self.found:
             key = _finding_key(f)
@@ -775,10 +771,8 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         limits: Limits = DEFAULT) -> int:
     from rich.console import Console
 
-    from ikeflow.model.analysis import Analyzer
-    from ikeflow.sources.capture import FileInfo, Record, fast_esp
-    from ikeflow.cli import EXIT_FINDINGS, EXIT_OK
-    from ikeflow.diagnose.findings import ERROR, find, verdicts
+    from ikeflow.pipeline import Options, Pipeline
+    from ikeflow.sources.capture import FileInfo
 
     expr = base_filter(ike_port, natt_port)
     if extra:
@@ -796,15 +790,15 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         writer = PcapWriter(write, sock.linktype) if write else None
         json_mode = as_json or not sys.stdout.isatty()
         sink = JsonSink(sys.stdout) if json_mode else TerminalSink(Console(no_color=no_color, highlight=False))
-        an = Analyzer(ike_port, natt_port, limits)
         spool = None
         if json_mode:
             from ikeflow.render.read_json import MessageSpool
 
             spool = MessageSpool(1)
-            an.listeners.append(spool.add)
+        pipeline = Pipeline(Options(ike_port, natt_port, limits), [spool.add] if spool else [])
         info = FileInfo(f"{interface} (live)", format="live", linktypes=[sock.linktype])
-        session = Session(interface, an, info, sink, sock)
+        pipeline.source(info)
+        session = Session(interface, pipeline, info, sink, sock)
 
         stop = {"why": None}
 
@@ -818,7 +812,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             sink.start(session, expr)
             deadline = session.start + duration if duration else None
             next_tick = next_eval = time.time()
-            fast, esp, record, linktype = session.fast, an.esp, an.record, sock.linktype
+            frame, linktype = pipeline.frame, sock.linktype
             cpu0 = time.process_time()
             first = last = None
             frames = 0
@@ -838,8 +832,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
                     last = ts
                     if writer:
                         writer.write(sec, usec, data, wirelen)
-                    if not (fast and fast_esp(data, 0, len(data), fast, esp, ts, frames)):
-                        record(Record(frames, ts, linktype, data, wirelen))
+                    frame(frames, ts, linktype, data, wirelen)
                     if count and frames >= count:
                         stop["why"] = "count"
                         done = True
@@ -911,9 +904,8 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
     elapsed = time.time() - session.start
     info.packets = frames
     info.first_time, info.last_time = first, last
-    an.finish(frames)
-    found = find(an, [info])
-    verdict = verdicts(an, found)
+    result = pipeline.conclude()
+    found = result.findings
     drops = sock.drops
     note = (f"{frames} packets captured on {interface} in {elapsed:.1f} s ({frames / elapsed if elapsed else 0:.0f}/s); "
             + (f"the kernel dropped {drops} packets (the analysis misses them)" if drops else "no kernel drops"))
@@ -927,11 +919,12 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
         sink.emit({"event": "capture", "interface": interface, "packets": frames, "kernel_drops": drops,
                    "seconds": round(elapsed, 3), "cpu_seconds": round(session.cpu, 3), "ended_by": stop["why"]})
         sys.stdout.write('{"event":"report","report":')
-        write_report(sys.stdout, build(an, [info], found, verdict), spool, end="}\n")
+        write_report(sys.stdout, build(result.model, result.infos, found, result.verdicts), spool, end="}\n")
         sys.stdout.flush()
     else:
         from ikeflow.render.read_terminal import render
 
-        render(Console(no_color=no_color, highlight=False), an, [info], found, verdict, title=f"ikeflow live {interface}")
+        render(Console(no_color=no_color, highlight=False), result.model, result.infos, found, result.verdicts,
+               title=f"ikeflow live {interface}")
     click.echo(f"ikeflow: {note}", err=True)
-    return EXIT_FINDINGS if any(f.severity == ERROR for f in found) else EXIT_OK
+    return result.exit_code

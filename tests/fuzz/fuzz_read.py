@@ -57,38 +57,33 @@ def read_pipeline(path: str, terminal: bool = True, limits: Limits = DEFAULT) ->
     included) or the stats do not account for every frame."""
     from rich.console import Console
 
-    from ikeflow.model.analysis import Analyzer
-    from ikeflow.sources.capture import CaptureError, read_files
-    from ikeflow.diagnose.findings import ERROR, find, verdicts
+    from ikeflow.pipeline import Options, Pipeline
     from ikeflow.render.read_json import MessageSpool, build, write
     from ikeflow.render.read_terminal import render
+    from ikeflow.sources.capture import CaptureError
 
-    an = Analyzer(limits=limits)
     spool = MessageSpool(1)
-    an.listeners.append(spool.add)
-    infos: list = []
+    pipeline = Pipeline(Options(limits=limits), [spool.add])
     try:
         try:
-            for batch in read_files([path], an.esp, infos):
-                for rec in batch:
-                    an.record(rec)
+            pipeline.read([path])
         except CaptureError as e:
             assert "\n" not in str(e), "CaptureError message on several lines"
             return 2
-        an.finish(sum(i.packets for i in infos))
-        found = find(an, infos)
-        verdict = verdicts(an, found)
+        r = pipeline.conclude()
         out = io.StringIO()
-        write(out, build(an, infos, found, verdict), spool)
+        write(out, build(r.model, r.infos, r.findings, r.verdicts), spool)
         json.loads(out.getvalue(), parse_constant=_not_json)
     finally:
         spool.file.close()
     if terminal:
-        render(Console(file=io.StringIO(), width=120, no_color=True, highlight=False), an, infos, found, verdict)
+        render(Console(file=io.StringIO(), width=120, no_color=True, highlight=False), r.model, r.infos, r.findings,
+               r.verdicts)
+    an = r.model
     s = an.stats
     counted = s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
     assert s.packets == counted, f"stats count {counted} frames of {s.packets}"
-    return 1 if any(f.severity == ERROR for f in found) else 0
+    return r.exit_code
 
 
 def _not_json(name: str):
@@ -478,8 +473,7 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports(include=["ikeflow"]):
-        import ikeflow.model.analysis, ikeflow.sources.capture, ikeflow.diagnose.stalls, ikeflow.diagnose.findings, ikeflow.render.read_json  # noqa: E401,F401
-        import ikeflow.render.read_terminal  # noqa: F401
+        import ikeflow.pipeline, ikeflow.render.read_json, ikeflow.render.read_terminal  # noqa: E401,F401
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     corpus = work / "corpus"

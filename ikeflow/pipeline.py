@@ -1,0 +1,103 @@
+"""The one pipeline that `read`, `live`, `compare` and the tests run.
+
+    sources (capture files, a live socket) -> decode -> model -> diagnose
+
+    result = pipeline.read_captures(["tun.pcap"])        # files, as one timeline
+    p = Pipeline(options); p.frame(...); p.conclude()   # frame by frame (live)
+
+`Result` carries the model (peer pairs, IKE SAs, ESP flows), the per-file
+facts, the findings, the verdicts and the exit code; renderers read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ikeflow import EXIT_FINDINGS, EXIT_OK
+from ikeflow.diagnose.findings import ERROR, Finding, find, verdicts
+from ikeflow.limits import DEFAULT, Limits
+from ikeflow.model.analysis import Analyzer
+from ikeflow.sources.capture import FAST, FileInfo, Record, fast_esp, read_files
+
+
+@dataclass(frozen=True)
+class Options:
+    ike_port: int = 500
+    natt_port: int = 4500
+    limits: Limits = DEFAULT
+
+
+@dataclass
+class Result:
+    model: Analyzer
+    infos: list[FileInfo]
+    findings: list[Finding] = field(default_factory=list)
+    verdicts: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when at least one finding is an error, else 0."""
+        return EXIT_FINDINGS if any(f.severity == ERROR for f in self.findings) else EXIT_OK
+
+
+class Pipeline:
+    """Frames in (from files or a live socket), a `Result` out.
+
+    `listeners` get the model's events as they happen (see model.events).
+    """
+
+    def __init__(self, options: Options = Options(), listeners: Iterable[Callable] = ()):
+        self.options = options
+        self.model = Analyzer(options.ike_port, options.natt_port, options.limits)
+        self.model.listeners.extend(listeners)
+        self.infos: list[FileInfo] = []
+        self._fast = None
+
+    def read(self, paths: list[str], esp_fast: bool = True, progress: Callable | None = None) -> None:
+        """Every frame of the capture files, merged on time; `progress(infos)` after each batch.
+
+        With `esp_fast`, one file's plain ESP is counted by the reader itself (no
+        per-packet event).  Raises sources.capture.CaptureError on unreadable input.
+        """
+        record = self.model.record
+        for batch in read_files(paths, self.model.esp if esp_fast else None, self.infos):
+            for rec in batch:
+                record(rec)
+            if progress:
+                progress(self.infos)
+
+    def source(self, info: FileInfo) -> None:
+        """A live source: its frames come through `frame`."""
+        self.infos.append(info)
+        self._fast = FAST.get(info.linktypes[0])
+
+    def frame(self, ref: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:
+        """One frame of a live source (plain ESP takes the reader's fast path)."""
+        if not (self._fast and fast_esp(data, 0, len(data), self._fast, self.model.esp, ts, ref)):
+            self.model.record(Record(ref, ts, linktype, data, wirelen))
+
+    def finish(self) -> Analyzer:
+        """No more frames: close the model's books."""
+        self.model.finish(sum(i.packets for i in self.infos))
+        return self.model
+
+    def findings(self) -> list[Finding]:
+        """The findings on the model so far (also while a live capture runs)."""
+        return find(self.model, self.infos)
+
+    def diagnose(self) -> Result:
+        """Findings and verdicts on the model as it is."""
+        found = self.findings()
+        return Result(self.model, self.infos, found, verdicts(self.model, found))
+
+    def conclude(self) -> Result:
+        self.finish()
+        return self.diagnose()
+
+
+def read_captures(paths: list[str], options: Options = Options(), listeners: Iterable[Callable] = ()) -> Result:
+    """Capture files, analysed and diagnosed."""
+    p = Pipeline(options, listeners)
+    p.read(paths)
+    return p.conclude()
