@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ikeflow import EXIT_FINDINGS, EXIT_OK
-from ikeflow.diagnose.findings import ERROR, Finding, find, verdicts
+from ikeflow.diagnose.finding import ERROR, Finding
+from ikeflow.diagnose.findings import find, verdicts
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.model.analysis import Analyzer
 from ikeflow.sources.capture import FAST, FileInfo, Record, fast_esp, read_files

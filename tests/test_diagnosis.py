@@ -23,7 +23,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_KE, ISAKMP_payload_SA
 
 from conftest import PCAPS, need_public
-from ikeflow.diagnose import stalls as diagnosis
+from ikeflow.diagnose import causes, stalls as diagnosis
 from ikeflow.decode import packet as pk
 from ikeflow.model.analysis import Analyzer
 from ikeflow.pipeline import read_captures
@@ -116,17 +116,17 @@ def test_lab_scenario(scenario, side):
     if name in TIES:
         assert f.causes[1] == cause, f"{name} {side}: {f.causes}"
         assert f"or {cause}" in f.summary, f.summary
-        assert diagnosis.CHECK[cause] in f.hint and ("tell" in f.hint.lower() or "log" in f.hint), f.hint
+        assert causes.CHECK[cause] in f.hint and ("tell" in f.hint.lower() or "log" in f.hint), f.hint
     else:
         assert f.causes[0] == cause, f"{name} {side}: {f.causes} ({f.summary})"
     assert f.frames and f.summary and f.hint
-    assert set(f.causes) <= set(diagnosis.CAUSES)
+    assert set(f.causes) <= set(causes.CAUSES)
 
 
 def test_exception_tables_name_real_scenarios():
     names = {s["scenario"] for s in SCENARIOS}
     assert set(TIES) <= names and {n for n, _ in BLIND} <= names
-    assert all(s["expected_cause"] in diagnosis.CAUSES + ("ok",) for s in SCENARIOS)
+    assert all(s["expected_cause"] in causes.CAUSES + ("ok",) for s in SCENARIOS)
 
 
 def test_verdict_reads_as_a_sentence():
@@ -353,13 +353,13 @@ def test_deletes_at_shutdown_are_not_dpd():
 
 def test_every_row_uses_the_vocabulary_and_formats():
     for row in diagnosis.TABLE:
-        assert row.cause in diagnosis.CAUSES
+        assert row.cause in causes.CAUSES
         assert set(row.kinds) <= {"unanswered", "answer-lost", "not-followed", "rejected", "liveness", "esp"}
-    assert all(a in diagnosis.CAUSES and b in diagnosis.CAUSES for pair in diagnosis.TELL for a, b in [tuple(pair)])
+    assert all(a in causes.CAUSES and b in causes.CAUSES for pair in causes.TELL for a, b in [tuple(pair)])
 
 
 def test_readme_documents_every_cause():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Diagnosis"):]
-    for cause in diagnosis.CAUSES:
+    for cause in causes.CAUSES:
         assert re.search(rf"^\| `{re.escape(cause)}` \|", section, re.M), cause

@@ -39,9 +39,9 @@ from ikeflow.pipeline import Options, Pipeline
 from ikeflow.model.events import EspSeen, MessageSeen
 from ikeflow.sources.capture import CaptureError, FileInfo, frame_ref, split_ref
 from ikeflow.cli import limit_options
-from ikeflow.diagnose.findings import ERROR, INFO, WARNING, Finding, times
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding, times
 from ikeflow.limits import DEFAULT, Limits
-from ikeflow.render.read_json import ip
+from ikeflow.render.common import ip
 
 KEEP = 2048  # message records kept per IKE SA and point, at each end
 EDGE = 0.5  # s: slack at the start and end of the other capture

@@ -6,44 +6,22 @@ findings.  A new rule is a function added to the table, plus a test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ikeflow.model.analysis import Analyzer, pair_key
 from ikeflow.sources.capture import FileInfo
-from ikeflow.model.ikesa import IkeSa
+from ikeflow.diagnose import stalls
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.limits import OPTIONS
-
-ERROR, WARNING, INFO = "error", "warning", "info"
-
-@dataclass
-class Finding:
-    severity: str
-    code: str
-    at: str  # a message label, "ESP", "NAT-T", "IP" or "capture"
-    summary: str
-    hint: str = ""
-    frames: list[int] = field(default_factory=list)  # capture.frame_ref values
-    causes: list[str] = field(default_factory=list)
-    sa: IkeSa | None = None
-    pair: tuple[bytes, bytes] | None = None  # peer pair key
-
 
 def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
     """Run every rule (these and the diagnosis rules); errors first, then warnings, then information."""
-    from ikeflow.diagnose import stalls as diagnosis  # it builds on this module
-
     out: list[Finding] = []
-    for rule in diagnosis.RULES + RULES:
+    for rule in stalls.RULES + RULES:
         out.extend(rule(an, files))
     blocked = {f.pair for f in out if f.code == "esp-blocked"}
     out = [f for f in out if not (f.code == "esp-one-way" and f.pair in blocked)]  # the diagnosis says more
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     out.sort(key=lambda f: (order[f.severity], min(f.frames) if f.frames else 0))
     return out
-
-
-def times(n: int) -> str:
-    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
 
 
 def retransmissions(an: Analyzer, files):

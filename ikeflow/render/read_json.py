@@ -6,37 +6,19 @@ number.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import json
 from collections.abc import Iterator
 
 from ikeflow import __version__
 from ikeflow.model.analysis import Analyzer, PeerPair
-from ikeflow.sources.capture import FileInfo, split_ref
-from ikeflow.diagnose.findings import Finding
+from ikeflow.sources.capture import FileInfo
+from ikeflow.diagnose.finding import Finding
+from ikeflow.render.common import Frames, compact, finding_json, flow_json, ip, message_json
 from ikeflow.model.events import MessageSeen
-from ikeflow.model.ikesa import IkeSa, Seen
+from ikeflow.model.ikesa import IkeSa
 from ikeflow.decode.proposals import summarize_sa
 
 SCHEMA = 1
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(separators=) builds one per call
-
-
-@functools.lru_cache(maxsize=4096)
-def ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw)) if raw else ""
-
-
-class Frames:
-    """Frame references as JSON: plain frame numbers for one file, [file, frame] for several."""
-
-    def __init__(self, files: int):
-        self.several = files > 1
-
-    def __call__(self, ref: int):
-        file, frame = split_ref(ref)
-        return [file, frame] if self.several else frame
 
 
 class MessageSpool:
@@ -54,7 +36,7 @@ class MessageSpool:
 
     def add(self, event) -> None:
         if isinstance(event, MessageSeen):
-            self.file.write(("," if self.count else "") + _message(event.sa, event.seen, self.frame, self.several))
+            self.file.write(("," if self.count else "") + message_json(event.sa, event.seen, self.frame, self.several))
             self.count += 1
 
     def copy_to(self, out) -> None:
@@ -72,10 +54,10 @@ def write(out, doc: dict, spool: MessageSpool, end: str = "\n") -> None:
         if isinstance(value, Iterator):
             out.write("[")
             for j, item in enumerate(value):
-                out.write(("," if j else "") + _compact(item))
+                out.write(("," if j else "") + compact(item))
             out.write("]")
         else:
-            out.write(_compact(value))
+            out.write(compact(value))
         if key == "peers":
             out.write(',"messages":[')
             spool.copy_to(out)
@@ -103,9 +85,9 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "skipped": dict(an.skipped.most_common()),
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
         "peers": (_pair(p, directions, verdicts.get(k), frame) for k, p in an.pairs.items()),
-        "esp_flows": (_flow(f, frame) for f in an.esp.flows.values()),
+        "esp_flows": (flow_json(f, frame) for f in an.esp.flows.values()),
         "ike_sas": (_sa(sa, frame) for sa in an.sas.values()),
-        "findings": (_finding(f, frame) for f in findings),
+        "findings": (finding_json(f, frame) for f in findings),
     }
 
 
@@ -124,46 +106,6 @@ def _pair(p: PeerPair, directions: dict, verdict, frame) -> dict:
                   "about": {"src": ip(e.about[0]), "sport": e.about[1], "dst": ip(e.about[2]), "dport": e.about[3]},
                   "ispi": e.sa[1].hex() if e.sa else None} for e in p.icmp],
         "icmp_errors": p.icmp_errors,
-    }
-
-
-_text = functools.lru_cache(maxsize=4096)(json.dumps)  # names and labels repeat: encode each once
-_BOOL = {True: "true", False: "false", None: "null"}
-
-
-def _message(sa: IkeSa, m: Seen, frame, several: bool) -> str:
-    """One `messages[]` object as JSON text.  Written out field by field: this runs for
-    every IKE message, and building a dict to encode costs twice as much."""
-    msg = m.msg
-    file, number = split_ref(m.ref)
-    names = _text(tuple(p.name for p in msg.payloads)) if msg.payloads else "[]"
-    notify = ",".join(f'{{"type":{t},"name":{_text(n)}}}' for t, n in msg.notifies)
-    fragments = ",".join(_compact(frame(r)) for r in m.fragments)
-    return (
-        f'{{"frame":{number},"time":{m.time!r},"src":"{ip(m.src)}","dst":"{ip(m.dst)}",'
-        f'"sport":{m.sport},"dport":{m.dport},"natt":{_BOOL[m.natt]},"version":{msg.version},'
-        f'"exchange_type":{msg.exchange_type},"exchange":{_text(msg.exchange)},'
-        f'"ispi":"{msg.ispi.hex()}","rspi":"{msg.rspi.hex()}","message_id":{msg.message_id},'
-        f'"flags":{{"initiator":{_BOOL[msg.initiator]},"response":{_BOOL[msg.response]},'
-        f'"encrypted":{_BOOL[msg.encrypted]},"commit":{_BOOL[msg.commit]}}},'
-        f'"label":{_text(m.label)},"sender":"{"initiator" if m.sender == "I" else "responder"}",'
-        f'"request":{_BOOL[m.request]},"size":{m.size},"payloads":{names},'
-        f'"payload_types":[{",".join(str(p.type) for p in msg.payloads)}],"notify":[{notify}],'
-        f'"retransmission":{_BOOL[m.retransmission]},"retry":{_text(m.retry)},'
-        f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)}'
-        + (f',"file":{file}}}' if several else "}")
-    )
-
-
-def _flow(f, frame) -> dict:
-    return {
-        "src": ip(f.src), "dst": ip(f.dst), "spi": f"{f.spi:08x}", "encap": f.encap,
-        "sport": f.sport or None, "dport": f.dport or None,
-        "packets": f.packets, "bytes": f.bytes,
-        "first_time": f.first_time, "last_time": f.last_time,
-        "first_frame": frame(f.first_frame), "last_frame": frame(f.last_frame),
-        "seq_first": f.seq_first, "seq_last": f.seq_max, "seq_min": f.seq_min,
-        "lost": f.lost, "duplicates": f.duplicates, "reordered": f.reordered,
     }
 
 
@@ -190,12 +132,3 @@ def _sa(sa: IkeSa, frame) -> dict:
 
 def _endpoint(ep) -> dict | None:
     return {"ip": ip(ep[0]), "port": ep[1]} if ep else None
-
-
-def _finding(f: Finding, frame) -> dict:
-    return {
-        "severity": f.severity, "code": f.code, "at": f.at, "causes": f.causes,
-        "frames": [frame(r) for r in f.frames], "summary": f.summary, "hint": f.hint,
-        "ispi": f.sa.ispi.hex() if f.sa else None,
-        "pair": [ip(a) for a in f.pair] if f.pair else None,
-    }

@@ -9,10 +9,11 @@ from rich.text import Text
 
 from ikeflow.model.analysis import Analyzer
 from ikeflow.sources.capture import FileInfo, split_ref
-from ikeflow.diagnose.findings import ERROR, INFO, WARNING, Finding, first_errors
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
+from ikeflow.diagnose.findings import first_errors
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.decode.proposals import summarize_sa
-from ikeflow.render.read_json import ip
+from ikeflow.render.common import ip
 
 STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 LADDER_WIDTH = 30

@@ -514,7 +514,7 @@ class JsonSink:
     """One JSON object per line per event, for pipes."""
 
     def __init__(self, out):
-        from ikeflow.render.read_json import Frames
+        from ikeflow.render.common import Frames
 
         self.out = out
         self.frame = Frames(1)
@@ -528,14 +528,14 @@ class JsonSink:
         self.out.flush()
 
     def message(self, sa, seen) -> None:
-        from ikeflow.render.read_json import _message
+        from ikeflow.render.common import message_json
 
-        self.out.write('{"event":"message",' + _message(sa, seen, self.frame, False)[1:] + "\n")
+        self.out.write('{"event":"message",' + message_json(sa, seen, self.frame, False)[1:] + "\n")
 
     def finding(self, f) -> None:
-        from ikeflow.render.read_json import _finding
+        from ikeflow.render.common import finding_json
 
-        self.emit({"event": "finding", **_finding(f, self.frame)})
+        self.emit({"event": "finding", **finding_json(f, self.frame)})
 
     def waiting(self, sa, w) -> None:
         last = w["last"]
@@ -545,9 +545,9 @@ class JsonSink:
                    "retransmissions": w["retransmissions"], "live": True})
 
     def esp(self, f, rate: float) -> None:
-        from ikeflow.render.read_json import _flow
+        from ikeflow.render.common import flow_json
 
-        self.emit({"event": "esp", **_flow(f, self.frame), "rate": round(rate, 1)})
+        self.emit({"event": "esp", **flow_json(f, self.frame), "rate": round(rate, 1)})
 
     def tick(self, session, now: float) -> None:
         self.out.flush()
@@ -584,7 +584,7 @@ class TerminalSink:
     def message(self, sa, seen) -> None:
         from rich.text import Text
 
-        from ikeflow.render.read_json import ip
+        from ikeflow.render.common import ip
 
         key = self._key(sa.initiator[0], sa.responder[0])
         if seen.retransmission:
@@ -607,7 +607,7 @@ class TerminalSink:
     def waiting(self, sa, w) -> None:
         from rich.text import Text
 
-        from ikeflow.render.read_json import ip
+        from ikeflow.render.common import ip
 
         style = "bold red" if w["severity"] == "error" else "yellow"
         self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", ("WAITING ", style),
@@ -635,7 +635,7 @@ class TerminalSink:
         from rich.table import Table
         from rich.text import Text
 
-        from ikeflow.render.read_json import ip
+        from ikeflow.render.common import ip
 
         an = session.an
         esp: dict[tuple[bytes, bytes], int] = {}

@@ -1,0 +1,28 @@
+"""A finding: one abnormal thing in a capture, its severity, evidence and likely causes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ikeflow.model.ikesa import IkeSa
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+
+
+@dataclass
+class Finding:
+    severity: str
+    code: str
+    at: str  # a message label, "ESP", "NAT-T", "IP" or "capture"
+    summary: str
+    hint: str = ""
+    frames: list[int] = field(default_factory=list)  # capture.frame_ref values
+    causes: list[str] = field(default_factory=list)  # names from diagnose.causes.CAUSES, most likely first
+    sa: IkeSa | None = None
+    pair: tuple[bytes, bytes] | None = None  # peer pair key
+
+
+def times(n: int) -> str:
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
