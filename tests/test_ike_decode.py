@@ -53,6 +53,7 @@ from scapy.layers.isakmp import (
 
 from ikeflow.decode import names
 from ikeflow.decode.ike import IkeMessage, V1Transform, V2Transform, decode_isakmp
+from ikeflow.model import sequences
 
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "public"
 ISPI = bytes.fromhex("0102030405060708")
@@ -402,7 +403,8 @@ def test_names():
     assert names.notify_name(2, 16418) == "CHILDLESS_IKEV2_SUPPORTED" and names.notify_name(2, 16407) == "REDIRECT"
     assert names.notify_name(2, 60000) == "type 60000"
     assert all(names.NOTIFY_V1.get(n) for n in range(1, 31))
-    assert names.notify_is_error(2, 17) and not names.notify_is_error(2, 16390)
+    assert sequences.is_error_notify(2, 17) and not sequences.is_error_notify(2, 16390)
+    assert sequences.is_error_notify(1, 14) and not sequences.is_error_notify(1, 8192)
     assert [names.group_name(g) for g in (1, 2, 5, 14, 19, 24, 31, 32)] == [
         "modp768", "modp1024", "modp1536", "modp2048", "ecp256", "modp2048s256", "curve25519", "curve448"]
 

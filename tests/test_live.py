@@ -385,7 +385,6 @@ def test_waiting_text_from_the_sa_state():
     """The "waiting for ..." line is computed from the SA's runs: next step, since when, retransmissions."""
     from ikeflow.model.analysis import Analyzer
     from ikeflow.sources.capture import Record
-    from ikeflow.sources.live import waiting
 
     an = Analyzer()
     mm = [IP(src="192.0.2.1", dst="203.0.113.1") / UDP(sport=500, dport=500) / ISAKMP(
@@ -396,7 +395,7 @@ def test_waiting_text_from_the_sa_state():
     for n, (pkt, ts) in enumerate(frames, 1):
         an.record(Record(n, ts, 101, bytes(pkt), len(pkt)))
     (sa,) = an.sas.values()
-    (w,) = waiting(sa, 112.2)
-    assert w["text"] == "waiting for MM4 for 12 s (2 retransmissions)"
-    assert w["next"] == "MM4" and w["severity"] == "error"
-    assert [m.ref for m in w["sends"]] == [3, 4, 5]
+    (w,) = sa.owed(112.2)
+    assert w.text == "waiting for MM4 for 12 s (2 retransmissions)"
+    assert w.next == "MM4" and w.stalled
+    assert [m.ref for m in w.sends] == [3, 4, 5]

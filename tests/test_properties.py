@@ -171,7 +171,7 @@ def test_decode_isakmp_never_raises(data):
 @given(st.binary(max_size=40), st.integers(0, 1 << 16), st.sampled_from([1, 2, 3]))
 def test_names_never_raise(vid, n, version):
     names.vendor_name(vid)
-    for name in (names.exchange_name, names.payload_name, names.notify_name, names.notify_is_error,
+    for name in (names.exchange_name, names.payload_name, names.notify_name,
                  names.protocol_name, names.id_type_name):
         name(version, n)
     names.group_name(n)

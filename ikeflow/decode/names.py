@@ -253,11 +253,6 @@ def notify_name(version: int, n: int) -> str:
     return table.get(n, f"type {n}")
 
 
-def notify_is_error(version: int, n: int) -> bool:
-    """True for error notifies (IKEv2 < 16384; IKEv1 < 8192, RFC 2408 3.14.1)."""
-    return 0 < n < (16384 if version == 2 else 8192)
-
-
 # --- protocols, DOI, identities --------------------------------------------
 
 PROTOCOLS_V1 = {1: "ISAKMP", 2: "AH", 3: "ESP", 4: "IPCOMP"}

@@ -58,7 +58,6 @@ QM1_MIN_WITHOUT_KE = 28 + 72
 # IKEv2 CREATE_CHILD_SA request without KE: SA (36) + Nonce (4 + 16) + TSi + TSr (48) = 104 bytes.
 CCSA_MIN_WITHOUT_KE = 104
 DELETE_BURST = 1.0  # s: Deletes at shutdown leave together; DPD probes are spaced by the DPD delay
-SHORT_WAIT = 10.0  # s: a single unanswered request this long before the capture ends is a stall
 
 NO_PROPOSAL = {"NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN"}
 AUTH_FAILED = {"AUTHENTICATION-FAILED", "AUTHENTICATION_FAILED"}
@@ -67,8 +66,6 @@ BAD_TS = {"TS_UNACCEPTABLE", "INVALID-ID-INFORMATION"}
 BAD_HASH = {"INVALID-HASH-INFORMATION", "PAYLOAD-MALFORMED", "INVALID-SIGNATURE"}
 BAD_VERSION = {"INVALID-MAJOR-VERSION", "INVALID_MAJOR_VERSION"}
 
-# IKEv1 errors are 1..8191, IKEv2 errors 1..16383 (RFC 2408 3.14.1, RFC 7296 3.10.1).
-ERROR_LIMIT = {1: 8192, 2: 16384}
 
 TIE_MARGIN = 2  # causes this close to the best are named together, with what tells them apart
 
@@ -536,7 +533,7 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
         story += f" (ICMP {facts['icmp_text']} from {facts['icmp_from']} instead)"
     if resent:
         story += f"; the {_who(peer_role)} re-sent {resent[0].label} meanwhile"
-    severity = ERROR if len(sends) > 1 or waited > SHORT_WAIT or facts.get("icmp") else WARNING
+    severity = ERROR if len(sends) > 1 or waited > sequences.SHORT_WAIT or facts.get("icmp") else WARNING
     if severity == WARNING:
         story += f" (capture ends {waited:.1f} s later)"
     return Stall(U, last.label, story, frames, sa, severity=severity, facts=facts)
@@ -578,7 +575,7 @@ def _v1_rejected(an: Analyzer, sa: IkeSa, run: Run, last: Seen, replies: list[Se
     """IKEv1: `last` was answered with Informational messages instead of `nxt`."""
     answerer = replies[0].sender
     facts: dict = {"answerer": _who(answerer), "expected": nxt.label, "size": last.size}
-    names = [n for m in replies for t, n in m.msg.notifies if t < ERROR_LIMIT[1]]
+    names = [n for m in replies for t, n in m.msg.notifies if sequences.is_error_notify(1, t)]
     if names:
         facts["notify"] = names[0]
         p = next(p for m in replies for p in m.msg.payloads if p.name == "N" and p.info.get("notify_name") == names[0])
@@ -627,7 +624,7 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
     ans = answers[-1]
     facts: dict = {"answerer": _who(ans.sender), "plaintext": ans.plaintext, "auth_min": ERROR_ONLY_PLAINTEXT,
                    "child_min": CHILD_OK_MIN}
-    errors = [n for t, n in ans.msg.notifies if t < ERROR_LIMIT[2]]
+    errors = [n for t, n in ans.msg.notifies if sequences.is_error_notify(2, t)]
     if name == "IKE_SA_INIT":
         if errors:
             facts["notify"] = errors[0]
@@ -777,7 +774,7 @@ def error_notifies(an: Analyzer, files):
             if m.retransmission or m.ref in explained:
                 continue
             for ntype, name in m.msg.notifies:
-                if ntype >= ERROR_LIMIT[sa.version]:
+                if not sequences.is_error_notify(sa.version, ntype):
                     continue
                 if name in sequences.RETRY_NOTIFIES and (sa.retried_by or any(x.retry == name for x in sa.messages)):
                     continue  # answered by a retry: part of a normal negotiation

@@ -290,6 +290,10 @@ class IkeSa:
         names = [r.exchange.name for r in self.phase1_runs()]
         return names[0] if names else "IKEv1 (phase 1 not seen)"
 
+    def owed(self, now: float) -> list[sequences.Owed]:
+        """Unfinished exchanges: who owes what next (none once a retry replaced this SA)."""
+        return [] if self.retried_by else sequences.owed(self.runs.values(), now)
+
     def state(self) -> str:
         """How far the SA got, in an admin's words."""
         if self.version == 1:
@@ -308,7 +312,8 @@ class IkeSa:
             if self.retried_by:
                 return f"retried ({self.retried_by})"
             answered = [m for r in init for m in r.messages if not m.request]
-            errors = [n for m in answered for t, n in m.msg.notifies if t < 16384 or n in sequences.RETRY_NOTIFIES]
+            errors = [n for m in answered for t, n in m.msg.notifies
+                      if sequences.is_error_notify(2, t) or n in sequences.RETRY_NOTIFIES]
             if errors and not any(r.exchange.type == 35 for r in self.runs.values()):
                 return f"IKE_SA_INIT answered with {errors[0]}"
             if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == 35):

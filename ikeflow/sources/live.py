@@ -408,39 +408,6 @@ class PcapWriter:
         self.f.close()
 
 
-# -- what is going on: shared by both views -----------------------------------------
-
-
-def waiting(sa, now: float) -> list[dict]:
-    """Unfinished exchanges of an IKE SA: who owes what next, since when, after how many retransmissions."""
-    from ikeflow.model import sequences
-
-    out = []
-    if sa.retried_by:
-        return out
-    for run in sa.runs.values():
-        if not run.done or run.exchange.name == "Informational" or sequences.complete(run.exchange, run.done):
-            continue
-        nxt = sequences.next_step(run.exchange, run.done[-1])
-        if nxt is None:
-            continue
-        fresh = [m for m in run.messages if not m.retransmission]
-        if not fresh:
-            continue
-        last = fresh[-1]
-        sends = [m for m in run.messages if m.label == last.label and m.sender == last.sender]
-        wanted = f"{nxt.label} response" if nxt.label == last.label else nxt.label
-        seconds = max(0.0, now - sends[0].time)
-        again = len(sends) - 1
-        text = f"waiting for {wanted} for {seconds:.0f} s"
-        if again:
-            text += f" ({again} retransmission{'s' if again > 1 else ''})"
-        out.append({"run": run, "last": last, "sends": sends, "next": nxt.label, "wanted": wanted,
-                    "seconds": seconds, "retransmissions": again, "text": text,
-                    "severity": "error" if again or seconds > 10 else "warning"})
-    return out
-
-
 def _finding_key(f) -> tuple:
     return (f.code, f.at, f.sa.ispi if f.sa else None, f.pair, f.frames[0] if f.frames else None)
 
@@ -488,13 +455,13 @@ class Session:
                 self.sink.finding(f)
         self._pending = {k: v for k, v in self._pending.items() if k in current}
         for sa in list(self.an.sas.values()):
-            for w in waiting(sa, now):
-                if w["seconds"] < WAIT_SHOWN:
+            for w in sa.owed(now):
+                if w.seconds < WAIT_SHOWN:
                     continue
-                step = sum(1 for s in WAIT_STEPS if w["seconds"] >= s)
-                mark = (w["retransmissions"], step)
-                if self._waits.get(id(w["run"])) != mark:
-                    self._waits[id(w["run"])] = mark
+                step = sum(1 for s in WAIT_STEPS if w.seconds >= s)
+                mark = (w.retransmissions, step)
+                if self._waits.get(id(w.run)) != mark:
+                    self._waits[id(w.run)] = mark
                     self.sink.waiting(sa, w)
         for key, f in self.an.esp.flows.items():
             last = self._esp_mark.get(key)
@@ -538,11 +505,11 @@ class JsonSink:
         self.emit({"event": "finding", **finding_json(f, self.frame)})
 
     def waiting(self, sa, w) -> None:
-        last = w["last"]
-        self.emit({"event": "finding", "severity": w["severity"], "code": "waiting", "at": last.label, "causes": [],
-                   "frames": [self.frame(m.ref) for m in w["sends"]], "summary": w["text"], "hint": "",
-                   "ispi": sa.ispi.hex(), "next": w["wanted"], "seconds": round(w["seconds"], 1),
-                   "retransmissions": w["retransmissions"], "live": True})
+        last = w.last
+        self.emit({"event": "finding", "severity": "error" if w.stalled else "warning", "code": "waiting", "at": last.label, "causes": [],
+                   "frames": [self.frame(m.ref) for m in w.sends], "summary": w.text, "hint": "",
+                   "ispi": sa.ispi.hex(), "next": w.wanted, "seconds": round(w.seconds, 1),
+                   "retransmissions": w.retransmissions, "live": True})
 
     def esp(self, f, rate: float) -> None:
         from ikeflow.render.common import flow_json
@@ -609,9 +576,9 @@ class TerminalSink:
 
         from ikeflow.render.common import ip
 
-        style = "bold red" if w["severity"] == "error" else "yellow"
+        style = "bold red" if w.stalled else "yellow"
         self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", ("WAITING ", style),
-                                         f"{ip(sa.initiator[0])} ⇄ {ip(sa.responder[0])} {sa.mode()}: {w['text']}"))
+                                         f"{ip(sa.initiator[0])} ⇄ {ip(sa.responder[0])} {sa.mode()}: {w.text}"))
 
     def esp(self, f, rate: float) -> None:
         pass  # the table shows ESP per direction with its rate
@@ -675,11 +642,11 @@ class TerminalSink:
             sa_text, state, last, nat = "—", Text("ESP only" if not pair or not pair.sas else ""), "", ""
             if sa is not None:
                 sa_text = f"v{sa.version} {sa.ispi.hex()[:8]}" + (f" +{len(pair.sas) - 1}" if len(pair.sas) > 1 else "")
-                waits = waiting(sa, now)
+                waits = sa.owed(now)
                 if waits:
-                    w = max(waits, key=lambda w: w["last"].time)
-                    style = "bold red" if w["severity"] == "error" and w["seconds"] >= WAIT_SHOWN else "yellow"
-                    state = Text(w["text"], style=style)
+                    w = max(waits, key=lambda w: w.last.time)
+                    style = "bold red" if w.stalled and w.seconds >= WAIT_SHOWN else "yellow"
+                    state = Text(w.text, style=style)
                 else:
                     state = Text(sa.state(), style="green" if sa.ike_sa_up() else "")
                 m = max((x.messages[-1] for x in pair.sas if x.messages), key=lambda m: m.time)
