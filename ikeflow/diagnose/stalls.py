@@ -458,7 +458,7 @@ def _run_stall(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
     role = last.sender
     other = _other(role)
     replies = [m for m in sa.messages if m.sender == other and m.time >= last.time and m not in run.messages
-               and m.msg.exchange_type == 5]
+               and m.msg.exchange_type == sequences.INFORMATIONAL_V1]
     if replies:
         return _v1_rejected(an, sa, run, last, replies, nxt)
     if not last.request and ex.phase == 1:
@@ -481,7 +481,7 @@ def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
         if not after or not all(m.retransmission and m.label == request.label for m in after):
             continue
         if sa.version == 1 and any(m.sender == req_role and m.time > ans.time and m not in msgs
-                                   and m.msg.exchange_type != 5 for m in sa.messages):
+                                   and m.msg.exchange_type != sequences.INFORMATIONAL_V1 for m in sa.messages):
             continue  # the requester moved on in another exchange
         if sa.version == 2 and any(not m.request for m in msgs[i + 1 :] if not m.retransmission):
             continue  # a later, different answer (COOKIE, INVALID_KE) took over
@@ -643,7 +643,7 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
         return _not_followed_v2(an, sa, run, req, ans)
     if name not in ("IKE_AUTH", "CREATE_CHILD_SA") or ans.plaintext is None:
         return None
-    if name == "IKE_AUTH" and any(m.request and m.msg.exchange_type == 35 and m.msg.message_id > req.msg.message_id
+    if name == "IKE_AUTH" and any(m.request and m.msg.exchange_type == sequences.IKE_AUTH and m.msg.message_id > req.msg.message_id
                                   for m in sa.messages):
         return None  # more IKE_AUTH rounds followed (EAP, multiple authentication): a short answer is one step
     if errors:
@@ -661,7 +661,7 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
         facts["plaintext_request"] = req.plaintext
         if ke and req.plaintext and req.plaintext >= ke + CCSA_MIN_WITHOUT_KE:
             facts["ke_in_request"] = True
-    lives = [m for m in sa.messages if m.time > ans.time and m.msg.exchange_type in (36, 37)]
+    lives = [m for m in sa.messages if m.time > ans.time and m.msg.exchange_type in (sequences.CREATE_CHILD_SA, sequences.INFORMATIONAL)]
     what = "an error notify" if facts.get("error_only") else "IDr + AUTH but no CHILD_SA"
     story = f"IKEv2: {name} answered with {what} ({ans.plaintext} bytes of plaintext at most)"
     if facts.get("child_failed") or name == "CREATE_CHILD_SA":
@@ -703,7 +703,7 @@ def _liveness(an: Analyzer, sa: IkeSa) -> list[Stall]:
                     continue
                 out.append(_dpd(an, sa, role, reqs))
         else:
-            infos = [m for m in sa.messages if m.sender == role and m.msg.exchange_type == 5
+            infos = [m for m in sa.messages if m.sender == role and m.msg.exchange_type == sequences.INFORMATIONAL_V1
                      and (sa.up_time is None or m.time > sa.up_time)]
             if len(infos) < 2:
                 continue

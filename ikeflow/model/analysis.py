@@ -16,6 +16,7 @@ from ikeflow.model.esp import EspTable, esp_key
 from ikeflow.model.events import EspSeen, IcmpError, MessageSeen
 from ikeflow.decode.ike import decode_isakmp
 from ikeflow.model.ikesa import IkeSa
+from ikeflow.model.sequences import IKE_SA_INIT
 from ikeflow.limits import DEFAULT, Limits
 
 MAX_LISTED = 1000  # malformed frames listed one by one; the rest are counted
@@ -163,7 +164,7 @@ class Analyzer:
                 pair = self.pair_of(sa)
                 if pair.last_up is None or pair.last_up.index < sa.index:
                     pair.last_up = sa
-        if msg.version == 2 and msg.exchange_type == 34 and seen.request and not seen.retransmission and not seen.retry:
+        if msg.version == 2 and msg.exchange_type == IKE_SA_INIT and seen.request and not seen.retransmission and not seen.retry:
             self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
         self._emit(MessageSeen(sa, seen))
 
@@ -233,7 +234,7 @@ class Analyzer:
             if old.ike_sa_up() or old.retried_by or self.sas.get((old.version, old.ispi)) is not old:
                 del waiting[k + 1]  # for good: none of these comes undone
             elif old is not sa:
-                answers = [m for m in old.messages if m.msg.exchange_type == 34 and not m.request]
+                answers = [m for m in old.messages if m.msg.exchange_type == IKE_SA_INIT and not m.request]
                 names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
                 if names:
                     old.retried_by = names[-1]

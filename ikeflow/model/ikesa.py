@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ikeflow.model import natt, sequences
 from ikeflow.decode import proposals
 from ikeflow.decode.ike import IkeMessage
-from ikeflow.model.sequences import ENC
+from ikeflow.model.sequences import ENC, PHASE1_V1
 
 ZERO_SPI = b"\0" * 8
 NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
@@ -135,7 +135,7 @@ class IkeSa:
                 starter = msg.initiator
             else:
                 rspi_zero = msg.rspi == ZERO_SPI
-                answers = msg.exchange_type in (2, 4) and msg.payload("SA") is not None and not rspi_zero
+                answers = msg.exchange_type in PHASE1_V1 and msg.payload("SA") is not None and not rspi_zero
                 starter = rspi_zero or not answers
                 self.roles_guessed = not rspi_zero and not answers
             me, peer = (src, sport), (dst, dport)
@@ -216,7 +216,7 @@ class IkeSa:
                 _note(self.vendors, seen.sender, p.info["vendor"])
             elif p.name == "NAT-OA" and p.info.get("address"):
                 _note(self.nat_oa, seen.sender, p.info["address"])
-            elif p.name == "SA" and msg.exchange_type in (2, 4, 34) and not seen.retransmission:
+            elif p.name == "SA" and msg.exchange_type in (*PHASE1_V1, sequences.IKE_SA_INIT) and not seen.retransmission:
                 if seen.sender == "I" and self.offered is None:
                     self.offered = p
                 elif seen.sender == "R":
@@ -297,13 +297,13 @@ class IkeSa:
     def state(self) -> str:
         """How far the SA got, in an admin's words."""
         if self.version == 1:
-            labels = [m.label for m in self.messages if m.msg.exchange_type in (2, 4)]
+            labels = [m.label for m in self.messages if m.msg.exchange_type in PHASE1_V1]
             p1 = max(labels, key=lambda lab: int(lab[2:]) if lab[2:].isdigit() else 0) if labels else None
             if not self.ike_sa_up():
                 return f"phase 1 incomplete (last {p1})" if p1 else "phase 1 not seen"
             qm = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
             return f"phase 2 up ({len(qm)} quick mode{'s' if len(qm) != 1 else ''})" if qm else "phase 1 up, no phase 2"
-        init = [r for r in self.runs.values() if r.exchange.type == 34]
+        init = [r for r in self.runs.values() if r.exchange.type == sequences.IKE_SA_INIT]
         if not init and not self.ike_sa_up():
             return "IKE_SA_INIT not seen" + (", IKE SA in use" if self.messages else "")
         if not self.ike_sa_up():
@@ -314,9 +314,9 @@ class IkeSa:
             answered = [m for r in init for m in r.messages if not m.request]
             errors = [n for m in answered for t, n in m.msg.notifies
                       if sequences.is_error_notify(2, t) or n in sequences.RETRY_NOTIFIES]
-            if errors and not any(r.exchange.type == 35 for r in self.runs.values()):
+            if errors and not any(r.exchange.type == sequences.IKE_AUTH for r in self.runs.values()):
                 return f"IKE_SA_INIT answered with {errors[0]}"
-            if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == 35):
+            if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == sequences.IKE_AUTH):
                 return "IKE_AUTH answered with an error notify"
             return "IKE_AUTH incomplete"
         children = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
