@@ -358,6 +358,16 @@ def test_every_row_uses_the_vocabulary_and_formats():
     assert all(a in causes.CAUSES and b in causes.CAUSES for pair in causes.TELL for a, b in [tuple(pair)])
 
 
+def test_facts_are_typed():
+    """A rule or an explanation that names a fact the evidence never sets fails here, not silently."""
+    for row in diagnosis.TABLE:
+        assert set(re.findall(r"\{(\w+)", row.why)) <= diagnosis.FACTS, row.why
+    with pytest.raises(ValueError, match="not a Facts field: icmp_txet"):
+        diagnosis.has("icmp_txet")
+    with pytest.raises(AttributeError):
+        diagnosis.Facts().icmp_txet = "port unreachable"
+
+
 def test_readme_documents_every_cause():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Diagnosis"):]

@@ -72,6 +72,71 @@ TIE_MARGIN = 2  # causes this close to the best are named together, with what te
 
 # -- evidence ----------------------------------------------------------------------------------------
 
+@dataclass(slots=True)
+class Facts:
+    """The evidence around a stall; None (or falsy) = not seen.  The rules' `has`/`lacks` and
+    explanation templates name these fields: a misspelt name fails when the table is built."""
+
+    # the message and its size on the wire
+    label: str | None = None  # set from Stall.at when a text is formatted
+    size: int | None = None
+    mtu: int | None = None
+    port: int | None = None
+    sends: str | None = None  # "twice", "5 times"
+    fragmented: int | None = None  # left as this many IP fragments
+    oversize: int | None = None  # bytes on the wire, more than one MTU-sized packet
+    # who is who
+    answerer: str | None = None
+    requester: str | None = None
+    request: str | None = None
+    expected: str | None = None
+    silent: str | None = None
+    # what the other side did
+    answered_before: bool | None = None
+    after_float: bool | None = None
+    peer_resent: str | None = None
+    requester_resent: int | None = None
+    natt_expected: bool | None = None
+    certs: bool | None = None
+    ike_fragmentation: bool | None = None
+    # ICMP errors
+    icmp: int | None = None
+    icmp_text: str | None = None
+    icmp_frames: list | None = None
+    icmp_from: str | None = None
+    icmp_too_big: bool | None = None
+    icmp_prohibited: bool | None = None
+    icmp_from_peer: bool | None = None
+    icmp_unreachable: bool | None = None
+    # the answer
+    notify: str | None = None
+    no_spi: bool | None = None
+    encrypted: bool | None = None
+    answer_on_500: bool | None = None
+    other_version: int | None = None
+    ke_in_request: bool | None = None
+    ke_size: int | None = None
+    ke_group: int | str | None = None
+    plaintext: int | None = None
+    plaintext_request: int | None = None
+    auth_min: int | None = None
+    child_min: int | None = None
+    error_only: bool | None = None
+    child_failed: bool | None = None
+    # liveness and ESP
+    span: float | None = None
+    src: str | None = None
+    dst: str | None = None
+    packets: int | None = None
+
+    def known(self) -> dict:
+        """The facts seen, by name (for the explanation templates)."""
+        return {name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None}
+
+
+FACTS = frozenset(Facts.__slots__)
+
+
 @dataclass
 class Stall:
     """One place where a negotiation stopped, with the evidence around it."""
@@ -83,10 +148,7 @@ class Stall:
     sa: IkeSa | None = None
     pair: tuple[bytes, bytes] | None = None
     severity: str = ERROR
-    facts: dict = field(default_factory=dict)  # evidence name -> value; absent or falsy = not seen
-
-    def __getitem__(self, name: str):
-        return self.facts.get(name)
+    facts: Facts = field(default_factory=lambda: Facts())
 
 
 @dataclass(frozen=True)
@@ -101,19 +163,28 @@ class Row:
     why: str  # explanation, formatted with the stall's facts
 
 
+def _facts(names: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = set(names) - FACTS
+    if unknown:
+        raise ValueError(f"not a Facts field: {', '.join(sorted(unknown))}")
+    return names
+
+
 def has(*names: str) -> Callable[[Stall], bool]:
     """Every named fact is present."""
-    return lambda s: all(s[n] for n in names)
+    names = _facts(names)
+    return lambda s: all(getattr(s.facts, n) for n in names)
 
 
 def lacks(*names: str) -> Callable[[Stall], bool]:
     """No named fact is present."""
-    return lambda s: not any(s[n] for n in names)
+    names = _facts(names)
+    return lambda s: not any(getattr(s.facts, n) for n in names)
 
 
 def notify(*names: str) -> Callable[[Stall], bool]:
     """The answer carried one of these notifies (readable on the wire)."""
-    return lambda s: s["notify"] in names
+    return lambda s: s.facts.notify in names
 
 
 def both(*preds: Callable[[Stall], bool]) -> Callable[[Stall], bool]:
@@ -286,7 +357,7 @@ class _Facts(dict):
 
 
 def _fmt(text: str, stall: Stall) -> str:
-    facts = _Facts(stall.facts)
+    facts = _Facts(stall.facts.known())
     facts.setdefault("label", stall.at)
     try:
         return text.format_map(facts)
@@ -363,34 +434,34 @@ def _sends(run: Run, last: Seen) -> list[Seen]:
     return [m for m in run.messages if m.label == last.label and m.sender == last.sender]
 
 
-def _mtu_facts(m: Seen) -> dict:
-    facts: dict = {"size": m.size, "mtu": ETHERNET_MTU}
+def _mtu_facts(m: Seen, facts: Facts) -> Facts:
+    facts.size, facts.mtu = m.size, ETHERNET_MTU
     wire = m.size + IP_UDP_HEADER.get(len(m.src), 28) + (NON_ESP_MARKER if m.natt else 0)
     if m.fragments:
-        facts["fragmented"] = len(m.fragments)
+        facts.fragmented = len(m.fragments)
     elif wire > ETHERNET_MTU:
-        facts["oversize"] = wire
+        facts.oversize = wire
     return facts
 
 
-def _icmp_facts(an: Analyzer, sa: IkeSa, peer: bytes, since: float) -> dict:
+def _icmp_facts(an: Analyzer, sa: IkeSa, peer: bytes, since: float, facts: Facts) -> Facts:
     """ICMP errors about this SA's packets to `peer`, sorted into what they say."""
     pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
     events = [e for e in (pair.icmp if pair else []) if e.time >= since - 1.0
               and (e.sa == (sa.version, sa.ispi) or (e.sa is None and e.about[2] == peer))]
     if not events:
-        return {}
+        return facts
     e = events[0]
-    facts = {"icmp": len(events), "icmp_text": e.text, "icmp_frames": [x.ref for x in events[:10]],
-             "icmp_from": "the peer" if e.src == peer else "a router"}
+    facts.icmp, facts.icmp_text, facts.icmp_frames = len(events), e.text, [x.ref for x in events[:10]]
+    facts.icmp_from = "the peer" if e.src == peer else "a router"
     if "too big" in e.text or "fragmentation needed" in e.text:
-        facts["icmp_too_big"] = True
+        facts.icmp_too_big = True
     elif "prohibited" in e.text:
-        facts["icmp_prohibited"] = True
+        facts.icmp_prohibited = True
     elif e.src == peer and ("port unreachable" in e.text or "protocol unreachable" in e.text):
-        facts["icmp_from_peer"] = True
+        facts.icmp_from_peer = True
     else:
-        facts["icmp_unreachable"] = True
+        facts.icmp_unreachable = True
     return facts
 
 
@@ -486,11 +557,10 @@ def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
         if sa.version == 2 and any(not m.request for m in msgs[i + 1 :] if not m.retransmission):
             continue  # a later, different answer (COOKIE, INVALID_KE) took over
         resent_answers = [m for m in msgs[i + 1 :] if m.sender == ans.sender]
-        facts = {"answerer": _who(ans.sender), "requester": _who(req_role), "request": request.label,
-                 **_mtu_facts(ans)}
-        facts.pop("oversize", None)
+        facts = _mtu_facts(ans, Facts(answerer=_who(ans.sender), requester=_who(req_role), request=request.label))
+        facts.oversize = None
         if ans.natt and not any(m.natt for m in sa.messages if _before(m, ans) and m.sender == ans.sender):
-            facts["after_float"] = True
+            facts.after_float = True
         story = (f"{_mode(sa, run)}: the {_who(ans.sender)} answered {request.label} with {ans.label}, yet the "
                  f"{_who(req_role)} re-sent {request.label} {times(len(after))} more")
         if resent_answers:
@@ -503,37 +573,36 @@ def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
 def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]) -> Stall:
     role, peer_role = last.sender, _other(last.sender)
     peer = _addr(sa, peer_role)
-    facts: dict = {"port": last.dport, "sends": times(len(sends)), **_mtu_facts(last)}
-    facts.update(_icmp_facts(an, sa, peer, sends[0].time))
+    facts = _icmp_facts(an, sa, peer, sends[0].time, _mtu_facts(last, Facts(port=last.dport, sends=times(len(sends)))))
     earlier = [m for m in sa.messages if _before(m, sends[0])]
     if any(m.sender == peer_role for m in earlier):
-        facts["answered_before"] = True
+        facts.answered_before = True
     if last.natt and earlier and not any(m.natt for m in earlier if m.sender == role):
-        facts["after_float"] = True
+        facts.after_float = True
     resent = [m for m in sa.messages if m.sender == peer_role and m.retransmission and m.time > sends[0].time]
     if resent:
-        facts["peer_resent"] = resent[0].label
-    frames = [m.ref for m in sends + resent] + list(facts.get("icmp_frames", []))
+        facts.peer_resent = resent[0].label
+    frames = [m.ref for m in sends + resent] + list(facts.icmp_frames or [])
     frames += [f for m in sends for f in m.fragments]
     for d in an.reassembler.incomplete:
         if d["src"] == last.src and d["dst"] == last.dst and d["first_time"] >= sends[0].time - 1.0:
-            facts.setdefault("fragmented", len(d["frames"]))
+            facts.fragmented = facts.fragmented or len(d["frames"])
             frames += d["frames"][:10]
     waited = an.last_time - sends[-1].time
     span = sends[-1].time - sends[0].time
     story = f"{_mode(sa, run)}: {last.label} sent {times(len(sends))}"
     if len(sends) > 1:
         story += f" over {span:.1f} s"
-    if facts.get("after_float"):
+    if facts.after_float:
         story += f" on UDP {last.dport} right after the NAT-T float"
-    if facts.get("fragmented"):
-        story += f" as {facts['fragmented']} IP fragments each"
+    if facts.fragmented:
+        story += f" as {facts.fragmented} IP fragments each"
     story += f", never answered by the {_who(peer_role)}"
-    if facts.get("icmp"):
-        story += f" (ICMP {facts['icmp_text']} from {facts['icmp_from']} instead)"
+    if facts.icmp:
+        story += f" (ICMP {facts.icmp_text} from {facts.icmp_from} instead)"
     if resent:
         story += f"; the {_who(peer_role)} re-sent {resent[0].label} meanwhile"
-    severity = ERROR if len(sends) > 1 or waited > sequences.SHORT_WAIT or facts.get("icmp") else WARNING
+    severity = ERROR if len(sends) > 1 or waited > sequences.SHORT_WAIT or facts.icmp else WARNING
     if severity == WARNING:
         story += f" (capture ends {waited:.1f} s later)"
     return Stall(U, last.label, story, frames, sa, severity=severity, facts=facts)
@@ -542,18 +611,19 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
 def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.Step) -> Stall | None:
     """Phase 1: the answer `last` was seen, the other side's next message never was."""
     silent = _other(last.sender)
-    facts: dict = {"silent": _who(silent), "mtu": ETHERNET_MTU, "port": last.sport}
+    facts = Facts(silent=_who(silent), mtu=ETHERNET_MTU, port=last.sport)
     behind = sa.behind_nat()
     float_next = any(behind.values()) and not last.natt
     if float_next:
-        facts["natt_expected"] = True
+        facts.natt_expected = True
     if _certs(sa):
-        facts["certs"] = True
+        facts.certs = True
     if _both_fragmentation(sa):
-        facts["ike_fragmentation"] = True
-    reason = float_next or (facts.get("certs") and not facts.get("ike_fragmentation") and nxt.label in AUTH)
+        facts.ike_fragmentation = True
+    reason = float_next or (facts.certs and not facts.ike_fragmentation and nxt.label in AUTH)
     if not float_next:
-        facts.pop("certs", None) if nxt.label not in AUTH else None
+        if nxt.label not in AUTH:
+            facts.certs = None
     at = nxt.label if reason else last.label
     waited = an.last_time - last.time
     silent_addr = _addr(sa, silent)
@@ -574,30 +644,30 @@ def _v1_rejected(an: Analyzer, sa: IkeSa, run: Run, last: Seen, replies: list[Se
                  nxt: sequences.Step) -> Stall:
     """IKEv1: `last` was answered with Informational messages instead of `nxt`."""
     answerer = replies[0].sender
-    facts: dict = {"answerer": _who(answerer), "expected": nxt.label, "size": last.size}
+    facts = Facts(answerer=_who(answerer), expected=nxt.label, size=last.size)
     names = [n for m in replies for t, n in m.msg.notifies if sequences.is_error_notify(1, t)]
     if names:
-        facts["notify"] = names[0]
+        facts.notify = names[0]
         p = next(p for m in replies for p in m.msg.payloads if p.name == "N" and p.info.get("notify_name") == names[0])
         if not p.info.get("spi"):
-            facts["no_spi"] = True
+            facts.no_spi = True
     if all(m.msg.encrypted for m in replies):
-        facts["encrypted"] = True
+        facts.encrypted = True
     if last.natt and not replies[0].natt:
-        facts["answer_on_500"] = True
+        facts.answer_on_500 = True
     resent = [m for m in run.messages if m.sender == last.sender and m.retransmission and m.time > replies[0].time]
     if resent:
-        facts["requester_resent"] = len(resent)
+        facts.requester_resent = len(resent)
     ver = _other_version(an, sa)
     if ver:
-        facts["other_version"] = ver
+        facts.other_version = ver
     if last.label == "QM1" and last.msg.encrypted:
         ke = _ke_size(sa)
         if ke and last.size >= ke + QM1_MIN_WITHOUT_KE:
-            facts["ke_in_request"] = True
-            facts["ke_size"] = ke
+            facts.ke_in_request = True
+            facts.ke_size = ke
     sends = _sends(run, last)
-    kinds = "notify " + names[0] if names else ("encrypted INFO" if facts.get("encrypted") else "INFO")
+    kinds = "notify " + names[0] if names else ("encrypted INFO" if facts.encrypted else "INFO")
     story = (f"{sa.mode()}: {last.label} answered with {kinds}"
              f"{' x' + str(len(replies)) if len(replies) > 1 else ''} instead of {nxt.label}")
     if resent:
@@ -622,19 +692,19 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
             return None  # the requester moved on, so the answer came: the capture misses that direction
         return _unanswered(an, sa, run, req, sends)
     ans = answers[-1]
-    facts: dict = {"answerer": _who(ans.sender), "plaintext": ans.plaintext, "auth_min": ERROR_ONLY_PLAINTEXT,
-                   "child_min": CHILD_OK_MIN}
+    facts = Facts(answerer=_who(ans.sender), plaintext=ans.plaintext, auth_min=ERROR_ONLY_PLAINTEXT,
+                  child_min=CHILD_OK_MIN)
     errors = [n for t, n in ans.msg.notifies if sequences.is_error_notify(2, t)]
     if name == "IKE_SA_INIT":
         if errors:
-            facts["notify"] = errors[0]
+            facts.notify = errors[0]
             if errors[0] == "INVALID_KE_PAYLOAD":
                 p = next(p for p in ans.msg.payloads if p.name == "N" and p.info.get("notify_name") == errors[0])
                 data = p.info.get("data") or b""
-                facts["ke_group"] = int.from_bytes(data[:2], "big") if len(data) >= 2 else "?"
+                facts.ke_group = int.from_bytes(data[:2], "big") if len(data) >= 2 else "?"
             story = f"IKEv2: IKE_SA_INIT answered with {errors[0]}"
             if errors[0] == "INVALID_KE_PAYLOAD":
-                story += f" (group {facts['ke_group']}), no retry followed"
+                story += f" (group {facts.ke_group}), no retry followed"
             return Stall(J, name, story, [req.ref, ans.ref], sa, facts=facts)
         if sa.ike_sa_up() or any(r.exchange.type != 34 for r in sa.runs.values()):
             return None
@@ -647,24 +717,24 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
                                   for m in sa.messages):
         return None  # more IKE_AUTH rounds followed (EAP, multiple authentication): a short answer is one step
     if errors:
-        facts["notify"] = errors[0]
+        facts.notify = errors[0]
     if sa.error_only(ans):
-        facts["error_only"] = True
+        facts.error_only = True
     elif name == "IKE_AUTH" and ans.plaintext < CHILD_OK_MIN and not _child_up_later(an, sa, ans):
-        facts["child_failed"] = True
+        facts.child_failed = True
     else:
         return None
     if name == "CREATE_CHILD_SA":
         if _child_up_later(an, sa, ans):
             return None  # a later exchange built the SA: a transient refusal (e.g. TEMPORARY_FAILURE)
         ke = _ke_size(sa)
-        facts["plaintext_request"] = req.plaintext
+        facts.plaintext_request = req.plaintext
         if ke and req.plaintext and req.plaintext >= ke + CCSA_MIN_WITHOUT_KE:
-            facts["ke_in_request"] = True
+            facts.ke_in_request = True
     lives = [m for m in sa.messages if m.time > ans.time and m.msg.exchange_type in (sequences.CREATE_CHILD_SA, sequences.INFORMATIONAL)]
-    what = "an error notify" if facts.get("error_only") else "IDr + AUTH but no CHILD_SA"
+    what = "an error notify" if facts.error_only else "IDr + AUTH but no CHILD_SA"
     story = f"IKEv2: {name} answered with {what} ({ans.plaintext} bytes of plaintext at most)"
-    if facts.get("child_failed") or name == "CREATE_CHILD_SA":
+    if facts.child_failed or name == "CREATE_CHILD_SA":
         story += ", no ESP SA built" + ("; the IKE SA lives on" if lives else "")
     return Stall(J, name, story, [req.ref, ans.ref], sa, facts=facts)
 
@@ -723,12 +793,12 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, sends: list[Seen]) -> Stall | None:
     esp_back = [f for f in an.esp.flows.values() if f.src == peer and f.last_time > first.time]
     if esp_back:
         return None  # the peer still sends ESP: alive
-    facts: dict = {"sends": times(len(sends)), "span": sends[-1].time - first.time, "port": first.dport,
-                   **_icmp_facts(an, sa, peer, first.time)}
+    facts = _icmp_facts(an, sa, peer, first.time, Facts(sends=times(len(sends)), span=sends[-1].time - first.time,
+                                                        port=first.dport))
     label = sends[-1].label
-    story = (f"{sa.mode()}: {label} (liveness check) sent {times(len(sends))} over {facts['span']:.1f} s by the "
+    story = (f"{sa.mode()}: {label} (liveness check) sent {times(len(sends))} over {facts.span:.1f} s by the "
              f"{_who(role)} after the tunnel was up, never answered; nothing else came from the {_who(peer_role)}")
-    return Stall(D, label, story, [m.ref for m in sends] + list(facts.get("icmp_frames", [])), sa, facts=facts)
+    return Stall(D, label, story, [m.ref for m in sends] + list(facts.icmp_frames or []), sa, facts=facts)
 
 
 def esp_stalls(an: Analyzer) -> list[Stall]:
@@ -744,7 +814,7 @@ def esp_stalls(an: Analyzer) -> list[Stall]:
         if packets < 2 or not pair or not pair.last_up:
             continue
         f = flows[0]
-        facts = {"src": f.src_ip, "dst": f.dst_ip, "packets": packets}
+        facts = Facts(src=f.src_ip, dst=f.dst_ip, packets=packets)
         story = f"ESP from {f.src_ip} to {f.dst_ip} only ({packets} packets), none back while the IKE SA is up"
         out.append(Stall(E, "ESP", story, [x.first_frame for x in flows], None, key, facts=facts))
     return out
