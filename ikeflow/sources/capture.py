@@ -19,10 +19,12 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
-from ikeflow.model.esp import EspTable
 from ikeflow.decode.linktypes import LINK_TYPES
+
+if TYPE_CHECKING:
+    from ikeflow.model.esp import EspTable  # the ESP fast path counts into the model's table
 
 CHUNK = 1 << 20
 MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches
