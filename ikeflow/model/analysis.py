@@ -166,7 +166,8 @@ class Analyzer:
                     pair.last_up = sa
         if msg.version == 2 and msg.exchange_type == IKE_SA_INIT and seen.request and not seen.retransmission and not seen.retry:
             self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
-        self._emit(MessageSeen(sa, seen))
+        if self.listeners:
+            self._emit(MessageSeen(sa, seen))
 
     def _new_sa(self, key: tuple[int, bytes], pkt: pk.Packet, ts: float) -> bool:
         """Keep a new IKE SA in `sas` and its peer pair's list, unless a cap says no."""
