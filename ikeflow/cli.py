@@ -39,7 +39,7 @@ Exit codes: 0 nothing wrong, 1 at least one error finding,
 class _Commands(click.Group):
     """Commands whose modules load only when they run (`live` pulls in more than `read` needs)."""
 
-    LAZY = {"live": ("ikeflow.sources.live", "live"), "compare": ("ikeflow.compare", "compare")}
+    LAZY = {"live": ("ikeflow.live", "live"), "compare": ("ikeflow.compare", "compare")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | {n for n in self.LAZY if self._lazy(n)})

@@ -1,44 +1,29 @@
-"""`ikeflow live IFACE`: watch IKE/ESP negotiations as they happen.
+"""Live capture: the frames of one network interface (or `any`), through a kernel BPF filter.
 
-A Linux packet socket with a kernel BPF filter (compiled by libpcap through
-Scapy) hands raw frames to the same sans-I/O core as `ikeflow read`: every
-frame becomes a `capture.Record` numbered from 1 in capture order, plain ESP
-goes through the reader's inline counter (`capture.fast_esp`), everything
-else through `Analyzer.record`.  So the final report is what `ikeflow read`
-prints for the same packets, e.g. for the `--write` file.
-
-Two capture backends share one interface (`open_socket`): on Linux the
-kernel hands frames over through a TPACKET_V3 ring (`PacketSocket`:
-PACKET_RX_RING, shared memory, no system call per packet; IKEFLOW_LIVE_RING=0
-falls back to one recvmsg per packet); elsewhere, or with `--backend scapy`,
-libpcap through Scapy (`PcapSocket`).  Everything runs in one thread: the loop drains the
-ring without blocking, and every quarter second refreshes the view (rich Live
-on a terminal, JSON lines otherwise).  Findings, "waiting for ..." lines, ESP
-rates and the kernel's drop counter (PACKET_STATISTICS) are updated once a
-second.  The findings shown while capturing are `findings.find` on the
-analysis so far; the final report is the same call after `Analyzer.finish`.
+Two backends behind one interface (`CaptureSocket`), chosen by `open_socket`
+(`BACKENDS`, `--backend ring|scapy`): on Linux the kernel hands frames over
+through a TPACKET_V3 ring (`PacketSocket`: PACKET_RX_RING, shared memory, no
+system call per packet; IKEFLOW_LIVE_RING=0 falls back to one recvmsg per
+packet); elsewhere (macOS, BSD), or with `--backend scapy`, libpcap through
+Scapy (`PcapSocket`).  Both take the filter of `capture_filter` (IKE, NAT-T,
+ESP, IP fragments, ICMP errors, ANDed with --filter; compiled by libpcap),
+never block, and count the frames the kernel dropped.  `PcapWriter` saves
+what was captured for --write.  The run that feeds these frames to the
+pipeline is `ikeflow.live`.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import select
-import signal
 import socket
 import struct
 import sys
 import time
-from collections import deque
-
-import click
+from typing import Protocol
 
 from ikeflow.decode import linktypes as lk
-from ikeflow.cli import limit_options
-from ikeflow.limits import DEFAULT, Limits
-from ikeflow.model.events import MessageSeen
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -50,37 +35,27 @@ IFF_UP = 0x1
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE = 1, 772, 65534
 SNAPLEN = 1 << 18  # = capture.MAX_RECORD, the largest record `read` accepts
 RCVBUF = 64 << 20  # kernel socket buffer: absorbs bursts while the view redraws
-BATCH = 2048  # frames drained per wake-up before the clock is looked at again
-REFRESH = 0.25  # seconds between view refreshes
-EVALUATE = 1.0  # seconds between findings / ESP rate / kernel drop updates
-STALL_GRACE = 1.5  # a stall finding must persist this long before it is shown (an answer may be in flight)
-WAIT_SHOWN = 2.0  # an unanswered message becomes a "waiting for ..." event after this many seconds
-DRAIN = 3.0  # seconds at most to take in what arrived before the stop
-WAIT_STEPS = (2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+RETIRE_MS = 20  # the ring hands a block over when full or after this many ms: a lone frame waits at most that
 
-LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
 
-\b
-  sudo ikeflow live eth0
-  sudo ikeflow live any --filter 'host 203.0.113.7' --write tun.pcap
+class CaptureSocket(Protocol):
+    """What every backend offers the run: `PacketSocket`, `PcapSocket`."""
 
-Captures UDP 500, UDP 4500 and ESP (IP protocol 50), plus IP fragments and
-ICMP errors, with a kernel BPF filter; --filter adds a pcap-filter expression
-(ANDed).  On a terminal it shows one row per peer pair (state, last message,
-retransmissions, NAT, ESP each way) and the events as they come, including
-"waiting for MM6 for 12 s (3 retransmissions)" while a stall unfolds.
-Without a terminal, or with --json, it prints one JSON object per line per
-event: start, message, finding, esp (at most once a second per flow), and at
-the end capture (packets, kernel drops) and report (the `ikeflow read --json`
-document).
+    name: str  # the backend, as --backend names it
+    linktype: int  # of every frame `read` returns (decode.linktypes)
+    drops: int  # frames the kernel dropped, as of the last `stats`
 
-\b
-Ctrl-C, --count or --duration end the capture with the same final report
-and exit codes as `ikeflow read`: 0 nothing wrong, 1 at least one error
-finding, 2 usage error or the interface cannot be captured on, 3 internal error.
-Needs root or CAP_NET_RAW.  On Linux it reads the kernel's packet ring;
-elsewhere (macOS, BSD), or with --backend scapy, libpcap through Scapy.
-"""
+    def fileno(self) -> int:
+        """For select: readable when frames wait."""
+
+    def read(self, limit: int) -> list[tuple[int, int, bytes, int]]:
+        """Up to about `limit` waiting frames as (seconds, microseconds, data, wire length), without blocking."""
+
+    def stats(self) -> None:
+        """Update `drops` from the kernel's counters."""
+
+    def close(self) -> None:
+        """Release the socket (and the ring)."""
 
 
 class LiveError(Exception):
@@ -96,7 +71,22 @@ def base_filter(ike_port: int, natt_port: int) -> str:
             " or (icmp6 and (ip6[40] == 1 or ip6[40] == 2 or ip6[40] == 3))")
 
 
-# -- the packet socket ------------------------------------------------------------
+def capture_filter(ike_port: int, natt_port: int, extra: str | None = None) -> str:
+    """`base_filter`, ANDed with the --filter expression `extra` (compiled here first: a typo is one line)."""
+    expr = base_filter(ike_port, natt_port)
+    if not extra:
+        return expr
+    from scapy.arch.common import free_filter
+
+    try:
+        free_filter(_compile(extra, lk.ETHERNET))
+    except LiveError as e:
+        raise LiveError(str(e).replace("bad capture filter", "bad --filter expression").rsplit(": ", 1)[0]
+                        + f": {extra}") from None
+    return f"({expr}) and ({extra})"
+
+
+# -- the packet ring (Linux) -----------------------------------------------------------
 
 
 class PacketSocket:
@@ -215,9 +205,9 @@ class PacketSocket:
 
 class _Ring:
     """PACKET_RX_RING, TPACKET_V3: the kernel fills blocks of frames in shared memory, no system call per
-    packet.  A block is handed over when full or after RETIRE ms, so a lone IKE message waits at most that."""
+    packet.  A block is handed over when full or after RETIRE_MS, so a lone IKE message waits at most that."""
 
-    BLOCK, BLOCKS, FRAME, RETIRE = 1 << 20, 64, 1 << 11, 20
+    BLOCK, BLOCKS, FRAME = 1 << 20, 64, 1 << 11
     PACKET_VERSION, TPACKET_V3, PACKET_RX_RING = 10, 2, 5
 
     def __init__(self, sock: socket.socket):
@@ -225,7 +215,7 @@ class _Ring:
 
         sock.setsockopt(SOL_PACKET, self.PACKET_VERSION, self.TPACKET_V3)
         req = struct.pack("7I", self.BLOCK, self.BLOCKS, self.FRAME, self.BLOCK // self.FRAME * self.BLOCKS,
-                          self.RETIRE, 0, 0)
+                          RETIRE_MS, 0, 0)
         sock.setsockopt(SOL_PACKET, self.PACKET_RX_RING, req)
         self.mm = mmap.mmap(sock.fileno(), self.BLOCK * self.BLOCKS, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.block = 0
@@ -266,6 +256,9 @@ class _Ring:
     def close(self) -> None:
         if self.mm is not None:
             self.mm.close()
+
+
+# -- libpcap through Scapy (portable) ---------------------------------------------------
 
 
 class PcapSocket:
@@ -323,10 +316,13 @@ class PcapSocket:
         self.sock.close()
 
 
+# -- choosing a backend, the filter, the --write file --------------------------------------
+
+
 BACKENDS = {b.name: b for b in (PacketSocket, PcapSocket)}
 
 
-def open_socket(backend: str | None, iface: str, expr: str):
+def open_socket(backend: str | None, iface: str, expr: str) -> CaptureSocket:
     """The capture socket: `backend` by name, or the packet ring where Linux has it, else libpcap."""
     if backend is None:
         backend = "ring" if hasattr(socket, "AF_PACKET") else "scapy"
@@ -341,7 +337,8 @@ def _check_interface(iface: str) -> int:
         raise LiveError(f"no such interface: {iface} (see ip link)") from None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            flags = struct.unpack_from("H", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("256s", iface.encode())), 16)[0]
+            ifreq = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("256s", iface.encode()))
+            flags = struct.unpack_from("H", ifreq, 16)[0]
         except OSError:
             raise LiveError(f"no such interface: {iface} (see ip link)") from None
     if not flags & IFF_UP:
@@ -407,491 +404,3 @@ class PcapWriter:
     def close(self) -> None:
         self.f.close()
 
-
-def _finding_key(f) -> tuple:
-    return (f.code, f.at, f.sa.ispi if f.sa else None, f.pair, f.frames[0] if f.frames else None)
-
-
-class Session:
-    """One live capture: feeds the core, keeps the counters both views show."""
-
-    def __init__(self, iface: str, pipeline, info, sink, sock):
-        self.iface, self.pipeline, self.an, self.info, self.sink, self.sock = iface, pipeline, pipeline.model, info, sink, sock
-        self.cpu = 0.0  # CPU seconds the capture loop used
-        self.frames = 0
-        self.start = time.time()
-        self.rate = 0.0  # frames per second over the last EVALUATE period
-        self._rate_mark = (self.start, 0)
-        self.found: list = []
-        self._shown: dict[tuple, str] = {}  # finding key -> severity last shown
-        self._pending: dict[tuple, float] = {}  # stall finding key -> when first seen
-        self._waits: dict[int, tuple] = {}  # id(run) -> (retransmissions, threshold index) last shown
-        self._esp_mark: dict[bytes, tuple[float, int]] = {}  # flow key -> (time, packets) at its last event
-        self.an.listeners.append(self._event)
-
-    def _event(self, event) -> None:
-        if isinstance(event, MessageSeen):
-            self.sink.message(event.sa, event.seen)
-
-    def evaluate(self, now: float) -> None:
-        """Once a second: rates, findings, waits, ESP flow updates."""
-        t0, n0 = self._rate_mark
-        if now > t0:
-            self.rate = (self.frames - n0) / (now - t0)
-        self._rate_mark = (now, self.frames)
-        self.snapshot_info()
-        self.found = self.pipeline.findings()
-        current = set()
-        for f in self.found:
-            key = _finding_key(f)
-            current.add(key)
-            if f.code == "stall" and key not in self._shown:
-                first = self._pending.setdefault(key, now)
-                if now - first < STALL_GRACE:
-                    continue
-            state = f.severity  # shown again only when it gets worse or better, not per retransmission
-            if self._shown.get(key) != state:
-                self._shown[key] = state
-                self.sink.finding(f)
-        self._pending = {k: v for k, v in self._pending.items() if k in current}
-        for sa in list(self.an.sas.values()):
-            for w in sa.owed(now):
-                if w.seconds < WAIT_SHOWN:
-                    continue
-                step = sum(1 for s in WAIT_STEPS if w.seconds >= s)
-                mark = (w.retransmissions, step)
-                if self._waits.get(id(w.run)) != mark:
-                    self._waits[id(w.run)] = mark
-                    self.sink.waiting(sa, w)
-        for key, f in self.an.esp.flows.items():
-            last = self._esp_mark.get(key)
-            if last is None or (f.packets != last[1] and now - last[0] >= 1.0):
-                rate = (f.packets - last[1]) / (now - last[0]) if last else 0.0
-                self._esp_mark[key] = (now, f.packets)
-                self.sink.esp(f, rate)
-
-    def snapshot_info(self) -> None:
-        self.info.packets = self.frames
-
-
-# -- JSON lines -----------------------------------------------------------------------
-
-
-class JsonSink:
-    """One JSON object per line per event, for pipes."""
-
-    def __init__(self, out):
-        from ikeflow.render.common import Frames
-
-        self.out = out
-        self.frame = Frames(1)
-
-    def emit(self, obj: dict) -> None:
-        self.out.write(json.dumps(obj) + "\n")
-
-    def start(self, session, expr: str) -> None:
-        self.emit({"event": "start", "interface": session.iface, "linktype": session.info.linktypes[0],
-                   "backend": session.sock.name, "filter": expr, "time": session.start})
-        self.out.flush()
-
-    def message(self, sa, seen) -> None:
-        from ikeflow.render.common import message_json
-
-        self.out.write('{"event":"message",' + message_json(sa, seen, self.frame, False)[1:] + "\n")
-
-    def finding(self, f) -> None:
-        from ikeflow.render.common import finding_json
-
-        self.emit({"event": "finding", **finding_json(f, self.frame)})
-
-    def waiting(self, sa, w) -> None:
-        last = w.last
-        self.emit({"event": "finding", "severity": "error" if w.stalled else "warning", "code": "waiting", "at": last.label, "causes": [],
-                   "frames": [self.frame(m.ref) for m in w.sends], "summary": w.text, "hint": "",
-                   "ispi": sa.ispi.hex(), "next": w.wanted, "seconds": round(w.seconds, 1),
-                   "retransmissions": w.retransmissions, "live": True})
-
-    def esp(self, f, rate: float) -> None:
-        from ikeflow.render.common import flow_json
-
-        self.emit({"event": "esp", **flow_json(f, self.frame), "rate": round(rate, 1)})
-
-    def tick(self, session, now: float) -> None:
-        self.out.flush()
-
-    def stop(self) -> None:
-        self.out.flush()
-
-
-# -- the terminal view -------------------------------------------------------------------
-
-
-class TerminalSink:
-    """rich Live: one row per peer pair, recent events below."""
-
-    EVENTS = 10
-
-    def __init__(self, console):
-        self.console = console
-        self.events: deque = deque(maxlen=200)
-        self.retrans: dict[tuple, int] = {}
-        self.esp_rate: dict[tuple[bytes, bytes], float] = {}
-        self._esp_mark: tuple[float, dict] | None = None
-        self.live = None
-        self.expr = ""
-
-    def start(self, session, expr: str) -> None:
-        from rich.live import Live
-
-        self.expr = expr
-        self.live = Live(self._render(session, time.time()), console=self.console, auto_refresh=False,
-                         transient=True, redirect_stdout=False, redirect_stderr=False)
-        self.live.start()
-
-    def message(self, sa, seen) -> None:
-        from rich.text import Text
-
-        from ikeflow.render.common import ip
-
-        key = self._key(sa.initiator[0], sa.responder[0])
-        if seen.retransmission:
-            self.retrans[key] = self.retrans.get(key, 0) + 1
-        label = seen.label + (" (again)" if seen.retransmission else "") + (f" retry:{seen.retry}" if seen.retry else "")
-        notes = " ".join(f"N({n})" for _, n in seen.msg.notifies)
-        style = "yellow" if seen.retransmission else "red" if seen.msg.malformed else ""
-        self.events.append(Text.assemble(
-            (_clock(seen.time), "dim"), "  ", f"{ip(seen.src)}:{seen.sport} → {ip(seen.dst)}:{seen.dport}  ",
-            (label, style or "bold"), f"  {notes}" if notes else "", (f"  frame {seen.ref}", "dim")))
-
-    def finding(self, f) -> None:
-        from rich.text import Text
-
-        from ikeflow.render.read_terminal import STYLE
-
-        self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", (f"{f.severity.upper():8}", STYLE[f.severity]),
-                                         f"{f.code} [{f.at}]: {f.summary}"))
-
-    def waiting(self, sa, w) -> None:
-        from rich.text import Text
-
-        from ikeflow.render.common import ip
-
-        style = "bold red" if w.stalled else "yellow"
-        self.events.append(Text.assemble((_clock(time.time()), "dim"), "  ", ("WAITING ", style),
-                                         f"{ip(sa.initiator[0])} ⇄ {ip(sa.responder[0])} {sa.mode()}: {w.text}"))
-
-    def esp(self, f, rate: float) -> None:
-        pass  # the table shows ESP per direction with its rate
-
-    def tick(self, session, now: float) -> None:
-        if self.live is not None:
-            self.live.update(self._render(session, now), refresh=True)
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    @staticmethod
-    def _key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
-        return (a, b) if a <= b else (b, a)
-
-    def _render(self, session, now: float):
-        from rich import box
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
-        from ikeflow.render.common import ip
-
-        an = session.an
-        esp: dict[tuple[bytes, bytes], int] = {}
-        for f in an.esp.flows.values():
-            esp[(f.src, f.dst)] = esp.get((f.src, f.dst), 0) + f.packets
-        if self._esp_mark is None or now - self._esp_mark[0] >= EVALUATE:
-            if self._esp_mark is not None:
-                t0, old = self._esp_mark
-                self.esp_rate = {k: (v - old.get(k, 0)) / (now - t0) for k, v in esp.items()}
-            self._esp_mark = (now, esp)
-        elapsed = now - session.start
-        head = Text.assemble(
-            ("ikeflow live ", "bold"), (session.iface, "bold"),
-            f"  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}  {session.frames} packets ({session.rate:.0f}/s): "
-            f"{an.stats.ike} IKE, {sum(esp.values())} ESP",
-            (f"  kernel dropped {session.sock.drops}", "bold red") if session.sock.drops else "  no kernel drops",
-            ("  Ctrl-C ends with the report", "dim"))
-        t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for col, just, wrap, least, most in (
-                ("peers a ⇄ b", "left", False, None, None), ("IKE SA", "left", False, None, None),
-                ("state", "left", True, 20, None), ("last (ago)", "left", False, None, None),
-                ("retr", "right", False, None, None), ("NAT", "left", True, None, 12),
-                ("ESP a→b", "right", False, None, None), ("ESP b→a", "right", False, None, None)):
-            t.add_column(col, justify=just, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis",
-                         min_width=least, max_width=most)
-        keys = list(an.pairs)
-        for (src, dst) in esp:
-            k = self._key(src, dst)
-            if k not in an.pairs and k not in keys:
-                keys.append(k)
-        rows = []
-        for k in keys:
-            pair = an.pairs.get(k)
-            a, b = (pair.a, pair.b) if pair else k
-            last_time = pair.first_time if pair else 0.0
-            sa = pair.sas[-1] if pair and pair.sas else None
-            sa_text, state, last, nat = "—", Text("ESP only" if not pair or not pair.sas else ""), "", ""
-            if sa is not None:
-                sa_text = f"v{sa.version} {sa.ispi.hex()[:8]}" + (f" +{len(pair.sas) - 1}" if len(pair.sas) > 1 else "")
-                waits = sa.owed(now)
-                if waits:
-                    w = max(waits, key=lambda w: w.last.time)
-                    style = "bold red" if w.stalled and w.seconds >= WAIT_SHOWN else "yellow"
-                    state = Text(w.text, style=style)
-                else:
-                    state = Text(sa.state(), style="green" if sa.ike_sa_up() else "")
-                m = max((x.messages[-1] for x in pair.sas if x.messages), key=lambda m: m.time)
-                last_time = max(last_time, m.time)
-                arrow = "→" if m.src == a else "←"
-                last = f"{m.label}{' again' if m.retransmission else ''} {arrow} {_ago(now - m.time)}"
-                behind = sa.behind_nat()
-                who = [r for r in "IR" if behind[r]]
-                nat = {0: "", 1: f"{who[0]} behind NAT", 2: "both behind NAT"}[len(who)]
-                if sa.float_at:
-                    nat += ("; " if nat else "") + f"float at {sa.float_at}"
-            out, back = esp.get((a, b), 0), esp.get((b, a), 0)
-            ro, rb = self.esp_rate.get((a, b), 0.0), self.esp_rate.get((b, a), 0.0)
-            rows.append((last_time, (f"{ip(a)}\n⇄ {ip(b)}", sa_text, state, last, str(self.retrans.get(k, 0) or ""),
-                                     nat or "none seen", f"{_n(out)} {_n(ro)}/s" if out else "0",
-                                     f"{_n(back)} {_n(rb)}/s" if back else "0")))
-        room = max(3, self.console.size.height - self.EVENTS - 8)
-        rows.sort(key=lambda r: r[0], reverse=True)
-        for _, cells in rows[:room]:
-            t.add_row(*cells)
-        parts = [head, t]
-        if len(rows) > room:
-            parts.append(Text(f"… {len(rows) - room} more peer pairs (the least recently active)", style="dim"))
-        if not rows:
-            parts.append(Text(f"no IKE or ESP yet (filter: {self.expr})", style="dim"))
-        parts.append(Text("events", style="bold"))
-        parts.extend(list(self.events)[-self.EVENTS:])
-        return Group(*parts)
-
-
-def _n(x: float) -> str:
-    """A count or rate in at most 4 characters and a suffix: 812, 41k, 1.2M."""
-    if x < 1000:
-        return f"{x:.0f}"
-    if x < 10_000:
-        return f"{x / 1000:.1f}k"
-    if x < 1_000_000:
-        return f"{x / 1000:.0f}k"
-    return f"{x / 1e6:.1f}M"
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min"
-
-
-def _clock(ts: float) -> str:
-    """HH:MM:SS.mmm (local time), or the raw epoch seconds when no date can hold `ts`."""
-    try:
-        return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
-    except (OverflowError, OSError, ValueError):
-        return f"{ts:.3f} s"
-
-
-# -- the command ---------------------------------------------------------------------------
-
-
-@click.command(help=LIVE_HELP)
-@click.argument("interface")
-@click.option("--filter", "extra", default=None, metavar="EXPR",
-              help="Also require this pcap-filter expression, e.g. 'host 203.0.113.7'.")
-@click.option("--write", "write", default=None, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Save the captured packets as pcap while analysing.")
-@click.option("--count", default=None, type=click.IntRange(1), metavar="N", help="Stop after N packets.")
-@click.option("--duration", default=None, type=click.FloatRange(0, min_open=True), metavar="S",
-              help="Stop after S seconds.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
-@click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
-@click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
-              help="UDP port of NAT-T (IKE and ESP in UDP).")
-@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
-              help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
-                   "Default: ring where Linux has it.")
-@limit_options
-def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend, limits) -> None:
-    from ikeflow.cli import run_command
-
-    run_command(run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend,
-                limits, usage_errors=(LiveError,))
-
-
-def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,
-        as_json: bool, ike_port: int, natt_port: int, no_color: bool, backend: str | None = None,
-        limits: Limits = DEFAULT) -> int:
-    from rich.console import Console
-
-    from ikeflow.pipeline import Options, Pipeline
-    from ikeflow.sources.capture import FileInfo
-
-    expr = base_filter(ike_port, natt_port)
-    if extra:
-        from scapy.arch.common import free_filter
-
-        try:
-            free_filter(_compile(extra, lk.ETHERNET))
-        except LiveError as e:
-            raise LiveError(str(e).replace("bad capture filter", "bad --filter expression").rsplit(": ", 1)[0]
-                            + f": {extra}") from None
-        expr = f"({expr}) and ({extra})"
-    sock = open_socket(backend, interface, expr)
-    writer = None
-    try:
-        writer = PcapWriter(write, sock.linktype) if write else None
-        json_mode = as_json or not sys.stdout.isatty()
-        sink = JsonSink(sys.stdout) if json_mode else TerminalSink(Console(no_color=no_color, highlight=False))
-        spool = None
-        if json_mode:
-            from ikeflow.render.read_json import MessageSpool
-
-            spool = MessageSpool(1)
-        pipeline = Pipeline(Options(ike_port, natt_port, limits), [spool.add] if spool else [])
-        info = FileInfo(f"{interface} (live)", format="live", linktypes=[sock.linktype])
-        pipeline.source(info)
-        session = Session(interface, pipeline, info, sink, sock)
-
-        stop = {"why": None}
-
-        def on_signal(signum, _frame):
-            if stop["why"] is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C: give up on the report
-            stop["why"] = signal.Signals(signum).name
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            sink.start(session, expr)
-            deadline = session.start + duration if duration else None
-            next_tick = next_eval = time.time()
-            frame, linktype = pipeline.frame, sock.linktype
-            cpu0 = time.process_time()
-            first = last = None
-            frames = 0
-
-            def feed(batch, until=None) -> bool:
-                """Analyse (and save) a batch; True when --count is reached or a frame is later than `until`."""
-                nonlocal frames, first, last
-                done = False
-                for sec, usec, data, wirelen in batch:
-                    ts = sec + usec * 1e-6
-                    if until is not None and ts > until:
-                        done = True
-                        break
-                    frames += 1
-                    if first is None:
-                        first = ts
-                    last = ts
-                    if writer:
-                        writer.write(sec, usec, data, wirelen)
-                    frame(frames, ts, linktype, data, wirelen)
-                    if count and frames >= count:
-                        stop["why"] = "count"
-                        done = True
-                        break
-                session.frames = frames
-                info.first_time, info.last_time = first, last
-                return done
-
-            def read(limit):
-                try:
-                    return sock.read(limit)
-                except OSError as e:
-                    if e.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO):
-                        click.echo(f"ikeflow: warning: {interface}: {os.strerror(e.errno)}; capture ended", err=True)
-                        stop["why"] = stop["why"] or "interface"
-                        return None
-                    raise
-
-            while stop["why"] is None:
-                now = time.time()
-                wait = min(next_tick, deadline or next_tick) - now
-                if wait > 0:
-                    try:
-                        ready, _, _ = select.select([sock], [], [], wait)
-                    except InterruptedError:
-                        ready = []
-                else:
-                    ready = [sock]
-                if ready:
-                    feed(read(BATCH) or [])
-                now = time.time()
-                if deadline and now >= deadline:
-                    stop["why"] = "duration"
-                if now >= next_eval:
-                    sock.stats()
-                    session.evaluate(now)
-                    next_eval = now + EVALUATE
-                if now >= next_tick or stop["why"]:
-                    if writer:
-                        writer.flush()
-                    sink.tick(session, now)
-                    next_tick = now + REFRESH
-            if stop["why"] not in ("count", "interface"):
-                # What arrived before the stop and still waits in the kernel (a ring block not yet handed
-                # over, a backlog under load) belongs to the capture: take it, for up to DRAIN seconds.
-                until, idle = (deadline if stop["why"] == "duration" else time.time()), 0
-                give_up = time.time() + DRAIN
-                while time.time() < give_up and idle < 3:
-                    batch = read(BATCH)
-                    if batch is None or feed(batch, until):
-                        break
-                    if not batch:
-                        idle += 1
-                        time.sleep(_Ring.RETIRE / 1000)
-                    else:
-                        idle = 0
-            session.frames = frames
-            sock.stats()
-            session.cpu = time.process_time() - cpu0
-        finally:
-            sink.stop()
-            for s, h in old.items():
-                signal.signal(s, h)
-    finally:
-        sock.close()
-        if writer:
-            writer.close()
-
-    elapsed = time.time() - session.start
-    info.packets = frames
-    info.first_time, info.last_time = first, last
-    result = pipeline.conclude()
-    found = result.findings
-    drops = sock.drops
-    note = (f"{frames} packets captured on {interface} in {elapsed:.1f} s ({frames / elapsed if elapsed else 0:.0f}/s); "
-            + (f"the kernel dropped {drops} packets (the analysis misses them)" if drops else "no kernel drops"))
-    if json_mode:
-        for f in found:  # the findings that had not been shown yet
-            key = _finding_key(f)
-            if session._shown.get(key) != f.severity:
-                sink.finding(f)
-        from ikeflow.render.read_json import build, write as write_report
-
-        sink.emit({"event": "capture", "interface": interface, "packets": frames, "kernel_drops": drops,
-                   "seconds": round(elapsed, 3), "cpu_seconds": round(session.cpu, 3), "ended_by": stop["why"]})
-        sys.stdout.write('{"event":"report","report":')
-        write_report(sys.stdout, build(result.model, result.infos, found, result.verdicts), spool, end="}\n")
-        sys.stdout.flush()
-    else:
-        from ikeflow.render.read_terminal import render
-
-        render(Console(no_color=no_color, highlight=False), result.model, result.infos, found, result.verdicts,
-               title=f"ikeflow live {interface}")
-    click.echo(f"ikeflow: {note}", err=True)
-    return result.exit_code
