@@ -78,11 +78,7 @@ def capture_filter(ike_port: int, natt_port: int, extra: str | None = None) -> s
         return expr
     from scapy.arch.common import free_filter
 
-    try:
-        free_filter(_compile(extra, lk.ETHERNET))
-    except LiveError as e:
-        raise LiveError(str(e).replace("bad capture filter", "bad --filter expression").rsplit(": ", 1)[0]
-                        + f": {extra}") from None
+    free_filter(_compile(extra, lk.ETHERNET, "--filter expression"))
     return f"({expr}) and ({extra})"
 
 
@@ -350,7 +346,7 @@ def _check_interface(iface: str) -> int:
         return -1
 
 
-def _compile(expr: str, linktype: int):
+def _compile(expr: str, linktype: int, what: str = "capture filter"):
     try:
         from scapy.arch.common import compile_filter
         from scapy.error import Scapy_Exception
@@ -363,7 +359,7 @@ def _compile(expr: str, linktype: int):
     except Scapy_Exception as e:
         text = str(e)
         why = text[text.rfind("(") + 1 : -1] if text.endswith(")") and "(" in text else text
-        raise LiveError(f"bad capture filter: {why}: {expr}") from None
+        raise LiveError(f"bad {what}: {why}: {expr}") from None
 
 
 def _attach(sock: socket.socket, program) -> None:
