@@ -45,6 +45,8 @@ def _live_module():
 
     run(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color) must look up
     `open_socket(backend, interface, expr)` in that module's globals: the replay replaces it there.
+    Before the refactor of issue 8 and after it, that is ikeflow.live (which now imports open_socket
+    from ikeflow.sources.live, the capture backends).
     This is the only place that knows where live lives; update it when the code moves."""
     return importlib.import_module("ikeflow.live"), "run"
 
