@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from conftest import PCAPS, need_public
 from ikeflow.decode import packet as pk
 from ikeflow.cli import main
-from ikeflow.compare import Comparison, build
+from ikeflow.compare import Comparison
+from ikeflow.render.compare_json import build
 
 LAB = PCAPS / "lab"
 INSIDE, OUTSIDE = 0, 1

@@ -1,0 +1,206 @@
+"""The findings of one segment: the evidence for each situation the matching found, the row of
+compare.rules it picks, and the finding's summary, frames and hint."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ikeflow.compare import rules
+from ikeflow.compare.points import Msg, Point
+from ikeflow.compare.segment import (CompareFinding, Conversation, Direction, EspSa, IcmpOneSide, Incomplete,
+                                    NatMapping, Segment)
+from ikeflow.diagnose.finding import WARNING, times
+from ikeflow.render.common import clock, endpoint, ip
+from ikeflow.sources.capture import split_ref
+
+MTU_PAYLOAD = 1472  # bytes of UDP payload that fit a 1500-byte IPv4 packet
+
+
+def findings(seg: Segment, first_segment: bool, last_segment: bool) -> list[CompareFinding]:
+    """Every finding of the segment; requests unanswered are judged only at the ends of the path."""
+    out = [_empty(seg, p) for p in (seg.x, seg.y) if p.empty()]
+    for conv in seg.convs:
+        pair = (conv.pairs[conv.init_side] or conv.pairs[seg.other(conv.init_side).index] or [None])[0]
+        for d in conv.directions.values():
+            out += _lost(seg, d, pair)
+            out += [_esp(seg, d, sa, pair) for sa in d.esp if sa.judged and sa.lost]
+            if (d.down == seg.y.index and last_segment) or (d.down == seg.x.index and first_segment):
+                out += _unanswered(seg, conv, d, pair)
+    out += [_nat_changed(seg, m) for m in seg.nat if len(m.outside) > 1]
+    out += [_icmp(seg, e) for e in seg.icmp_one_side]
+    out += [_fragments(seg, fr) for fr in seg.fragments]
+    return out
+
+
+def _finding(seg: Segment, row: rules.Row, at: str, summary: str, hint: str, frames: list[int] | None = None,
+             pair=None, severity: str | None = None) -> CompareFinding:
+    return CompareFinding(severity or row.severity, row.code, at, summary, hint, frames or [], list(row.causes),
+                          pair=pair, segment=seg.points)
+
+
+def _where(seg: Segment, d: Direction) -> str:
+    return f"between the capture points ({seg.point(d.up).name} → {seg.point(d.down).name})"
+
+
+def _frames(ms: list[Msg]) -> str:
+    return ", ".join(str(split_ref(m.ref)[1]) for m in ms[:8])
+
+
+def _lost(seg: Segment, d: Direction, pair) -> list[CompareFinding]:
+    """IKE messages of which no copy arrived, one finding per rule (and recovered or not); messages of
+    which another copy arrived, one more."""
+    if not d.lost:
+        return []
+    up, down = seg.point(d.up), seg.point(d.down)
+    arrived_keys = {(u.sa, u.key) for u, _ in d.matched}
+    groups: dict[tuple, list[Msg]] = {}
+    for m in d.lost:
+        groups.setdefault((m.sa, m.key), []).append(m)
+    last_arrival = max((seg.to_y(w.point, w.time) for _, w in d.matched), default=None)
+
+    def natt(u: Msg) -> bool:
+        return u.natt or seg.natt_port in (u.dport, u.sport)
+
+    natt_arrived = any(natt(u) for u, _ in d.matched)
+    plain_arrived = any(not natt(u) for u, _ in d.matched)
+    small_arrived = any(not u.fragments for u, _ in d.matched)
+    whole: dict[tuple, list] = defaultdict(list)  # (row, recovered) -> groups of which no copy arrived
+    partial: list[list[Msg]] = []
+    for key, ms in groups.items():
+        if key in arrived_keys:
+            partial.append(ms)
+            continue
+        m = ms[0]
+        row = rules.pick(rules.LOST, rules.Lost(
+            answer=not m.request or m.response, fragmented=any(x.fragments for x in ms) or m.size > MTU_PAYLOAD,
+            natt=natt(m), natt_arrived=natt_arrived, plain_arrived=plain_arrived, small_arrived=small_arrived,
+            none_arrived=not d.matched))
+        recovered = last_arrival is not None and last_arrival > seg.to_y(d.up, ms[-1].time)
+        whole[(row, recovered)].append(ms)
+    out = []
+    facts = {"up": up.name, "down": down.name, "ike": seg.ike_port, "natt": seg.natt_port, "where": _where(seg, d)}
+    for (row, recovered), gs in whole.items():
+        msgs = [m for ms in gs for m in ms]
+        incomplete = [f for f in seg.fragments if f.point == d.down and f.message in msgs]
+        fragments = (f"{len(incomplete)} arrived as incomplete IP fragments" if incomplete else
+                     f"none of their IP fragments reached {down.name}")
+        says = row.says.format(**facts, fragments=fragments)
+        out.append(_finding(
+            seg, row, gs[0][0].label,
+            f"{d.src} → {d.dst}: {'; '.join(_describe(seg, ms) for ms in gs)}, never arrived at {down.name}: "
+            f"{says}{', later messages got through' if recovered else ''}",
+            row.hint.format(**facts), [up.ref(m.ref) for m in msgs] + [f.frames[0] for f in incomplete], pair,
+            WARNING if recovered else None))
+    if partial:
+        row = rules.pick(rules.COPY_LOST)
+        what = "; ".join(f"{len(ms)} cop{'y' if len(ms) == 1 else 'ies'} of {ms[0].label}" for ms in partial)
+        out.append(_finding(seg, row, partial[0][0].label, f"{d.src} → {d.dst}: {what} {row.says.format(**facts)}",
+                            row.hint.format(**facts), [up.ref(m.ref) for ms in partial for m in ms], pair))
+    return out
+
+
+def _describe(seg: Segment, ms: list[Msg]) -> str:
+    m = ms[0]
+    port = f"UDP {m.dport}" + (" after the non-ESP marker" if m.natt else "")
+    frag = f", {m.fragments} IP fragments" if m.fragments else ""
+    return (f"{m.label} ({m.size} bytes, {port}{frag}) sent {times(len(ms))} at {seg.point(m.point).name} "
+            f"(frame{'s' if len(ms) > 1 else ''} {_frames(ms)}{'…' if len(ms) > 8 else ''})")
+
+
+def _esp(seg: Segment, d: Direction, sa: EspSa, pair) -> CompareFinding:
+    """ESP of one SA lost between the points."""
+    up, down = seg.point(d.up), seg.point(d.down)
+    f, g = sa.flow_up, sa.flow_down
+    row = rules.pick(rules.ESP, rules.EspLoss(none_arrived=sa.arrived == 0))
+    facts = {"up": up.name, "down": down.name, "where": _where(seg, d), "src": d.src, "dst": d.dst,
+             "packets": f.packets, "lost": sa.lost, "note": f" ({sa.note})" if sa.note else "",
+             "frames": f"{split_ref(f.first_frame)[1]}–{split_ref(f.last_frame)[1]}",
+             "esp": f"UDP {f.dport}" if f.encap == "udp" else "IP protocol 50 (ESP)",
+             "sent": f"{f.seq_min}–{f.seq_max}", "arrived": f"{g.seq_min}–{g.seq_max}" if g else ""}
+    # the first packet sent, and the first that arrived (the last sent when none did)
+    frames = [up.ref(f.first_frame), down.ref(g.first_frame) if sa.arrived else up.ref(f.last_frame)]
+    return _finding(seg, row, "ESP", f"ESP SPI {f.spi:08x} {d.src} → {d.dst}: {row.says.format(**facts)}",
+                    row.hint.format(**facts), frames, pair)
+
+
+def _unanswered(seg: Segment, conv: Conversation, d: Direction, pair) -> list[CompareFinding]:
+    """Requests that reached the capture point nearest the peer, re-sent, never answered there."""
+    down = seg.point(d.down)
+    at_down = {sa_key: down.msgs.get(sa_key, []) for sa_key in conv.sas}
+    groups: dict[tuple, list[Msg]] = {}
+    for _, w in d.matched:
+        if w.request and not w.response:
+            groups.setdefault((w.sa, w.key), []).append(w)
+    for m in conv.only.get(d.down, []):
+        if (m.sa, m.key) in groups:
+            groups[(m.sa, m.key)].append(m)
+    hits = []
+    for (sa_key, _), ws in groups.items():
+        ws.sort(key=lambda m: m.time)
+        first = ws[0]
+        if len(ws) < 2 and first.copies < 2:
+            continue  # not re-sent: its sender did not wait for an answer
+        answered = any(o.sender != first.sender and o.time >= first.time and
+                       (o.message_id == first.message_id or first.sa[0] == 1) for o in at_down[sa_key])
+        if not answered:
+            hits.append(ws)
+    if not hits:
+        return []
+    peer = conv.responder.get(d.down) if d.role == "I" else conv.initiator.get(d.down)
+    icmp = [e for k in conv.pairs.get(d.down, []) for e in down.an.pairs[k].icmp
+            if peer is not None and e.src == peer]
+    first = hits[0][0]
+    row = rules.pick(rules.UNANSWERED, rules.Unanswered(
+        icmp_unreachable=any("unreachable" in e.text for e in icmp),
+        liveness=first.label in ("INFO", "INFORMATIONAL"),
+        answered_before=any(o.sender != first.sender and o.time < first.time for o in at_down.get(first.sa, []))))
+    facts = {"icmp": icmp[0].text if icmp else "", "peer": ip(peer) if peer else "the peer"}
+    what = "; ".join(f"{ws[0].label} arrived {times(len(ws))} (frame{'s' if len(ws) > 1 else ''} {_frames(ws)})"
+                     for ws in hits)
+    return [_finding(
+        seg, row, first.label,
+        f"{d.src} → {d.dst}: {what} at {down.name}, re-sent and never answered there: the requests got through "
+        f"the capture points; they are lost beyond {down.name}, or the peer does not answer"
+        f"{row.says.format(**facts)}",
+        row.hint.format(**facts), [down.ref(m.ref) for ws in hits for m in ws] + [down.ref(e.ref) for e in icmp[:4]],
+        pair)]
+
+
+def _nat_changed(seg: Segment, m: NatMapping) -> CompareFinding:
+    conv = seg.convs[m.conv]
+    row = rules.pick(rules.NAT_CHANGED)
+    chain = " → ".join(f"{endpoint(o)} from {clock(v.first_time)}" for o, v in m.outside)
+    return _finding(
+        seg, row, "NAT-T",
+        f"the NAT between {seg.x.name} and {seg.y.name} changed the mapping of "
+        f"{'initiator' if m.endpoint == 'I' else 'responder'} {endpoint(m.inside)}: {chain}",
+        row.hint, [v.frames[0] for _, v in m.outside], (conv.pairs[conv.init_side] or [None])[0])
+
+
+def _icmp(seg: Segment, e: IcmpOneSide) -> CompareFinding:
+    ev, p = e.event, seg.point(e.point)
+    row = rules.pick(rules.ICMP)
+    return _finding(
+        seg, row, "IP",
+        f"ICMP {ev.text} from {ip(ev.src)} about {ip(ev.about[0])}:{ev.about[1]} → {ip(ev.about[2])}:{ev.about[3]} "
+        f"seen at {p.name} only (frame {split_ref(ev.ref)[1]}): sent by a hop between the capture points, or lost "
+        "between them", row.hint, [p.ref(ev.ref)])
+
+
+def _fragments(seg: Segment, fr: Incomplete) -> CompareFinding:
+    p, m = seg.point(fr.point), fr.message
+    row = rules.pick(rules.FRAGMENTS, rules.Fragments(has_first=fr.has_first))
+    about = (f" ({m.label} frame {split_ref(m.ref)[1]} at {seg.point(m.point).name}, {m.fragments} fragments)"
+             if m is not None else "")
+    return _finding(
+        seg, row, "IP",
+        f"an IP-fragmented datagram {ip(fr.src)} → {ip(fr.dst)} arrived incomplete at {p.name}: "
+        f"{fr.fragments} fragment(s), {fr.bytes} bytes{about}", row.hint, fr.frames[:10])
+
+
+def _empty(seg: Segment, p: Point) -> CompareFinding:
+    row = rules.pick(rules.EMPTY)
+    return _finding(
+        seg, row, "capture",
+        f"{p.name} holds no packets: everything sent towards it was lost before it, or it captured the wrong "
+        "interface or filter", row.hint)
