@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from conftest import PCAPS, need_public
 from ikeflow.decode import packet as pk
 from ikeflow.cli import main
-from ikeflow.compare import Comparison
+from ikeflow.compare import Comparison, rules
+from ikeflow.diagnose import causes
 from ikeflow.render.compare_json import build
 
 LAB = PCAPS / "lab"
@@ -192,6 +193,59 @@ def test_failures_that_are_not_transport_problems_lose_nothing(scenario):
     _, doc = run(lab(scenario))
     assert errors(doc) == []
     assert all(not d["ike"]["lost"] for p in doc["pairs"] for d in p["directions"])
+
+
+# -- the rule table ------------------------------------------------------------------------------
+
+
+EVIDENCE = {rules.LOST: rules.Lost, rules.ESP: rules.EspLoss, rules.UNANSWERED: rules.Unanswered,
+            rules.FRAGMENTS: rules.Fragments}
+
+
+def evidence(situation, **facts):
+    """The situation's evidence with every fact False but those given."""
+    kind = EVIDENCE.get(situation)
+    return kind(**{n: facts.get(n, False) for n in kind.__dataclass_fields__}) if kind else None
+
+
+def test_rule_causes_are_in_the_shared_vocabulary():
+    named = [c for row in rules.TABLE for c in row.causes]
+    assert named and set(named) <= set(causes.CAUSES)
+
+
+@pytest.mark.parametrize("value", [False, True])
+def test_every_situation_has_a_last_row_that_always_holds(value):
+    situations = dict.fromkeys(row.situation for row in rules.TABLE)
+    for situation in situations:
+        e = evidence(situation, **{n: value for n in getattr(EVIDENCE.get(situation), "__dataclass_fields__", ())})
+        for row in rules.TABLE:
+            if row.situation == situation:
+                row.when(e)  # a misspelt evidence name fails here
+        assert rules.pick(situation, e).situation == situation
+
+
+@pytest.mark.parametrize("facts,expected", [
+    ({"answer": True, "fragmented": True}, ("reply-path-lost",)),
+    ({"fragmented": True, "natt": True, "small_arrived": True}, ("fragments-dropped", "udp4500-blocked")),
+    ({"fragmented": True, "natt": True, "natt_arrived": True, "small_arrived": True}, ("fragments-dropped",)),
+    ({"fragmented": True, "none_arrived": True}, ("fragments-dropped",)),
+    ({"fragmented": True, "plain_arrived": True}, ("path-blocked",)),  # only fragmented ones arrived: fragments pass
+    ({"natt": True, "plain_arrived": True}, ("udp4500-blocked",)),
+    ({"natt": True, "plain_arrived": True, "natt_arrived": True}, ("path-blocked",)),
+    ({}, ("path-blocked",)),
+])
+def test_lost_message_rows(facts, expected):
+    assert rules.pick(rules.LOST, evidence(rules.LOST, **facts)).causes == expected
+
+
+@pytest.mark.parametrize("facts,expected", [
+    ({"icmp_unreachable": True, "liveness": True, "answered_before": True}, ("peer-down",)),
+    ({"liveness": True, "answered_before": True}, ("peer-dead", "peer-ignores")),  # DPD nobody answers now
+    ({"liveness": True}, ("peer-ignores",)),
+    ({"answered_before": True}, ("peer-ignores",)),
+])
+def test_unanswered_rows(facts, expected):
+    assert rules.pick(rules.UNANSWERED, evidence(rules.UNANSWERED, **facts)).causes == expected
 
 
 # -- the command line -------------------------------------------------------------------------
