@@ -87,6 +87,10 @@ class EspTable:
         self.overflow = self.flows.overflow = {} if overflow is None else overflow
         self.new: OrderedDict[int, EspFlow] = OrderedDict()  # flows that had one packet when added, oldest first
 
+    def fresh(self) -> EspTable:
+        """An empty table with the same settings, for a second reader of the same capture."""
+        return EspTable(self.natt_port, self.max_flows, max_new=self.max_new)
+
     @property
     def packets(self) -> int:
         """ESP packets counted so far."""

@@ -473,7 +473,7 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         status = 1
         try:
             os.close(rfd)
-            theirs = EspTable(esp.natt_port, esp.max_flows, max_new=esp.max_new)
+            theirs = esp.fresh()
             walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs)
             for batch in _walk_mapped(mm, walker, split, len(mm), info):
                 pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)  # one pickle a batch: no memo keeps records
