@@ -11,6 +11,7 @@ import click
 
 from ikeflow import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, __version__
 from ikeflow.limits import DEFAULT, OPTIONS, Limits
+from ikeflow.sources.live import BACKENDS
 
 REPORT_URL = "the ikeflow issue tracker"
 
@@ -36,56 +37,128 @@ Exit codes: 0 nothing wrong, 1 at least one error finding,
 """
 
 
-class _Commands(click.Group):
-    """Commands whose modules load only when they run (`live` pulls in more than `read` needs)."""
-
-    LAZY = {"live": ("ikeflow.live", "live"), "compare": ("ikeflow.compare", "compare")}
-
-    def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | {n for n in self.LAZY if self._lazy(n)})
-
-    def get_command(self, ctx, name):
-        return super().get_command(ctx, name) or self._lazy(name)
-
-    def _lazy(self, name):
-        import importlib
-
-        if name not in self.LAZY:
-            return None
-        module, attr = self.LAZY[name]
-        return getattr(importlib.import_module(module), attr)  # a broken import fails loudly, never hides a command
-
-
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ikeflow")
 def main() -> None:
     """ikeflow: trace IKE/ESP negotiations in packet captures and say where they stall."""
 
 
-def limit_options(command):
-    """The `--max-*` options of `limits.OPTIONS`: the caps on kept state, passed on as `limits`."""
-    @functools.wraps(command)
-    def with_limits(*args, **kw):
-        return command(*args, limits=Limits(**{field: kw.pop(field) for field in OPTIONS}), **kw)
+def analysis_options(json_help: str):
+    """The options every command shares: --json, the ports, --no-color and the `--max-*` caps of
+    `limits.OPTIONS` (passed on as `limits`)."""
+    def decorate(command):
+        @functools.wraps(command)
+        def with_limits(*args, **kw):
+            return command(*args, limits=Limits(**{field: kw.pop(field) for field in OPTIONS}), **kw)
 
-    for field, (flag, what) in reversed(OPTIONS.items()):
-        with_limits = click.option(
-            flag, field, default=getattr(DEFAULT, field), show_default=True, type=click.IntRange(1), metavar="N",
-            help=f"Keep at most N {what}; more are counted and reported as an overflow finding.")(with_limits)
-    return with_limits
+        for field, (flag, what) in reversed(OPTIONS.items()):
+            with_limits = click.option(
+                flag, field, default=getattr(DEFAULT, field), show_default=True, type=click.IntRange(1), metavar="N",
+                help=f"Keep at most N {what}; more are counted and reported as an overflow finding.")(with_limits)
+        for option in reversed((
+                click.option("--json", "as_json", is_flag=True, help=json_help),
+                click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535),
+                             help="UDP port of IKE."),
+                click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
+                             help="UDP port of NAT-T (IKE and ESP in UDP)."),
+                click.option("--no-color", is_flag=True, help="No colours, even on a terminal."))):
+            with_limits = option(with_limits)
+        return with_limits
+    return decorate
+
+
+def _one_stdin(files) -> None:
+    if list(files).count("-") > 1:
+        raise click.UsageError("standard input (-) can be read only once")
 
 
 @main.command(help=READ_HELP)
 @click.argument("files", nargs=-1, required=True, metavar="FILE... (or - for stdin)")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (schema 1, see README) instead of the report.")
-@click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
-@click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of NAT-T (IKE and ESP in UDP).")
-@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-@limit_options
+@analysis_options("Print one JSON document (schema 1, see README) instead of the report.")
 def read(files, as_json, ike_port, natt_port, no_color, limits) -> None:
-    if list(files).count("-") > 1:
-        raise click.UsageError("standard input (-) can be read only once")
+    _one_stdin(files)
     run_command(_read, list(files), as_json, ike_port, natt_port, no_color, limits)
+
+
+LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
+
+\b
+  sudo ikeflow live eth0
+  sudo ikeflow live any --filter 'host 203.0.113.7' --write tun.pcap
+
+Captures UDP 500, UDP 4500 and ESP (IP protocol 50), plus IP fragments and
+ICMP errors, with a kernel BPF filter; --filter adds a pcap-filter expression
+(ANDed).  On a terminal it shows one row per peer pair (state, last message,
+retransmissions, NAT, ESP each way) and the events as they come, including
+"waiting for MM6 for 12 s (3 retransmissions)" while a stall unfolds.
+Without a terminal, or with --json, it prints one JSON object per line per
+event: start, message, finding, esp (at most once a second per flow), and at
+the end capture (packets, kernel drops) and report (the `ikeflow read --json`
+document).
+
+\b
+Ctrl-C, --count or --duration end the capture with the same final report
+and exit codes as `ikeflow read`: 0 nothing wrong, 1 at least one error
+finding, 2 usage error or the interface cannot be captured on, 3 internal error.
+Needs root or CAP_NET_RAW.  On Linux it reads the kernel's packet ring;
+elsewhere (macOS, BSD), or with --backend scapy, libpcap through Scapy.
+"""
+
+
+@main.command(help=LIVE_HELP)
+@click.argument("interface")
+@click.option("--filter", "extra", default=None, metavar="EXPR",
+              help="Also require this pcap-filter expression, e.g. 'host 203.0.113.7'.")
+@click.option("--write", "write", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Save the captured packets as pcap while analysing.")
+@click.option("--count", default=None, type=click.IntRange(1), metavar="N", help="Stop after N packets.")
+@click.option("--duration", default=None, type=click.FloatRange(0, min_open=True), metavar="S",
+              help="Stop after S seconds.")
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
+              help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
+                   "Default: ring where Linux has it.")
+@analysis_options("JSON lines (the default when stdout is not a terminal).")
+def live(interface, extra, write, count, duration, backend, as_json, ike_port, natt_port, no_color, limits) -> None:
+    from ikeflow import live as body
+    from ikeflow.sources.live import LiveError
+
+    run_command(body.run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend,
+                limits, usage_errors=(LiveError,))
+
+
+COMPARE_HELP = """Compare captures taken at two (or more) points of the same path.
+
+\b
+Capture at both ends (or before and after a NAT router / firewall):
+  tcpdump -i eth0 -s 0 -w local.pcap 'udp port 500 or udp port 4500 or esp or icmp'
+then run:
+  ikeflow compare local.pcap remote.pcap
+  ikeflow compare a.pcap b.pcap c.pcap     (points in order along the path)
+
+Matches every IKE message (by SPIs, message ID and content, across NAT) and
+every ESP SPI seen at one point with the other, estimates the clock offset
+between the captures, and reports per peer pair and direction what was sent,
+what arrived, what was lost (with the frames on both sides), duplicated or
+reordered, the transit delay, the NAT mappings between the points, IP
+fragments that arrived incomplete and ICMP errors seen on one side only.
+Findings name the segment where packets are lost and the likely cause.
+
+\b
+Exit codes: 0 nothing lost, 1 at least one error finding,
+2 usage error or unreadable input, 3 internal error.
+"""
+
+
+@main.command(help=COMPARE_HELP)
+@click.argument("files", nargs=-1, required=True, metavar="FILE FILE [FILE...]")
+@analysis_options("Print one JSON document (schema 1, kind compare, see README).")
+def compare(files, as_json, ike_port, natt_port, no_color, limits) -> None:
+    from ikeflow import compare as body
+
+    if len(files) < 2:
+        raise click.UsageError("compare needs at least two captures, in order along the path")
+    _one_stdin(files)
+    run_command(body.run, list(files), as_json, ike_port, natt_port, no_color, limits)
 
 
 class _WriteError(Exception):

@@ -9,7 +9,7 @@ a tunnel: 1.4 GB at that size), while floods stay under 150 MiB: IKE SAs
 their responder never answered and ESP SAs with a single packet (what a flood
 of new SPIs makes) are capped apart, and past their caps the oldest are
 forgotten, as a responder drops its oldest half-open SAs.  The commands'
-`--max-*` options set them (`cli.limit_options`).
+`--max-*` options set them (`cli.analysis_options`).
 """
 
 from __future__ import annotations

@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from ikeflow.cli import limit_options
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.model.events import MessageSeen
-from ikeflow.sources.live import BACKENDS, RETIRE_MS, LiveError, PcapWriter, capture_filter, open_socket
+from ikeflow.sources.live import RETIRE_MS, PcapWriter, capture_filter, open_socket
 
 if TYPE_CHECKING:
     from ikeflow.diagnose.finding import Finding
@@ -268,54 +267,6 @@ def _finding_key(f: Finding) -> tuple:
 
 # -- the command ---------------------------------------------------------------------------
 
-LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
-
-\b
-  sudo ikeflow live eth0
-  sudo ikeflow live any --filter 'host 203.0.113.7' --write tun.pcap
-
-Captures UDP 500, UDP 4500 and ESP (IP protocol 50), plus IP fragments and
-ICMP errors, with a kernel BPF filter; --filter adds a pcap-filter expression
-(ANDed).  On a terminal it shows one row per peer pair (state, last message,
-retransmissions, NAT, ESP each way) and the events as they come, including
-"waiting for MM6 for 12 s (3 retransmissions)" while a stall unfolds.
-Without a terminal, or with --json, it prints one JSON object per line per
-event: start, message, finding, esp (at most once a second per flow), and at
-the end capture (packets, kernel drops) and report (the `ikeflow read --json`
-document).
-
-\b
-Ctrl-C, --count or --duration end the capture with the same final report
-and exit codes as `ikeflow read`: 0 nothing wrong, 1 at least one error
-finding, 2 usage error or the interface cannot be captured on, 3 internal error.
-Needs root or CAP_NET_RAW.  On Linux it reads the kernel's packet ring;
-elsewhere (macOS, BSD), or with --backend scapy, libpcap through Scapy.
-"""
-
-
-@click.command(help=LIVE_HELP)
-@click.argument("interface")
-@click.option("--filter", "extra", default=None, metavar="EXPR",
-              help="Also require this pcap-filter expression, e.g. 'host 203.0.113.7'.")
-@click.option("--write", "write", default=None, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Save the captured packets as pcap while analysing.")
-@click.option("--count", default=None, type=click.IntRange(1), metavar="N", help="Stop after N packets.")
-@click.option("--duration", default=None, type=click.FloatRange(0, min_open=True), metavar="S",
-              help="Stop after S seconds.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
-@click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
-@click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
-              help="UDP port of NAT-T (IKE and ESP in UDP).")
-@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
-              help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
-                   "Default: ring where Linux has it.")
-@limit_options
-def live(interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend, limits) -> None:
-    from ikeflow.cli import run_command
-
-    run_command(run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend,
-                limits, usage_errors=(LiveError,))
 
 
 def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,

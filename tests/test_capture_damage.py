@@ -20,7 +20,7 @@ from test_capture import _block, esp, eth, ike, pcap, pcapng, run
 
 from conftest import ROOT
 from ikeflow.sources.capture import CaptureError, _Gunzip
-from ikeflow.compare import _clock
+from ikeflow.render.common import clock as _clock
 
 REPRO = ROOT.parent / "shared" / "repro"
 

@@ -33,56 +33,13 @@ import sys
 
 import click
 
-from ikeflow.cli import limit_options
 from ikeflow.compare.comparison import Comparison
 from ikeflow.diagnose.finding import ERROR
 from ikeflow.limits import Limits
-from ikeflow.render.common import clock
 from ikeflow.sources.capture import CaptureError
 
-__all__ = ["Comparison", "compare", "run"]
+__all__ = ["Comparison", "run"]
 
-_clock = clock  # tests/test_capture_damage.py still imports it; goes once that test uses render.common.clock
-
-COMPARE_HELP = """Compare captures taken at two (or more) points of the same path.
-
-\b
-Capture at both ends (or before and after a NAT router / firewall):
-  tcpdump -i eth0 -s 0 -w local.pcap 'udp port 500 or udp port 4500 or esp or icmp'
-then run:
-  ikeflow compare local.pcap remote.pcap
-  ikeflow compare a.pcap b.pcap c.pcap     (points in order along the path)
-
-Matches every IKE message (by SPIs, message ID and content, across NAT) and
-every ESP SPI seen at one point with the other, estimates the clock offset
-between the captures, and reports per peer pair and direction what was sent,
-what arrived, what was lost (with the frames on both sides), duplicated or
-reordered, the transit delay, the NAT mappings between the points, IP
-fragments that arrived incomplete and ICMP errors seen on one side only.
-Findings name the segment where packets are lost and the likely cause.
-
-\b
-Exit codes: 0 nothing lost, 1 at least one error finding,
-2 usage error or unreadable input, 3 internal error.
-"""
-
-
-@click.command(help=COMPARE_HELP)
-@click.argument("files", nargs=-1, required=True, metavar="FILE FILE [FILE...]")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (schema 1, kind compare, see README).")
-@click.option("--ike-port", default=500, show_default=True, type=click.IntRange(1, 65535), help="UDP port of IKE.")
-@click.option("--natt-port", default=4500, show_default=True, type=click.IntRange(1, 65535),
-              help="UDP port of NAT-T (IKE and ESP in UDP).")
-@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-@limit_options
-def compare(files, as_json, ike_port, natt_port, no_color, limits) -> None:
-    from ikeflow.cli import run_command
-
-    if len(files) < 2:
-        raise click.UsageError("compare needs at least two captures, in order along the path")
-    if list(files).count("-") > 1:
-        raise click.UsageError("standard input (-) can be read only once")
-    run_command(run, list(files), as_json, ike_port, natt_port, no_color, limits)
 
 
 def run(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
