@@ -1,4 +1,4 @@
-"""Command line: `ikeflow read` (and later live, compare)."""
+"""Command line: `ikeflow read`, `ikeflow live` and `ikeflow compare`, sharing one options decorator."""
 
 from __future__ import annotations
 
