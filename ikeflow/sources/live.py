@@ -93,7 +93,6 @@ class PacketSocket:
     def __init__(self, iface: str, expr: str):
         self.iface = iface
         self.drops = 0
-        self.kernel_packets = 0
         if iface == "any":
             hatype, cooked = None, True
         else:
@@ -136,7 +135,7 @@ class PacketSocket:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
                 s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.stats()  # reset the kernel counters (reading them clears them)
-            self.drops = self.kernel_packets = 0
+            self.drops = 0
         except OSError as e:
             s.close()
             if e.errno in (errno.ENODEV, errno.ENXIO):
@@ -185,12 +184,11 @@ class PacketSocket:
         return out
 
     def stats(self) -> None:
-        """Add the kernel's counters since the last call (PACKET_STATISTICS resets them)."""
+        """Add the kernel's drop counter since the last call (PACKET_STATISTICS resets it)."""
         try:
-            packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            _, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))  # packets, drops
         except OSError:
             return
-        self.kernel_packets += packets
         self.drops += drops
 
     def close(self) -> None:
@@ -267,7 +265,7 @@ class PcapSocket:
         from scapy.config import conf
         from scapy.error import Scapy_Exception
 
-        self.iface, self.drops, self.kernel_packets = iface, 0, 0
+        self.iface, self.drops = iface, 0
         if iface != "any" and sys.platform.startswith("linux"):
             _check_interface(iface)  # one clear line for a missing or down interface
         conf.use_pcap = True
@@ -306,7 +304,7 @@ class PcapSocket:
 
         st = pcap_stat()
         if pcap_stats(self.pcap.pcap, byref(st)) == 0:
-            self.kernel_packets, self.drops = st.ps_recv, st.ps_drop + st.ps_ifdrop
+            self.drops = st.ps_drop + st.ps_ifdrop
 
     def close(self) -> None:
         self.sock.close()
