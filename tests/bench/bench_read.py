@@ -129,8 +129,9 @@ def run(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, int, s
     return wall, rss_kib / 1024, code, tail
 
 
-def ok_exit(tool: str, code: int) -> bool:
-    return code in (0, 1) if tool == "ikeflow" else code == 0  # ikeflow exits 1 when it has error findings
+def ok_exit(tool: str, code: int, err: str) -> bool:
+    """ikeflow exits 1 when it has error findings; Python exits 1 too on an uncaught exception."""
+    return (code in (0, 1) and "Traceback (most recent call last)" not in err) if tool == "ikeflow" else code == 0
 
 
 def compare(path: Path, packets: int, runs: int, cmds: dict[str, list[str]]) -> dict[str, dict]:
@@ -140,7 +141,7 @@ def compare(path: Path, packets: int, runs: int, cmds: dict[str, list[str]]) -> 
         order = names if r % 2 == 0 else names[::-1]  # alternate who goes first
         for name in order:
             wall, rss, code, err = run(cmds[name])
-            if not ok_exit(name, code):
+            if not ok_exit(name, code, err):
                 print(f"{name} failed (exit {code}):\n{err}", file=sys.stderr)
                 sys.exit(1)
             results[name]["walls"].append(wall)
@@ -180,7 +181,7 @@ def sizes_sweep(sizes: list[int], folder: Path, seed: int, fmt: str, runs: int, 
         walls, rss = [], []
         for _ in range(runs):
             wall, peak, code, err = run(cmd + ["read", "--json", str(path)])
-            if not ok_exit("ikeflow", code):
+            if not ok_exit("ikeflow", code, err):
                 print(f"ikeflow failed (exit {code}):\n{err}", file=sys.stderr)
                 sys.exit(1)
             walls.append(wall)
