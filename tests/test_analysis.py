@@ -182,7 +182,7 @@ def test_keepalives_and_stats_add_up():
     an = feed([ka, ka, other, short])
     s = an.stats
     assert (s.keepalives, s.skipped, s.malformed) == (2, 1, 1)
-    assert s.packets == s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
+    assert s.packets == s.ike + s.esp + s.ah + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
 
 
 def test_esp_gaps_duplicates_and_reordering():

@@ -166,7 +166,7 @@ def test_memory_capped(tmp_path, kind):
         assert peak < 64 << 20, f"{kind}: peak {peak >> 20} MiB for {n} items"  # the reader's batches are 8 MiB
         assert len(an.sas) <= 500 and len(an.pairs) <= 500 and len(an.esp.flows) <= 500
         assert an.stats.packets == sum(vars(an.stats)[k] for k in
-                                       ("ike", "esp", "keepalives", "icmp", "fragments", "malformed", "skipped"))
+                                       ("ike", "esp", "ah", "keepalives", "icmp", "fragments", "malformed", "skipped"))
     assert held[1] < held[0] * 1.3, f"{kind}: {held[0] >> 10} KiB held at 4k items, {held[1] >> 10} KiB at 16k"
     if kind in ("sa-init", "esp-spis", "esp-peers"):
         overflow = [f for f in found if f.code == "overflow"]

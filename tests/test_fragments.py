@@ -90,7 +90,7 @@ def feed(datagrams, limits: Limits = Limits(), step: float = 0.1) -> Analyzer:
 
 def assert_adds_up(an: Analyzer) -> None:
     s = an.stats
-    assert s.packets == s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
+    assert s.packets == s.ike + s.esp + s.ah + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
 
 
 def repro(name: str) -> Path:

@@ -94,5 +94,5 @@ def test_every_lab_capture_is_read_cleanly():
             an, infos = analyse(s["files"][f"{side}_pcap"])
             st = an.stats
             assert st.malformed == 0 and infos[0].warning is None, s["scenario"]
-            assert st.packets == st.ike + st.esp + st.keepalives + st.icmp + st.fragments + st.malformed + st.skipped
+            assert st.packets == st.ike + st.esp + st.ah + st.keepalives + st.icmp + st.fragments + st.malformed + st.skipped
             assert st.packets == s["packets"][side], s["scenario"]

@@ -136,7 +136,7 @@ def run(datagrams: list[bytes], times: list[float], limits: Limits = DEFAULT) ->
     spool.file.close()
     render(Console(file=io.StringIO(), width=120, no_color=True), an, r.infos, r.findings, r.verdicts)
     s = an.stats
-    assert s.packets == s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
+    assert s.packets == s.ike + s.esp + s.ah + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
     return an
 
 

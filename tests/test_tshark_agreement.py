@@ -6,7 +6,7 @@ once (PDML, see tshark_oracle.py).  The test then checks:
 
 1. ikeflow reads it without a traceback (exit 0 or 1; exit 2 only for a file
    that is not a capture, with a one-line error and tshark failing too), its
-   stats add up (packets = ike + esp + keepalives + icmp + fragments +
+   stats add up (packets = ike + esp + ah + keepalives + icmp + fragments +
    malformed + skipped) and packets equals tshark's frame count;
 2. for every frame that either tool shows as an ISAKMP message: ispi, rspi,
    major version, exchange type, message ID, the flags (IKEv1 E and C,
@@ -324,7 +324,7 @@ def test_agrees_with_tshark(rel, tshark_results):
     assert code in (0, 1), f"exit code {code}: {stderr}"
     ts = tshark_results(rel)
     stats = doc["stats"]
-    parts = ("ike", "esp", "keepalives", "icmp", "fragments", "malformed", "skipped")
+    parts = ("ike", "esp", "ah", "keepalives", "icmp", "fragments", "malformed", "skipped")
     assert stats["packets"] == sum(stats[k] for k in parts), f"stats do not add up: {stats}"
     assert stats["packets"] == ts.frames, f"ikeflow counts {stats['packets']} packets, tshark {ts.frames} frames"
     assert doc["capture"]["packets"] == ts.frames

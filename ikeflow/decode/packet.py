@@ -17,8 +17,8 @@ from ikeflow.limits import DEFAULT, Limits
 from ikeflow.decode.linktypes import LINK_TYPES
 
 # Packet kinds; every frame gets exactly one.
-IKE, ESP, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
-    "ike", "esp", "keepalive", "icmp", "fragment", "malformed", "skipped")
+IKE, ESP, AH, KEEPALIVE, ICMP, FRAGMENT, MALFORMED, SKIPPED = (
+    "ike", "esp", "ah", "keepalive", "icmp", "fragment", "malformed", "skipped")
 
 ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8, 0x9100)
 IPV6_EXT = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, AH
@@ -45,6 +45,7 @@ class Packet:
     frag_more: bool = False
     frag_header: bytes = b""  # fragment: what to put in front of the reassembled payload
     truncated: bool = False  # cut short by the capture's snap length
+    ah: bytes = b""  # SPI and sequence number of an AH header in front (kind AH: nothing else known inside)
 
 
 def decode(linktype: int, data: bytes, ike_port: int = 500, natt_port: int = 4500) -> Packet:
@@ -110,7 +111,11 @@ def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, quoted: boo
             return Packet(FRAGMENT, src=src, dst=dst, size=total, frag_key=(src, dst, ip[4:6], proto),
                           frag_offset=(flags_frag & 0x1FFF) * 8, frag_more=bool(flags_frag & 0x2000),
                           payload=body, frag_header=ip[:ihl], truncated=truncated)
-        return _transport(proto, src, dst, body, total, ike_port, natt_port, truncated or quoted, 4, quoted)
+        ah = b""
+        if proto == 51 and len(body) >= 12:  # AH (IPv6 walks it as an extension header)
+            ah, proto, body = body[4:12], body[0], body[(body[1] + 2) * 4 :]
+        return _with_ah(ah, _transport(proto, src, dst, body, total, ike_port, natt_port, truncated or quoted, 4,
+                                       quoted), src, dst, total)
     if version == 6:
         if len(ip) < 40:
             return Packet(MALFORMED, f"IPv6 header cut short ({len(ip)} bytes)")
@@ -118,6 +123,7 @@ def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, quoted: boo
         truncated = total > len(ip)
         src, dst, proto = ip[8:24], ip[24:40], ip[6]
         p, nh = 40, 6  # nh: where the next-header field that names the header at p lies
+        ah = b""
         for _ in range(9):  # at most 8 extension headers
             if proto == 44:  # fragment header
                 if len(ip) < p + 8:
@@ -135,17 +141,29 @@ def decode_ip(ip: bytes, ike_port: int = 500, natt_port: int = 4500, quoted: boo
                 break
             if len(ip) < p + 2:
                 return Packet(MALFORMED, "IPv6 extension header cut short")
+            if proto == 51:
+                ah = ip[p + 4 : p + 12]
             step = (ip[p + 1] + 2) * 4 if proto == 51 else (ip[p + 1] + 1) * 8
             proto, nh, p = ip[p], p, p + step
         else:
             return Packet(MALFORMED, "more than 8 IPv6 extension headers", src, dst)
-        return _transport(proto, src, dst, ip[p:total], total, ike_port, natt_port, truncated or quoted, 6, quoted)
+        return _with_ah(ah, _transport(proto, src, dst, ip[p:total], total, ike_port, natt_port, truncated or quoted,
+                                       6, quoted), src, dst, total)
     return Packet(SKIPPED, f"IP version {version}")
 
 
+def _with_ah(ah: bytes, pkt: Packet, src: bytes, dst: bytes, size: int) -> Packet:
+    """An AH-protected datagram: IKE or ESP inside stays what it is (and carries the AH); anything
+    else is counted as AH."""
+    if len(ah) < 8:
+        return pkt
+    if pkt.kind == SKIPPED and pkt.reason != ICMP_ABOUT_ICMP:
+        return Packet(AH, src=src, dst=dst, size=size, ah=ah)
+    pkt.ah = ah
+    return pkt
+
+
 def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, version, quoted) -> Packet:
-    if proto == 51 and version == 4 and len(body) >= 12:  # AH (IPv6 walks it as an extension header)
-        proto, body = body[0], body[(body[1] + 2) * 4 :]
     if proto == 50:
         if len(body) < 8:
             return Packet(MALFORMED, f"ESP packet of {len(body)} bytes (needs SPI and sequence)", src, dst)

@@ -148,20 +148,22 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
     """One line per peer pair that an admin reads first: is the tunnel up, and if not, where it fails."""
     out = {}
     errors = first_errors(an, findings)
-    directions = an.esp.directions()
+    directions, ah = an.esp.directions(), an.ah.directions()
     for key, pair in an.pairs.items():
         esp_dirs = {d for d in (key, key[::-1]) if d in directions}
-        esp = {0: "no ESP seen", 1: "ESP one way only", 2: "ESP both ways"}[len(esp_dirs)]
+        ah_dirs = {d for d in (key, key[::-1]) if d in ah}
+        ways = {1: "one way only", 2: "both ways"}
+        plane = ", ".join(f"{name} {ways[len(dirs)]}" for name, dirs in (("ESP", esp_dirs), ("AH", ah_dirs)) if dirs)
         e = errors.get(key)
         if e:
             phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
             out[key] = f"{phase} fails at {e.at}: {e.summary}"
         elif pair.last_up:
-            out[key] = f"{'tunnel up: ' if esp_dirs else ''}{pair.last_up.state()}, {esp}"
+            out[key] = f"{'tunnel up: ' if plane else ''}{pair.last_up.state()}, {plane or 'no ESP seen'}"
         elif pair.sas:
             out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
-        elif esp_dirs:
-            out[key] = f"ESP only, no IKE in the capture ({esp})"
+        elif plane:
+            out[key] = f"{'ESP' if esp_dirs else 'AH'} only, no IKE in the capture ({plane})"
         else:
             out[key] = "no IKE or ESP"
     return out

@@ -53,6 +53,7 @@ class Stats:
     packets: int = 0
     ike: int = 0
     esp: int = 0
+    ah: int = 0  # frames with AH and neither IKE nor ESP inside (AH around ESP counts as esp)
     keepalives: int = 0
     icmp: int = 0
     fragments: int = 0  # IP fragments held for reassembly (the last one counts as what it completes)
@@ -69,6 +70,7 @@ class Analyzer:
         self.limits = limits
         self.stats = Stats()
         self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
+        self.ah = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)  # AH SAs, alike
         self.sas: dict[tuple[int, bytes], IkeSa] = {}
         self.half_open: OrderedDict[tuple, IkeSa] = OrderedDict()  # kept SAs not yet answered, oldest first
         self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}
@@ -91,8 +93,12 @@ class Analyzer:
         if ts > self.last_time:
             self.last_time = ts
         kind = pkt.kind
+        if pkt.ah:
+            self._ah(ref, ts, pkt)
         if kind == pk.ESP:
             self._esp(ref, ts, pkt)
+        elif kind == pk.AH:
+            self.stats.ah += 1
         elif kind == pk.IKE:
             self._ike(ref, ts, pkt, fragments)
         elif kind == pk.KEEPALIVE:
@@ -135,6 +141,12 @@ class Analyzer:
         self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
         if self.listeners:
             self._emit(EspSeen(spi, seq, ts, ref))
+        self._pair(pkt.src, pkt.dst, ts)
+
+    def _ah(self, ref: int, ts: float, pkt: pk.Packet) -> None:
+        spi = int.from_bytes(pkt.ah[:4], "big")
+        self.ah.add(esp_key(pkt.dst, spi), "ah", 0, 0, pkt.src, pkt.dst, int.from_bytes(pkt.ah[4:8], "big"), pkt.size,
+                    ts, ref)
         self._pair(pkt.src, pkt.dst, ts)
 
     def _ike(self, ref: int, ts: float, pkt: pk.Packet, fragments: list[int]) -> None:
@@ -293,7 +305,7 @@ class Analyzer:
             self._pair(src, dst, 0.0)
         self.stats.packets = frames
         self.stats.esp = self.esp.packets
-        for f in self.esp.flows.values():
+        for f in (*self.esp.flows.values(), *self.ah.flows.values()):
             self._pair(f.src, f.dst, f.first_time)
             self.last_time = max(self.last_time, f.last_time)
 

@@ -86,6 +86,7 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
         "peers": (_pair(p, directions, verdicts.get(k), frame) for k, p in an.pairs.items()),
         "esp_flows": (flow_json(f, frame) for f in an.esp.flows.values()),
+        "ah_flows": (flow_json(f, frame) for f in an.ah.flows.values()),
         "ike_sas": (_sa(sa, frame) for sa in an.sas.values()),
         "findings": (finding_json(f, frame) for f in findings),
     }

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ikeflow.model.analysis import Analyzer
+from ikeflow.model.esp import EspTable
 from ikeflow.sources.capture import FileInfo, split_ref
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.diagnose.findings import first_errors
@@ -31,7 +32,8 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
     s = an.stats
     names = ", ".join(f.name for f in files)
     console.print(Text(title or f"ikeflow read {names}", style="bold"))
-    console.print(f"{s.packets} packets: {s.ike} IKE, {s.esp} ESP, {s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
+    console.print(f"{s.packets} packets: {s.ike} IKE, {s.esp} ESP, {f'{s.ah} AH, ' if an.ah.flows else ''}"
+                  f"{s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
                   f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
     if not an.pairs:
         console.print("No IKE or ESP traffic in this capture.")
@@ -43,7 +45,9 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
             body.append(_sa_block(an, sa, frame))
         console.print(Panel(Group(*body), title=Text(f"{ip(pair.a)} ⇄ {ip(pair.b)}", style="bold"), title_align="left"))
     if an.esp.flows:
-        console.print(_esp_table(an, frame))
+        console.print(_esp_table(an.esp, frame))
+    if an.ah.flows:
+        console.print(_esp_table(an.ah, frame, "AH flows"))
     if findings:
         console.print(Text("Findings", style="bold"))
         for f in findings:
@@ -171,12 +175,12 @@ def _proposal(sa: IkeSa) -> Table | None:
     return t
 
 
-def _esp_table(an: Analyzer, frame) -> Table:
-    t = Table(title="ESP flows", title_justify="left")
+def _esp_table(table: EspTable, frame, title: str = "ESP flows") -> Table:
+    t = Table(title=title, title_justify="left")
     for col in ("SPI", "from → to", "encap", "packets", "bytes", "seq", "lost", "dup", "time"):
         t.add_column(col)
-    for f in sorted(an.esp.flows.values(), key=lambda f: f.first_time):
-        encap = f"UDP {f.sport}→{f.dport}" if f.encap == "udp" else "ESP"
+    for f in sorted(table.flows.values(), key=lambda f: f.first_time):
+        encap = f"UDP {f.sport}→{f.dport}" if f.encap == "udp" else f.encap.upper()
         t.add_row(f"{f.spi:08x}", f"{f.src_ip} → {f.dst_ip}", encap, str(f.packets), str(f.bytes),
                   f"{f.seq_min}–{f.seq_max}", str(f.lost) if f.lost else "", str(f.duplicates) if f.duplicates else "",
                   f"{f.last_time - f.first_time:.1f} s")

@@ -81,7 +81,7 @@ def read_pipeline(path: str, terminal: bool = True, limits: Limits = DEFAULT) ->
                r.verdicts)
     an = r.model
     s = an.stats
-    counted = s.ike + s.esp + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
+    counted = s.ike + s.esp + s.ah + s.keepalives + s.icmp + s.fragments + s.malformed + s.skipped
     assert s.packets == counted, f"stats count {counted} frames of {s.packets}"
     return r.exit_code
 
