@@ -3,6 +3,7 @@ fragments, ICMP, keepalives, ESP accounting, findings."""
 
 import hashlib
 import struct
+from pathlib import Path
 
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_KE, ISAKMP_payload_Nonce, ISAKMP_payload_SA, ISAKMP_payload_VendorID
@@ -211,3 +212,18 @@ def test_ikev1_fragments_share_the_label_of_their_message():
     labels = {m.ref: m.label for m in sa.messages}
     assert [labels[f] for f in range(19, 32)] == ["MM1", "MM2", "MM3"] + ["MM4"] * 2 + ["MM5"] * 5 + ["MM6"] * 3
     assert sa.ike_sa_up() and sa.float_at == "MM5"
+
+
+def test_started_on_the_natt_port_is_not_a_float():
+    """The wiki's NAT-T road warrior starts IKE_SA_INIT on UDP 4500 (tshark: udp.srcport/dstport 4500 and a
+    non-ESP marker from frame 1): no float happened, and no NAT-D was sent, so NAT is unknown, not "none"."""
+    from conftest import need_public
+    from ikeflow.pipeline import read_captures
+
+    an = read_captures([str(need_public() / "scapy/test/pcaps/ikev2_nat_t.pcapng")]).model
+    assert len(an.sas) == 3
+    for sa in an.sas.values():
+        assert sa.started_natt and sa.float_at is None and not sa.natd
+    lab = read_captures([str(Path(__file__).resolve().parents[1] / "pcaps/lab/ikev2-nat-ok.inside.pcap")]).model
+    (sa,) = lab.sas.values()
+    assert sa.float_at == "IKE_AUTH" and not sa.started_natt and sa.natd

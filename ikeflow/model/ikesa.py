@@ -62,7 +62,7 @@ class IkeSa:
     """Everything seen of one IKE SA."""
 
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
-                 "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "float_at", "natd",
+                 "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "float_at", "started_natt", "natd",
                  "nat_oa", "offered", "chosen", "vendors", "retried_by", "up_time", "index")
 
     def __init__(self, version: int, ispi: bytes):
@@ -79,7 +79,8 @@ class IkeSa:
         self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
         self._digests: dict[tuple[str, int], Run | None] = {}  # (sender, hash) -> the run it belongs to
         self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
-        self.float_at: str | None = None  # label of the first message on the NAT-T port
+        self.float_at: str | None = None  # label of the first message on the NAT-T port after some on the IKE port
+        self.started_natt = False  # its first message seen was already on the NAT-T port: no float to see
         self.natd: list[Seen] = []  # messages with NAT-D, the first KEEP
         self.nat_oa: dict[str, set[str]] = {}  # role -> original addresses it declared (QM), the first KEEP_NAMES
         self.offered = None  # the initiator's first phase-1 SA payload
@@ -103,8 +104,11 @@ class IkeSa:
         if sk is not None:
             chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
             seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
-        if natt_ and self.float_at is None:
-            self.float_at = "?"  # set to the label below
+        if natt_ and self.float_at is None and not self.started_natt:
+            if self.count:
+                self.float_at = "?"  # set to the label below
+            else:
+                self.started_natt = True
         self._label(seen, digest)
         if len(self._digests) > KEEP_DIGESTS:
             del self._digests[next(iter(self._digests))]

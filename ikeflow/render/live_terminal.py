@@ -134,6 +134,8 @@ class TerminalSink:
                 nat = {0: "", 1: f"{who[0]} behind NAT", 2: "both behind NAT"}[len(who)]
                 if sa.float_at:
                     nat += ("; " if nat else "") + f"float at {sa.float_at}"
+                elif sa.started_natt:
+                    nat += ("; " if nat else "") + "started on NAT-T"
             out, back = esp.get((a, b), 0), esp.get((b, a), 0)
             ro, rb = self.esp_rate.get((a, b), 0.0), self.esp_rate.get((b, a), 0.0)
             rows.append((last_time, (f"{ip(a)}\n⇄ {ip(b)}", sa_text, state, last, str(self.retrans.get(k, 0) or ""),

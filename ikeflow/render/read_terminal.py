@@ -70,9 +70,12 @@ def _pair_table(pair, directions: dict) -> Table:
     esp = f"{ip(pair.a)}→ {out}, ← {back}"
     for sa in pair.sas:
         behind = sa.behind_nat()
-        nat = ", ".join(f"{'initiator' if r == 'I' else 'responder'} behind NAT" for r in "IR" if behind[r]) or "none seen"
+        nat = (", ".join(f"{'initiator' if r == 'I' else 'responder'} behind NAT" for r in "IR" if behind[r])
+               or ("none (NAT-D checked)" if sa.natd else "unknown (no NAT-D)"))
         if sa.float_at:
             nat += f"; float at {sa.float_at}"
+        elif sa.started_natt:
+            nat += "; started on the NAT-T port"
         t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), sa.state(), nat, esp)
     if not pair.sas:
         t.add_row("—", "", "", "no IKE seen", "", esp)
