@@ -227,3 +227,15 @@ def test_started_on_the_natt_port_is_not_a_float():
     lab = read_captures([str(Path(__file__).resolve().parents[1] / "pcaps/lab/ikev2-nat-ok.inside.pcap")]).model
     (sa,) = lab.sas.values()
     assert sa.float_at == "IKE_AUTH" and not sa.started_natt and sa.natd
+
+
+def test_ike_on_natt_port_without_marker_is_not_esp():
+    """IKE on UDP 4500 must carry the non-ESP marker (RFC 3948 2.2); without it the first 8 bytes (the IKE SPI)
+    would read as an ESP SPI and sequence number: it is reported as malformed, not counted as ESP."""
+    ike = bytes(ISAKMP(init_cookie=CKY_I, resp_cookie=CKY_R, exch_type=2) / ISAKMP_payload_KE(ke=b"k" * 64))
+    bare = pk.decode_ip(bytes(IP(src=I, dst=R) / UDP(sport=4500, dport=4500) / ike))
+    assert bare.kind == pk.MALFORMED and "without the non-ESP marker" in bare.reason
+    marked = pk.decode_ip(bytes(IP(src=I, dst=R) / UDP(sport=4500, dport=4500) / (b"\0" * 4 + ike)))
+    assert marked.kind == pk.IKE and marked.natt
+    esp = pk.decode_ip(bytes(IP(src=I, dst=R) / UDP(sport=4500, dport=4500) / (b"\x00\x00\x10\x01" + b"e" * 60)))
+    assert esp.kind == pk.ESP

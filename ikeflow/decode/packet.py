@@ -12,7 +12,7 @@ import bisect
 import struct
 from dataclasses import dataclass
 
-from ikeflow.decode import linktypes as lk
+from ikeflow.decode import linktypes as lk, names
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.decode.linktypes import LINK_TYPES
 
@@ -163,6 +163,14 @@ def _with_ah(ah: bytes, pkt: Packet, src: bytes, dst: bytes, size: int) -> Packe
     return pkt
 
 
+def ike_without_marker(data: bytes) -> bool:
+    """A UDP payload on the NAT-T port that is an ISAKMP header, not ESP: version 1.0 or 2.0, a known exchange
+    type and a length field equal to the payload's (an ESP packet matches by chance once in 2**44)."""
+    if len(data) < 28 or int.from_bytes(data[24:28], "big") != len(data):
+        return False
+    return (data[17] == 0x10 and data[18] in names.EXCHANGES_V1) or (data[17] == 0x20 and data[18] in names.EXCHANGES_V2)
+
+
 def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, version, quoted) -> Packet:
     if proto == 50:
         if len(body) < 8:
@@ -184,6 +192,9 @@ def _transport(proto, src, dst, body, size, ike_port, natt_port, truncated, vers
             if data[:4] == b"\0\0\0\0":
                 return Packet(IKE, src=src, dst=dst, sport=sport, dport=dport, natt=True, payload=data[4:],
                               size=size, truncated=truncated)
+            if ike_without_marker(data):
+                return Packet(MALFORMED, f"IKE message on UDP {natt_port} without the non-ESP marker (RFC 3948 2.2): "
+                                         "not ESP", src, dst, sport, dport)
             if len(data) >= 8:
                 return Packet(ESP, src=src, dst=dst, sport=sport, dport=dport, payload=data, size=size,
                               truncated=truncated)
