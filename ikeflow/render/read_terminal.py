@@ -129,7 +129,11 @@ def _notes(m: Seen) -> str:
     for p in msg.payloads:
         if p.name == "N":
             continue
-        if p.name in ("ENC", "SK"):
+        if p.name == "SK":  # the first inner payload's type is in clear (RFC 7296 3.14)
+            first = p.info.get("first_payload")
+            names.append(f"encrypted {p.info.get('encrypted_length', '')}B "
+                         + ("(empty)" if first == "NONE" else f"({first} first)"))
+        elif p.name == "ENC":
             names.append(f"encrypted {p.info.get('encrypted_length', '')}B")
         elif p.name == "SKF":
             names.append(f"SKF {p.info.get('fragment')}/{p.info.get('total')}")
