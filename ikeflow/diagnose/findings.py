@@ -7,7 +7,7 @@ findings.  A new rule is a function added to the table, plus a test.
 from __future__ import annotations
 
 from ikeflow.model.analysis import Analyzer, pair_key
-from ikeflow.sources.capture import FileInfo
+from ikeflow.sources.capture import FileInfo, split_ref
 from ikeflow.diagnose import stalls
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.limits import OPTIONS
@@ -158,8 +158,12 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
         if e:
             phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
             out[key] = f"{phase} fails at {e.at}: {e.summary}"
-        elif pair.last_up:
-            out[key] = f"{'tunnel up: ' if plane else ''}{pair.last_up.state()}, {plane or 'no ESP seen'}"
+        elif pair.alive:  # the IKE SA alive at the end of the capture
+            out[key] = f"{'tunnel up: ' if plane else ''}{pair.alive.state()}, {plane or 'no ESP seen'}"
+        elif pair.last_up:  # every SA that came up has ended since
+            last = max((sa for sa in pair.sas if sa.closed), key=lambda sa: sa.closed[1], default=pair.last_up)
+            end = f", {ENDED[last.closed[0]]} at frame {split_ref(last.closed[1])[1]}" if last.closed else ""
+            out[key] = f"{pair.last_up.state()}{end}, {plane or 'no ESP seen'}"
         elif pair.sas:
             out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
         elif plane:
@@ -167,6 +171,10 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
         else:
             out[key] = "no IKE or ESP"
     return out
+
+
+ENDED = {"delete": "then deleted", "collision": "then deleted (collision)", "replaced": "then replaced",
+         "expired": "then expired"}  # model.lifecycle's reasons, in a verdict
 
 
 def first_errors(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], Finding]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ikeflow.decode import packet as pk
 from ikeflow.sources.capture import Record
+from ikeflow.model import lifecycle
 from ikeflow.model.esp import EspTable, esp_key
 from ikeflow.model.events import EspSeen, IcmpError, MessageSeen
 from ikeflow.decode.ike import decode_isakmp
@@ -42,6 +43,7 @@ class PeerPair:
     opened: int = 0  # IKE SAs ever kept (IkeSa.index)
     forgotten: int = 0  # of `sas`, how many were forgotten since the list was last swept (see _forget_half_open)
     last_up: IkeSa | None = None  # the latest SA (by index) that came up
+    alive: IkeSa | None = None  # the latest SA that came up and was not closed (set by finish, model.lifecycle)
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
     icmp: list[IcmpError] = field(default_factory=list)  # the first `Limits.icmp_per_pair`
@@ -300,6 +302,7 @@ class Analyzer:
         for pair in self.pairs.values():
             if pair.forgotten:
                 self._sweep(pair)
+            lifecycle.close(pair)
         held = self.reassembler.incomplete + self.reassembler.overlaps
         for src, dst in dict.fromkeys((d["src"], d["dst"]) for d in held):  # in order: the peers' order is stable
             self._pair(src, dst, 0.0)

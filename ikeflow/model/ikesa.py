@@ -63,6 +63,7 @@ class IkeSa:
 
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
                  "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "float_at", "started_natt", "natd",
+                 "closed",
                  "nat_oa", "offered", "chosen", "vendors", "retried_by", "up_time", "index")
 
     def __init__(self, version: int, ispi: bytes):
@@ -89,6 +90,7 @@ class IkeSa:
         self.retried_by: str | None = None  # this SA ended in COOKIE/INVALID_KE: a retry followed
         self.up_time: float | None = None  # when phase 1 completed (MM6, AM3, IKE_AUTH response)
         self.index = 0  # its place among its peer pair's IKE SAs (analysis.PeerPair.sas)
+        self.closed: tuple[str, int] | None = None  # (how, frame) it ended, see model.lifecycle; set by finish
 
     # -- feeding -----------------------------------------------------------------
 

@@ -129,6 +129,7 @@ def _sa(sa: IkeSa, frame) -> dict:
                      "chosen": summarize_sa(sa.chosen) if sa.chosen else []},
         "vendors": {"initiator": sorted(sa.vendors.get("I", ())), "responder": sorted(sa.vendors.get("R", ()))},
         "retried_by": sa.retried_by,
+        "closed": {"by": sa.closed[0], "frame": frame(sa.closed[1])} if sa.closed else None,
     }
 
 

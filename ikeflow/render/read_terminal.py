@@ -76,7 +76,8 @@ def _pair_table(pair, directions: dict) -> Table:
             nat += f"; float at {sa.float_at}"
         elif sa.started_natt:
             nat += "; started on the NAT-T port"
-        t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), sa.state(), nat, esp)
+        state = sa.state() + (f" (closed: {sa.closed[0]}, frame {split_ref(sa.closed[1])[1]})" if sa.closed else "")
+        t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), state, nat, esp)
     if not pair.sas:
         t.add_row("—", "", "", "no IKE seen", "", esp)
     if pair.keepalives:
