@@ -63,3 +63,10 @@ def test_a_tunnel_that_stays_up_is_not_closed():
     sas, r = _sas(LAB / "ikev2-ok.inside.pcap")
     assert [sa.closed for sa in sas.values()] == [None]
     assert next(iter(r.verdicts.values())).startswith("tunnel up: ")
+
+
+def test_refused_create_child_sa_is_not_counted_as_done():
+    """strongSwan lab, PFS groups differ: the CHILD rekey (frames 9/10) is answered with a notify only (tshark:
+    the SK payload's first inner payload is 41, N): a refused CREATE_CHILD_SA, not one more child SA."""
+    sas, _ = _sas(LAB / "ikev2-pfs-mismatch.inside.pcap")
+    assert [sa.state() for sa in sas.values()] == ["IKE SA up, 1 CREATE_CHILD_SA refused"]

@@ -325,8 +325,10 @@ class IkeSa:
             if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == sequences.IKE_AUTH):
                 return "IKE_AUTH answered with an error notify"
             return "IKE_AUTH incomplete"
-        children = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
-        extra = f", {len(children)} CREATE_CHILD_SA" if children else ""
+        answered = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
+        refused = [r for r in answered if any(self.error_only(m) for m in r.messages if not m.request)]
+        extra = f", {len(answered) - len(refused)} CREATE_CHILD_SA" if len(answered) > len(refused) else ""
+        extra += f", {len(refused)} CREATE_CHILD_SA refused" if refused else ""
         return "IKE SA up" + extra
 
 
