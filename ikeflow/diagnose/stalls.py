@@ -27,6 +27,11 @@ Two steps:
    and the best rows' explanations become the finding's summary.  When the top
    two are close, the summary says so and the hint says what tells them apart
    (`TELL`).  A new failure rule is a table row plus a test.
+
+3. Gating.  What the capture cannot show (`capture_limits`: one direction only,
+   an end too early, a start inside the SA, its own filter, ...) is named on
+   each stall it bears on (`Stall.limits`); ranking skips the rows whose
+   evidence a limit voids, and a stall left without causes is a warning.
 """
 
 from __future__ import annotations
@@ -36,9 +41,13 @@ from dataclasses import dataclass, field
 
 from ikeflow.model import sequences
 from ikeflow.model.analysis import Analyzer
+from ikeflow.diagnose import capture_limits
+from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
+                                             RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
 from ikeflow.diagnose.causes import CHECK, NOTIFY_CAUSES, TELL
 from ikeflow.diagnose.finding import ERROR, WARNING, Finding, times
 from ikeflow.model.ikesa import ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
+from ikeflow.sources.capture import split_ref
 
 # -- protocol facts behind the thresholds ------------------------------------------------------------
 
@@ -149,6 +158,18 @@ class Stall:
     pair: tuple[bytes, bytes] | None = None
     severity: str = ERROR
     facts: Facts = field(default_factory=lambda: Facts())
+    limits: dict[str, str] = field(default_factory=dict)  # capture limit (capture_limits.LIMITS) -> what it hides here
+
+
+@dataclass(frozen=True)
+class Check:
+    """An evidence predicate over a stall, with the facts it reads (a capture limit may void them)."""
+
+    test: Callable[[Stall], bool]
+    reads: frozenset[str] = frozenset()
+
+    def __call__(self, stall: Stall) -> bool:
+        return self.test(stall)
 
 
 @dataclass(frozen=True)
@@ -158,41 +179,38 @@ class Row:
     cause: str
     kinds: tuple[str, ...]  # situations it applies to
     labels: tuple[str, ...] | None  # message labels (`at`) it applies to; None = any
-    when: Callable[[Stall], bool]
+    when: Check
     weight: int
     why: str  # explanation, formatted with the stall's facts
 
 
-def _facts(names: tuple[str, ...]) -> tuple[str, ...]:
+def _facts(names: tuple[str, ...]) -> frozenset[str]:
     unknown = set(names) - FACTS
     if unknown:
         raise ValueError(f"not a Facts field: {', '.join(sorted(unknown))}")
-    return names
+    return frozenset(names)
 
 
-def has(*names: str) -> Callable[[Stall], bool]:
+def has(*names: str) -> Check:
     """Every named fact is present."""
-    names = _facts(names)
-    return lambda s: all(getattr(s.facts, n) for n in names)
+    return Check(lambda s: all(getattr(s.facts, n) for n in names), _facts(names))
 
 
-def lacks(*names: str) -> Callable[[Stall], bool]:
+def lacks(*names: str) -> Check:
     """No named fact is present."""
-    names = _facts(names)
-    return lambda s: not any(getattr(s.facts, n) for n in names)
+    return Check(lambda s: not any(getattr(s.facts, n) for n in names), _facts(names))
 
 
-def notify(*names: str) -> Callable[[Stall], bool]:
+def notify(*names: str) -> Check:
     """The answer carried one of these notifies (readable on the wire)."""
-    return lambda s: s.facts.notify in names
+    return Check(lambda s: s.facts.notify in names, frozenset({"notify"}))
 
 
-def both(*preds: Callable[[Stall], bool]) -> Callable[[Stall], bool]:
-    return lambda s: all(p(s) for p in preds)
+def both(*checks: Check) -> Check:
+    return Check(lambda s: all(c(s) for c in checks), frozenset().union(*(c.reads for c in checks)))
 
 
-def always(s: Stall) -> bool:
-    return True
+always = Check(lambda s: True)
 
 
 U, L, F, J, D, E = "unanswered", "answer-lost", "not-followed", "rejected", "liveness", "esp"
@@ -336,13 +354,17 @@ TABLE: list[Row] = [
 
 
 def rank(stall: Stall) -> list[tuple[str, int, list[str]]]:
-    """(cause, score, explanations) for every cause some row supports, best first."""
+    """(cause, score, explanations) for every cause some row supports, best first; none for the rows
+    whose evidence the stall's capture limits void."""
+    void = capture_limits.voided(stall.limits)
+    if void is None:
+        return []
     scores: dict[str, int] = {}
     whys: dict[str, list[tuple[int, str]]] = {}
     for row in TABLE:
         if stall.kind not in row.kinds or (row.labels is not None and stall.at not in row.labels):
             continue
-        if not row.when(stall):
+        if row.when.reads & void or not row.when(stall):
             continue
         scores[row.cause] = scores.get(row.cause, 0) + row.weight
         whys.setdefault(row.cause, []).append((row.weight, _fmt(row.why, stall)))
@@ -366,10 +388,20 @@ def _fmt(text: str, stall: Stall) -> str:
 
 
 def to_finding(stall: Stall, an: Analyzer) -> Finding:
-    """The finding for a stall: causes ranked by the table, summary and hint in an admin's words."""
+    """The finding for a stall: causes ranked by the table, summary and hint in an admin's words, and
+    the capture limits that applied."""
     ranked = rank(stall)
     causes = [c for c, _, _ in ranked]
     summary, hint = stall.story, ""
+    if stall.limits:
+        summary += f" (capture: {'; '.join(stall.limits.values())})"
+    if capture_limits.voided(stall.limits) is None:
+        summary += ": no cause ranked, the capture cannot show one"
+        if stall.severity == ERROR:
+            summary += " (not counted as a failure)"
+        hint = " ".join(LIMITS[name].todo + "." for name in stall.limits if LIMITS[name].voids is None)
+        return Finding(WARNING, "stall" if stall.kind != E else "esp-blocked", stall.at, summary, hint,
+                       sorted(set(stall.frames)), [], stall.sa, stall.pair)
     if ranked:
         best, score, whys = ranked[0]
         close = [c for c, s, _ in ranked[1:] if s >= score - TIE_MARGIN][:1]
@@ -407,6 +439,10 @@ def _demote(an: Analyzer, stall: Stall, summary: str) -> tuple[str, str]:
 
 def _other(role: str) -> str:
     return "R" if role == "I" else "I"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _who(role: str) -> str:
@@ -602,10 +638,12 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
         story += f" (ICMP {facts.icmp_text} from {facts.icmp_from} instead)"
     if resent:
         story += f"; the {_who(peer_role)} re-sent {resent[0].label} meanwhile"
-    severity = ERROR if len(sends) > 1 or waited > sequences.SHORT_WAIT or facts.icmp else WARNING
-    if severity == WARNING:
-        story += f" (capture ends {waited:.1f} s later)"
-    return Stall(U, last.label, story, frames, sa, severity=severity, facts=facts)
+    stall = Stall(U, last.label, story, frames, sa, facts=facts)
+    if len(sends) == 1 and not facts.icmp and capture_limits.ends_early(waited):
+        # re-sent, the request waited the requester's own interval; sent once, a live requester re-sends it
+        # unless the capture stopped first
+        stall.severity, stall.limits[ENDS_EARLY] = WARNING, f"ends {_ms(waited)} after the {last.label} request"
+    return stall
 
 
 def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.Step) -> Stall | None:
@@ -632,12 +670,19 @@ def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.
     if float_next:
         story += " (it should come on UDP 4500 after the NAT-T float)"
     severity = ERROR if reason and not elsewhere else WARNING
+    limits = {}
     if elsewhere:
         story += f"; the {_who(silent)} went on with other IKE SAs, so it abandoned this one"
+    elif severity == WARNING and capture_limits.ends_early(waited):
+        # Without a reason for the next message to get lost, silence this short is the capture stopping.  With
+        # one (the float to UDP 4500, certificates in fragments) the silence is the evidence: past a hop that
+        # drops that message, nothing else comes, and a capture file does not say when it was stopped.
+        limits[ENDS_EARLY] = f"ends {_ms(waited)} after {last.label}"
     elif severity == WARNING:
         story += f" (capture ends {waited:.1f} s later)"
     request = [m for m in run.messages if m.sender == silent]
-    return Stall(F, at, story, [m.ref for m in request[-1:] + [last]], sa, severity=severity, facts=facts)
+    return Stall(F, at, story, [m.ref for m in request[-1:] + [last]], sa, severity=severity, facts=facts,
+                 limits=limits)
 
 
 def _v1_rejected(an: Analyzer, sa: IkeSa, run: Run, last: Seen, replies: list[Seen],
@@ -823,17 +868,62 @@ def esp_stalls(an: Analyzer) -> list[Stall]:
 # -- the rules called by findings.find() ------------------------------------------------------------
 
 def stalls(an: Analyzer, files):
-    """Where each IKE SA's negotiation stopped, and why (ranked by TABLE)."""
+    """Where each IKE SA's negotiation stopped, and why (ranked by TABLE, within what the capture shows);
+    then one capture-ends-early finding for the requests the capture gave no time to be answered."""
+    view = capture_limits.judge(an, files)
+    early = []
     for sa in an.sas.values():
         for stall in sa_stalls(an, sa):
             if stall is not None:
+                limit(stall, an, view)
+                if ENDS_EARLY in stall.limits:
+                    early.append(stall)
                 yield to_finding(stall, an)
+    if early:
+        yield _ends_early(early)
 
 
 def esp_blocked(an: Analyzer, files):
     """The data plane: SAs up, ESP one way only."""
+    view = capture_limits.judge(an, files)
     for stall in esp_stalls(an):
+        limit(stall, an, view)
         yield to_finding(stall, an)
+
+
+def limit(stall: Stall, an: Analyzer, view: CaptureLimits) -> None:
+    """Name on the stall the capture limits that bear on it (next to ends-early, set where it is found)."""
+    sa, out = stall.sa, stall.limits
+    sas = [sa] if sa is not None else an.pairs[stall.pair].sas
+    silent = [x for x in sas if x in view.one_way]
+    if silent:
+        a = view.one_way[silent[0]][0]
+        out[ONE_WAY] = f"one direction only, the {_who(_other(a.sender))}'s answers are not in it"
+    if stall.kind in (U, F) and sa is not None:
+        cut = view.cut_between(sa)
+        if cut:
+            frames = ", ".join(str(split_ref(d["frames"][0])[1]) for d in cut[:3])
+            out[FILTERED] = f"its filter cut IP datagrams between these peers to their first fragment (frames {frames})"
+        if view.snaplen:
+            out[SNAPLEN] = "frames cut by the snap length may hold the missing message"
+    if view.no_time and (ENDS_EARLY in out or stall.kind == D or (stall.kind == U and stall.facts.sends == "once")):
+        out.pop(ENDS_EARLY, None)
+        out[NO_TIME] = "no usable timestamps, so how long it waited is unknown"
+    if sa in view.mid_session:
+        first = view.mid_session[sa]
+        out[MID_SESSION] = f"starts inside this IKE SA, at {first.label} (frame {split_ref(first.ref)[1]})"
+    stall.limits = {name: out[name] for name in LIMITS if name in out}
+
+
+def _ends_early(early: list[Stall]) -> Finding:
+    """capture-ends-early: requests the capture gave less than one retransmission interval."""
+    listed = "; ".join(f"{s.limits[ENDS_EARLY].removeprefix('ends ')} (frame "
+                       f"{split_ref(max(s.frames))[1]})" for s in early[:3])
+    more = f", and {len(early) - 3} more" if len(early) > 3 else ""
+    summary = (f"the capture ends {listed}{more}: less than one retransmission interval ({RETRANSMIT_INTERVAL:.0f} s), "
+               f"so {'these' if len(early) > 1 else 'it'} had no time to be answered and no cause is ranked")
+    return Finding(WARNING, "capture-ends-early", early[0].at, summary, LIMITS[ENDS_EARLY].todo + ".",
+                   sorted({f for s in early[:10] for f in s.frames}), [], early[0].sa)
 
 
 def error_notifies(an: Analyzer, files):
