@@ -19,10 +19,16 @@ READ_HELP = """Rebuild the IKE/ESP negotiations in one or more captures.
 
 \b
 Capture on the gateway with:
-  tcpdump -i eth0 -s 0 -w tun.pcap 'udp port 500 or udp port 4500 or esp'
+  F='udp port 500 or udp port 4500 or esp or icmp or icmp6
+     or (ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)'
+  tcpdump -i eth0 -s 0 -w tun.pcap "$F"
 then run:
   ikeflow read tun.pcap
-  tcpdump -i eth0 -w - 'udp port 500 or udp port 4500 or esp' | ikeflow read -
+  tcpdump -i eth0 -w - "$F" | ikeflow read -
+
+The filter keeps ICMP errors (a closed port or a filter on the path answers
+with one) and non-first IP fragments (they carry no UDP header, so a port
+filter alone drops them, and a cut datagram looks like one lost on the path).
 
 Reads pcap and pcapng (also gzip-compressed); several files are read as one
 timeline.  For every peer pair it shows a verdict, each IKE SA as a ladder
@@ -130,7 +136,9 @@ COMPARE_HELP = """Compare captures taken at two (or more) points of the same pat
 
 \b
 Capture at both ends (or before and after a NAT router / firewall):
-  tcpdump -i eth0 -s 0 -w local.pcap 'udp port 500 or udp port 4500 or esp or icmp'
+  F='udp port 500 or udp port 4500 or esp or icmp or icmp6
+     or (ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)'
+  tcpdump -i eth0 -s 0 -w local.pcap "$F"
 then run:
   ikeflow compare local.pcap remote.pcap
   ikeflow compare a.pcap b.pcap c.pcap     (points in order along the path)
