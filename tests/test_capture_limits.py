@@ -157,6 +157,12 @@ def test_mid_session_lab_cut_before_ike_auth(tmp_path):
     assert not [x for x in found if x.severity == ERROR]
 
 
+def test_an_ike_sa_rekey_is_no_mid_session_start():
+    """The lab's IKEv2 rekey: the new IKE SA comes out of a CREATE_CHILD_SA, with no IKE_SA_INIT of its own."""
+    an, found = read(LAB / "ikev2-rekey-delete.inside.pcap")
+    assert len(an.sas) == 2 and "capture-mid-session" not in codes(found)
+
+
 def test_mid_session_voids_what_only_the_opening_shows():
     """Rows that read the IKE fragmentation support (negotiated in IKE_SA_INIT / MM1-MM2) are not ranked
     for an SA whose opening is not in the capture; other rows are."""

@@ -373,3 +373,44 @@ def test_readme_documents_every_cause():
     section = readme[readme.index("## Diagnosis"):]
     for cause in causes.CAUSES:
         assert re.search(rf"^\| `{re.escape(cause)}` \|", section, re.M), cause
+
+
+# -- the capture's limits gate the ranking (diagnose/capture_limits.py) ----------------------------------
+
+def test_request_sent_once_needs_a_retransmission_interval():
+    """A request sent once and a capture that ends 0.1 s later: no cause, a warning naming the limit; the
+    same request with the capture running on for 5 s (a keepalive from elsewhere) is a stall with causes."""
+    req = v2(I, R, 34, IKEv2_SA(), 0x08, rspi=b"\0" * 8)
+    an, found = feed([req])
+    (f,) = [f for f in found if f.code == "stall"]
+    assert f.severity != ERROR and not f.causes and "(capture: ends 0 ms after the IKE_SA_INIT request)" in f.summary
+    assert "capture-ends-early" in [x.code for x in found]
+    later = IP(src="198.51.100.7", dst=R) / UDP(sport=4500, dport=4500) / b"\xff"  # a NAT-T keepalive
+    an, found = feed([(req, 0.0), (later, 5.0)])
+    (f,) = [f for f in found if f.code == "stall"]
+    assert f.severity == ERROR and f.causes[:2] == ["path-blocked", "peer-ignores"] and "(capture:" not in f.summary
+
+
+def test_every_stall_names_the_limits_that_applied():
+    """The gating rule on every lab and public capture: a stall with capture limits says so in its finding,
+    and one whose limits void every cause ranks none and is no error."""
+    paths = sorted(LAB.glob("*.pcap"))
+    base = need_public()
+    paths += [base / c["path"] for c in json.loads((base / "MANIFEST.json").read_text())["captures"]]
+    limited = 0
+    for path in paths:
+        result = read_captures([str(path)])
+        an, found = result.model, result.findings
+        view = diagnosis.capture_limits.judge(an, [])
+        for sa in an.sas.values():
+            for st in diagnosis.sa_stalls(an, sa):
+                diagnosis.limit(st, an, view)
+                if not st.limits:
+                    continue
+                limited += 1
+                (f,) = [f for f in found if f.code == "stall" and f.sa is sa and f.at == st.at
+                        and sorted(set(st.frames)) == f.frames]
+                assert all(clause in f.summary for clause in st.limits.values()), (path, f.summary)
+                if diagnosis.capture_limits.voided(st.limits) is None:
+                    assert not f.causes and f.severity != ERROR, (path, f)
+    assert limited >= 50

@@ -112,7 +112,8 @@ def judge(an: Analyzer, files) -> CaptureLimits:
         if proof:
             out.one_way[sa] = proof
         first = sa.messages[0]
-        if not any(_opens(m) for m in sa.messages) and sequences.exchange(sa.version, first.msg.exchange_type):
+        if (not any(_opens(m) for m in sa.messages) and sequences.exchange(sa.version, first.msg.exchange_type)
+                and not _rekey(an, sa)):
             out.mid_session[sa] = first
     return out
 
@@ -127,6 +128,15 @@ def ends_early(waited: float) -> bool:
 def _opens(m: Seen) -> bool:
     """The initiator's first message of an IKE SA (MM1, AM1, IKE_SA_INIT request)."""
     return m.label in OPENING and m.sender == "I" and m.request
+
+
+def _rekey(an: Analyzer, sa: IkeSa) -> bool:
+    """An IKEv2 SA that a CREATE_CHILD_SA of another IKE SA between the same peers may have made (a rekey
+    opens no IKE_SA_INIT of its own): one was answered before its first message."""
+    first = sa.messages[0]
+    return sa.version == 2 and any(m.msg.exchange_type == sequences.CREATE_CHILD_SA and not m.request
+                                   and m.time <= first.time for o in an.pair_of(sa).sas if o is not sa
+                                   for m in o.messages)
 
 
 def _one_way(sa: IkeSa) -> tuple[Seen, Seen, str] | None:
