@@ -199,7 +199,7 @@ def test_failures_that_are_not_transport_problems_lose_nothing(scenario):
 
 
 EVIDENCE = {rules.LOST: rules.Lost, rules.ESP: rules.EspLoss, rules.UNANSWERED: rules.Unanswered,
-            rules.FRAGMENTS: rules.Fragments}
+            rules.FRAGMENTS: rules.Fragments, rules.CAPTURES: rules.Captures}
 
 
 def evidence(situation, **facts):
@@ -378,3 +378,132 @@ def test_public_capture_split_with_known_drops(tmp_path):
     assert ("warning", "ESP", ()) in found
     r = cli(tmp_path / "a.pcap", tmp_path / "b.pcap")
     assert r.exit_code == 1
+
+
+# -- captures that cannot be compared: the same one twice, or unrelated ones ----------------------------------
+
+
+def shifted(src, dst, to=None, by=0.0, zero=False):
+    """A copy of capture `src` written to `dst`, its times moved to start 0.2 s after the capture `to` starts,
+    then by `by` seconds more; or all set to 0."""
+    linktype, recs = records(src)
+    if to is not None:
+        by += records(to)[1][0][0] + 0.2 - recs[0][0]
+    return write(dst, linktype, [(0.0 if zero else t + by, d) for t, d in recs])
+
+
+def captures_finding(doc):
+    """The compare-same / compare-unrelated finding, checked to be the only one and to end the comparison."""
+    (f,) = doc["findings"]
+    assert f["severity"] == "error" and f["causes"] == [] and f["at"] == "capture"
+    assert doc["pairs"] == [] and doc["nat_mappings"] == [] and doc["icmp_one_side"] == []
+    return f
+
+
+@pytest.mark.parametrize("scenario", sorted(p.name.removesuffix(".inside.pcap") for p in LAB.glob("*.inside.pcap")))
+def test_no_lab_pair_is_unrelated_or_the_same(scenario):
+    _, doc = run(lab(scenario))
+    assert not [f for f in doc["findings"] if f["code"].startswith("compare-")]
+    assert doc["pairs"]
+
+
+def test_same_file_twice():
+    _, doc = run([LAB / "ikev2-ok.inside.pcap", LAB / "ikev2-ok.inside.pcap"])
+    f = captures_finding(doc)
+    assert f["code"] == "compare-same" and "are the same file" in f["summary"]
+    r = cli(LAB / "ikev2-ok.inside.pcap", LAB / "ikev2-ok.inside.pcap", "--no-color")
+    assert r.exit_code == 1 and "Not compared: compare-same" in r.output and "No findings" not in r.output
+
+
+def test_identical_copies_under_two_names(tmp_path):
+    import gzip
+    import shutil
+
+    src = LAB / "ikev1-rekey-delete.outside.pcap"
+    copy = shutil.copy(src, tmp_path / "gateway-b.pcap")
+    zipped = tmp_path / "gateway-c.pcap.gz"
+    zipped.write_bytes(gzip.compress(src.read_bytes()))
+    for other in (copy, zipped):  # the same bytes, and the same packets in other bytes
+        f = captures_finding(run([src, other])[1])
+        assert f["code"] == "compare-same" and "hold the same 34 packets at the same times" in f["summary"]
+
+
+def test_identical_copies_in_the_public_corpus():
+    public = need_public()  # MANIFEST: byte-identical, one in scapy's tests, one in the Wireshark wiki
+    a = public / "scapy" / "test" / "pcaps" / "ikev2_nat_t.pcapng"
+    b = next((public / "wireshark-wiki" / "uploads").glob("*/ipsec_ikev2+esp*/*/capture.pcapng"))
+    assert captures_finding(run([a, b])[1])["code"] == "compare-same"
+
+
+def test_public_captures_of_different_tunnels_are_unrelated(tmp_path):
+    wireshark = need_public() / "wireshark" / "test" / "captures"
+    # two IKEv2 tunnels between the same two hosts, 3.5 minutes apart
+    a, b = wireshark / "ikev2-decrypt-aes128ccm12.pcap", wireshark / "ikev2-decrypt-aes128ccm12-2.pcap"
+    f = captures_finding(run([a, b])[1])
+    assert f["code"] == "compare-unrelated" and "were not taken at the same time" in f["summary"]
+    assert "2016-08-21 15:39:20.463 to 15:39:27.861 UTC" in f["summary"] and "IKEv2 ea684d21597afd36" in f["summary"]
+    assert "IKEv2 a2926ae833c6f138" in f["summary"] and "3 min apart" in f["summary"]
+    # the second moved into the first one's time: same hosts, same time, not one packet in both
+    f = captures_finding(run([a, shifted(b, tmp_path / "b.pcap", to=a)])[1])
+    assert f["code"] == "compare-unrelated" and "have no traffic in common" in f["summary"]
+    assert "no IKE SA or ESP SPI either" in f["summary"]
+    # the IKEv1 negotiation and, a second after it, the ESP of that tunnel: one point, one after the other
+    f = captures_finding(run([wireshark / "ikev1-bug-12610.pcapng.gz", wireshark / "esp-bug-12671.pcapng.gz"])[1])
+    assert f["code"] == "compare-unrelated" and "1.0 s apart" in f["summary"]
+    r = cli(a, b, "--no-color")
+    assert r.exit_code == 1 and "Not compared: compare-unrelated" in r.output and "✗ lost" not in r.output
+
+
+def test_test_vectors_with_fixed_spis_and_no_clock_are_unrelated():
+    # openswan's unit-test inputs: one message each, the same IKE SPIs in every test, timestamps of whole days
+    crypto = need_public() / "openswan" / "tests" / "unit" / "ikev2crypto"
+    _, doc = run([crypto / "ct10-parentI2" / "parentR1.pcap", crypto / "ct12-parentR2" / "parentI1.pcap"])
+    f = captures_finding(doc)
+    assert f["code"] == "compare-unrelated"
+    assert "IKE SA IKEv2 8001020304050607 is in both, but not one of its packets" in f["summary"]
+    assert "parentR1.pcap (whole seconds only) and parentI1.pcap (whole seconds only) cannot tell" in f["summary"]
+
+
+def test_lab_captures_of_different_scenarios_are_unrelated(tmp_path):
+    # taken one after the other in the lab: 2 s apart
+    f = captures_finding(run([LAB / "ikev2-ok.inside.pcap", LAB / "ikev2-nat-ok.outside.pcap"])[1])
+    assert f["code"] == "compare-unrelated" and "2.0 s apart" in f["summary"]
+    # moved to the same time: an IKEv1 and an IKEv2 tunnel between the same hosts, each answered, none in both
+    b = shifted(LAB / "ikev2-ok.outside.pcap", tmp_path / "b.pcap", to=LAB / "ikev1-main-ok.inside.pcap")
+    f = captures_finding(run([LAB / "ikev1-main-ok.inside.pcap", b])[1])
+    assert f["code"] == "compare-unrelated" and "have no traffic in common" in f["summary"]
+
+
+def test_timestamps_that_are_no_clock(tmp_path):
+    # every timestamp 0: one capture point's pair still shares its packets and is compared ...
+    a = shifted(LAB / "ikev2-ok.inside.pcap", tmp_path / "a.pcap", zero=True)
+    b = shifted(LAB / "ikev2-ok.outside.pcap", tmp_path / "b.pcap", zero=True)
+    _, doc = run([a, b])
+    assert doc["findings"] == [] and len(doc["pairs"]) == 1
+    # ... but requests towards a point that captured other traffic could have been sent any time
+    c = shifted(LAB / "ikev2-nat-ok.outside.pcap", tmp_path / "c.pcap", zero=True)
+    f = captures_finding(run([shifted(LAB / "ikev2-udp500-blocked.inside.pcap", tmp_path / "d.pcap", zero=True),
+                              c])[1])
+    assert f["code"] == "compare-unrelated" and "d.pcap (all 0) and c.pcap (all 0) cannot tell" in f["summary"]
+
+
+def test_an_empty_point_is_not_unrelated():
+    _, doc = run(lab("ikev2-udp500-blocked"))  # the outside capture holds nothing
+    assert {f["code"] for f in doc["findings"]} == {"lost-between-points", "capture-empty"}
+
+
+@pytest.mark.parametrize("facts,expected", [
+    ({"same": True, "shared": True, "timed": True, "overlap": True}, "compare-same"),
+    ({"same": True, "empty": True}, "compare-same"),
+    ({"shared": True, "timed": True}, "compare-unrelated"),  # not at the same time
+    ({"shared": True, "timed": True, "overlap": True}, ""),
+    ({"shared": True}, ""),  # the same packets, on clocks that tell no time
+    ({"timed": True, "overlap": True}, "compare-unrelated"),
+    ({"same_ids": True, "timed": True, "overlap": True}, ""),  # one IKE SA, its messages differ (an ALG, snaplen)
+    ({"same_ids": True, "overlap": True}, "compare-unrelated"),  # fixed SPIs of test vectors, no clock
+    ({"one_way_to_other": True, "timed": True, "overlap": True}, ""),  # all lost on the way
+    ({"one_way_to_other": True, "overlap": True}, "compare-unrelated"),
+    ({"empty": True, "timed": True}, ""),  # capture-empty, and everything sent towards it was lost
+])
+def test_captures_rows(facts, expected):
+    assert rules.pick(rules.CAPTURES, evidence(rules.CAPTURES, **facts)).code == expected

@@ -13,6 +13,12 @@ keeps a compact record of every IKE message (points).  Two neighbouring capture 
   differences per direction, refined to the median of the matches; with both
   directions matched it is the midpoint of the two (transit delay assumed
   symmetric).  ESP first/last times stand in when no IKE message matches (clock).
+- Two captures that cannot be compared get one error and nothing else: the same
+  capture twice (compare-same), or unrelated ones (compare-unrelated): not taken
+  at the same time, or no IKE message or ESP packet in both, unless both clocks
+  tell time and an IKE SA or ESP SPI is in both, or one holds traffic sent one
+  way only towards an address the other saw while it captured (all lost on the
+  way) (findings.captures, rules).
 - ESP is compared per SPI (the core counts ESP per flow without keeping
   packets): packets, duplicates and sequence ranges at both points (esp).
 - Which point is nearer the initiator comes from the transit times (both

@@ -4,7 +4,7 @@ compared step by step (see the package docstring for the method)."""
 from __future__ import annotations
 
 from ikeflow.compare import between, clock, esp, matching
-from ikeflow.compare.findings import findings
+from ikeflow.compare.findings import captures, findings
 from ikeflow.compare.points import Point
 from ikeflow.compare.segment import CompareFinding, Segment
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING
@@ -22,6 +22,11 @@ def compare_points(x: Point, y: Point, ike_port: int, natt_port: int, first: boo
     seg.clock = clock.refine(seg)
     for conv in seg.convs:
         matching.match(seg, conv)
+    unrelated = captures(seg)
+    if unrelated is not None:  # the same capture twice, or unrelated ones: nothing to judge between them
+        seg.findings, seg.compared = [unrelated], False
+        return seg
+    for conv in seg.convs:
         matching.orient(seg, conv)
         matching.directions(seg, conv)
         esp.compare(seg, conv)

@@ -3,12 +3,14 @@ compare.rules it picks, and the finding's summary, frames and hint."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections import defaultdict
 
-from ikeflow.compare import rules
+from ikeflow.compare import matching, rules
 from ikeflow.compare.points import Msg, Point
-from ikeflow.compare.segment import (CompareFinding, Conversation, Direction, EspSa, IcmpOneSide, Incomplete,
-                                    NatMapping, Segment)
+from ikeflow.compare.segment import (EDGE, CompareFinding, Conversation, Direction, EspSa, IcmpOneSide,
+                                    Incomplete, NatMapping, Segment)
 from ikeflow.diagnose.finding import WARNING, times
 from ikeflow.render.common import clock, endpoint, ip
 from ikeflow.sources.capture import split_ref
@@ -204,3 +206,112 @@ def _empty(seg: Segment, p: Point) -> CompareFinding:
         seg, row, "capture",
         f"{p.name} holds no packets: everything sent towards it was lost before it, or it captured the wrong "
         "interface or filter", row.hint)
+
+
+def captures(seg: Segment) -> CompareFinding | None:
+    """The two captures as a whole: compare-same or compare-unrelated (and then no other finding), or None
+    when they can be compared."""
+    x, y = seg.x, seg.y
+    spans = {x.index: x.times(), y.index: y.times()}
+    tx, ty = spans.values()
+    empty = tx is None or ty is None
+    spis = [{f.spi for f in p.an.esp.flows.values()} for p in (x, y)]
+    gap = 0.0 if empty else max(ty[0] - seg.to_y(x.index, tx[1]), seg.to_y(x.index, tx[0]) - ty[1])
+    row = rules.pick(rules.CAPTURES, rules.Captures(
+        same=_same_file(x, y) or not empty and _copies(x, y),
+        empty=empty,
+        shared=any(conv.matches for conv in seg.convs) or _esp_in_both(x, y),
+        same_ids=bool(set(x.msgs) & set(y.msgs) or spis[0] & spis[1]),
+        timed=not empty and not tx[2] and not ty[2],
+        overlap=gap <= EDGE,
+        one_way_to_other=not empty and _one_way_to_other(seg, spans)))
+    if not row.code:
+        return None
+    a, b = (x.name, y.name) if x.name != y.name else (x.path, y.path)
+    if row.code == "compare-same":
+        what = ("are the same file" if _same_file(x, y) else
+                f"hold the same {x.packets} packets at the same times ({_span(tx)}): two copies of one capture")
+        return _finding(seg, row, "capture", row.says.format(x=a, y=b, what=what), row.hint)
+    clockless = [f"{n} ({t[2]})" for n, t in ((a, tx), (b, ty)) if t[2]]
+    ids = [f"IKE SA IKEv{v} {ispi.hex()}" for v, ispi in x.msgs if (v, ispi) in y.msgs]
+    ids += [f"ESP SPI {spi:08x}" for spi in sorted(spis[0] & spis[1])]
+    why = ((f"; {_some(ids)} {'is' if len(ids) == 1 else 'are'} in both, but not one of "
+            f"{'its' if len(ids) == 1 else 'their'} packets" if ids else "")
+           + f", and the timestamps of {' and '.join(clockless)} cannot tell whether both were capturing at the same "
+           "time" if clockless else
+           ", no IKE SA or ESP SPI either, and neither holds traffic sent one way only towards an address the "
+           "other saw while it was capturing (which would be loss between them)")
+    return _finding(seg, row, "capture", f"{row.says.format(x=a, y=b, gap=_duration(gap), why=why)}. "
+                                         f"{a}: {_holds(x, tx)}. {b}: {_holds(y, ty)}", row.hint)
+
+
+def _same_file(x: Point, y: Point) -> bool:
+    try:
+        return "-" not in (x.path, y.path) and os.path.samefile(x.path, y.path)
+    except OSError:
+        return False
+
+
+def _copies(x: Point, y: Point) -> bool:
+    """The same frames at the same times: two copies of one capture (pcap and pcapng, gzipped or not)."""
+    if (x.packets, x.first_time, x.last_time) != (y.packets, y.first_time, y.last_time):
+        return False
+    mine = x.digest()
+    return mine is not None and mine == y.digest()
+
+
+def _esp_in_both(x: Point, y: Point) -> bool:
+    """An ESP packet in both captures: an SPI with sequence numbers in common."""
+    theirs = defaultdict(list)
+    for g in y.an.esp.flows.values():
+        theirs[g.spi].append(g)
+    return any(f.seq_min <= g.seq_max and g.seq_min <= f.seq_max
+               for f in x.an.esp.flows.values() for g in theirs.get(f.spi, ()))
+
+
+def _one_way_to_other(seg: Segment, spans: dict) -> bool:
+    """A conversation seen at one point only, sent one way only (by one address) to an address the other point
+    saw, while the other point was capturing: everything of it was lost on the way."""
+    seen = {p.index: {a for key in p.an.pairs for a in key} for p in (seg.x, seg.y)}
+    for conv in seg.convs:
+        alone = matching.seen_at_one_point(seg, conv)
+        if alone is None or len(alone[1]) != 1:
+            continue
+        p, _, targets, sent = alone
+        q = seg.other(p.index).index
+        start, end = seg.to_y(q, spans[q][0]) - EDGE, seg.to_y(q, spans[q][1]) + EDGE
+        if targets & seen[q] and any(start <= seg.to_y(p.index, t) <= end for t in sent):
+            return True
+    return False
+
+
+def _holds(p: Point, span: tuple) -> str:
+    """What a capture holds, for compare-unrelated: packets, time range, IKE SAs, ESP SPIs."""
+    sas = [f"IKEv{v} {ispi.hex()}" for v, ispi in p.msgs]
+    spis = [f"{spi:08x}" for spi in dict.fromkeys(f.spi for f in p.an.esp.flows.values())]
+    return (f"{p.packets} packet{'' if p.packets == 1 else 's'}, {_span(span)}; IKE SAs (initiator SPI): "
+            f"{_some(sas)}; ESP SPIs: {_some(spis)}")
+
+
+def _some(items: list[str], n: int = 3) -> str:
+    return "none" if not items else ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _span(span) -> str:
+    t0, t1, no_clock = span
+    d0, d1 = _date(t0), _date(t1)
+    if d0[:10] == d1[:10]:
+        d1 = d1[11:]
+    return f"{d0} to {d1} UTC" + (f" (timestamps {no_clock}: no clock)" if no_clock else "")
+
+
+def _date(t: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}"
+    except (OverflowError, OSError, ValueError):
+        return f"{t:.3f} s"
+
+
+def _duration(s: float) -> str:
+    return (f"{s:.1f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h" if s < 172800
+            else f"{s / 86400:.0f} days")

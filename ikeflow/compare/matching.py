@@ -82,6 +82,19 @@ def conversations(x: Point, y: Point) -> list[Conversation]:
     return convs
 
 
+def seen_at_one_point(seg: Segment, conv: Conversation) -> tuple[Point, set[bytes], set[bytes], list[float]] | None:
+    """A conversation seen at one point only: that point, the addresses that sent its IKE messages and ESP, the
+    addresses they went to, and when (each IKE message, each ESP flow's first and last packet); None when it was
+    seen at both points.  Sent by one end only, it may all have been lost on the way."""
+    for p in (seg.x, seg.y):
+        if conv.pairs[p.index] and not conv.pairs[seg.other(p.index).index]:
+            msgs = [m for sa_key in conv.sas for m in p.msgs.get(sa_key, [])]
+            flows = conv.flows[p.index]
+            return (p, {m.src for m in msgs} | {f.src for f in flows}, {m.dst for m in msgs} | {f.dst for f in flows},
+                    [m.time for m in msgs] + [t for f in flows for t in (f.first_time, f.last_time)])
+    return None
+
+
 def _esp_roles(conv: Conversation, x: int, y: int) -> None:
     """Fill in the end addresses at a point that saw ESP but no IKE of the conversation."""
     by_spi = {p: {f.spi: f for f in conv.flows[p]} for p in (x, y)}

@@ -3,13 +3,15 @@ IKE messages (from the model's `MessageSeen` events) and of its ESP sequence num
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 from dataclasses import dataclass
 
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.model.events import EspSeen, MessageSeen
 from ikeflow.pipeline import Options, Pipeline
-from ikeflow.sources.capture import FileInfo, frame_ref, split_ref
+from ikeflow.sources.capture import FileInfo, frame_ref, read_files, split_ref
 
 KEEP = 2048  # message records kept per IKE SA and point, at each end
 ESP_KEEP = 1 << 20  # ESP sequence numbers kept per SPI and point; past that, flows are compared by counts
@@ -110,6 +112,34 @@ class Point:
 
     def empty(self) -> bool:
         return self.first_time is None
+
+    def times(self) -> tuple[float, float, str] | None:
+        """(earliest, latest, no_clock) over every timestamp kept (first and last frame, IKE messages, ESP
+        flows' first and last packet); `no_clock` says why they do not tell time ("all 0", "whole seconds
+        only", "all the same"), or is empty."""
+        ts = [t for t in (self.first_time, self.last_time) if t is not None]
+        ts += [m.time for lst in self.msgs.values() for m in lst]
+        ts += [t for f in self.an.esp.flows.values() for t in (f.first_time, f.last_time)]
+        if not ts:
+            return None
+        t0, t1 = min(ts), max(ts)
+        if not any(ts):
+            return t0, t1, "all 0"
+        if not any(t % 1 for t in ts):
+            return t0, t1, "whole seconds only"
+        return t0, t1, "all the same" if t0 == t1 and self.packets > 1 else ""
+
+    def digest(self) -> bytes | None:
+        """A digest of every frame (time and bytes), read again: the same for two copies of one capture, pcap or
+        pcapng, gzipped or not.  None for standard input, which cannot be read twice."""
+        if self.path == "-":
+            return None
+        h = hashlib.blake2b()
+        for batch in read_files([self.path], None, []):
+            for rec in batch:
+                h.update(struct.pack("<dI", rec.time, len(rec.data)))
+                h.update(rec.data)
+        return h.digest()
 
     def pair_key(self, sa_key) -> tuple | None:
         sa = self.an.sas.get(sa_key)

@@ -15,16 +15,21 @@ neighbouring capture points:
    nat-changed  the NAT between the points changed an end's mapping mid-SA
    icmp         an ICMP error seen at one point only
    empty        a capture holds no packets
+   captures     the two captures as a whole: the same capture twice, or two that
+                share nothing (no traffic in both, or not taken at the same time);
+                the last row (no finding) lets the matching go on
    ============ ===================================================================
 
 `TABLE` holds the rules, one row each: the situation, the evidence predicate (over the
 situation's evidence dataclass below), the causes (names from `diagnose.causes.CAUSES`, most
-likely first), the severity, the finding code, the clause the finding's summary ends with and
-the hint.  Clause and hint are formatted with the finding's facts: {up} and {down}, the points
-where it was sent and where it should have arrived; {where}, both in words; {ike} and {natt},
-the ports; the rest per situation (compare.findings).  `pick` gives the first row of a
-situation whose predicate holds; the last row of each situation always does.  A lost message
-that later messages got past is a warning, not an error.  A new rule is a row plus a test.
+likely first), the severity, the finding code, the clause the finding's summary ends with (for
+the captures as a whole: starts with) and the hint.  Clause and hint are formatted with the
+finding's facts: {up} and {down}, the points where it was sent and where it should have arrived;
+{where}, both in words; {ike} and {natt}, the ports; the rest per situation (compare.findings).
+`pick` gives the first row of a situation whose predicate holds; the last row of each situation
+always does.  A lost message that later messages got past is a warning, not an error.  Captures
+that cannot be compared get one error and no other finding: no loss is judged between them.  A
+new rule is a row plus a test.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ikeflow.diagnose.finding import ERROR, WARNING
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING
 
 LOST, COPY_LOST, ESP, UNANSWERED = "lost", "copy-lost", "esp", "unanswered"
 FRAGMENTS, NAT_CHANGED, ICMP, EMPTY = "fragments", "nat-changed", "icmp", "empty"
+CAPTURES = "captures"
 
 
 # -- evidence, per situation ---------------------------------------------------------------------------
@@ -77,6 +83,20 @@ class Fragments:
 
 
 @dataclass(frozen=True)
+class Captures:
+    """The two captures as a whole: can they be compared at all?"""
+
+    same: bool  # the same file, or the same packets at the same times (a copy)
+    empty: bool  # one of them holds no packets (everything lost before it: capture-empty, then compared)
+    shared: bool  # an IKE message or an ESP packet (SPI and sequence number) is in both
+    same_ids: bool  # an IKE SA (initiator SPI) or an ESP SPI is in both
+    timed: bool  # both clocks tell time: not every timestamp zero, a whole second or the same
+    overlap: bool  # their time ranges overlap, on the clock the matching found (0.5 s slack)
+    one_way_to_other: bool  # one point's traffic of a conversation the other never saw went one way only, to an
+    #                         address the other saw while capturing: all of it lost between, loss and not unrelated
+
+
+@dataclass(frozen=True)
 class Row:
     """One rule: in `situation`, when `when(evidence)` holds, the finding names `causes`."""
 
@@ -99,6 +119,9 @@ FRAGMENTS_HINT = ("A hop between {up} and {down} drops IP fragments: enable IKE 
 PEER_LOG_HINT = ("Look for these messages in the peer's log, or capture on the peer itself: if they arrive there, "
                  "the peer ignores them (no matching connection, a hung daemon).")
 NOTHING_BACK = "; nothing came back, not even ICMP"
+UNRELATED_HINT = ("Compare captures of the same tunnel taken at the same time at two points of its path (start both "
+                  "before the negotiation, stop both after it): check the file names, and that both capture hosts' "
+                  "clocks are right (NTP).")
 INCOMPLETE_HINT = "Fragments are dropped on the path; lower the MTU or enable IKE fragmentation (fragmentation=yes)."
 
 TABLE: list[Row] = [
@@ -145,6 +168,17 @@ TABLE: list[Row] = [
         "firewall) or dropped on its way."),
     Row(EMPTY, always, (), WARNING, "capture-empty", "",
         "Check the capture point with the same tcpdump filter while the peers negotiate."),
+    # -- the captures as a whole (facts: x, y, what, gap, why): an error here replaces every other finding ------
+    Row(CAPTURES, lambda e: e.same, (), ERROR, "compare-same", "{x} and {y} {what}: a capture compared with "
+        "itself shows nothing lost or delayed", "Compare captures taken at two different points of the path (e.g. "
+        "on both sides of a firewall or NAT) at the same time: check the file names."),
+    Row(CAPTURES, lambda e: not e.empty and e.timed and not e.overlap, (), ERROR, "compare-unrelated",
+        "{x} and {y} were not taken at the same time: their time ranges are {gap} apart (and no message in both "
+        "tells a clock offset), so nothing sent at one could have been seen at the other", UNRELATED_HINT),
+    Row(CAPTURES, lambda e: not (e.empty or e.shared or e.timed and (e.same_ids or e.one_way_to_other)), (), ERROR,
+        "compare-unrelated", "{x} and {y} have no traffic in common: no IKE message or ESP packet is in both{why}",
+        UNRELATED_HINT),
+    Row(CAPTURES, always, (), INFO, "", "", ""),  # comparable: no finding, the matching goes on
 ]
 
 

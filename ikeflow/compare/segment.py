@@ -1,6 +1,7 @@
 """What the comparison of two neighbouring capture points holds: the clock offset, the
 conversations (peer pairs seen at both points) and their directions, ESP per SPI, NAT
-mappings, incomplete IP fragments, one-sided ICMP errors and the findings.  The steps that
+mappings, incomplete IP fragments, one-sided ICMP errors, the findings, and whether the two
+captures could be compared at all.  The steps that
 fill it in are in clock, matching, esp, between and findings."""
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class Segment:
         self.icmp_one_side: list[IcmpOneSide] = []
         self.fragments: list[Incomplete] = []
         self.findings: list[CompareFinding] = []
+        self.compared = True  # False: the same capture twice, or unrelated ones; nothing was judged between them
 
     @property
     def points(self) -> tuple[int, int]:

@@ -74,7 +74,10 @@ def build(cmp: Comparison) -> dict:
 
 
 def _pairs(s: Segment) -> list[dict]:
-    """One object per conversation of the segment, with its two directions."""
+    """One object per conversation of the segment, with its two directions (none when the captures could not
+    be compared)."""
+    if not s.compared:
+        return []
     out = []
     for conv in s.convs:
         dirs = []

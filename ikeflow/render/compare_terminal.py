@@ -63,6 +63,9 @@ def _segment(console: Console, seg: Segment) -> None:
                        f"{c.offset * 1000:+.3f} ms ({how}"
                        f"{'; one direction only, so it includes the transit time' if c.one_way else ''})",
                        style="bold"))
+    if not seg.compared:
+        console.print(f"Not compared: {seg.findings[0].code} (see the findings).")
+        return
     if not seg.convs:
         console.print("No IKE or ESP traffic at either point.")
     for conv in seg.convs:
