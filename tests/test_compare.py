@@ -474,6 +474,26 @@ def test_lab_captures_of_different_scenarios_are_unrelated(tmp_path):
     assert f["code"] == "compare-unrelated" and "have no traffic in common" in f["summary"]
 
 
+def test_requests_lost_towards_a_point_that_captured_other_traffic_is_loss(tmp_path):
+    # point 1 re-sends IKE_SA_INIT to 203.0.113.2, point 2 (the responder's side) meanwhile captured that
+    # responder talking to another peer (203.0.113.1): the requests are lost between, the captures are related
+    a = LAB / "ikev2-udp500-blocked.inside.pcap"
+    b = shifted(LAB / "ikev2-nat-ok.outside.pcap", tmp_path / "b.pcap", to=a)
+    cmp, doc = run([a, b])
+    (e,) = errors(doc)
+    assert (e["code"], e["at"], e["causes"]) == ("lost-between-points", "IKE_SA_INIT", ["path-blocked"])
+    assert e["frames"] == [[INSIDE, n] for n in (1, 2, 3, 4)]
+    assert len(doc["pairs"]) == 1  # the other peer's traffic went both ways without point 1: not compared
+    assert [c.pairs[OUTSIDE] for c in cmp.segments[0].elsewhere] == [[(bytes([203, 0, 113, 1]),
+                                                                        bytes([203, 0, 113, 2]))]]
+    r = cli(a, b, "--no-color")
+    assert "seen at #2 only, sent by both ends there, so not through #1: not compared" in " ".join(r.output.split())
+    # the same, an hour later: point 2 was not capturing then, so nothing tells that they are related
+    late = shifted(LAB / "ikev2-nat-ok.outside.pcap", tmp_path / "late.pcap", to=a, by=3600.0)
+    f = captures_finding(run([a, late])[1])
+    assert f["code"] == "compare-unrelated" and "60 min apart" in f["summary"]
+
+
 def test_timestamps_that_are_no_clock(tmp_path):
     # every timestamp 0: one capture point's pair still shares its packets and is compared ...
     a = shifted(LAB / "ikev2-ok.inside.pcap", tmp_path / "a.pcap", zero=True)

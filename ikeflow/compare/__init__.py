@@ -18,7 +18,8 @@ keeps a compact record of every IKE message (points).  Two neighbouring capture 
   at the same time, or no IKE message or ESP packet in both, unless both clocks
   tell time and an IKE SA or ESP SPI is in both, or one holds traffic sent one
   way only towards an address the other saw while it captured (all lost on the
-  way) (findings.captures, rules).
+  way).  A peer pair seen at one point only, sent by both ends there, did not go
+  through the other point and is not compared (findings.captures, rules).
 - ESP is compared per SPI (the core counts ESP per flow without keeping
   packets): packets, duplicates and sequence ranges at both points (esp).
 - Which point is nearer the initiator comes from the transit times (both

@@ -79,8 +79,11 @@ def incomplete_fragments(seg: Segment) -> list[Incomplete]:
 
 
 def icmp_one_side(seg: Segment) -> list[IcmpOneSide]:
-    """ICMP errors seen at one point with no counterpart (same error, same IKE SA, same time) at the other."""
-    events = {p.index: [e for pair in p.an.pairs.values() for e in pair.icmp] for p in (seg.x, seg.y)}
+    """ICMP errors seen at one point with no counterpart (same error, same IKE SA, same time) at the other
+    (but those about conversations that did not go through the other point)."""
+    elsewhere = {(p, key) for conv in seg.elsewhere for p, keys in conv.pairs.items() for key in keys}
+    events = {p.index: [e for key, pair in p.an.pairs.items() if (p.index, key) not in elsewhere for e in pair.icmp]
+              for p in (seg.x, seg.y)}
     used: set[int] = set()
     for e in events[seg.x.index]:
         best = None

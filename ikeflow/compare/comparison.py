@@ -26,6 +26,11 @@ def compare_points(x: Point, y: Point, ike_port: int, natt_port: int, first: boo
     if unrelated is not None:  # the same capture twice, or unrelated ones: nothing to judge between them
         seg.findings, seg.compared = [unrelated], False
         return seg
+    if not (seg.x.empty() or seg.y.empty()):  # an empty point saw nothing at all: everything was lost before it
+        convs, seg.convs = seg.convs, []
+        for conv in convs:
+            alone = matching.seen_at_one_point(seg, conv)
+            (seg.elsewhere if alone and len(alone[1]) > 1 else seg.convs).append(conv)
     for conv in seg.convs:
         matching.orient(seg, conv)
         matching.directions(seg, conv)

@@ -85,7 +85,8 @@ def conversations(x: Point, y: Point) -> list[Conversation]:
 def seen_at_one_point(seg: Segment, conv: Conversation) -> tuple[Point, set[bytes], set[bytes], list[float]] | None:
     """A conversation seen at one point only: that point, the addresses that sent its IKE messages and ESP, the
     addresses they went to, and when (each IKE message, each ESP flow's first and last packet); None when it was
-    seen at both points.  Sent by one end only, it may all have been lost on the way."""
+    seen at both points.  Sent by both ends there, it did not go through the other point; sent by one end only,
+    it may all have been lost on the way."""
     for p in (seg.x, seg.y):
         if conv.pairs[p.index] and not conv.pairs[seg.other(p.index).index]:
             msgs = [m for sa_key in conv.sas for m in p.msgs.get(sa_key, [])]

@@ -139,6 +139,7 @@ class Segment:
         self.ike_port, self.natt_port = ike_port, natt_port
         self.clock = Clock()
         self.convs: list[Conversation] = []
+        self.elsewhere: list[Conversation] = []  # seen at one point only, sent by both ends: not through the other
         self.nat: list[NatMapping] = []
         self.icmp_one_side: list[IcmpOneSide] = []
         self.fragments: list[Incomplete] = []

@@ -66,7 +66,11 @@ def _segment(console: Console, seg: Segment) -> None:
     if not seg.compared:
         console.print(f"Not compared: {seg.findings[0].code} (see the findings).")
         return
-    if not seg.convs:
+    for conv in seg.elsewhere:
+        p = seg.x if conv.pairs[seg.x.index] else seg.y
+        console.print(f"{_name(conv, p.index)}: seen at #{p.index + 1} only, sent by both ends there, so not through "
+                      f"#{seg.other(p.index).index + 1}: not compared.")
+    if not seg.convs and not seg.elsewhere:
         console.print("No IKE or ESP traffic at either point.")
     for conv in seg.convs:
         body = [_directions(conv), _ladder(seg, conv)]
