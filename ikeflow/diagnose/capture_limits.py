@@ -26,6 +26,7 @@ finding of its own (`capture-one-way`, `capture-mid-session`, `capture-filtered`
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
@@ -40,6 +41,7 @@ from ikeflow.sources.capture import split_ref
 # giving up after about 165 s); libreswan after retransmit-interval = 0.5 s, doubling, for
 # retransmit-timeout = 60 s.  The longer one, so that no daemon's first re-send is missed.
 RETRANSMIT_INTERVAL = 4.0
+INF = float("inf")
 
 ONE_WAY, FILTERED, SNAPLEN, NO_TIME, ENDS_EARLY, MID_SESSION = (
     "one-way", "filtered", "snaplen", "no-time", "ends-early", "mid-session")
@@ -89,7 +91,9 @@ class CaptureLimits:
 
     one_way: dict[IkeSa, tuple[Seen, Seen, str]] = field(default_factory=dict)  # SA -> the proof of a missing answer
     mid_session: dict[IkeSa, Seen] = field(default_factory=dict)  # SA -> its first message in the capture
-    cut: list[dict] = field(default_factory=list)  # Reassembler.incomplete entries the capture filter cut
+    # peer pair -> the datagrams the capture filter cut to their first fragment (Reassembler.incomplete entries)
+    cut: dict[tuple[bytes, bytes], list[dict]] = field(default_factory=dict)
+    cut_answered: tuple[dict, Seen | dict] | None = None  # one of them, and what its receiver sent back after it
     # Plug-in place for diagnose/capture_quality.py: set these from its capture-no-time and capture-snaplen
     # judgements in judge(); the stalls they bear on then name them and rank no cause.
     no_time: bool = False  # the timestamps are unusable
@@ -97,14 +101,17 @@ class CaptureLimits:
 
     def cut_between(self, sa: IkeSa) -> list[dict]:
         """The cut datagrams between this SA's peers, from its first message on."""
-        ends = {sa.initiator[0], sa.responder[0]}
         since = sa.messages[0].time
-        return [d for d in self.cut if {d["src"], d["dst"]} == ends and d["first_time"] >= since]
+        return [d for d in self.cut.get(pair_key(sa.initiator[0], sa.responder[0]), ()) if d["first_time"] >= since]
 
 
 def judge(an: Analyzer, files) -> CaptureLimits:
-    """The limits of this capture."""
-    out = CaptureLimits(cut=_cut_datagrams(an))
+    """The limits of this capture (`files`, the readers' FileInfo, is where capture_quality's come from)."""
+    out = CaptureLimits()
+    cut, out.cut_answered = _cut_datagrams(an)
+    for d in cut:
+        out.cut.setdefault(pair_key(d["src"], d["dst"]), []).append(d)
+    rekeys = _first_child_sa_answers(an)
     for sa in an.sas.values():
         if not sa.messages:
             continue
@@ -112,8 +119,11 @@ def judge(an: Analyzer, files) -> CaptureLimits:
         if proof:
             out.one_way[sa] = proof
         first = sa.messages[0]
-        if (not any(_opens(m) for m in sa.messages) and sequences.exchange(sa.version, first.msg.exchange_type)
-                and not _rekey(an, sa)):
+        # an IKEv2 SA appearing after a CREATE_CHILD_SA between the same peers may be its rekey, which opens
+        # no IKE_SA_INIT of its own
+        rekey = sa.version == 2 and first.time >= rekeys.get(pair_key(sa.initiator[0], sa.responder[0]), INF)
+        known = sequences.exchange(sa.version, first.msg.exchange_type) is not None
+        if known and not rekey and not any(_opens(m) for m in sa.messages):
             out.mid_session[sa] = first
     return out
 
@@ -130,13 +140,15 @@ def _opens(m: Seen) -> bool:
     return m.label in OPENING and m.sender == "I" and m.request
 
 
-def _rekey(an: Analyzer, sa: IkeSa) -> bool:
-    """An IKEv2 SA that a CREATE_CHILD_SA of another IKE SA between the same peers may have made (a rekey
-    opens no IKE_SA_INIT of its own): one was answered before its first message."""
-    first = sa.messages[0]
-    return sa.version == 2 and any(m.msg.exchange_type == sequences.CREATE_CHILD_SA and not m.request
-                                   and m.time <= first.time for o in an.pair_of(sa).sas if o is not sa
-                                   for m in o.messages)
+def _first_child_sa_answers(an: Analyzer) -> dict[tuple[bytes, bytes], float]:
+    """Per peer pair, when a CREATE_CHILD_SA was first answered."""
+    out: dict[tuple[bytes, bytes], float] = {}
+    for sa in an.sas.values():
+        for m in sa.messages:
+            if m.msg.exchange_type == sequences.CREATE_CHILD_SA and not m.request:
+                key = pair_key(m.src, m.dst)
+                out[key] = min(out.get(key, INF), m.time)
+    return out
 
 
 def _one_way(sa: IkeSa) -> tuple[Seen, Seen, str] | None:
@@ -172,32 +184,33 @@ def _answered_between(sa: IkeSa, a: Seen, b: Seen) -> str | None:
     return None
 
 
-def _cut_datagrams(an: Analyzer) -> list[dict]:
-    """The datagrams cut to their first fragment by the capture's own filter, when the evidence is strong:
-    every fragmented datagram in the capture holds its first fragment and nothing else, none completed,
-    and the peers went on as if some arrived (the receiver sent a new message back afterwards).  A path
-    that drops non-first fragments looks the same until the receiver shows it got the datagram."""
+def _cut_datagrams(an: Analyzer) -> tuple[list[dict], tuple[dict, Seen | dict] | None]:
+    """The datagrams cut to their first fragment by the capture's own filter, and one that its receiver
+    answered, when the evidence is strong: every fragmented datagram in the capture holds its first fragment
+    and nothing else, none completed, and the peers went on as if one arrived (its receiver sent a new
+    message, or a first fragment of its own, back after it).  A path that drops non-first fragments looks
+    the same until the receiver shows it got the datagram."""
     ra = an.reassembler
     held = ra.incomplete
     if not held or ra.overlaps or ra.given_up != len(held) or an.stats.fragments != len(held):
-        return []  # no fragments, more than listed, or some datagram completed: later fragments do get in
+        return [], None  # no fragments, more than listed, or some datagram completed: later fragments do get in
     if any(d["fragments"] != 1 or not d["has_first"] for d in held):
-        return []
-    return held if any(_answered(an, d) for d in held) else []
-
-
-def _answered(an: Analyzer, d: dict) -> Seen | dict | None:
-    """A new message (or cut datagram) from the datagram's receiver back to its sender, after it."""
-    pair = an.pairs.get(pair_key(d["src"], d["dst"]))
-    back = [m for sa in (pair.sas if pair else []) for m in sa.messages
-            if m.src == d["dst"] and m.dst == d["src"] and m.time > d["first_time"] and not m.retransmission]
-    back += [x for x in an.reassembler.incomplete
-             if x["src"] == d["dst"] and x["dst"] == d["src"] and x["first_time"] > d["first_time"]]
-    return min(back, key=_time, default=None)
-
-
-def _time(x: Seen | dict) -> float:
-    return x["first_time"] if isinstance(x, dict) else x.time
+        return [], None
+    sent: dict[tuple[bytes, bytes], list[tuple[float, int, Seen | dict]]] = {}  # by direction, in time order
+    for sa in an.sas.values():
+        for m in sa.messages:
+            if not m.retransmission:
+                sent.setdefault((m.src, m.dst), []).append((m.time, m.ref, m))
+    for d in held:
+        sent.setdefault((d["src"], d["dst"]), []).append((d["first_time"], d["frames"][0], d))
+    for way in sent.values():
+        way.sort(key=lambda x: x[:2])
+    for d in held:
+        back = sent.get((d["dst"], d["src"]), [])
+        i = bisect.bisect_right(back, d["first_time"], key=lambda x: x[0])
+        if i < len(back):
+            return held, (d, back[i][2])
+    return [], None
 
 
 # -- the findings ------------------------------------------------------------------------------------
@@ -205,13 +218,15 @@ def _time(x: Seen | dict) -> float:
 def one_way(an: Analyzer, files):
     """capture-one-way: an IKE SA of which only one side's messages are in the capture, though they prove
     the other side answered."""
-    for sa, (a, b, why) in judge(an, files).one_way.items():
+    proven = judge(an, files).one_way
+    senders = _senders(an) if proven else set()
+    for sa, (a, b, why) in proven.items():
         side, other = _roles(a.sender)
         summary = (f"only the {side}'s messages of this IKE SA are in the capture ({sa.count}), yet the {other} "
                    f"answered: {why} ({a.label} frame {_frame(a.ref)}, {b.label} frame {_frame(b.ref)}, "
                    f"{_ms(b.time - a.time)} later)")
         silent = _addr(sa, other)
-        if not _sent_anything(an, sa, silent):
+        if silent not in senders:
             summary += f"; nothing at all from {_ip(silent)} is in the capture"
         summary += ": the capture holds one direction only, so what looks unanswered here is not diagnosed"
         yield Finding(WARNING, "capture-one-way", b.label, summary, LIMITS[ONE_WAY].todo + ".", [a.ref, b.ref], [], sa)
@@ -235,11 +250,10 @@ def mid_session(an: Analyzer, files):
 
 def filtered(an: Analyzer, files):
     """capture-filtered: the capture's own filter dropped the non-first IP fragments."""
-    cut = judge(an, files).cut
-    if not cut:
+    view = judge(an, files)
+    if not view.cut:
         return
-    answered = [(d, _answered(an, d)) for d in cut]
-    d, back = next((d, back) for d, back in answered if back is not None)
+    cut, (d, back) = [d for ds in view.cut.values() for d in ds], view.cut_answered
     what = f"{back.label} in frame {_frame(back.ref)}" if isinstance(back, Seen) else \
         f"a datagram of its own in frame {_frame(back['frames'][0])}"
     n = len(cut)
@@ -265,11 +279,12 @@ def _addr(sa: IkeSa, role: str) -> bytes:
     return (sa.initiator if role == "initiator" else sa.responder)[0]
 
 
-def _sent_anything(an: Analyzer, sa: IkeSa, addr: bytes) -> bool:
-    """Any IKE message, NAT-T keepalive or ESP packet from `addr` in the capture."""
-    pair = an.pair_of(sa)
-    return (bool(pair.keepalives.get(addr)) or any(m.src == addr for s in pair.sas for m in s.messages)
-            or any(f.src == addr for f in an.esp.flows.values()))
+def _senders(an: Analyzer) -> set[bytes]:
+    """Every address that sent an IKE message, a NAT-T keepalive or an ESP packet in the capture."""
+    out = {m.src for sa in an.sas.values() for m in sa.messages}
+    out.update(f.src for f in an.esp.flows.values())
+    out.update(a for pair in an.pairs.values() for a in pair.keepalives)
+    return out
 
 
 def _frame(ref: int) -> int:
