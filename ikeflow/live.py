@@ -234,6 +234,8 @@ class LiveRun:
         self.info.packets = self.frames
         current = set()
         for f in self.pipeline.findings():
+            if f.code == "capture-ends-early":  # the capture goes on: the "waiting for ..." lines say it
+                continue
             key = _finding_key(f)
             current.add(key)
             if f.code == "stall" and key not in self._shown:
