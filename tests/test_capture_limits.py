@@ -19,6 +19,7 @@ from conftest import PCAPS, need_public
 from ikeflow.cli import COMPARE_HELP, READ_HELP
 from ikeflow.diagnose import capture_limits, stalls
 from ikeflow.diagnose.capture_limits import CAPTURE_FILTER, ENDS_EARLY, FILTERED, MID_SESSION, ONE_WAY
+from ikeflow.diagnose.finding import WARNING
 from ikeflow.diagnose.findings import ERROR, verdicts
 from ikeflow.pipeline import read_captures
 
@@ -212,6 +213,7 @@ def test_filtered_by_the_old_recipe(tmp_path):
     assert st.at == "IKE_AUTH" and FILTERED in st.limits and not stalls.rank(st)
     no_ranked_causes_under_void_limits(found)
     assert not [x for x in found if x.code == "stall" and x.severity == ERROR]
+    assert {x.severity for x in found if x.code == "fragments-incomplete"} == {WARNING}  # not a loss on the path
 
 
 def test_the_new_recipe_keeps_what_the_diagnosis_needs(tmp_path):

@@ -104,12 +104,15 @@ def fragments(an: Analyzer, files):
     ways: dict[tuple[bytes, bytes], list[dict]] = {}
     for d in ra.incomplete:
         ways.setdefault((d["src"], d["dst"]), []).append(d)
+    filtered = bool(ways) and bool(capture_limits.judge(an, files).cut)  # the capture filter cut them
     for (src, dst), ds in ways.items():
         n, frags, size = len(ds), sum(d["fragments"] for d in ds), sum(d["bytes"] for d in ds)
-        yield Finding(ERROR if any(d["has_first"] for d in ds) else WARNING, "fragments-incomplete", "IP",
-                      f"{n} IP datagram{'s' if n > 1 else ''} {ip(src)} → {ip(dst)} never completed: "
+        yield Finding(ERROR if any(d["has_first"] for d in ds) and not filtered else WARNING, "fragments-incomplete",
+                      "IP", f"{n} IP datagram{'s' if n > 1 else ''} {ip(src)} → {ip(dst)} never completed: "
                       f"{frags} fragment(s), {size} bytes" +
                       (f" ({unlisted} more in the capture, past the {len(ra.incomplete)} listed)" if unlisted else ""),
+                      "The capture's filter dropped the non-first fragments (see capture-filtered): not a loss on the "
+                      "path." if filtered else
                       "Fragments are lost on the path; lower the MTU or enable IKE fragmentation (fragmentation=yes).",
                       [f for d in ds[:10] for f in d["frames"][:10]][:10], [])
     for d in ra.overlaps:
