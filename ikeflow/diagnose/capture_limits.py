@@ -219,7 +219,7 @@ def one_way(an: Analyzer, files):
     """capture-one-way: an IKE SA of which only one side's messages are in the capture, though they prove
     the other side answered."""
     proven = judge(an, files).one_way
-    senders = _senders(an) if proven else set()
+    senders = senders(an) if proven else set()
     for sa, (a, b, why) in proven.items():
         side, other = _roles(a.sender)
         summary = (f"only the {side}'s messages of this IKE SA are in the capture ({sa.count}), yet the {other} "
@@ -279,7 +279,7 @@ def _addr(sa: IkeSa, role: str) -> bytes:
     return (sa.initiator if role == "initiator" else sa.responder)[0]
 
 
-def _senders(an: Analyzer) -> set[bytes]:
+def senders(an: Analyzer) -> set[bytes]:
     """Every address that sent an IKE message, a NAT-T keepalive or an ESP packet in the capture."""
     out = {m.src for sa in an.sas.values() for m in sa.messages}
     out.update(f.src for f in an.esp.flows.values())

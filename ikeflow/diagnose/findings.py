@@ -77,13 +77,19 @@ def esp(an: Analyzer, files):
                           "Replayed or duplicated packets (a capture on two interfaces, or a looping path).",
                           [f.first_frame])
     directions = an.esp.directions()
+    heard = None
     for (src, dst), flows in directions.items():
         if (dst, src) not in directions and any(x.packets > 1 for x in flows):
             f = flows[0]
+            heard = capture_limits.senders(an) if heard is None else heard
+            hint = "Check that protocol 50 (or UDP 4500) is allowed back, and the peer's SA and routes."
+            if dst not in heard:
+                hint = (f"Nothing at all from {f.dst_ip} is in the capture: if it holds one direction only "
+                        "(asymmetric routing, a SPAN of one direction, a 'src' filter), capture both; otherwise: "
+                        + hint[0].lower() + hint[1:])
             yield Finding(WARNING, "esp-one-way", "ESP",
                           f"ESP only from {f.src_ip} to {f.dst_ip} ({sum(x.packets for x in flows)} packets), none back",
-                          "Check that protocol 50 (or UDP 4500) is allowed back, and the peer's SA and routes.",
-                          [x.first_frame for x in flows], pair=(src, dst) if src <= dst else (dst, src))
+                          hint, [x.first_frame for x in flows], pair=(src, dst) if src <= dst else (dst, src))
 
 
 def icmp(an: Analyzer, files):
