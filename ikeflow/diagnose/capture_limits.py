@@ -219,14 +219,14 @@ def one_way(an: Analyzer, files):
     """capture-one-way: an IKE SA of which only one side's messages are in the capture, though they prove
     the other side answered."""
     proven = judge(an, files).one_way
-    senders = senders(an) if proven else set()
+    heard = senders(an) if proven else set()
     for sa, (a, b, why) in proven.items():
         side, other = _roles(a.sender)
         summary = (f"only the {side}'s messages of this IKE SA are in the capture ({sa.count}), yet the {other} "
                    f"answered: {why} ({a.label} frame {_frame(a.ref)}, {b.label} frame {_frame(b.ref)}, "
                    f"{_ms(b.time - a.time)} later)")
         silent = _addr(sa, other)
-        if silent not in senders:
+        if silent not in heard:
             summary += f"; nothing at all from {_ip(silent)} is in the capture"
         summary += ": the capture holds one direction only, so what looks unanswered here is not diagnosed"
         yield Finding(WARNING, "capture-one-way", b.label, summary, LIMITS[ONE_WAY].todo + ".", [a.ref, b.ref], [], sa)
