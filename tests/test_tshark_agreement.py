@@ -106,7 +106,8 @@ ALLOWED: dict[tuple[str, int | None, str], tuple[object, object, str]] = {
         FIRST_FRAGMENT + "; tshark shows ESP-in-UDP with only the SPI (4 bytes of UDP payload captured, "
         "no sequence number)"),
     # IKE on UDP 4500 without the non-ESP marker: tshark reads the IKE SPI as an ESP SPI and sequence.
-    ("openswan/tests/unit/xfrmmock/xf88-v1certQI1/v1certN3.pcap", None, "esp 192.168.0.1 > 93.184.216.34 spi 80010203"): (
+    ("openswan/tests/unit/xfrmmock/xf88-v1certQI1/v1certN3.pcap", None,
+     "esp 192.168.0.1 > 93.184.216.34 spi 80010203"): (
         None, (1, 67438087, 67438087, 67438087, 1, 1, "udp"),
         "Openswan unit-test input: an IKEv1 message (initiator SPI 8001020304050607, version byte 0x10, an encrypted "
         "Main Mode message, ISAKMP length 1324 = the UDP payload length) sent to UDP 4500 without the non-ESP marker "
