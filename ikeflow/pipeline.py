@@ -19,7 +19,10 @@ from ikeflow.diagnose.finding import ERROR, Finding
 from ikeflow.diagnose.findings import find, verdicts
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.model.analysis import Analyzer
-from ikeflow.sources.capture import FAST, FileInfo, Record, fast_esp, read_files
+from ikeflow.sources.capture import (CUT_KEPT, FAST, FileInfo, Previous, Record, fast_esp, read_files,
+                                     split_ref)
+
+COPY = "duplicate frame (the same packet captured twice)"  # the `skipped` reason of a copy the reader dropped
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Pipeline:
         self.model.listeners.extend(listeners)
         self.infos: list[FileInfo] = []
         self._fast = None
+        self._previous: Previous | None = None  # live: the frame before
 
     def read(self, paths: list[str], esp_fast: bool = True, progress: Callable | None = None) -> None:
         """Every frame of the capture files, merged on time; `progress(infos)` after each batch.
@@ -64,19 +68,40 @@ class Pipeline:
         record = self.model.record
         for batch in read_files(paths, self.model.esp if esp_fast else None, self.infos):
             for rec in batch:
+                if len(rec.data) < rec.wirelen:
+                    self._cut(rec.ref)
                 record(rec)
             if progress:
                 progress(self.infos)
+        self._skip_copies(sum(info.quality.copies for info in self.infos))
 
     def source(self, info: FileInfo) -> None:
         """A live source: its frames come through `frame`."""
         self.infos.append(info)
         self._fast = FAST.get(info.linktypes[0])
+        self._previous = Previous(info.quality)
 
     def frame(self, ref: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:
-        """One frame of a live source (plain ESP takes the reader's fast path)."""
-        if not (self._fast and fast_esp(data, 0, len(data), self._fast, self.model.esp, ts, ref)):
+        """One frame of a live source (plain ESP takes the reader's fast path; a copy of the frame before
+        is dropped, as the file reader does)."""
+        if self._previous.copy(ref, ts, linktype, data, 0, len(data), wirelen):
+            self._skip_copies(1)
+        elif not (self._fast and fast_esp(data, 0, len(data), self._fast, self.model.esp, ts, ref)):
+            if len(data) < wirelen:
+                self._cut(ref)
             self.model.record(Record(ref, ts, linktype, data, wirelen))
+
+    def _cut(self, ref: int) -> None:
+        """Remember a cut frame that the model decodes: its damage is the capture's, not the path's."""
+        cut = self.infos[split_ref(ref)[0]].quality.cut_decoded
+        if len(cut) < CUT_KEPT:
+            cut.add(ref)
+
+    def _skip_copies(self, n: int) -> None:
+        """Copies are frames too: counted as skipped, so that the stats still add up."""
+        if n:
+            self.model.stats.skipped += n
+            self.model.skipped[COPY] += n
 
     def finish(self) -> Analyzer:
         """No more frames: close the model's books."""

@@ -6,10 +6,16 @@ the common link types is counted inline into an `EspTable`, every other
 record is handed back in batches for the general decoder.  ESP accounting does
 not depend on the order of IKE processing, so the batching is invisible to the
 analysis.
+
+On the way the reader counts what the capture itself did to the packets
+(`Quality`): a copy of the frame before is dropped (`same_datagram`), frames cut
+by the snap length and steps back in time are counted, and the records for the
+decoder come out in time order (`read_files`).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import io
 import mmap
@@ -21,7 +27,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
-from ikeflow.decode.linktypes import LINK_TYPES
+from ikeflow.decode.linktypes import ETHERNET, LINK_TYPES
 
 if TYPE_CHECKING:
     from ikeflow.model.esp import EspTable  # the ESP fast path counts into the model's table
@@ -31,6 +37,12 @@ MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches
 PARALLEL_MIN = int(os.environ.get("IKEFLOW_PARALLEL_MIN", 64 << 20))  # bytes from which a second core helps
 PARENT_SHARE = 0.25  # of a file read on two cores, the part the parent reads: it also does all the IKE work
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
+COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
+LISTED = 10  # frames listed as evidence for each capture-quality fact
+CUT_KEPT = 4096  # cut frames handed to the decoder that are remembered (to tell a cut message from a broken one)
+HOLD = 4096  # decoded frames held back to put them in time order (and HOLD_BYTES of them at most)
+HOLD_BYTES = 8 << 20
+LOOKBACK = 1 << 16  # bytes of the last chunk kept when streaming, for the copy check of the next frame
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -40,6 +52,8 @@ PCAP_MAGICS = {
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
+NEVER = float("-inf")  # the time before the first frame
+VLAN_TAGS = (b"\x81\x00", b"\x88\xa8", b"\x91\x00")  # ethertypes of 802.1Q/802.1ad tags
 
 # IPv4 header and the first 16 bytes of its payload in one read: version/IHL, total
 # length, flags/fragment offset, protocol, destination, then four 32-bit words w0..w3
@@ -80,6 +94,77 @@ class Record:
 
 
 @dataclass
+class Quality:
+    """What the capture itself did to the packets, counted by the reader (diagnose.capture_quality reads it).
+
+    Frame lists hold the first LISTED frame_refs."""
+
+    copies: int = 0  # frames dropped: the same IP datagram as the frame before, within COPY_GAP
+    copy_frames: list[int] = field(default_factory=list)
+    routed: int = 0  # of the copies, those with another TTL/hop limit: seen before and after a router
+    cut: int = 0  # frames captured shorter than they were on the wire (snap length)
+    cut_frames: list[int] = field(default_factory=list)
+    cut_at: int = 0  # the longest captured length of a cut frame: the snap length in effect
+    cut_decoded: set[int] = field(default_factory=set)  # the first CUT_KEPT cut frames handed to the decoder
+    back: int = 0  # frames timestamped before the frame in front of them
+    back_frames: list[int] = field(default_factory=list)
+    back_most: float = 0.0  # the longest step back in time, in seconds
+    # once time went back: the earliest and the latest timestamp (the latest is the last frame or one right before a
+    # step back, the earliest the first frame or one right after a step back)
+    earliest: float | None = None
+    latest: float | None = None
+    late: int = 0  # decoded frames too far out of time order to be put back (more than HOLD frames)
+    same_time: int = 0  # frames with the timestamp of the frame in front of them
+    zero_time: int = 0  # frames timestamped 0 (1970-01-01: the writer had no clock)
+
+    def clock(self, ref: int, ts: float, before: float) -> None:
+        """A frame at `ts` that is not later than the one before it (at `before`)."""
+        self.order(ref, ts, before)
+        if not ts:
+            self.zero_time += 1
+
+    def order(self, ref: int, ts: float, before: float) -> None:
+        if ts == before:
+            self.same_time += 1
+            return
+        self.back += 1
+        self.back_most = max(self.back_most, before - ts)
+        self.earliest = ts if self.earliest is None else min(self.earliest, ts)
+        self.latest = before if self.latest is None else max(self.latest, before)
+        if len(self.back_frames) < LISTED:
+            self.back_frames.append(ref)
+
+    def copy(self, ref: int, routed: bool) -> None:
+        self.copies += 1
+        self.routed += routed
+        if len(self.copy_frames) < LISTED:
+            self.copy_frames.append(ref)
+
+    def cut_short(self, ref: int, caplen: int) -> None:
+        self.cut += 1
+        self.cut_at = max(self.cut_at, caplen)
+        if len(self.cut_frames) < LISTED:
+            self.cut_frames.append(ref)
+
+    def merge(self, later: Quality, shift: int) -> None:
+        """Add what a second reader counted over the next stretch of the same capture (frame refs `shift` short)."""
+        for name in ("copies", "routed", "cut", "back", "late", "same_time", "zero_time"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for name in ("copy_frames", "cut_frames", "back_frames"):
+            mine = getattr(self, name)
+            mine += [ref + shift for ref in getattr(later, name)][: LISTED - len(mine)]
+        self.back_most = max(self.back_most, later.back_most)
+        self.cut_at = max(self.cut_at, later.cut_at)
+        for name, pick in (("earliest", min), ("latest", max)):
+            values = [v for v in (getattr(self, name), getattr(later, name)) if v is not None]
+            setattr(self, name, pick(values) if values else None)
+
+    def no_time(self, packets: int) -> bool:
+        """No timestamps to go by: every frame has the time of the one before it, or most are at 0."""
+        return packets > 1 and (self.same_time == packets - 1 or 2 * self.zero_time > packets)
+
+
+@dataclass
 class FileInfo:
     """What the reader learnt about one input file."""
 
@@ -92,6 +177,14 @@ class FileInfo:
     bytes_read: int = 0
     truncated_at: int | None = None  # byte offset of the first incomplete record
     warning: str | None = None
+    quality: Quality = field(default_factory=Quality)
+
+    def span(self) -> tuple[float | None, float | None]:
+        """The earliest and the latest timestamp (the first and the last frame's, unless time went back)."""
+        q = self.quality
+        if q.earliest is None or self.first_time is None:
+            return self.first_time, self.last_time
+        return min(self.first_time, q.earliest), max(self.last_time, q.latest)
 
 
 class _Prefixed(io.RawIOBase):
@@ -273,6 +366,55 @@ def _gzip_damage(info: FileInfo, gz: _Gunzip) -> None:
     info.warning = f"{gz.damage} (after {gz.size} decompressed bytes){last}"
 
 
+def same_datagram(a, i: int, b, j: int, n: int) -> bool:
+    """a[i:i+n] and b[j:j+n] (IP headers on) are the same IP datagram: every byte equal but the TTL or hop
+    limit and the IPv4 header checksum, which a router changes between its two interfaces."""
+    if n >= 20 and a[i] >> 4 == 4:
+        return a[i : i + 8] == b[j : j + 8] and a[i + 9] == b[j + 9] and a[i + 12 : i + n] == b[j + 12 : j + n]
+    if n >= 40 and a[i] >> 4 == 6:
+        return a[i : i + 7] == b[j : j + 7] and a[i + 8 : i + n] == b[j + 8 : j + n]
+    return False  # not IP: a repeated ARP or BPDU is no copy to speak of
+
+
+def ip_start(linktype: int, frame, p: int, n: int) -> int:
+    """How far into frame[p:p+n] its IP header starts (past 802.1Q/802.1ad tags on Ethernet); -1 if unknown."""
+    lt = LINK_TYPES.get(linktype)
+    if lt is None:
+        return -1
+    at = lt.ip_at
+    if linktype == ETHERNET:
+        while at + 4 <= n and frame[p + at - 2 : p + at] in VLAN_TAGS:
+            at += 4
+    return at if at < n else -1
+
+
+class Previous:
+    """The frame before, for the frame-by-frame readers (pcapng, live): time, order and copies."""
+
+    __slots__ = ("quality", "buf", "at", "size", "time")
+
+    def __init__(self, quality: Quality):
+        self.quality = quality
+        self.buf, self.at, self.size, self.time = b"", 0, -1, NEVER
+
+    def copy(self, ref: int, ts: float, linktype: int, buf, p: int, caplen: int, wirelen: int) -> bool:
+        """Count this frame's clock and cut; True (and counted) if it is a copy of the frame before."""
+        q = self.quality
+        if ts <= self.time:
+            q.clock(ref, ts, self.time)
+        elif not ts and self.time == NEVER:  # the first frame, at 0
+            q.zero_time += 1
+        if caplen < wirelen:
+            q.cut_short(ref, caplen)
+        ip = ip_start(linktype, buf, p, caplen)
+        p, n = p + ip, caplen - ip if ip >= 0 else -1
+        copy = n == self.size >= 0 and abs(ts - self.time) <= COPY_GAP and same_datagram(self.buf, self.at, buf, p, n)
+        if copy:
+            q.copy(ref, self.buf[self.at : self.at + n] != buf[p : p + n])
+        self.buf, self.at, self.size, self.time = buf, p, n, ts
+        return copy
+
+
 def fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref: int) -> bool:
     """Count plain IPv4 ESP at buf[p:end] into `esp`; False if it is anything else.
 
@@ -332,11 +474,15 @@ def _mapped(path: str):
 
 
 class _PcapWalker:
-    """The hot loop over classic pcap records, shared by the mapped and the streamed reader."""
+    """The hot loop over classic pcap records, shared by the mapped and the streamed reader.
 
-    def __init__(self, endian: str, scale: float, linktype: int, file_index: int, esp: EspTable | None):
+    `start`: where records begin in the buffers walked; the copy check looks back no further."""
+
+    def __init__(self, endian: str, scale: float, linktype: int, file_index: int, esp: EspTable | None,
+                 quality: Quality, start: int):
         self.rec = struct.Struct(endian + "IIII").unpack_from
         self.scale, self.linktype, self.esp = scale, linktype, esp
+        self.quality, self.start = quality, start
         self.base = self.ref = frame_ref(file_index, 0)
         self.first = self.last = None
         self.fast = FAST.get(linktype) if esp is not None else None
@@ -345,7 +491,7 @@ class _PcapWalker:
     def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
         """Records starting in buf[off:off+span] that end by n; returns where it stopped and the
         records for the general decoder.  Stops early at a record cut short by the end of buf."""
-        rec, scale, linktype, esp = self.rec, self.scale, self.linktype, self.esp
+        rec, scale, linktype, esp, q = self.rec, self.scale, self.linktype, self.esp, self.quality
         if self.fast is None:  # no fast path: an IP offset that no record reaches
             unpack, at, l2 = None, 0, 1 << 40
         else:
@@ -357,12 +503,14 @@ class _PcapWalker:
         need = l2 + 36  # IPv4 header and 16 bytes of payload
         hot_get = esp.hot.get if esp is not None else None
         natt = esp.natt_port if esp is not None else 0
-        ref, ts = self.ref, self.last
+        ref, ts = self.ref, self.last if self.last is not None else NEVER
         batch: list[Record] = []
         stop = min(n - 15, off + span)
         if self.first is None and off < stop:
             sec, frac = rec(buf, off)[:2]
             self.first = sec + frac * scale
+            if not self.first:
+                q.zero_time += 1
         while off < stop:
             sec, frac, caplen, wirelen = rec(buf, off)
             end = off + 16 + caplen
@@ -371,7 +519,12 @@ class _PcapWalker:
                     self.corrupt = off
                 break
             ref += 1
-            ts = sec + frac * scale
+            t = sec + frac * scale
+            if t <= ts:
+                q.clock(ref, t, ts)
+            ts = t
+            if caplen < wirelen:
+                q.cut_short(ref, caplen)
             # Fast path: the steps of fast_esp, inline (a call per packet costs a third of the speed).
             if caplen >= need:
                 etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
@@ -390,16 +543,33 @@ class _PcapWalker:
                             h[2] = ts
                             h[3] = ref
                             h[4] = seq
-                        else:
+                        elif not self._copy(buf, off, caplen, ts, ref):  # a copy repeats a sequence number
                             ip = off + 16 + l2
                             esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
                                     buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                         off = end
                         continue
-            batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
+            if not self._copy(buf, off, caplen, ts, ref):
+                batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
             off = end
-        self.ref, self.last = ref, ts
+        self.ref = ref
+        if ref != self.base:
+            self.last = ts
         return off, batch
+
+    def _copy(self, buf, off: int, caplen: int, ts: float, ref: int) -> bool:
+        """The record at `off` is a copy of the record before it (counted as such)."""
+        back = off - 16 - caplen  # where the record before starts, if it is as long as this one
+        if back < self.start:
+            return False
+        sec, frac, length = self.rec(buf, back)[:3]
+        if length != caplen or abs(ts - (sec + frac * self.scale)) > COPY_GAP:
+            return False
+        ip = ip_start(self.linktype, buf, off + 16, caplen)
+        if ip < 0 or not same_datagram(buf, back + 16 + ip, buf, off + 16 + ip, caplen - ip):
+            return False
+        self.quality.copy(ref, buf[back + 16 + ip : off] != buf[off + 16 + ip : off + 16 + caplen])
+        return True
 
 
 def _pcap_linktype(header: bytes, endian: str) -> int:
@@ -414,7 +584,7 @@ def _scan_pcap_mapped(mm, endian, scale, file_index, info, esp) -> Iterator[list
         info.warning = "pcap file header is cut short"
         return
     info.linktypes = [_pcap_linktype(mm[:24], endian)]
-    walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp)
+    walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
     yield from _walk_mapped(mm, walker, 24, n, info)
     _pcap_end(walker, info, info.bytes_read, n)
 
@@ -474,12 +644,12 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         try:
             os.close(rfd)
             theirs = esp.fresh()
-            walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs)
+            walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs, Quality(), 24)
             for batch in _walk_mapped(mm, walker, split, len(mm), info):
                 pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)  # one pickle a batch: no memo keeps records
             spool.flush()
             result = (theirs.flows, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
-                      walker.corrupt)
+                      walker.corrupt, walker.quality)
             with os.fdopen(wfd, "wb") as pipe:
                 pickle.dump(result, pipe, pickle.HIGHEST_PROTOCOL)
             status = 0
@@ -487,7 +657,7 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
             os._exit(status)
     os.close(wfd)
     try:
-        walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp)
+        walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
         for batch in _walk_mapped(mm, walker, 24, split, info):
             yield batch
         if walker.corrupt is not None:  # the first part is broken: what the child read is not to be trusted
@@ -496,11 +666,14 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
             return
         with os.fdopen(rfd, "rb") as pipe:
             try:
-                flows, frames, first, last, end, corrupt = pickle.load(pipe)
+                flows, frames, first, last, end, corrupt, quality = pickle.load(pipe)
             except EOFError:
                 raise OSError("the helper process reading the second part of the file failed") from None
         shift = walker.ref - walker.base
         esp.merge(flows, shift)
+        if first is not None and walker.last is not None and first <= walker.last:  # at the seam
+            info.quality.order(walker.ref + 1, first, walker.last)
+        info.quality.merge(quality, shift)
         spool.seek(0)
         while True:
             try:
@@ -556,16 +729,17 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
         info.warning = "pcap file header is cut short"
         return
     info.linktypes = [_pcap_linktype(header, endian)]
-    walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp)
-    buf, off, consumed = b"", 0, 24
+    walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 0)
+    buf, off, consumed = b"", 0, 24  # consumed: where buf starts in the file
     while walker.corrupt is None:
         chunk = stream.read(CHUNK)
         if not chunk:
             break
         info.bytes_read += len(chunk)
-        consumed += off
-        buf = buf[off:] + chunk
-        off, batch = walker.walk(buf, 0, len(buf), len(buf))
+        keep = max(0, off - LOOKBACK)  # the records just walked stay, for the copy check of the next one
+        consumed += keep
+        buf = buf[keep:] + chunk
+        off, batch = walker.walk(buf, off - keep, len(buf), len(buf))
         info.packets = walker.ref - walker.base
         if batch:
             yield batch
@@ -584,6 +758,7 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
     endian = "<"
     ifaces: list[tuple[int, float, float]] = []  # (linktype, ts scale, ts offset)
     unknown, unknown_first = 0, 0  # packet blocks on an interface never described, the first's frame
+    prev = Previous(info.quality)
     while not bad:
         chunk = stream.read(CHUNK)
         if not chunk:
@@ -628,7 +803,8 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
                 last = ts
                 fast = FAST.get(linktype) if esp is not None else None
                 ref = frame_ref(file_index, frame)
-                if not (fast and fast_esp(buf, p, p + caplen, fast, esp, ts, ref)):
+                if not (prev.copy(ref, ts, linktype, buf, p, caplen, wirelen)
+                        or fast and fast_esp(buf, p, p + caplen, fast, esp, ts, ref)):
                     batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
             elif btype == 3:  # simple packet block: interface 0, no timestamp
                 frame += 1
@@ -637,7 +813,9 @@ def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
                 linktype = ifaces[0][0] if ifaces else -1
                 if not ifaces:
                     unknown, unknown_first = unknown + 1, unknown_first or frame
-                batch.append(Record(frame_ref(file_index, frame), last or 0.0, linktype, buf[off + 12 : off + 12 + caplen], wirelen))
+                ref, ts = frame_ref(file_index, frame), last or 0.0
+                if not prev.copy(ref, ts, linktype, buf, off + 12, caplen, wirelen):
+                    batch.append(Record(ref, ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen))
             elif btype == 1:  # interface description
                 linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
                 scale, tsoff = _idb_options(buf, off + 16, end - 4, endian)
@@ -689,16 +867,50 @@ def read_files(paths: list[str], esp: EspTable, infos: list[FileInfo]) -> Iterat
 
     A single file uses the fast ESP path.  Several files are merged record by
     record so that ESP sequence tracking sees packets in time order; that goes
-    through the general decoder and is slower.
+    through the general decoder and is slower.  Either way the records come out
+    in time order, as far as holding back HOLD of them can put them there.
     """
     for path in paths:
         infos.append(FileInfo(path))
     if len(paths) == 1:
-        yield from scan(paths[0], 0, infos[0], esp)
+        yield from _in_time_order(scan(paths[0], 0, infos[0], esp), infos)
         return
     streams = [_records(scan(p, i, infos[i], None)) for i, p in enumerate(paths)]
+    yield from _in_time_order(_batches(heapq.merge(*streams, key=lambda r: r.time)), infos)
+
+
+def _in_time_order(batches: Iterator[list[Record]], infos: list[FileInfo]) -> Iterator[list[Record]]:
+    """The records sorted on time (file order among equal times), batch by batch, holding back the last HOLD of
+    them (and at most HOLD_BYTES); one earlier than a record already let through is counted `late`."""
+    held: list[Record] = []
+    size, let_through = 0, NEVER
+    for batch in batches:
+        for r in batch:
+            if not held or r.time >= held[-1].time:
+                held.append(r)
+            else:
+                if r.time < let_through:
+                    infos[split_ref(r.ref)[0]].quality.late += 1
+                bisect.insort(held, r, key=_time)
+            size += len(r.data)
+        out: list[Record] = []
+        if len(held) > 2 * HOLD or size > HOLD_BYTES:
+            keep = min(HOLD, len(held) // 2)
+            out, held = held[: len(held) - keep], held[len(held) - keep :]
+            size = sum(len(r.data) for r in held)
+            let_through = out[-1].time
+        yield out  # even empty: a batch read is progress
+    if held:
+        yield held
+
+
+def _time(r: Record) -> float:
+    return r.time
+
+
+def _batches(records: Iterator[Record]) -> Iterator[list[Record]]:
     batch: list[Record] = []
-    for r in heapq.merge(*streams, key=lambda r: r.time):
+    for r in records:
         batch.append(r)
         if len(batch) >= 4096:
             yield batch
