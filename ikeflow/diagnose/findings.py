@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ikeflow.model.analysis import Analyzer, pair_key
 from ikeflow.sources.capture import FileInfo, split_ref
-from ikeflow.diagnose import capture_limits, stalls
+from ikeflow.diagnose import capture_limits, capture_quality, stalls
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.limits import OPTIONS
 
@@ -150,7 +150,8 @@ def overflow(an: Analyzer, files):
                       + (f" Raise the cap with {', '.join(options)} (more memory)." if options else ""))
 
 
-RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow, *capture_limits.RULES]
+RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow, *capture_limits.RULES,
+         *capture_quality.RULES]
 
 
 def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], str]:
