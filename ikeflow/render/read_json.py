@@ -69,14 +69,15 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
     """The document without `messages` (see MessageSpool and write); the long arrays are iterators."""
     frame = Frames(len(files))
     directions = an.esp.directions()
-    times = [t for f in files for t in (f.first_time, f.last_time) if t is not None]
+    times = [t for f in files for t in f.span() if t is not None]
     return {
         "schema": SCHEMA,
         "tool": {"name": "ikeflow", "version": __version__},
         "capture": {
             "files": [{"name": f.name, "format": f.format, "linktypes": f.linktypes, "packets": f.packets,
                        "first_time": f.first_time, "last_time": f.last_time,
-                       "truncated_at": f.truncated_at, "warning": f.warning} for f in files],
+                       "truncated_at": f.truncated_at, "warning": f.warning,
+                       "quality": _quality(f, frame)} for f in files],
             "packets": an.stats.packets,
             "first_time": min(times) if times else None,
             "last_time": max(times) if times else None,
@@ -90,6 +91,16 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "ike_sas": (_sa(sa, frame) for sa in an.sas.values()),
         "findings": (finding_json(f, frame) for f in findings),
     }
+
+
+def _quality(f: FileInfo, frame) -> dict:
+    q = f.quality
+    return {"duplicates": q.copies, "duplicate_frames": [frame(r) for r in q.copy_frames],
+            "routed_duplicates": q.routed,
+            "cut": q.cut, "snaplen": q.cut_at or None, "cut_frames": [frame(r) for r in q.cut_frames],
+            "time_back": q.back, "time_back_frames": [frame(r) for r in q.back_frames], "time_back_max": q.back_most,
+            "out_of_order": q.late, "same_time": q.same_time, "zero_time": q.zero_time,
+            "no_time": q.no_time(f.packets)}
 
 
 def _pair(p: PeerPair, directions: dict, verdict, frame) -> dict:
