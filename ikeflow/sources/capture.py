@@ -40,7 +40,7 @@ MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
 LISTED = 10  # frames listed as evidence for each capture-quality fact
 CUT_KEPT = 4096  # cut frames handed to the decoder that are remembered (to tell a cut message from a broken one)
-HOLD = 4096  # decoded frames held back to put them in time order (and HOLD_BYTES of them at most)
+HOLD = 1024  # decoded frames held back to put them in time order (and HOLD_BYTES of them at most)
 HOLD_BYTES = 8 << 20
 LOOKBACK = 1 << 16  # bytes of the last chunk kept when streaming, for the copy check of the next frame
 
@@ -483,7 +483,7 @@ class _PcapWalker:
         self.rec = struct.Struct(endian + "IIII").unpack_from
         self.scale, self.linktype, self.esp = scale, linktype, esp
         self.quality, self.start = quality, start
-        self.base = self.ref = frame_ref(file_index, 0)
+        self.base = self.ref = self.decoded = frame_ref(file_index, 0)  # decoded: the last frame not counted inline
         self.first = self.last = None
         self.fast = FAST.get(linktype) if esp is not None else None
         self.corrupt: int | None = None  # offset of a record header with an impossible length
@@ -503,7 +503,7 @@ class _PcapWalker:
         need = l2 + 36  # IPv4 header and 16 bytes of payload
         hot_get = esp.hot.get if esp is not None else None
         natt = esp.natt_port if esp is not None else 0
-        ref, ts = self.ref, self.last if self.last is not None else NEVER
+        ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
         stop = min(n - 15, off + span)
         if self.first is None and off < stop:
@@ -549,10 +549,11 @@ class _PcapWalker:
                                     buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                         off = end
                         continue
-            if not self._copy(buf, off, caplen, ts, ref):
+            if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
                 batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
+            decoded = ref
             off = end
-        self.ref = ref
+        self.ref, self.decoded = ref, decoded
         if ref != self.base:
             self.last = ts
         return off, batch
