@@ -254,3 +254,26 @@ def test_no_time_and_snaplen_plug_in(tmp_path):
     (st,) = stalls.sa_stalls(an, sa)
     stalls.limit(st, an, capture_limits.CaptureLimits(no_time=True, snaplen=True))
     assert list(st.limits) == ["snaplen", "no-time"] and not stalls.rank(st)
+
+
+def test_no_time_and_snaplen_reach_the_stalls(tmp_path):
+    """capture_quality's judgements gate the stalls through the same place: a lab IKE_AUTH request sent once
+    with every timestamp zeroed cannot be judged by how long it waited (capture-no-time, no cause ranked);
+    the same capture cut to 60 bytes a frame leaves the answer, if any, unreadable (capture-snaplen)."""
+    packets = [p for p in rdpcap(str(LAB / "ikev2-ok.inside.pcap")) if UDP in p][:3]  # IKE_SA_INIT x2, IKE_AUTH
+    for p in packets:
+        p.time = 0
+    wrpcap(str(tmp_path / "zero.pcap"), packets)
+    an, found = read(tmp_path / "zero.pcap")
+    assert "capture-no-time" in codes(found)
+    (st,) = [f for f in found if f.code == "stall"]
+    assert st.causes == [] and st.severity == WARNING and "no usable timestamps" in st.summary
+    snap = tmp_path / "snap.pcap"
+    editcap = shutil.which("editcap") or pytest.skip("editcap (Debian's wireshark-common, installed with tshark) is "
+                                                     "not installed")
+    subprocess.run([editcap, "-s", "60", str(LAB / "ikev2-ok.inside.pcap"), str(snap)], check=True,
+                   capture_output=True)
+    an, found = read(snap)
+    assert "capture-snaplen" in codes(found)
+    view = capture_limits.judge(an, read_captures([str(snap)]).infos)
+    assert view.snaplen

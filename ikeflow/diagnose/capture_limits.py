@@ -30,6 +30,7 @@ import bisect
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
+from ikeflow.diagnose import capture_quality
 from ikeflow.diagnose.finding import WARNING, Finding
 from ikeflow.model import sequences
 from ikeflow.model.analysis import Analyzer, pair_key
@@ -94,10 +95,9 @@ class CaptureLimits:
     # peer pair -> the datagrams the capture filter cut to their first fragment (Reassembler.incomplete entries)
     cut: dict[tuple[bytes, bytes], list[dict]] = field(default_factory=dict)
     cut_answered: tuple[dict, Seen | dict] | None = None  # one of them, and what its receiver sent back after it
-    # Plug-in place for diagnose/capture_quality.py: set these from its capture-no-time and capture-snaplen
-    # judgements in judge(); the stalls they bear on then name them and rank no cause.
-    no_time: bool = False  # the timestamps are unusable
-    snaplen: bool = False  # IKE frames were cut by the snap length
+    # from capture_quality: the stalls they bear on name them and rank no cause
+    no_time: bool = False  # the timestamps are unusable (capture-no-time)
+    snaplen: bool = False  # frames cut by the snap length that no IKE SA could take: one may be a missing message
 
     def cut_between(self, sa: IkeSa) -> list[dict]:
         """The cut datagrams between this SA's peers, from its first message on."""
@@ -107,7 +107,12 @@ class CaptureLimits:
 
 def judge(an: Analyzer, files) -> CaptureLimits:
     """The limits of this capture (`files`, the readers' FileInfo, is where capture_quality's come from)."""
-    out = CaptureLimits()
+    out = CaptureLimits(no_time=capture_quality.no_time(files))
+    cut = [ref for f in files for ref in f.quality.cut_decoded]
+    if cut:
+        lost = {ref for ref, _ in an.malformed} | {r for d in an.reassembler.incomplete for r in d["frames"]}
+        taken = {m.ref for sa in an.sas.values() for m in sa.messages}
+        out.snaplen = any(ref in lost and ref not in taken for ref in cut)
     cut, out.cut_answered = _cut_datagrams(an)
     for d in cut:
         out.cut.setdefault(pair_key(d["src"], d["dst"]), []).append(d)
