@@ -87,8 +87,9 @@ def order(an: Analyzer, files: list[FileInfo]):
                 f"{_frames(q.back_frames[:3], q.back)}; at most {most} back): IKE and the other decoded frames are "
                 "analysed in time order (retransmission intervals, ladders), ESP by its sequence numbers")
         if q.late:
-            text += (f"; {q.late} frame{'s' if q.late > 1 else ''} came more than {HOLD} frames too late to be put "
-                     "back in order: intervals around them may be wrong")
+            text += (f"; {q.late} frame{'s' if q.late > 1 else ''} came too late to be put back in order (the "
+                     f"reader sorts what it reads at a time, 1 to 8 MiB of the file, with the {HOLD} decoded frames "
+                     "before): intervals around them may be wrong")
         yield Finding(INFO if q.back_most <= JITTER and not q.late else WARNING, "capture-order", "capture", text,
                       "The capture was merged from several interfaces or files, or written in batches: sort it on "
                       "time first (reordercap in.pcapng sorted.pcapng), or capture on one interface.",

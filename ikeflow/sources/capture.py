@@ -40,8 +40,8 @@ MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
 LISTED = 10  # frames listed as evidence for each capture-quality fact
 CUT_KEPT = 4096  # cut frames handed to the decoder that are remembered (to tell a cut message from a broken one)
-HOLD = 1024  # decoded frames held back to put them in time order (and HOLD_BYTES of them at most)
-HOLD_BYTES = 8 << 20
+HOLD = 256  # decoded frames held back from one batch to the next to put them in time order (HOLD_BYTES at most)
+HOLD_BYTES = 1 << 20
 LOOKBACK = 1 << 16  # bytes of the last chunk kept when streaming, for the copy check of the next frame
 
 PCAP_MAGICS = {
@@ -881,10 +881,10 @@ def read_files(paths: list[str], esp: EspTable, infos: list[FileInfo]) -> Iterat
 
 
 def _in_time_order(batches: Iterator[list[Record]], infos: list[FileInfo]) -> Iterator[list[Record]]:
-    """The records sorted on time (file order among equal times), batch by batch, holding back the last HOLD of
-    them (and at most HOLD_BYTES); one earlier than a record already let through is counted `late`."""
+    """The records sorted on time (file order among equal times): each batch, and the last HOLD records (at most
+    HOLD_BYTES) of the batches before it; one earlier than a record already let through is counted `late`."""
     held: list[Record] = []
-    size, let_through = 0, NEVER
+    let_through = NEVER
     for batch in batches:
         for r in batch:
             if not held or r.time >= held[-1].time:
@@ -893,12 +893,14 @@ def _in_time_order(batches: Iterator[list[Record]], infos: list[FileInfo]) -> It
                 if r.time < let_through:
                     infos[split_ref(r.ref)[0]].quality.late += 1
                 bisect.insort(held, r, key=_time)
+        keep = size = 0
+        for r in reversed(held):
             size += len(r.data)
-        out: list[Record] = []
-        if len(held) > 2 * HOLD or size > HOLD_BYTES:
-            keep = min(HOLD, len(held) // 2)
-            out, held = held[: len(held) - keep], held[len(held) - keep :]
-            size = sum(len(r.data) for r in held)
+            if keep == HOLD or size > HOLD_BYTES:
+                break
+            keep += 1
+        out, held = held[: len(held) - keep], held[len(held) - keep :]
+        if out:
             let_through = out[-1].time
         yield out  # even empty: a batch read is progress
     if held:
