@@ -56,8 +56,8 @@ def icmp_flood(n: int) -> bytes:
     """`n` ICMP port unreachables from R, each quoting I's IKE_SA_INIT (IP, UDP, IKE header)."""
     ike = CKY + bytes(8) + bytes([33, 0x20, 34, 0x08]) + bytes(4) + struct.pack(">I", 300)
     quote = ipv4(I, R, 17, struct.pack(">HHHH", 500, 500, 308, 0) + ike)[:56]
-    error = ipv4(R, I, 1, struct.pack(">BBHI", 3, 3, 0, 0) + quote)
-    return pcap(error for _ in range(n))
+    # each error with its own IP ID, as a router sends them: byte-identical ones 100 us apart would be capture copies
+    return pcap(ipv4(R, I, 1, struct.pack(">BBHI", 3, 3, 0, 0) + quote, ident=k & 0xFFFF) for k in range(n))
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -779,8 +779,10 @@ def test_payload_counts(payload_results):
     assert total.messages >= 1200
     assert sum(total.payloads.values()) >= 3000
     assert sum(total.fields.values()) >= 45000
+    # "v2 SKF": most SKF are in suricata's detect-bypass-udp, where every frame is captured twice; the copies are
+    # dropped (capture-duplicates), so each SKF is compared once
     for kind, floor in (("v1 SA", 40), ("v2 SA", 350), ("v2 N", 900), ("v1 VID", 150), ("v2 KE", 350),
-                        ("v1 NAT-D", 40), ("v1 FRAG", 5), ("v2 SKF", 50), ("v2 CERTREQ", 50), ("v1 ID", 4)):
+                        ("v1 NAT-D", 40), ("v1 FRAG", 5), ("v2 SKF", 30), ("v2 CERTREQ", 50), ("v1 ID", 4)):
         assert total.payloads[kind] >= floor, (kind, total.payloads[kind])
 
 
