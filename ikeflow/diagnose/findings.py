@@ -171,7 +171,7 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
         elif pair.alive:  # the IKE SA alive at the end of the capture
             out[key] = f"{'tunnel up: ' if plane else ''}{pair.alive.state()}, {plane or 'no ESP seen'}"
         elif pair.last_up:  # every SA that came up has ended since
-            last = max((sa for sa in pair.sas if sa.closed), key=lambda sa: sa.closed[1], default=pair.last_up)
+            last = max((sa for sa in pair.sas if sa.closed), key=lambda sa: sa.closed[2], default=pair.last_up)
             end = f", {ENDED[last.closed[0]]} at frame {split_ref(last.closed[1])[1]}" if last.closed else ""
             out[key] = f"{pair.last_up.state()}{end}, {plane or 'no ESP seen'}"
         elif pair.sas:

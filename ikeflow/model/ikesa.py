@@ -90,7 +90,7 @@ class IkeSa:
         self.retried_by: str | None = None  # this SA ended in COOKIE/INVALID_KE: a retry followed
         self.up_time: float | None = None  # when phase 1 completed (MM6, AM3, IKE_AUTH response)
         self.index = 0  # its place among its peer pair's IKE SAs (analysis.PeerPair.sas)
-        self.closed: tuple[str, int] | None = None  # (how, frame) it ended, see model.lifecycle; set by finish
+        self.closed: tuple[str, int, float] | None = None  # (how, frame, time) it ended: model.lifecycle
 
     # -- feeding -----------------------------------------------------------------
 

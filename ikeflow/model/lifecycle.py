@@ -43,11 +43,12 @@ def close(pair: PeerPair) -> None:
     for sa in pair.sas:
         d = deletes[id(sa)]
         if d is not None:
-            sa.closed = (_why_deleted(pair, sa, d), d.ref)
+            sa.closed = (_why_deleted(pair, sa, d), d.ref, d.time)
         else:
             later = sa.up_time is not None and any(o.index > sa.index and o.messages
                                                     and o.messages[0].time > sa.messages[-1].time for o in pair.sas)
-            sa.closed = ("expired", sa.messages[-1].ref) if later else None
+            last = sa.messages[-1]
+            sa.closed = ("expired", last.ref, last.time) if later else None
     up = [sa for sa in pair.sas if sa.up_time is not None and sa.closed is None]
     pair.alive = max(up, key=lambda sa: sa.up_time) if up else None
 
