@@ -239,3 +239,27 @@ def test_ike_on_natt_port_without_marker_is_not_esp():
     assert marked.kind == pk.IKE and marked.natt
     esp = pk.decode_ip(bytes(IP(src=I, dst=R) / UDP(sport=4500, dport=4500) / (b"\x00\x00\x10\x01" + b"e" * 60)))
     assert esp.kind == pk.ESP
+
+
+def test_ike_without_marker_is_not_esp_on_the_readers_fast_path(tmp_path):
+    """The same through the capture reader, whose inline ESP path sees UDP 4500 first (Ethernet, pcap and
+    pcapng): the frame goes to the general decoder and is reported, not counted as ESP."""
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapNgWriter, wrpcap
+
+    from ikeflow.pipeline import read_captures
+
+    ike = bytes(ISAKMP(init_cookie=CKY_I, resp_cookie=CKY_R, exch_type=2) / ISAKMP_payload_KE(ke=b"k" * 64))
+    frames = [Ether() / IP(src=I, dst=R) / UDP(sport=4500, dport=4500) / ike for _ in range(2)]
+    frames.append(Ether() / IP(src=I, dst=R) / UDP(sport=4500, dport=4500) / (b"\x00\x00\x10\x01" + b"e" * 60))
+    for n, f in enumerate(frames):
+        f.time = 1000 + n  # a second apart: a re-sent message, not a capture copy
+    wrpcap(str(tmp_path / "a.pcap"), frames)
+    with PcapNgWriter(str(tmp_path / "a.pcapng")) as w:
+        for f in frames:
+            w.write(f)
+    for name in ("a.pcap", "a.pcapng"):
+        an = read_captures([str(tmp_path / name)]).model
+        assert [why for _, why in an.malformed] == ["IKE message on UDP 4500 without the non-ESP marker (RFC 3948 "
+                                                   "2.2): not ESP"] * 2
+        assert [f"{f.spi:08x}" for f in an.esp.flows.values()] == ["00001001"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from ikeflow.decode.linktypes import ETHERNET, LINK_TYPES
+from ikeflow.decode.packet import ike_without_marker
 
 if TYPE_CHECKING:
     from ikeflow.model.esp import EspTable  # the ESP fast path counts into the model's table
@@ -448,6 +449,8 @@ def fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref: 
         h[2] = ts
         h[3] = ref
         h[4] = seq
+    elif ports and ike_without_marker(buf[ip + 28 : ip + size]):
+        return False  # the general decoder reports it
     else:
         esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF, buf[ip + 12 : ip + 16],
                 buf[ip + 16 : ip + 20], seq, size, ts, ref)
@@ -545,8 +548,12 @@ class _PcapWalker:
                             h[4] = seq
                         elif not self._copy(buf, off, caplen, ts, ref):  # a copy repeats a sequence number
                             ip = off + 16 + l2
-                            esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
-                                    buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
+                            if ports and ike_without_marker(buf[ip + 28 : ip + size]):  # for the general decoder
+                                batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
+                                decoded = ref
+                            else:
+                                esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
+                                        buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                         off = end
                         continue
             if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
