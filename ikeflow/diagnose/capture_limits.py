@@ -113,7 +113,7 @@ def judge(an: Analyzer, files) -> CaptureLimits:
         lost = {ref for ref, _ in an.malformed} | {r for d in an.reassembler.incomplete for r in d["frames"]}
         taken = {m.ref for sa in an.sas.values() for m in sa.messages}
         out.snaplen = any(ref in lost and ref not in taken for ref in cut)
-    cut, out.cut_answered = _cut_datagrams(an)
+    cut, out.cut_answered = _cut_datagrams(an, files)
     for d in cut:
         out.cut.setdefault(pair_key(d["src"], d["dst"]), []).append(d)
     rekeys = _first_child_sa_answers(an)
@@ -189,7 +189,7 @@ def _answered_between(sa: IkeSa, a: Seen, b: Seen) -> str | None:
     return None
 
 
-def _cut_datagrams(an: Analyzer) -> tuple[list[dict], tuple[dict, Seen | dict] | None]:
+def _cut_datagrams(an: Analyzer, files) -> tuple[list[dict], tuple[dict, Seen | dict] | None]:
     """The datagrams cut to their first fragment by the capture's own filter, and one that its receiver
     answered, when the evidence is strong: every fragmented datagram in the capture holds its first fragment
     and nothing else, none completed, and the peers went on as if one arrived (its receiver sent a new
@@ -197,6 +197,8 @@ def _cut_datagrams(an: Analyzer) -> tuple[list[dict], tuple[dict, Seen | dict] |
     the same until the receiver shows it got the datagram."""
     ra = an.reassembler
     held = ra.incomplete
+    if files and any(capture_quality.cut(files, d["frames"]) for d in held):
+        return [], None  # the snap length cut them (capture-snaplen), not the filter
     if not held or ra.overlaps or ra.given_up != len(held) or an.stats.fragments != len(held):
         return [], None  # no fragments, more than listed, or some datagram completed: later fragments do get in
     if any(d["fragments"] != 1 or not d["has_first"] for d in held):

@@ -55,11 +55,13 @@ def nat(an: Analyzer, files):
 
 
 def malformed(an: Analyzer, files):
-    if an.stats.malformed:
-        listed = an.malformed[:10]
+    cut = set().union(*(f.quality.cut_decoded for f in files))  # capture-snaplen explains these
+    listed = [(ref, why) for ref, why in an.malformed if ref not in cut]
+    n = an.stats.malformed - (len(an.malformed) - len(listed))
+    if n:
+        listed = listed[:10]
         text = "; ".join(f"frame {ref & 0xFFFFFFFFFF}: {why}" for ref, why in listed[:3])
-        yield Finding(WARNING, "malformed", "capture",
-                      f"{an.stats.malformed} malformed packet{'s' if an.stats.malformed > 1 else ''}: {text}",
+        yield Finding(WARNING, "malformed", "capture", f"{n} malformed packet{'s' if n > 1 else ''}: {text}",
                       "Malformed IKE is counted and skipped; look at these frames in Wireshark.",
                       [ref for ref, _ in listed])
 
@@ -109,7 +111,8 @@ def fragments(an: Analyzer, files):
     unlisted = ra.given_up - len(ra.incomplete)
     ways: dict[tuple[bytes, bytes], list[dict]] = {}
     for d in ra.incomplete:
-        ways.setdefault((d["src"], d["dst"]), []).append(d)
+        if not (files and capture_quality.cut(files, d["frames"])):  # cut by the snap length: capture-snaplen
+            ways.setdefault((d["src"], d["dst"]), []).append(d)
     filtered = bool(ways) and bool(capture_limits.judge(an, files).cut)  # the capture filter cut them
     for (src, dst), ds in ways.items():
         n, frags, size = len(ds), sum(d["fragments"] for d in ds), sum(d["bytes"] for d in ds)
