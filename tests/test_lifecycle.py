@@ -70,3 +70,10 @@ def test_refused_create_child_sa_is_not_counted_as_done():
     the SK payload's first inner payload is 41, N): a refused CREATE_CHILD_SA, not one more child SA."""
     sas, _ = _sas(LAB / "ikev2-pfs-mismatch.inside.pcap")
     assert [sa.state() for sa in sas.values()] == ["IKE SA up, 1 CREATE_CHILD_SA refused"]
+
+
+def test_refused_create_child_sa_in_a_public_capture():
+    """tcpdump's ikev2four.pcap: tshark shows the CREATE_CHILD_SA responses of frames 9 and 10 starting with a
+    Notify (SK next payload 41) in 76 bytes, the other five with an SA (33): 5 done, 2 refused."""
+    sas, _ = _sas(need_public() / "tcpdump/tests/ikev2four.pcap")
+    assert "IKE SA up, 5 CREATE_CHILD_SA, 2 CREATE_CHILD_SA refused" in [sa.state() for sa in sas.values()]
