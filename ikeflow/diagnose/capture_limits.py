@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from ikeflow.diagnose import capture_quality
-from ikeflow.diagnose.finding import WARNING, Finding
+from ikeflow.diagnose.finding import WARNING, Finding, duration
 from ikeflow.model import sequences
 from ikeflow.model.analysis import Analyzer, pair_key
 from ikeflow.model.ikesa import ZERO_SPI, IkeSa, Seen
@@ -231,7 +231,7 @@ def one_way(an: Analyzer, files):
         side, other = _roles(a.sender)
         summary = (f"only the {side}'s messages of this IKE SA are in the capture ({sa.count}), yet the {other} "
                    f"answered: {why} ({a.label} frame {_frame(a.ref)}, {b.label} frame {_frame(b.ref)}, "
-                   f"{_ms(b.time - a.time)} later)")
+                   f"{duration(b.time - a.time)} later)")
         silent = _addr(sa, other)
         if silent not in heard:
             summary += f"; nothing at all from {_ip(silent)} is in the capture"
@@ -296,10 +296,6 @@ def senders(an: Analyzer) -> set[bytes]:
 
 def _frame(ref: int) -> int:
     return split_ref(ref)[1]
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _ip(addr: bytes) -> str:

@@ -26,3 +26,8 @@ class Finding:
 
 def times(n: int) -> str:
     return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
+
+def duration(seconds: float) -> str:
+    """A short span as an admin reads it: "120 ms" below 10 s, else "42.0 s"."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"

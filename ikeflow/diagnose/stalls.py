@@ -45,7 +45,7 @@ from ikeflow.diagnose import capture_limits
 from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
                                              RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
 from ikeflow.diagnose.causes import CHECK, NOTIFY_CAUSES, TELL
-from ikeflow.diagnose.finding import ERROR, WARNING, Finding, times
+from ikeflow.diagnose.finding import ERROR, WARNING, Finding, duration, times
 from ikeflow.model.ikesa import ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
 from ikeflow.sources.capture import split_ref
 
@@ -441,10 +441,6 @@ def _other(role: str) -> str:
     return "R" if role == "I" else "I"
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
-
-
 def _who(role: str) -> str:
     return "initiator" if role == "I" else "responder"
 
@@ -642,7 +638,7 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
     if len(sends) == 1 and not facts.icmp and capture_limits.ends_early(waited):
         # re-sent, the request waited the requester's own interval; sent once, a live requester re-sends it
         # unless the capture stopped first
-        stall.severity, stall.limits[ENDS_EARLY] = WARNING, f"ends {_ms(waited)} after the {last.label} request"
+        stall.severity, stall.limits[ENDS_EARLY] = WARNING, f"ends {duration(waited)} after the {last.label} request"
     return stall
 
 
@@ -677,7 +673,7 @@ def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.
         # Without a reason for the next message to get lost, silence this short is the capture stopping.  With
         # one (the float to UDP 4500, certificates in fragments) the silence is the evidence: past a hop that
         # drops that message, nothing else comes, and a capture file does not say when it was stopped.
-        limits[ENDS_EARLY] = f"ends {_ms(waited)} after {last.label}"
+        limits[ENDS_EARLY] = f"ends {duration(waited)} after {last.label}"
     elif severity == WARNING:
         story += f" (capture ends {waited:.1f} s later)"
     request = [m for m in run.messages if m.sender == silent]
