@@ -165,6 +165,17 @@ class IkeMessage:
         """First payload with this short name, or None."""
         return next((p for p in self.payloads if p.name == name), None)
 
+    @property
+    def encrypted_first(self) -> str | None:
+        """IKEv2: the name of the first encrypted payload, in clear in the SK header (and in the first SKF
+        fragment's, RFC 7383 2.5); "NONE" when nothing is inside; None without SK."""
+        sk = self.payload("SK")
+        if sk is None:
+            sk = self.payload("SKF")
+            if sk is None or sk.info.get("fragment") != 1:
+                return None
+        return sk.info.get("first_payload")
+
 
 class _Bad(Exception):
     """Structural fault inside a payload body."""

@@ -70,8 +70,7 @@ def _is_delete(m: Seen) -> bool:
     """A Delete request, or an answer to one (a Delete, or empty)."""
     if m.msg.exchange_type != sequences.INFORMATIONAL:
         return False
-    sk = m.msg.payload("SK")
-    first = sk.info.get("first_payload") if sk is not None else None
+    first = m.msg.encrypted_first
     return first == "D" or (first == "NONE" and not m.request)
 
 

@@ -69,20 +69,9 @@ def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
         f'"request":{_BOOL[m.request]},"size":{m.size},"payloads":{names},'
         f'"payload_types":[{",".join(str(p.type) for p in msg.payloads)}],"notify":[{notify}],'
         f'"retransmission":{_BOOL[m.retransmission]},"retry":{_text(m.retry)},'
-        f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)},"encrypted_first":{_text(_inner(msg))}'
+        f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)},"encrypted_first":{_text(msg.encrypted_first)}'
         + (f',"file":{file}}}' if several else "}")
     )
-
-
-def _inner(msg) -> str | None:
-    """The type of an IKEv2 message's first encrypted payload, in clear in the SK header (and in the first SKF
-    fragment's, RFC 7383 2.5); "NONE" when nothing is inside."""
-    sk = msg.payload("SK")
-    if sk is None:
-        sk = msg.payload("SKF")
-        if sk is None or sk.info.get("fragment") != 1:
-            return None
-    return sk.info.get("first_payload")
 
 
 def flow_json(f, frame) -> dict:

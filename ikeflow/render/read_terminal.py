@@ -131,7 +131,7 @@ def _notes(m: Seen) -> str:
         if p.name == "N":
             continue
         if p.name == "SK":  # the first inner payload's type is in clear (RFC 7296 3.14)
-            first = p.info.get("first_payload")
+            first = msg.encrypted_first
             names.append(f"encrypted {p.info.get('encrypted_length', '')}B "
                          + ("(empty)" if first == "NONE" else f"({first} first)"))
         elif p.name == "ENC":
