@@ -11,6 +11,7 @@ from ikeflow.sources.capture import FileInfo, split_ref
 from ikeflow.diagnose import capture_limits, capture_quality, stalls
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.limits import OPTIONS
+from ikeflow.model import attribution, lifecycle
 
 def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
     """Run every rule (these and the diagnosis rules); errors first, then warnings, then information."""
@@ -153,37 +154,83 @@ def overflow(an: Analyzer, files):
                       + (f" Raise the cap with {', '.join(options)} (more memory)." if options else ""))
 
 
-RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow, *capture_limits.RULES,
-         *capture_quality.RULES]
+# Short-lived IKE SAs per pair from which a warning is due: one or two are a restart or a test, three
+# set up and dropped without carrying ESP are a loop that the daemons repeat.
+CHURN_WARNING = 3
+
+
+def churn(an: Analyzer, files):
+    """Many IKE SAs between the same peers that came up, carried nothing and ended quickly."""
+    owners = attribution.Owners(an)
+    for key, pair in an.pairs.items():
+        short = owners.short_lived(key, pair)
+        if len(short) >= CHURN_WARNING:
+            up = next((m.label for m in short[0].messages if m.time == short[0].up_time), "IKE_AUTH")
+            yield Finding(WARNING, "ike-churn", up,
+                          f"{len(short)} IKE SAs came up and ended within {lifecycle.SHORT_LIFE:.0f} s without "
+                          "carrying ESP",
+                          "Each was set up and dropped again: look in both daemons' logs at why it was deleted or "
+                          "replaced right after it came up (a duplicate-SA policy such as uniqueids/unique=replace, "
+                          "a refused CHILD_SA, an initiation on demand that repeats).",
+                          [sa.closed[1] for sa in short[:10]], [], None, key)
+
+
+RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow, churn,
+         *capture_limits.RULES, *capture_quality.RULES]
 
 
 def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], str]:
-    """One line per peer pair that an admin reads first: is the tunnel up, and if not, where it fails."""
+    """One line per peer pair that an admin reads first: is the tunnel up, and if not, where it fails.
+
+    The ESP/AH named after an IKE SA's state is the ESP attributed to that SA (model.attribution); the
+    pair's when none is: "(pair total)", or whose child SAs it runs on."""
     out = {}
     errors = first_errors(an, findings)
-    directions, ah = an.esp.directions(), an.ah.directions()
+    owners = attribution.Owners(an)
+    esp, ah = an.esp.directions(), an.ah.directions()
     for key, pair in an.pairs.items():
-        esp_dirs = {d for d in (key, key[::-1]) if d in directions}
-        ah_dirs = {d for d in (key, key[::-1]) if d in ah}
-        ways = {1: "one way only", 2: "both ways"}
-        plane = ", ".join(f"{name} {ways[len(dirs)]}" for name, dirs in (("ESP", esp_dirs), ("AH", ah_dirs)) if dirs)
+        flows = [f for d in dict.fromkeys((key, key[::-1])) for f in (*esp.get(d, ()), *ah.get(d, ()))]
+        plane = _plane(flows)
         e = errors.get(key)
         if e:
             phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
             out[key] = f"{phase} fails at {e.at}: {e.summary}"
         elif pair.alive:  # the IKE SA alive at the end of the capture
-            out[key] = f"{'tunnel up: ' if plane else ''}{pair.alive.state()}, {plane or 'no ESP seen'}"
+            out[key] = f"{'tunnel up: ' if plane else ''}{pair.alive.state()}, {_carried(pair.alive, flows, owners)}"
         elif pair.last_up:  # every SA that came up has ended since
             last = max((sa for sa in pair.sas if sa.closed), key=lambda sa: sa.closed[2], default=pair.last_up)
             end = f", {ENDED[last.closed[0]]} at frame {split_ref(last.closed[1])[1]}" if last.closed else ""
-            out[key] = f"{pair.last_up.state()}{end}, {plane or 'no ESP seen'}"
+            out[key] = f"{pair.last_up.state()}{end}, {_carried(pair.last_up, flows, owners)}"
         elif pair.sas:
             out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
         elif plane:
-            out[key] = f"{'ESP' if esp_dirs else 'AH'} only, no IKE in the capture ({plane})"
+            names = "ESP" if any(f.encap != "ah" for f in flows) else "AH"
+            out[key] = f"{names} only, no IKE in the capture ({plane})"
         else:
             out[key] = "no IKE or ESP"
     return out
+
+
+def _plane(flows: list) -> str:
+    """"ESP both ways, AH one way only" for these flows, "" for none."""
+    ways = {1: "one way only", 2: "both ways"}
+    parts = []
+    for name, kind in (("ESP", [f for f in flows if f.encap != "ah"]), ("AH", [f for f in flows if f.encap == "ah"])):
+        dirs = {(f.src, f.dst) for f in kind}
+        if dirs:
+            parts.append(f"{name} {ways[len(dirs)]}")
+    return ", ".join(parts)
+
+
+def _carried(sa, flows: list, owners: attribution.Owners) -> str:
+    """The data plane of an IKE SA: its own flows, else the pair's, said as such."""
+    own = _plane([f for f in flows if owners.sa[f] is sa])
+    if own or not flows:
+        return own or "no ESP seen"
+    others = {owners.sa[f] for f in flows}
+    if len(others) == 1 and None not in others:
+        return f"{_plane(flows)} (on the child SAs of IKE SA {others.pop().ispi.hex()})"
+    return f"{_plane(flows)} (pair total)"
 
 
 ENDED = {"delete": "then deleted", "collision": "then deleted (collision)", "replaced": "then replaced",

@@ -22,19 +22,33 @@ IKE SA (a deleted child SA leaves the IKE SA talking).  The context says why:
 
 An IKEv1 Delete is an encrypted Informational like any DPD message, so an
 IKEv1 SA is only ever "expired" here.
+
+`children()` lists the child SA negotiations that completed (what ESP can
+belong to, see model.attribution) and `churn()` counts a pair's rekeys,
+collisions and short-lived IKE SAs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikeflow.model import sequences
+from ikeflow.model.ikesa import ERROR_ONLY_PLAINTEXT
 
 if TYPE_CHECKING:
     from ikeflow.model.analysis import PeerPair
     from ikeflow.model.ikesa import IkeSa, Seen
 
 COLLISION_WINDOW = 10.0  # s between two IKE SAs coming up from opposite ends: a simultaneous initiation
+# An IKE_AUTH answer that built a CHILD_SA holds IDr + AUTH (ERROR_ONLY_PLAINTEXT) and SA + TSi + TSr (84 bytes
+# at least, see diagnose.stalls.CHILD_PAYLOADS_MIN); a smaller one refused the child.
+CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + 84
+# An IKE SA that came up and ended within this many seconds without carrying ESP was never used: lifetimes
+# and rekey margins are minutes to hours (strongSwan: rekey_time 4 h, libreswan: ikelifetime 8 h), so only a
+# reconnect loop or a refused setup ends an SA this fast.
+SHORT_LIFE = 60.0
 
 
 def close(pair: PeerPair) -> None:
@@ -45,12 +59,17 @@ def close(pair: PeerPair) -> None:
         if d is not None:
             sa.closed = (_why_deleted(pair, sa, d), d.ref, d.time)
         else:
-            later = sa.up_time is not None and any(o.index > sa.index and o.messages
+            later = sa.up_time is not None and any(o.index > sa.index and o.messages and _opens(o)
                                                     and o.messages[0].time > sa.messages[-1].time for o in pair.sas)
             last = sa.messages[-1]
             sa.closed = ("expired", last.ref, last.time) if later else None
     up = [sa for sa in pair.sas if sa.up_time is not None and sa.closed is None]
     pair.alive = max(up, key=lambda sa: sa.up_time) if up else None
+
+
+def _opens(sa: IkeSa) -> bool:
+    """A new negotiation: the SA starts with MM1/AM1/IKE_SA_INIT or comes up (not one seen mid-session)."""
+    return sa.up_time is not None or sa.messages[0].msg.exchange_type in (*sequences.PHASE1_V1, sequences.IKE_SA_INIT)
 
 
 def delete_request(sa: IkeSa) -> Seen | None:
@@ -76,12 +95,99 @@ def _is_delete(m: Seen) -> bool:
 
 def _why_deleted(pair: PeerPair, sa: IkeSa, d: Seen) -> str:
     after = [o for o in pair.sas if o is not sa and o.messages and o.messages[-1].time > d.time]  # live on
-    for o in after:
-        if (sa.up_time is not None and o.up_time is not None and o.initiator and sa.initiator
-                and o.initiator[0] != sa.initiator[0] and abs(o.up_time - sa.up_time) <= COLLISION_WINDOW):
-            return "collision"
+    if any(_collided(sa, o) for o in after):
+        return "collision"
     # a newer SA already in use when this one went, or one that appears without an IKE_SA_INIT of its own
     # (rekeyed by CREATE_CHILD_SA on this one); a fresh negotiation after the Delete is not a replacement
     replaced = any(o.index > sa.index and (o.messages[0].time < d.time or o.messages[0].label != "IKE_SA_INIT")
                    for o in after)
     return "replaced" if replaced else "delete"
+
+
+def _collided(sa: IkeSa, o: IkeSa) -> bool:
+    """Both came up from opposite ends within COLLISION_WINDOW."""
+    return (sa.up_time is not None and o.up_time is not None and bool(o.initiator and sa.initiator)
+            and o.initiator[0] != sa.initiator[0] and abs(o.up_time - sa.up_time) <= COLLISION_WINDOW)
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A child SA negotiation that completed: the answer that built it."""
+
+    time: float
+    ref: int
+    sa: IkeSa
+    exchange: str  # "IKE_AUTH", "CREATE_CHILD_SA" or "Quick Mode"
+    rekey: bool  # IKEv2: the request started with a Notify (N(REKEY_SA) first, RFC 7296 1.3.3)
+
+
+def children(pair: PeerPair) -> list[Child]:
+    """The pair's completed child SA negotiations, in time order, from the messages each SA keeps:
+    IKEv1 Quick Modes (QM2 or QM3 seen), IKEv2 an IKE_AUTH answer with room for SA + TS and every
+    CREATE_CHILD_SA answer that is not error-only, except the one that rekeyed an IKE SA."""
+    found = [c for sa in pair.sas for c in _children(sa)]
+    ike_rekeys = set()
+    for new in pair.sas:  # an IKEv2 SA without IKE_SA_INIT after a replaced one: a CREATE_CHILD_SA made it
+        if new.version == 2 and new.messages and all(m.msg.exchange_type != sequences.IKE_SA_INIT for m in new.messages):
+            before = [c for c in found if c.exchange == "CREATE_CHILD_SA" and c.sa is not new and c.sa.closed
+                      and c.sa.closed[0] == "replaced" and c.time < new.messages[0].time]
+            if before:
+                ike_rekeys.add(max(before, key=lambda c: c.time))
+    return sorted((c for c in found if c not in ike_rekeys), key=lambda c: c.time)
+
+
+def _children(sa: IkeSa) -> list[Child]:
+    out: list[Child] = []
+    if sa.version == 1:
+        quick: dict[int, Seen] = {}
+        for m in sa.messages:
+            if m.msg.exchange_type == sequences.QUICK_MODE and m.label in ("QM2", "QM3") and not m.retransmission:
+                quick.setdefault(m.msg.message_id, m)
+        return [Child(m.time, m.ref, sa, "Quick Mode", False) for m in quick.values()]
+    answers = [m for m in sa.messages if not m.request and not m.retransmission and not sa.error_only(m)]
+    auth = [m for m in answers if m.msg.exchange_type == sequences.IKE_AUTH]
+    if sa.up_time is not None and auth and (auth[-1].plaintext is None or auth[-1].plaintext >= CHILD_OK_MIN):
+        out.append(Child(auth[-1].time, auth[-1].ref, sa, "IKE_AUTH", False))
+    for m in answers:
+        if m.msg.exchange_type == sequences.CREATE_CHILD_SA:
+            ask = next((q for q in sa.messages if q.request and q.msg.exchange_type == sequences.CREATE_CHILD_SA
+                        and q.msg.message_id == m.msg.message_id and q.sender != m.sender), None)
+            out.append(Child(m.time, m.ref, sa, "CREATE_CHILD_SA", ask is not None and ask.msg.encrypted_first == "N"))
+    return out
+
+
+def churn(pair: PeerPair, used: Callable[[IkeSa], bool], data: bool) -> dict[str, int]:
+    """The pair's rekeys, collisions and short-lived IKE SAs; `used(sa)`: ESP or AH is attributed to it,
+    `data`: the capture holds ESP or AH between the peers.
+
+    rekeys: IKE SAs replaced (IKEv2 "replaced"; IKEv1 an SA still talking after a newer one came up),
+    IKEv2 CREATE_CHILD_SAs that rekeyed a child (request starting with a Notify) and IKEv1 Quick Modes
+    after an SA's first (the wire does not tell a rekey from one more child SA there).  short_lived: SAs
+    that came up, ended within SHORT_LIFE and carried nothing although the capture holds the pair's ESP or
+    AH, or built no child SA (collisions are counted as such)."""
+    kids = children(pair)
+    rekeys = collisions = 0
+    for sa in pair.sas:
+        by = sa.closed[0] if sa.closed else None
+        if sa.version == 1 and sa.up_time is not None and by is None:
+            newer = [o for o in pair.sas if o.version == 1 and o.up_time is not None and o.up_time > sa.up_time
+                     and sa.messages[-1].time > o.up_time]  # superseded while it still talked
+            by = ("collision" if any(_collided(sa, o) for o in newer) else "replaced") if newer else None
+        rekeys += by == "replaced"
+        collisions += by == "collision"
+    quick_modes: set[int] = set()
+    for c in kids:
+        if c.exchange == "Quick Mode":
+            rekeys += id(c.sa) in quick_modes
+            quick_modes.add(id(c.sa))
+        else:
+            rekeys += c.rekey
+    return {"rekeys": rekeys, "collisions": collisions, "short_lived": len(short_lived(pair, used, data, kids))}
+
+
+def short_lived(pair: PeerPair, used: Callable[[IkeSa], bool], data: bool, kids: list[Child]) -> list[IkeSa]:
+    """The pair's IKE SAs that came up, ended within SHORT_LIFE and carried nothing: no ESP or AH attributed
+    while the capture holds the pair's (`data`), or no child SA built at all (`kids`: children(pair))."""
+    built = {id(c.sa) for c in kids}
+    return [sa for sa in pair.sas if sa.up_time is not None and sa.closed is not None and sa.closed[0] != "collision"
+            and sa.closed[2] - sa.up_time < SHORT_LIFE and not used(sa) and (data or id(sa) not in built)]
