@@ -163,12 +163,13 @@ def churn(an: Analyzer, files):
     """Many IKE SAs between the same peers that came up, carried nothing and ended quickly."""
     owners = attribution.Owners(an)
     for key, pair in an.pairs.items():
-        short = owners.short_lived(key, pair)
+        short = lifecycle.short_lived(pair, owners.used)
         if len(short) >= CHURN_WARNING:
             up = next((m.label for m in short[0].messages if m.time == short[0].up_time), "IKE_AUTH")
+            unseen = "" if key in owners.carried else " (the capture holds no ESP between these peers at all)"
             yield Finding(WARNING, "ike-churn", up,
                           f"{len(short)} IKE SAs came up and ended within {lifecycle.SHORT_LIFE:.0f} s without "
-                          "carrying ESP",
+                          f"carrying ESP{unseen}",
                           "Each was set up and dropped again: look in both daemons' logs at why it was deleted or "
                           "replaced right after it came up (a duplicate-SA policy such as uniqueids/unique=replace, "
                           "a refused CHILD_SA, an initiation on demand that repeats).",

@@ -70,13 +70,14 @@ class Owners:
         """ESP or AH is attributed to the SA."""
         return id(sa) in self.esp or id(sa) in self.ah
 
-    def churn(self, key: tuple[bytes, bytes], pair: PeerPair) -> dict[str, int]:
-        """lifecycle.churn of the pair under `key`."""
-        return lifecycle.churn(pair, self.used, key in self.carried)
+    def data_since(self, sa: IkeSa) -> float | None:
+        """The first packet of the ESP or AH attributed to the SA, None without."""
+        return min((f.first_time for f in (*self.esp_of(sa), *self.ah_of(sa))), default=None)
 
-    def short_lived(self, key: tuple[bytes, bytes], pair: PeerPair) -> list[IkeSa]:
-        """lifecycle.short_lived of the pair under `key`."""
-        return lifecycle.short_lived(pair, self.used, key in self.carried, lifecycle.children(pair))
+    def churn(self, pair: PeerPair) -> dict[str, int]:
+        """lifecycle.churn of the pair, with the ESP and AH attributed here."""
+        return lifecycle.churn(pair, self.data_since)
+
 
 
 def _owner(times: list[float], kids: list[lifecycle.Child], start: float,

@@ -156,15 +156,14 @@ def _children(sa: IkeSa) -> list[Child]:
     return out
 
 
-def churn(pair: PeerPair, used: Callable[[IkeSa], bool], data: bool) -> dict[str, int]:
-    """The pair's rekeys, collisions and short-lived IKE SAs; `used(sa)`: ESP or AH is attributed to it,
-    `data`: the capture holds ESP or AH between the peers.
+def churn(pair: PeerPair, data_since: Callable[[IkeSa], float | None]) -> dict[str, int]:
+    """The pair's rekeys, collisions and short-lived IKE SAs; `data_since(sa)`: the first packet of the ESP or
+    AH attributed to it (None: none).
 
     rekeys: IKE SAs replaced (IKEv2 "replaced"; IKEv1 an SA still talking after a newer one came up),
     IKEv2 CREATE_CHILD_SAs that rekeyed a child (request starting with a Notify) and IKEv1 Quick Modes
-    after an SA's first (the wire does not tell a rekey from one more child SA there).  short_lived: SAs
-    that came up, ended within SHORT_LIFE and carried nothing although the capture holds the pair's ESP or
-    AH, or built no child SA (collisions are counted as such)."""
+    that completed after the SA's ESP began (a Quick Mode alongside the first one builds another child SA).
+    short_lived: see short_lived()."""
     kids = children(pair)
     rekeys = collisions = 0
     for sa in pair.sas:
@@ -178,16 +177,17 @@ def churn(pair: PeerPair, used: Callable[[IkeSa], bool], data: bool) -> dict[str
     quick_modes: set[int] = set()
     for c in kids:
         if c.exchange == "Quick Mode":
-            rekeys += id(c.sa) in quick_modes
+            since = data_since(c.sa)
+            rekeys += id(c.sa) in quick_modes and since is not None and since < c.time
             quick_modes.add(id(c.sa))
         else:
             rekeys += c.rekey
-    return {"rekeys": rekeys, "collisions": collisions, "short_lived": len(short_lived(pair, used, data, kids))}
+    short = short_lived(pair, lambda sa: data_since(sa) is not None)
+    return {"rekeys": rekeys, "collisions": collisions, "short_lived": len(short)}
 
 
-def short_lived(pair: PeerPair, used: Callable[[IkeSa], bool], data: bool, kids: list[Child]) -> list[IkeSa]:
-    """The pair's IKE SAs that came up, ended within SHORT_LIFE and carried nothing: no ESP or AH attributed
-    while the capture holds the pair's (`data`), or no child SA built at all (`kids`: children(pair))."""
-    built = {id(c.sa) for c in kids}
+def short_lived(pair: PeerPair, used: Callable[[IkeSa], bool]) -> list[IkeSa]:
+    """The pair's IKE SAs that came up, ended within SHORT_LIFE and carried nothing (`used(sa)`: ESP or AH is
+    attributed to it); a collision's loser is counted as a collision."""
     return [sa for sa in pair.sas if sa.up_time is not None and sa.closed is not None and sa.closed[0] != "collision"
-            and sa.closed[2] - sa.up_time < SHORT_LIFE and not used(sa) and (data or id(sa) not in built)]
+            and sa.closed[2] - sa.up_time < SHORT_LIFE and not used(sa)]

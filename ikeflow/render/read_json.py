@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from ikeflow import __version__
 from ikeflow.model.analysis import Analyzer, PeerPair
+from ikeflow.model.attribution import Owners
 from ikeflow.sources.capture import FileInfo
 from ikeflow.diagnose.finding import Finding
 from ikeflow.render.common import Frames, compact, finding_json, flow_json, ip, message_json
@@ -69,6 +70,7 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
     """The document without `messages` (see MessageSpool and write); the long arrays are iterators."""
     frame = Frames(len(files))
     directions = an.esp.directions()
+    owners = Owners(an)
     times = [t for f in files for t in f.span() if t is not None]
     return {
         "schema": SCHEMA,
@@ -85,10 +87,10 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "stats": vars(an.stats).copy(),
         "skipped": dict(an.skipped.most_common()),
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
-        "peers": (_pair(p, directions, verdicts.get(k), frame) for k, p in an.pairs.items()),
-        "esp_flows": (flow_json(f, frame) for f in an.esp.flows.values()),
-        "ah_flows": (flow_json(f, frame) for f in an.ah.flows.values()),
-        "ike_sas": (_sa(sa, frame) for sa in an.sas.values()),
+        "peers": (_pair(p, directions, verdicts.get(k), frame, owners.churn(p)) for k, p in an.pairs.items()),
+        "esp_flows": (_flow(f, frame, owners) for f in an.esp.flows.values()),
+        "ah_flows": (_flow(f, frame, owners) for f in an.ah.flows.values()),
+        "ike_sas": (_sa(sa, frame, owners) for sa in an.sas.values()),
         "findings": (finding_json(f, frame) for f in findings),
     }
 
@@ -103,7 +105,16 @@ def _quality(f: FileInfo, frame) -> dict:
             "no_time": q.no_time(f.packets)}
 
 
-def _pair(p: PeerPair, directions: dict, verdict, frame) -> dict:
+def _flow(f, frame, owners: Owners) -> dict:
+    sa = owners.sa[f]
+    return {**flow_json(f, frame), "ike_sa": sa.ispi.hex() if sa else None}
+
+
+def _carried(flows) -> list[dict]:
+    return [{"spi": f"{f.spi:08x}", "src": f.src_ip, "dst": f.dst_ip, "packets": f.packets} for f in flows]
+
+
+def _pair(p: PeerPair, directions: dict, verdict, frame, churn: dict) -> dict:
     ways = {"a_to_b": directions.get((p.a, p.b), []), "b_to_a": directions.get((p.b, p.a), []) if p.a != p.b else []}
     esp = {way: sum(f.packets for f in flows) for way, flows in ways.items()}
     spis = {way: [f"{f.spi:08x}" for f in flows] for way, flows in ways.items()}
@@ -118,10 +129,11 @@ def _pair(p: PeerPair, directions: dict, verdict, frame) -> dict:
                   "about": {"src": ip(e.about[0]), "sport": e.about[1], "dst": ip(e.about[2]), "dport": e.about[3]},
                   "ispi": e.sa[1].hex() if e.sa else None} for e in p.icmp],
         "icmp_errors": p.icmp_errors,
+        "churn": churn,
     }
 
 
-def _sa(sa: IkeSa, frame) -> dict:
+def _sa(sa: IkeSa, frame, owners: Owners) -> dict:
     behind = sa.behind_nat()
     return {
         "ispi": sa.ispi.hex(), "rspi": sa.rspi.hex(), "version": sa.version,
@@ -141,6 +153,8 @@ def _sa(sa: IkeSa, frame) -> dict:
         "vendors": {"initiator": sorted(sa.vendors.get("I", ())), "responder": sorted(sa.vendors.get("R", ()))},
         "retried_by": sa.retried_by,
         "closed": {"by": sa.closed[0], "frame": frame(sa.closed[1])} if sa.closed else None,
+        "esp": _carried(owners.esp_of(sa)),
+        "ah": _carried(owners.ah_of(sa)),
     }
 
 

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ikeflow.model.analysis import Analyzer
+from ikeflow.model.attribution import Owners
 from ikeflow.model.esp import EspTable
 from ikeflow.sources.capture import FileInfo, split_ref
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
@@ -37,17 +38,18 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
                   f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
     if not an.pairs:
         console.print("No IKE or ESP traffic in this capture.")
-    errors, directions = first_errors(an, findings), an.esp.directions()
+    errors, owners = first_errors(an, findings), Owners(an)
     for key, pair in an.pairs.items():
         verdict = verdicts.get(key, "")
-        body = [Text(verdict, style="bold red" if key in errors else "bold green"), _pair_table(pair, directions)]
+        body = [Text(verdict, style="bold red" if key in errors else "bold green"),
+                _pair_table(pair, an.esp.directions(), owners)]
         for sa in pair.sas:
             body.append(_sa_block(an, sa, frame))
         console.print(Panel(Group(*body), title=Text(f"{ip(pair.a)} ⇄ {ip(pair.b)}", style="bold"), title_align="left"))
     if an.esp.flows:
-        console.print(_esp_table(an.esp, frame))
+        console.print(_esp_table(an.esp, frame, owners))
     if an.ah.flows:
-        console.print(_esp_table(an.ah, frame, "AH flows"))
+        console.print(_esp_table(an.ah, frame, owners, "AH flows"))
     if findings:
         console.print(Text("Findings", style="bold"))
         for f in findings:
@@ -61,13 +63,17 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
         console.print(Text("No findings.", style="green"))
 
 
-def _pair_table(pair, directions: dict) -> Table:
+def _pair_table(pair, directions: dict, owners: Owners) -> Table:
+    """One row per IKE SA with the ESP attributed to it, then the pair total when that is not one SA's."""
     t = Table(box=None, pad_edge=False, show_edge=False)
     for col in ("IKE SA (SPIi)", "version", "mode", "state", "NAT", "ESP"):
         t.add_column(col)
-    out = sum(f.packets for f in directions.get((pair.a, pair.b), []))
-    back = sum(f.packets for f in directions.get((pair.b, pair.a), []))
-    esp = f"{ip(pair.a)}→ {out}, ← {back}"
+    flows = [*directions.get((pair.a, pair.b), []), *(directions.get((pair.b, pair.a), []) if pair.a != pair.b else [])]
+
+    def esp(of) -> str:
+        out = sum(f.packets for f in of if f.src == pair.a)
+        return f"{ip(pair.a)}→ {out}, ← {sum(f.packets for f in of) - out}" if of else "—"
+
     for sa in pair.sas:
         behind = sa.behind_nat()
         nat = (", ".join(f"{'initiator' if r == 'I' else 'responder'} behind NAT" for r in "IR" if behind[r])
@@ -77,11 +83,21 @@ def _pair_table(pair, directions: dict) -> Table:
         elif sa.started_natt:
             nat += "; started on the NAT-T port"
         state = sa.state() + (f" (closed: {sa.closed[0]}, frame {split_ref(sa.closed[1])[1]})" if sa.closed else "")
-        t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), state, nat, esp)
+        t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), state, nat, esp(owners.esp_of(sa)))
+    loose = [f for f in flows if owners.sa[f] is None]
     if not pair.sas:
-        t.add_row("—", "", "", "no IKE seen", "", esp)
+        t.add_row("—", "", "", "no IKE seen", "", esp(flows))
+    elif loose or len({id(owners.sa[f]) for f in flows}) > 1:
+        why = sorted({owners.why[f] for f in loose})
+        note = f"{len(loose)} ESP SA{'s' if len(loose) > 1 else ''} not attributed ({', '.join(why)})" if loose else ""
+        t.add_row("pair total", "", "", note, "", esp(flows))
+    notes = []
     if pair.keepalives:
-        t.caption = "NAT-T keepalives: " + ", ".join(f"{ip(a)} sent {n}" for a, n in pair.keepalives.items())
+        notes.append("NAT-T keepalives: " + ", ".join(f"{ip(a)} sent {n}" for a, n in pair.keepalives.items()))
+    churn = owners.churn(pair)
+    if any(churn.values()):
+        notes.append("churn: " + ", ".join(f"{n} {what.replace('_', '-')}" for what, n in churn.items() if n))
+    t.caption = "; ".join(notes) or None
     return t
 
 
@@ -183,13 +199,14 @@ def _proposal(sa: IkeSa) -> Table | None:
     return t
 
 
-def _esp_table(table: EspTable, frame, title: str = "ESP flows") -> Table:
+def _esp_table(table: EspTable, frame, owners: Owners, title: str = "ESP flows") -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("SPI", "from → to", "encap", "packets", "bytes", "seq", "lost", "dup", "time"):
+    for col in ("SPI", "from → to", "encap", "packets", "bytes", "seq", "lost", "dup", "time", "IKE SA"):
         t.add_column(col)
     for f in sorted(table.flows.values(), key=lambda f: f.first_time):
         encap = f"UDP {f.sport}→{f.dport}" if f.encap == "udp" else f.encap.upper()
         t.add_row(f"{f.spi:08x}", f"{f.src_ip} → {f.dst_ip}", encap, str(f.packets), str(f.bytes),
                   f"{f.seq_min}–{f.seq_max}", str(f.lost) if f.lost else "", str(f.duplicates) if f.duplicates else "",
-                  f"{f.last_time - f.first_time:.1f} s")
+                  f"{f.last_time - f.first_time:.1f} s",
+                  owners.sa[f].ispi.hex() if owners.sa[f] else f"pair total ({owners.why[f]})")
     return t
