@@ -769,6 +769,42 @@ def scenarios() -> list[Scenario]:
             decisive=[("init", r"DPD check timed out|giving up after \d+ retransmits"), ("init", r"sending DPD request|R_U_THERE|INFORMATIONAL request")],
             check=lambda c, v=v: (c.need("out", "DPD requests", ike(INFO1 if v == 1 else INFO2, "i"), 2),
                                   c.none("out", "DPD replies", ike(INFO1 if v == 1 else INFO2, "r"))))
+        # idle tunnel: charon sends a DPD probe every dpd_delay and the peer answers it, until the event
+        info = INFO1 if v == 1 else INFO2
+        idle = [("initiate", True), ("sleep", 7.0)]
+        gone = r"DPD check timed out|giving up after|deleting IKE_SA|destroying IKE_SA"
+        add(name=f"ikev{v}-dpd-answered-then-silent", version=v, expected_at="INFO" if v == 1 else "INFORMATIONAL",
+            cause="peer-dead", init=dpd,
+            steps=[*idle, ("resp_firewall",), ("kill_resp",), ("wait_log", "init", gone, 20), ("sleep", 0.3)],
+            what=f"IKEv{v} tunnel up and idle: the initiator's DPD probes (every 2 s) are answered; then the responder "
+                 "host dies (charon SIGKILLed, host drops everything, no ICMP): the later probes go unanswered",
+            decisive=[("init", r"DPD check timed out|giving up after \d+ retransmits")],
+            check=lambda c, info=info: (c.need("out", "DPD answers before the event", ike(info, "r"), 2),
+                                        c.need("out", "DPD probes", ike(info, "i"), 4)))
+        add(name=f"ikev{v}-dpd-answered-then-gone", version=v, expected_at="INFO" if v == 1 else "INFORMATIONAL",
+            cause="peer-down", init=dpd,
+            steps=[*idle, ("kill_resp",), ("wait_log", "init", gone, 20), ("sleep", 0.3)],
+            what=f"IKEv{v} tunnel up and idle: DPD probes answered; then the responder's charon is SIGKILLed while "
+                 "its host stays up: its kernel answers the later probes with ICMP port unreachable",
+            decisive=[("init", r"DPD check timed out|giving up after \d+ retransmits")],
+            check=lambda c, info=info: (c.need("out", "DPD answers before the event", ike(info, "r"), 2),
+                                        c.need("out", "ICMP port unreachable", lambda p: p.icmp == 3 and p.from_resp,
+                                               1)))
+        # IKEv1 probes are not re-sent: only the restart after dpd_timeout shows on the wire that the answers
+        # were lost (with dpd_action=clear, the outside capture would look like a healthy tunnel)
+        restart = {**dpd, "dpd_action": "restart"} if v == 1 else dpd
+        then = [("wait_log", "init", r"initiating Main Mode", 20), ("sleep", 1.0)] if v == 1 else \
+            [("wait_log", "init", gone, 20), ("sleep", 0.3)]
+        add(name=f"ikev{v}-dpd-replies-lost", version=v, expected_at="INFO" if v == 1 else "INFORMATIONAL",
+            cause="reply-path-lost", init=restart,
+            steps=[*idle, ("nft", f'{RESP_IN_DROP} udp sport 4500 drop'), *then],
+            what=f"IKEv{v} tunnel up and idle: DPD probes answered; then the router drops everything the responder "
+                 "sends on UDP 4500: the outside capture still sees every probe answered, the initiator never gets "
+                 "the answers and declares the peer dead" + (" (dpd_action=restart: it starts a new Main Mode)"
+                                                              if v == 1 else ""),
+            decisive=[("init", r"DPD check timed out|giving up after \d+ retransmits")],
+            check=lambda c, info=info: (c.need("out", "DPD answers", ike(info, "r"), 4),
+                                        c.need("in", "DPD answers before the drop", ike(info, "r"), 2)))
         add(name=f"ikev{v}-rekey-delete", version=v, expected_at=None, cause="ok",
             steps=[("initiate", True), ("sleep", 0.3), ("ping", "init", 2, True),
                    ("swanctl", "init", "--rekey", "--child", "net"),
