@@ -65,6 +65,11 @@ BLIND = {
     ("ikev2-replies-dropped", "inside"): (("IKE_SA_INIT", 4), "the answers never reach the inside capture, which "
                                                               "shows only IKE_SA_INIT re-sent: identical to "
                                                               "udp500-blocked's inside capture"),
+    ("ikev1-dpd-replies-lost", "inside"): (("INFO", 3), "the DPD answers never reach the inside capture, which "
+                                                        "shows answered probes, then unanswered ones: identical to "
+                                                        "dpd-answered-then-silent's inside capture"),
+    ("ikev2-dpd-replies-lost", "inside"): (("INFORMATIONAL", 3), "the answers never reach the inside capture, "
+                                                                 "identical to dpd-answered-then-silent's"),
 }
 
 

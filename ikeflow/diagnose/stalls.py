@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ikeflow.model import sequences
+from ikeflow.model import liveness, sequences
 from ikeflow.model.analysis import Analyzer
 from ikeflow.diagnose import capture_limits
 from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
@@ -67,6 +67,8 @@ QM1_MIN_WITHOUT_KE = 28 + 72
 # IKEv2 CREATE_CHILD_SA request without KE: SA (36) + Nonce (4 + 16) + TSi + TSr (48) = 104 bytes.
 CCSA_MIN_WITHOUT_KE = 104
 DELETE_BURST = 1.0  # s: Deletes at shutdown leave together; DPD probes are spaced by the DPD delay
+# A DPD timeout is a few DPD delays: strongSwan 150 s / 30 s, libreswan dpdtimeout 120 s / dpddelay 30 s
+DPD_TIMEOUT_PROBES = 6
 
 NO_PROPOSAL = {"NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN"}
 AUTH_FAILED = {"AUTHENTICATION-FAILED", "AUTHENTICATION_FAILED"}
@@ -134,6 +136,7 @@ class Facts:
     child_failed: bool | None = None
     # liveness and ESP
     span: float | None = None
+    dpd_restart: bool | None = None  # IKEv1: probes answered here, the prober started phase 1 anew
     src: str | None = None
     dst: str | None = None
     packets: int | None = None
@@ -253,8 +256,11 @@ TABLE: list[Row] = [
     # -- the answer is lost on the way back --------------------------------------------------------
     Row("fragments-dropped", (L,), None, has("fragmented"), 11,
         "{label} left as {fragmented} IP fragments: the fragments are lost on the way back"),
-    Row("reply-path-lost", (L,), None, always, 10,
+    Row("reply-path-lost", (L,), None, lacks("dpd_restart"), 10,
         "the {answerer} answered with {label}, but the {requester} kept re-sending {request}: the answers are lost "
+        "on the way back"),
+    Row("reply-path-lost", (L,), None, has("dpd_restart"), 10,
+        "the {requester} declared the {answerer} dead although every probe was answered here: the answers are lost "
         "on the way back"),
     Row("udp4500-blocked", (L,), None, has("after_float"), 3, "{label} is the first answer on UDP 4500"),
     # -- the next message never shows up -------------------------------------------------------------
@@ -343,8 +349,9 @@ TABLE: list[Row] = [
     Row("peer-dead", (D,), None, always, 10,
         "the peer stopped answering once the tunnel was up"),
     Row("path-blocked", (D,), None, lacks("icmp"), 2, "an expired NAT mapping or firewall state for UDP {port} "
-        "looks the same"),
-    Row("peer-down", (D,), None, has("icmp_from_peer"), 4, "ICMP {icmp_text} from the peer: its IKE daemon is gone"),
+        "looks the same; a capture at the peer shows whether the checks arrive there and are answered"),
+    Row("reply-path-lost", (D,), None, lacks("icmp"), 1, "or the answers are lost on the way back"),
+    Row("peer-down", (D,), None, has("icmp_from_peer"), 12, "ICMP {icmp_text} from the peer: its IKE daemon is gone"),
     # -- the data plane ------------------------------------------------------------------------------
     Row("esp-blocked", (E,), None, always, 10,
         "the SAs are up and ESP leaves one way, so ESP (protocol 50, or UDP 4500 when encapsulated) is dropped on "
@@ -430,7 +437,8 @@ def later_success(an: Analyzer, sa: IkeSa) -> IkeSa | None:
 
 def _demote(an: Analyzer, stall: Stall, summary: str) -> tuple[str, str]:
     """A failure that a later attempt between the same peers overcame is a warning."""
-    if stall.severity == ERROR and stall.sa is not None and stall.kind not in (D, E) and later_success(an, stall.sa):
+    if (stall.severity == ERROR and stall.sa is not None and stall.kind not in (D, E) and not stall.facts.dpd_restart
+            and later_success(an, stall.sa)):
         return WARNING, summary + " (a later IKE SA between these peers came up)"
     return stall.severity, summary
 
@@ -550,7 +558,7 @@ def _run_stall(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
     done = sequences.complete(ex, run.done)
     lost = _answer_lost(an, sa, run)
     if lost:
-        return None if ex.phase == 1 and sa.ike_sa_up() else lost
+        return lost
     if sa.version == 2:
         return _v2_run(an, sa, run, last, done)
     if done:
@@ -800,46 +808,83 @@ def _not_followed_v2(an: Analyzer, sa: IkeSa, run: Run, req: Seen, ans: Seen) ->
 
 
 def _liveness(an: Analyzer, sa: IkeSa) -> list[Stall]:
-    """DPD / liveness checks after the SA was up, never answered, with the peer silent afterwards."""
+    """DPD / liveness checks after the SA was up: from which probe on the peer stopped answering, or
+    probes answered here that the prober never got."""
     if not sa.ike_sa_up() and not (sa.version == 2 and not any(r.exchange.type == 34 for r in sa.runs.values())):
         return []
     out = []
     for role in ("I", "R"):
-        peer_role = _other(role)
+        found = liveness.probes(sa, role)
         if sa.version == 2:
-            runs = [r for r in sa.runs.values() if r.exchange.type == 37 and r.starter == role]
-            for r in runs:
-                reqs = [m for m in r.messages if m.request]
-                if len(reqs) < 2 or any(not m.request for m in r.messages):
-                    continue
-                out.append(_dpd(an, sa, role, reqs))
+            out.extend(filter(None, (_answer_lost(an, sa, r) for r in sa.runs.values()
+                                     if r.exchange.type == sequences.INFORMATIONAL and r.starter == role)))
         else:
-            infos = [m for m in sa.messages if m.sender == role and m.msg.exchange_type == sequences.INFORMATIONAL_V1
-                     and (sa.up_time is None or m.time > sa.up_time)]
-            if len(infos) < 2:
-                continue
-            first = infos[0]
-            if any(m.sender == peer_role and m.time >= first.time for m in sa.messages):
-                continue
-            if infos[-1].time - first.time < DELETE_BURST:
-                continue  # a burst of Deletes at shutdown
-            out.append(_dpd(an, sa, role, infos))
-    return out
+            out.append(_dpd_restart(an, sa, role, found))
+        out.append(_dpd(an, sa, role, found))
+    return [s for s in out if s]
 
 
-def _dpd(an: Analyzer, sa: IkeSa, role: str, sends: list[Seen]) -> Stall | None:
+def _dpd(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Stall | None:
+    """The peer stopped answering: two or more sends after the last probe answered (or none was)."""
     peer_role = _other(role)
-    peer = _addr(sa, peer_role)
+    tail = liveness.unanswered_tail(found)
+    sends = [m for p in tail for m in p.sends]
+    if len(sends) < 2 or sends[-1].time - sends[0].time < DELETE_BURST and sa.version == 1:
+        return None
     first = sends[0]
-    esp_back = [f for f in an.esp.flows.values() if f.src == peer and f.last_time > first.time]
-    if esp_back:
+    if any(m.sender == peer_role and m.time >= first.time for m in sa.messages):
+        return None  # the peer still talks on this IKE SA
+    peer = _addr(sa, peer_role)
+    if any(f.src == peer and f.last_time > first.time for f in an.esp.flows.values()):
         return None  # the peer still sends ESP: alive
     facts = _icmp_facts(an, sa, peer, first.time, Facts(sends=times(len(sends)), span=sends[-1].time - first.time,
                                                         port=first.dport))
     label = sends[-1].label
-    story = (f"{sa.mode()}: {label} (liveness check) sent {times(len(sends))} over {facts.span:.1f} s by the "
-             f"{_who(role)} after the tunnel was up, never answered; nothing else came from the {_who(peer_role)}")
-    return Stall(D, label, story, [m.ref for m in sends] + list(facts.icmp_frames or []), sa, facts=facts)
+    what = "liveness check" if all(p.sends[0].msg.encrypted_first in (None, "NONE") for p in tail) else "request"
+    answered = len(found) - len(tail)
+    if answered:
+        nth = answered + 1
+        story = (f"{sa.mode()}: the {_who(peer_role)} answered the {_who(role)}'s first {answered} {label} "
+                 f"({what}{'s' if answered > 1 else ''}) at once, then none from the {_ordinal(nth)} on (frame "
+                 f"{split_ref(first.ref)[1]}, {first.time - found[0].sends[0].time:.1f} s after the first): "
+                 f"{label} sent {times(len(sends))} over {facts.span:.1f} s unanswered; nothing else came from the "
+                 f"{_who(peer_role)}")
+    else:
+        story = (f"{sa.mode()}: {label} ({what}) sent {times(len(sends))} over {facts.span:.1f} s by the "
+                 f"{_who(role)} after the tunnel was up, never answered; nothing else came from the {_who(peer_role)}")
+    if facts.icmp_from_peer:
+        story += f"; its host answered with ICMP {facts.icmp_text}"
+    context = [m.ref for m in found[answered - 1].sends + found[answered - 1].answers] if answered else []
+    return Stall(D, label, story, context + [m.ref for m in sends] + list(facts.icmp_frames or []), sa, facts=facts)
+
+
+def _dpd_restart(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Stall | None:
+    """IKEv1: the last probes were answered here, yet the prober gave the SA up without a Delete and started
+    phase 1 anew within a DPD timeout: its DPD never saw the answers, which are lost after this point."""
+    if len(found) < 2 or not all(p.answers for p in found[-2:]):
+        return None
+    last = found[-1].sends[0]
+    if any(m.sender == role and m.time > last.time for m in sa.messages):
+        return None  # it went on using the SA (a Delete after a rekey, more probes)
+    me, gap = _addr(sa, role), last.time - found[-2].sends[0].time
+    pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
+    new = [o.messages[0] for o in (pair.sas if pair else []) if o is not sa and o.initiator and o.initiator[0] == me
+           and o.messages and o.messages[0].label in ("MM1", "AM1") and last.time < o.messages[0].time
+           <= last.time + DPD_TIMEOUT_PROBES * gap]
+    if not new:
+        return None
+    again = min(new, key=lambda m: m.time)
+    facts = Facts(answerer=_who(_other(role)), requester=_who(role), request="R-U-THERE", dpd_restart=True)
+    story = (f"{sa.mode()}: the {_who(_other(role))} answered all {len(found)} of the {_who(role)}'s DPD probes "
+             f"here, yet {again.time - last.time:.1f} s after the last one the {_who(role)} started a new "
+             f"{again.label} (frame {split_ref(again.ref)[1]}) and sent nothing more on this SA, not even a Delete: "
+             "its DPD timed out without seeing the answers")
+    frames = [m.ref for p in found[-2:] for m in p.sends + p.answers] + [again.ref]
+    return Stall(L, last.label, story, frames, sa, facts=facts)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def esp_stalls(an: Analyzer) -> list[Stall]:
