@@ -77,3 +77,14 @@ def test_refused_create_child_sa_in_a_public_capture():
     Notify (SK next payload 41) in 76 bytes, the other five with an SA (33): 5 done, 2 refused."""
     sas, _ = _sas(need_public() / "tcpdump/tests/ikev2four.pcap")
     assert "IKE SA up, 5 CREATE_CHILD_SA, 2 CREATE_CHILD_SA refused" in [sa.state() for sa in sas.values()]
+
+
+def test_a_mid_session_sa_after_it_does_not_expire_an_sa():
+    """tcpdump's ikev2four.pcap: frame 21 (tshark: ispi 1d9be9451d4f97a8, INFORMATIONAL, SK first payload 42)
+    deletes an IKE SA whose setup is not in the capture; it starts no new negotiation, so a88875a8 (IKE SA up,
+    frames 1-20) did not expire, and the verdict does not borrow the other SA's Delete."""
+    sas, r = _sas(need_public() / "tcpdump/tests/ikev2four.pcap")
+    assert sas["a88875a8"].closed is None
+    assert sas["1d9be945"].closed[:2] == ("delete", 21)
+    (verdict,) = r.verdicts.values()
+    assert verdict == "IKE SA up, 5 CREATE_CHILD_SA, 2 CREATE_CHILD_SA refused, no ESP seen"

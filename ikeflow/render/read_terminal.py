@@ -96,7 +96,9 @@ def _pair_table(pair, directions: dict, owners: Owners) -> Table:
         notes.append("NAT-T keepalives: " + ", ".join(f"{ip(a)} sent {n}" for a, n in pair.keepalives.items()))
     churn = owners.churn(pair)
     if any(churn.values()):
-        notes.append("churn: " + ", ".join(f"{n} {what.replace('_', '-')}" for what, n in churn.items() if n))
+        names = {"rekeys": ("rekey", "rekeys"), "collisions": ("collision", "collisions"),
+                 "short_lived": ("short-lived IKE SA", "short-lived IKE SAs")}
+        notes.append("churn: " + ", ".join(f"{n} {names[what][n != 1]}" for what, n in churn.items() if n))
     t.caption = "; ".join(notes) or None
     return t
 
