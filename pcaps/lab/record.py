@@ -56,6 +56,9 @@ NAT_PORTS = "20000-30000"
 WANTED_PLUGINS = ("random nonce openssl aes sha1 sha2 hmac gmp curve25519 pem pkcs1 "
                   "pkcs8 x509 pubkey constraints kdf kernel-libipsec kernel-netlink "
                   "socket-default vici").split()
+# loaded only by the scenarios that use them (XAUTH, EAP-MD5), so the other recordings stay as they were
+AUTH_PLUGINS = "xauth-generic eap-identity eap-md5 md5".split()
+XAUTH_USER, USER_PASSWORD, WRONG_PASSWORD = "labuser", "right-password", "wrong-password"
 
 VERBOSE = False
 
@@ -240,10 +243,25 @@ def conn_conf(role: str, o: dict) -> str:
         lines.append(f"    dpd_timeout = {o['dpd_timeout']}")
     if o["auth"] == "pubkey":
         lines.append("    send_cert = always")
-    lines += ["    local {", f"      auth = {o['auth']}", f"      id = {ids[0]}"]
+    client, server = ("local", "remote") if role == "init" else ("remote", "local")
+    local_auth = {"local": o["auth"], "remote": o["auth"]}
+    if o.get("eap"):  # IKEv2 EAP-MD5 for the initiator, PSK for the responder
+        local_auth[client] = "eap-md5"
+    lines += ["    local {", f"      auth = {local_auth['local']}", f"      id = {ids[0]}"]
     if o["auth"] == "pubkey":
         lines.append(f"      certs = {role}.crt")
-    lines += ["    }", "    remote {", f"      auth = {o['auth']}", f"      id = {ids[1]}", "    }",
+    if o.get("eap") and client == "local":
+        lines.append(f"      eap_id = {XAUTH_USER}")
+    lines += ["    }", "    remote {", f"      auth = {local_auth['remote']}", f"      id = {ids[1]}"]
+    if o.get("eap") and client == "remote":
+        lines.append("      eap_id = %any")
+    lines.append("    }")
+    if o.get("xauth"):  # IKEv1 XAUTH as the initiator's second authentication round
+        lines += [f"    {client}-xauth {{", "      auth = xauth"]
+        if client == "local":
+            lines.append(f"      xauth_id = {XAUTH_USER}")
+        lines.append("    }")
+    lines += [
               "    children {", "      net {",
               f"        local_ts = {o['local_ts']}",
               f"        remote_ts = {o['remote_ts']}",
@@ -254,14 +272,20 @@ def conn_conf(role: str, o: dict) -> str:
               f"        dpd_action = {o['dpd_action']}",
               "        start_action = none",
               "      }", "    }", "  }", "}"]
+    secrets = []
     if o["auth"] == "psk":
-        lines += ["secrets {", "  ike-lab {", f"    id-a = {ids[0]}", f"    id-b = {ids[1]}",
-                  f"    secret = {o['psk']}", "  }", "}"]
+        secrets += ["  ike-lab {", f"    id-a = {ids[0]}", f"    id-b = {ids[1]}", f"    secret = {o['psk']}", "  }"]
+    for kind in ("xauth", "eap"):
+        if o.get(kind):  # the initiator's password, or the one the responder expects
+            secrets += [f"  {kind}-lab {{", f"    id = {XAUTH_USER}", f"    secret = {o[kind]}", "  }"]
+    if secrets:
+        lines += ["secrets {", *secrets, "}"]
     return "\n".join(lines) + "\n"
 
 
-def strongswan_conf(inst: Path, extra: dict) -> str:
-    plugins = [p for p in WANTED_PLUGINS if (PLUGIN_DIR / f"libstrongswan-{p}.so").exists()]
+def strongswan_conf(inst: Path, extra: dict, auth_plugins: bool = False) -> str:
+    wanted = WANTED_PLUGINS + (AUTH_PLUGINS if auth_plugins else [])
+    plugins = [p for p in wanted if (PLUGIN_DIR / f"libstrongswan-{p}.so").exists()]
     charon = {
         "load": " ".join(plugins),
         "retransmit_timeout": "0.5", "retransmit_base": "1.5", "retransmit_tries": "3",
@@ -319,7 +343,8 @@ swanctl {{
 
 
 class Charon:
-    def __init__(self, role: str, ns: str, base: Path, conn: dict, extra: dict, certs: Path | None):
+    def __init__(self, role: str, ns: str, base: Path, conn: dict, extra: dict, certs: Path | None,
+                 trust_ca: bool = True):
         self.role, self.ns = role, ns
         self.inst = base / role
         self.proc: subprocess.Popen | None = None
@@ -329,10 +354,12 @@ class Charon:
             (sw / sub).mkdir(parents=True)
         (sw / "swanctl.conf").write_text(conn_conf(role, conn))
         if certs:
-            shutil.copy(certs / "ca.crt", sw / "x509ca" / "ca.crt")
+            if trust_ca:
+                shutil.copy(certs / "ca.crt", sw / "x509ca" / "ca.crt")
             shutil.copy(certs / f"{role}.crt", sw / "x509" / f"{role}.crt")
             shutil.copy(certs / f"{role}.key", sw / "private" / f"{role}.key")
-        (self.inst / "strongswan.conf").write_text(strongswan_conf(self.inst, extra))
+        (self.inst / "strongswan.conf").write_text(
+            strongswan_conf(self.inst, extra, bool(conn.get("xauth") or conn.get("eap"))))
         self.env = dict(os.environ, STRONGSWAN_CONF=str(self.inst / "strongswan.conf"),
                         SWANCTL_DIR=str(sw))
         self.uri = f"unix://{self.inst}/run/charon.vici"
@@ -573,6 +600,8 @@ class Scenario:
     check: Callable[[Checker], None] | None = None
     resp_running: bool = True
     certs: bool = False
+    resp_trusts_ca: bool = True
+    router_sysctl: dict = field(default_factory=dict)
     note: str = ""
 
 
@@ -848,6 +877,47 @@ def scenarios() -> list[Scenario]:
         check=lambda c: (c.need("in", "IKE_SA_INIT response with COOKIE", ike(SA_INIT, "r", notify=N_COOKIE), 1),
                          check_ok(c, 2, True)))
 
+    # ---------------------------------------------------------------- user authentication, certificates
+    add(name="ikev1-xauth-failed", version=1, expected_at="CFG", cause="xauth-failed",
+        init={"xauth": WRONG_PASSWORD}, resp={"xauth": USER_PASSWORD},
+        steps=[("initiate", False), ("sleep", 5.0)],  # longer than a retransmission interval: no QM1 comes
+        what="IKEv1 Main Mode with PSK plus XAUTH (xauth-generic) as the initiator's second round: the PSK is "
+             "right, the XAUTH password wrong; the responder answers the credentials with XAUTH status FAIL and "
+             "no Quick Mode follows",
+        decisive=[("resp", r"XAuth authentication of .* failed|xauth.*failed"),
+                  ("init", r"XAuth authentication .*failed|received .*XAUTH|destroying IKE_SA")],
+        check=lambda c: (c.need("in", "Transaction (CFG) exchanges", ike(6), 2), c.none("in", "QM1", ike(QM))))
+    add(name="ikev2-eap-failed", version=2, expected_at="IKE_AUTH", cause="eap-failed",
+        init={"eap": WRONG_PASSWORD}, resp={"eap": USER_PASSWORD},
+        what="IKEv2 with EAP-MD5 client authentication (responder authenticates with PSK): the initiator's EAP "
+             "password is wrong; the EAP rounds in IKE_AUTH end with EAP-Failure and AUTHENTICATION_FAILED",
+        decisive=[("resp", r"EAP method EAP_MD5 failed|EAP_MD5 .*failed|verification failed"),
+                  ("init", r"received EAP_FAILURE|EAP method .* failed|AUTHENTICATION_FAILED")],
+        check=lambda c: (c.need("in", "IKE_AUTH rounds", ike(AUTH, "i", response=False), 3),
+                         c.none("in", "ESP", lambda p: p.esp)))
+    for v in (1, 2):
+        add(name=f"ikev{v}-cert-untrusted", version=v, expected_at="MM5" if v == 1 else "IKE_AUTH",
+            cause="cert-untrusted", both={"auth": "pubkey", "fragmentation": "yes"}, certs=True,
+            resp_trusts_ca=False,
+            what=f"IKEv{v} with RSA certificates (IKE fragmentation on): the responder does not have the CA that "
+                 "issued the initiator's certificate, so it cannot verify it and refuses the authentication",
+            decisive=[("resp", r"no trusted RSA public key found|constraint check failed|no trusted .*certificate"
+                               r"|building CRED_CERTIFICATE .*failed|no issuer certificate found")],
+            check=lambda c: (c.none("in", "ESP", lambda p: p.esp),))
+    # ---------------------------------------------------------------- NAT mapping expiry
+    for v in (1, 2):
+        add(name=f"ikev{v}-nat-mapping-expired", version=v, expected_at="ESP", cause="nat-mapping-expired",
+            nat=True, iconf={"keep_alive": "0s"},
+            router_sysctl={"net.netfilter.nf_conntrack_udp_timeout": "5",
+                           "net.netfilter.nf_conntrack_udp_timeout_stream": "5"},
+            steps=[("initiate", True), *PINGS, ("sleep", 9.0), ("ping", "resp", 3, False)],
+            what=f"IKEv{v} through NAT, the initiator sends no NAT-T keepalives and the router's conntrack forgets "
+                 "UDP mappings after 5 s: after 9 s of silence the responder's pings leave as ESP-in-UDP to the "
+                 "NAT's old outside port, and the NAT answers ICMP port unreachable; nothing arrives inside",
+            decisive=[("init", r"CHILD_SA net\{\d+\} established")],
+            check=lambda c: (c.need("out", "ICMP port unreachable from the NAT", lambda p: p.icmp == 3, 1),
+                             c.need("out", "ESP from the responder after the pause", esp("r"), 6)))
+
     # ---------------------------------------------------------------- fragments (certificates)
     cert = {"auth": "pubkey", "fragmentation": "no"}
     add(name="ikev2-fragments-dropped", version=2, expected_at="IKE_AUTH", cause="fragments-dropped",
@@ -914,8 +984,10 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
     ci = cr = None
     try:
         build_topology(sc.nat, sc.rules, sc.early)
+        for key, value in sc.router_sysctl.items():
+            sh("sysctl", "-qw", f"{key}={value}", ns=NS_RT)
         ci = Charon("init", NS_I, work, conn_i, sc.iconf, certs)
-        cr = Charon("resp", NS_R, work, conn_r, sc.rconf, certs)
+        cr = Charon("resp", NS_R, work, conn_r, sc.rconf, certs, sc.resp_trusts_ca)
         caps = [Capture("r-in", out / f"{sc.name}.inside.pcap"), Capture("r-out", out / f"{sc.name}.outside.pcap")]
         if sc.resp_running:
             cr.start()
