@@ -199,7 +199,7 @@ def test_failures_that_are_not_transport_problems_lose_nothing(scenario):
 
 
 EVIDENCE = {rules.LOST: rules.Lost, rules.ESP: rules.EspLoss, rules.UNANSWERED: rules.Unanswered,
-            rules.FRAGMENTS: rules.Fragments, rules.CAPTURES: rules.Captures}
+            rules.FRAGMENTS: rules.Fragments, rules.CAPTURES: rules.Captures, rules.ICMP: rules.Icmp}
 
 
 def evidence(situation, **facts):
@@ -527,3 +527,13 @@ def test_an_empty_point_is_not_unrelated():
 ])
 def test_captures_rows(facts, expected):
     assert rules.pick(rules.CAPTURES, evidence(rules.CAPTURES, **facts)).code == expected
+
+
+def test_icmp_from_a_nat_that_forgot_the_mapping():
+    """pcaps/lab/ikev2-nat-mapping-expired: after 9 s without keepalives the router's conntrack (UDP timeout
+    5 s) has no mapping; tshark shows ICMP port unreachable from 203.0.113.1 (the NAT's outside address)
+    about 203.0.113.2:4500 -> 203.0.113.1:<the initiator's mapped port> at the outside point only (frames
+    18, 20, 22)."""
+    _, doc = run(lab("ikev2-nat-mapping-expired"))
+    icmp = [f for f in doc["findings"] if f["code"] == "icmp-one-side"]
+    assert len(icmp) == 3 and all(f["causes"] == ["nat-mapping-expired"] and f["severity"] == "error" for f in icmp)

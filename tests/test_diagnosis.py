@@ -65,6 +65,11 @@ BLIND = {
     ("ikev2-replies-dropped", "inside"): (("IKE_SA_INIT", 4), "the answers never reach the inside capture, which "
                                                               "shows only IKE_SA_INIT re-sent: identical to "
                                                               "udp500-blocked's inside capture"),
+    ("ikev1-nat-mapping-expired", "inside"): ("none", "nothing reaches the inside after the NAT forgot the "
+                                                      "mapping: the inside capture shows a healthy tunnel that "
+                                                      "went quiet"),
+    ("ikev2-nat-mapping-expired", "inside"): ("none", "nothing reaches the inside after the NAT forgot the "
+                                                      "mapping"),
     ("ikev1-dpd-replies-lost", "inside"): (("INFO", 3), "the DPD answers never reach the inside capture, which "
                                                         "shows answered probes, then unanswered ones: identical to "
                                                         "dpd-answered-then-silent's inside capture"),
@@ -148,9 +153,12 @@ PUBLIC_FAILURES = {
     "tcpdump/tests/isakmp4500.pcap": ("QM3", "reply-path-lost",
                                       "the responder re-sends QM2 three times after QM3, so QM3 never reached it, "
                                       "and ESP flows from the initiator only"),
-    "zeek-plugin-ikev2/tests/Traces/ikev2.pcap": ("IKE_AUTH", "psk-mismatch",
+    "zeek-plugin-ikev2/tests/Traces/ikev2.pcap": ("IKE_AUTH", "cert-untrusted",
                                                   "the IKE_AUTH answer is 80 bytes, 16 of plaintext: an error "
-                                                  "notify (AUTHENTICATION_FAILED), no IKE SA"),
+                                                  "notify (AUTHENTICATION_FAILED), no IKE SA; the request is 1,544 "
+                                                  "bytes in two SKF fragments (tshark frames 5-6, 1282 + 354 on the "
+                                                  "wire), a certificate, and the responder sent no CERTREQ: it has "
+                                                  "no CA to verify one"),
     "zeek-spicy-ipsec/tests/traces/ipsec_client.pcap": ("IKE_AUTH", "fragments-dropped",
                                                         "IKE_AUTH re-sent 3x on 4500, as 3 IP fragments each"),
     "scapy/test/pcaps/ikev2_notify_redirect.pcap": ("IKE_SA_INIT", "proposal-mismatch",
@@ -419,3 +427,36 @@ def test_every_stall_names_the_limits_that_applied():
                 if diagnosis.capture_limits.voided(st.limits) is None:
                     assert not f.causes and f.severity != ERROR, (path, f)
     assert limited >= 50
+
+
+# -- user and certificate authentication ---------------------------------------------------------------
+
+def test_row_eap_failed_after_several_ike_auth_rounds():
+    """IDr+AUTH+EAP first (the responder authenticated), then EAP rounds, the last answer error-only."""
+    rounds = auth(200, msgid=1) + auth(60, msgid=2) + auth(16, msgid=3)
+    (f,) = errors(feed(sa_init_ok() + rounds)[1])
+    assert f.at == "IKE_AUTH" and f.causes[0] == "eap-failed"
+    assert "psk-mismatch" not in f.causes and "peer-id-mismatch" not in f.causes
+
+
+def test_row_cert_untrusted_by_the_size_of_the_ike_auth_request():
+    req = v2(I, R, 35, IKEv2_Encrypted(load=enc(1200)), 0x08, msgid=1, sport=4500, dport=4500)
+    resp = v2(R, I, 35, IKEv2_Encrypted(load=enc(16 + 28)), 0x20, msgid=1, sport=4500, dport=4500)
+    (f,) = errors(feed(sa_init_ok() + [req, resp])[1])
+    assert f.causes[:2] == ["cert-untrusted", "peer-id-mismatch"] and "psk-mismatch" not in f.causes
+
+
+def _cfg(src, dst, msgid):
+    return v1(src, dst, 6, enc(64), sport=4500, dport=4500, flags=1, msgid=msgid)
+
+
+def test_row_xauth_failed_when_no_quick_mode_follows():
+    cfg = [_cfg(R, I, 7), _cfg(I, R, 7), _cfg(R, I, 8), _cfg(I, R, 8)]
+    (f,) = errors(feed(_ikev1_up() + cfg)[1])
+    assert f.at == "CFG" and f.causes == ["xauth-failed"]
+
+
+def test_xauth_then_the_clients_mode_config_is_a_success():
+    """ikev1-bug-12620 shape: after XAUTH the client pulls Mode Config, which a refused client never does."""
+    cfg = [_cfg(R, I, 7), _cfg(I, R, 7), _cfg(R, I, 8), _cfg(I, R, 8), _cfg(I, R, 9), _cfg(R, I, 9)]
+    assert not errors(feed(_ikev1_up() + cfg)[1])

@@ -181,12 +181,14 @@ def _nat_changed(seg: Segment, m: NatMapping) -> CompareFinding:
 
 def _icmp(seg: Segment, e: IcmpOneSide) -> CompareFinding:
     ev, p = e.event, seg.point(e.point)
-    row = rules.pick(rules.ICMP)
+    to = (ev.about[2], ev.about[3])
+    expired = ("port unreachable" in ev.text and ev.src == ev.about[2]
+               and any(to == outside for m in seg.nat for outside, _ in m.outside))
+    row = rules.pick(rules.ICMP, rules.Icmp(expired_mapping=expired))
     return _finding(
         seg, row, "IP",
         f"ICMP {ev.text} from {ip(ev.src)} about {ip(ev.about[0])}:{ev.about[1]} → {ip(ev.about[2])}:{ev.about[3]} "
-        f"seen at {p.name} only (frame {split_ref(ev.ref)[1]}): sent by a hop between the capture points, or lost "
-        "between them", row.hint, [p.ref(ev.ref)])
+        f"seen at {p.name} only (frame {split_ref(ev.ref)[1]}){row.says}", row.hint, [p.ref(ev.ref)])
 
 
 def _fragments(seg: Segment, fr: Incomplete) -> CompareFinding:

@@ -35,6 +35,16 @@ CHECK = {
                    "routes for the protected traffic",
     "peer-dead": "check whether the peer is still up and UDP 4500 still passes (NAT mappings expire); "
                  "dpdaction= decides what happens next",
+    "nat-mapping-expired": "keep the NAT mapping alive: NAT-T keepalives on the side behind the NAT (strongSwan "
+                           "charon.keep_alive, libreswan nat-keepalive= / keep-alive=, Cisco crypto isakmp "
+                           "nat keepalive) more often than the NAT's UDP timeout, or a longer UDP timeout on the NAT",
+    "cert-untrusted": "check the certificates: the peer must trust the CA that issued this end's certificate "
+                      "(swanctl x509ca/, ipsec.d/cacerts, NSS db for libreswan), and the certificate must be valid "
+                      "now, unrevoked and carry the identity (SAN) this end sends",
+    "xauth-failed": "check the XAUTH user name and password (ipsec.secrets XAUTH, swanctl secrets xauth-, the "
+                    "RADIUS/PAM backend): phase 1 (PSK or certificate) worked, the user authentication did not",
+    "eap-failed": "check the EAP user name and password or certificate on the EAP server (swanctl secrets eap-, "
+                  "RADIUS) and that both ends use the same EAP method",
 }
 CAUSES = tuple(CHECK)
 

@@ -36,6 +36,7 @@ Two steps:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +68,14 @@ QM1_MIN_WITHOUT_KE = 28 + 72
 # IKEv2 CREATE_CHILD_SA request without KE: SA (36) + Nonce (4 + 16) + TSi + TSr (48) = 104 bytes.
 CCSA_MIN_WITHOUT_KE = 104
 DELETE_BURST = 1.0  # s: Deletes at shutdown leave together; DPD probes are spaced by the DPD delay
+# An IKEv2 IKE_AUTH request this large carries a certificate: an ECDSA P-256 certificate and signature
+# alone are about 600 bytes, RSA-2048 over 1,000; a PSK request with IDs, SA and TS stays near 300.
+CERT_AUTH_MIN = 700
+# IKEv1 authentication methods that use a pre-shared key (RFC 2409; XAUTHInitPreShared/RespPreShared 65001/65002)
+V1_PSK_METHODS = {1, 65001, 65002}
+# s of silence from the side behind a NAT before its mapping can have expired (the lab's NAT forgets after
+# 5 s; consumer routers after 30 s or more, so a gap this short needs the NAT's ICMP to say so)
+NAT_IDLE_MIN = 5.0
 # A DPD timeout is a few DPD delays: strongSwan 150 s / 30 s, libreswan dpdtimeout 120 s / dpddelay 30 s
 DPD_TIMEOUT_PROBES = 6
 
@@ -137,6 +146,14 @@ class Facts:
     # liveness and ESP
     span: float | None = None
     dpd_restart: bool | None = None  # IKEv1: probes answered here, the prober started phase 1 anew
+    # user and certificate authentication
+    xauth: bool | None = None  # IKEv1: the responder asked for XAUTH credentials in Transaction exchanges
+    eap_rounds: int | None = None  # IKEv2: IKE_AUTH rounds so far, the last one included (EAP)
+    cert_auth: bool | None = None  # certificates authenticate: IKEv1 chosen method, IKEv2 request size
+    request_size: int | None = None  # bytes of the IKE_AUTH request on the wire (all its fragments)
+    # NAT mapping expiry
+    nat_idle: float | None = None  # s the side behind the NAT sent nothing before the ICMP
+    natted: str | None = None  # that side, "initiator" / "responder"
     src: str | None = None
     dst: str | None = None
     packets: int | None = None
@@ -269,7 +286,10 @@ TABLE: list[Row] = [
         "{mtu}-byte packet holds"),
     Row("udp4500-blocked", (F,), None, has("natt_expected"), 6,
         "NAT-D found a NAT, so {label} moves to UDP 4500, and it never arrived here after a clean exchange on UDP 500"),
-    Row("path-blocked", (F,), None, always, 2, "{label} was lost between the {silent} and this capture point"),
+    Row("xauth-failed", (F,), ("CFG",), has("xauth"), 12,
+        "phase 1 worked, the responder asked for the user's XAUTH credentials and no Quick Mode followed: it "
+        "answered them with status FAIL (the status is encrypted)"),
+    Row("path-blocked", (F,), None, lacks("xauth"), 2, "{label} was lost between the {silent} and this capture point"),
     # -- answered with an error ------------------------------------------------------------------------
     Row("ike-version-mismatch", (J,), None, has("other_version"), 12,
         "the peer answered {label} with an IKEv{other_version} message"),
@@ -306,6 +326,9 @@ TABLE: list[Row] = [
         "the INFO came from UDP 500, not 4500: the responder never got as far as processing MM5"),
     Row("peer-id-mismatch", (J,), ("MM5",), both(has("encrypted"), has("requester_resent")), 3,
         "an identity refused before decryption looks alike"),
+    Row("cert-untrusted", (J,), ("MM5",), both(has("encrypted"), has("cert_auth")), 12,
+        "the chosen phase-1 authentication is by certificate, so no PSK is involved: the responder could not verify "
+        "the certificate (an untrusted CA, or expired) or refused its identity"),
     Row("peer-id-mismatch", (J,), ("MM5",), both(has("encrypted"), lacks("requester_resent")), 10,
         "the initiator took the responder's encrypted INFO and stopped: both ends derive the same keys, so the PSK "
         "matches and the responder refused the identity"),
@@ -329,10 +352,16 @@ TABLE: list[Row] = [
     Row("proposal-mismatch", (J,), ("MM1", "MM3", "AM1"), has("encrypted"), 3,
         "the {answerer} answered {label} with an encrypted INFO"),
     # IKEv2, refused under encryption: the size of the answer tells
-    Row("psk-mismatch", (J,), ("IKE_AUTH",), has("error_only"), 10,
+    Row("eap-failed", (J,), ("IKE_AUTH",), both(has("error_only"), has("eap_rounds")), 12,
+        "IKE_AUTH went {eap_rounds} rounds (EAP, after the responder's own AUTH) and the last answer holds at most "
+        "{plaintext} bytes: an EAP-Failure, the user's credentials were refused"),
+    Row("cert-untrusted", (J,), ("IKE_AUTH",), both(has("error_only"), has("cert_auth"), lacks("eap_rounds")), 12,
+        "the IKE_AUTH request is {request_size} bytes, the size of a certificate, and the answer holds at most "
+        "{plaintext} bytes: AUTHENTICATION_FAILED for the certificate (an untrusted CA, or expired)"),
+    Row("psk-mismatch", (J,), ("IKE_AUTH",), both(has("error_only"), lacks("eap_rounds")), 10,
         "the IKE_AUTH response holds at most {plaintext} bytes, too few for IDr + AUTH ({auth_min}): an error "
         "notify such as AUTHENTICATION_FAILED"),
-    Row("peer-id-mismatch", (J,), ("IKE_AUTH",), has("error_only"), 9,
+    Row("peer-id-mismatch", (J,), ("IKE_AUTH",), both(has("error_only"), lacks("eap_rounds")), 9,
         "an unknown identity gets the same answer"),
     Row("proposal-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 6,
         "the IKE_AUTH response ({plaintext} bytes) fits IDr + AUTH but not SA + TSi + TSr ({child_min}): the IKE SA "
@@ -353,11 +382,22 @@ TABLE: list[Row] = [
     Row("reply-path-lost", (D,), None, lacks("icmp"), 1, "or the answers are lost on the way back"),
     Row("peer-down", (D,), None, has("icmp_from_peer"), 12, "ICMP {icmp_text} from the peer: its IKE daemon is gone"),
     # -- the data plane ------------------------------------------------------------------------------
-    Row("esp-blocked", (E,), None, always, 10,
+    Row("nat-mapping-expired", (E,), None, has("nat_idle"), 12,
+        "the {natted} behind the NAT sent nothing for {nat_idle:.0f} s, not even a NAT-T keepalive, and its NAT "
+        "then answered the peer's packets with ICMP {icmp_text}: the NAT had forgotten the mapping"),
+    Row("peer-down", (E,), None, has("nat_idle"), 3,
+        "or the {natted}'s IKE daemon is gone and the NAT passes its host's ICMP on"),
+    Row("esp-blocked", (E,), None, lacks("nat_idle"), 10,
         "the SAs are up and ESP leaves one way, so ESP (protocol 50, or UDP 4500 when encapsulated) is dropped on "
         "the way back"),
-    Row("subnet-mismatch", (E,), None, always, 1, "or the far end does not route the answers into the tunnel"),
+    Row("subnet-mismatch", (E,), None, lacks("nat_idle"), 1, "or the far end does not route the answers into the "
+        "tunnel"),
 ]
+
+
+# Certificate authentication: no pre-shared key is involved, so no psk-mismatch row applies.
+TABLE = [Row(r.cause, r.kinds, r.labels, both(r.when, lacks("cert_auth")), r.weight, r.why)
+         if r.cause == "psk-mismatch" else r for r in TABLE]
 
 
 def rank(stall: Stall) -> list[tuple[str, int, list[str]]]:
@@ -407,7 +447,7 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
         if stall.severity == ERROR:
             summary += " (not counted as a failure)"
         hint = " ".join(LIMITS[name].todo + "." for name in stall.limits if LIMITS[name].voids is None)
-        return Finding(WARNING, "stall" if stall.kind != E else "esp-blocked", stall.at, summary, hint,
+        return Finding(WARNING, _code(stall), stall.at, summary, hint,
                        sorted(set(stall.frames)), [], stall.sa, stall.pair)
     if ranked:
         best, score, whys = ranked[0]
@@ -419,8 +459,13 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
         elif len(ranked) > 1:
             hint += f" Next suspect: {ranked[1][0]} ({ranked[1][2][0]})."
     severity, summary = _demote(an, stall, summary)
-    return Finding(severity, "stall" if stall.kind != E else "esp-blocked", stall.at, summary, hint,
+    return Finding(severity, _code(stall), stall.at, summary, hint,
                    sorted(set(stall.frames)), causes, stall.sa, stall.pair)
+
+
+def _code(stall: Stall) -> str:
+    """esp-blocked for ESP one way; stall for everything else (a NAT that forgot the mapping included)."""
+    return "esp-blocked" if stall.kind == E and not stall.facts.nat_idle else "stall"
 
 
 def _tell(a: str, b: str) -> str:
@@ -548,6 +593,13 @@ def sa_stalls(an: Analyzer, sa: IkeSa) -> list[Stall]:
         if stall:
             out.append(stall)
     out.extend(_liveness(an, sa))
+    out.append(_xauth(an, sa))
+    out = [x for x in out if x]
+    if _cert_auth(sa):
+        for stall in out:
+            if stall.at in AUTH:
+                stall.facts.cert_auth = True
+                stall.facts.request_size = stall.facts.request_size or _auth_request_size(sa)
     return out
 
 
@@ -767,6 +819,10 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
         return None  # more IKE_AUTH rounds followed (EAP, multiple authentication): a short answer is one step
     if errors:
         facts.notify = errors[0]
+    if name == "IKE_AUTH":
+        rounds = {m.msg.message_id for m in sa.messages if m.request and m.msg.exchange_type == sequences.IKE_AUTH
+                  and m.msg.message_id < req.msg.message_id}
+        facts.eap_rounds = len(rounds) + 1 if rounds else None
     if sa.error_only(ans):
         facts.error_only = True
     elif name == "IKE_AUTH" and ans.plaintext < CHILD_OK_MIN and not _child_up_later(an, sa, ans):
@@ -887,6 +943,87 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
+def _xauth(an: Analyzer, sa: IkeSa) -> Stall | None:
+    """IKEv1 XAUTH: phase 1 up, the responder (the XAUTH server) asked for credentials in Transaction
+    exchanges, and no Quick Mode (nor anything but Informationals) followed."""
+    if sa.version != 1 or not sa.ike_sa_up():
+        return None
+    cfg = sorted((m for m in sa.messages if m.msg.exchange_type == sequences.TRANSACTION), key=lambda m: m.time)
+    if not cfg or cfg[0].sender != "R":
+        return None  # Mode Config pulled by the client, or no XAUTH
+    last = cfg[-1]
+    if any(r.exchange.type == sequences.TRANSACTION and r.starter == "I" for r in sa.runs.values()):
+        return None  # the client went on to pull its Mode Config: the XAUTH server said OK
+    if any(m.time > last.time and m.msg.exchange_type != sequences.INFORMATIONAL_V1 for m in sa.messages):
+        return None
+    if any(f.last_time > last.time and f.src in (sa.initiator[0], sa.responder[0]) for f in an.esp.flows.values()):
+        return None
+    # Like the float to UDP 4500 in _not_followed, the XAUTH status is a reason for the silence: a client whose
+    # credentials were accepted goes on at once (Mode Config, Quick Mode), so a short capture still tells.
+    story = (f"{sa.mode()}: phase 1 up, then XAUTH ({len(cfg)} Transaction messages from frame "
+             f"{split_ref(cfg[0].ref)[1]}, the responder asking for the user's credentials) and no Quick Mode "
+             f"(capture ends {duration(an.last_time - last.time)} later)")
+    return Stall(F, "CFG", story, [m.ref for m in cfg], sa, facts=Facts(xauth=True, silent="initiator"))
+
+
+def _cert_auth(sa: IkeSa) -> bool:
+    """Certificates authenticate this SA: IKEv1 by the chosen (or the only offered) method, IKEv2 by the size
+    of the IKE_AUTH request."""
+    if sa.version == 1:
+        sa_payload = sa.chosen or sa.offered
+        methods = {t.attributes.get("auth") for p in (sa_payload.info.get("proposals", []) if sa_payload else [])
+                   for t in p.transforms if p.protocol == 1}
+        methods.discard(None)
+        return bool(methods) and not methods & V1_PSK_METHODS
+    size = _auth_request_size(sa)
+    return size is not None and size >= CERT_AUTH_MIN
+
+
+def _auth_request_size(sa: IkeSa) -> int | None:
+    """Bytes on the wire of the first IKE_AUTH request, all its IKE fragments together (IKEv2)."""
+    first = [m for m in sa.messages if m.request and m.msg.exchange_type == sequences.IKE_AUTH
+             and not m.retransmission]
+    if sa.version != 2 or not first:
+        return None
+    mid = first[0].msg.message_id
+    return sum(m.size for m in first if m.msg.message_id == mid)
+
+
+def nat_stalls(an: Analyzer) -> list[Stall]:
+    """NAT mapping expiry: after the side behind a NAT fell silent (no keepalives either), its NAT answered
+    the peer's packets with ICMP port unreachable."""
+    out = []
+    for key, pair in an.pairs.items():
+        sa = pair.alive or pair.last_up
+        if sa is None or not pair.icmp:
+            continue
+        behind = sa.behind_nat()
+        for role in ("I", "R"):
+            x = _addr(sa, role)
+            icmp = [e for e in pair.icmp if behind[role] and e.src == x and e.about[2] == x
+                    and "port unreachable" in e.text]
+            if not icmp:
+                continue
+            first = icmp[0]
+            if any(m.src == x and m.time > first.time for o in pair.sas for m in o.messages) or any(
+                    f.src == x and f.last_time > first.time for f in an.esp.flows.values()):
+                continue  # it talks again: the mapping is there
+            heard = [m.time for o in pair.sas for m in o.messages if m.src == x and m.time < first.time]
+            heard += [f.last_time for f in an.esp.flows.values() if f.src == x and f.last_time < first.time]
+            if x in pair.keepalive_last:
+                heard.append(pair.keepalive_last[x])
+            if not heard or first.time - max(heard) < NAT_IDLE_MIN:
+                continue
+            idle = first.time - max(heard)
+            facts = Facts(nat_idle=idle, natted=_who(role), icmp=len(icmp), icmp_text=first.text,
+                          icmp_frames=[e.ref for e in icmp[:10]], port=first.about[3])
+            story = (f"the {_who(role)} ({ipaddress.ip_address(x)}, behind a NAT) sent nothing for {idle:.1f} s, not even a NAT-T "
+                     f"keepalive; then packets to it on UDP {first.about[3]} were answered with ICMP {first.text} "
+                     f"from its NAT ({times(len(icmp))}) and nothing came from it any more")
+            out.append(Stall(E, "ESP", story, facts.icmp_frames, sa, key, facts=facts))
+    return out
+
+
 def esp_stalls(an: Analyzer) -> list[Stall]:
     """ESP one way only between peers whose IKE SA came up in this capture."""
     out = []
@@ -925,9 +1062,11 @@ def stalls(an: Analyzer, files):
 
 
 def esp_blocked(an: Analyzer, files):
-    """The data plane: SAs up, ESP one way only."""
+    """The data plane: SAs up, ESP one way only, or a NAT that forgot the mapping."""
     view = capture_limits.judge(an, files)
-    for stall in esp_stalls(an):
+    expired = nat_stalls(an)
+    gone = {s.pair for s in expired}
+    for stall in expired + [s for s in esp_stalls(an) if s.pair not in gone]:
         limit(stall, an, view)
         yield to_finding(stall, an)
 

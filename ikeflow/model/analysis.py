@@ -46,6 +46,7 @@ class PeerPair:
     alive: IkeSa | None = None  # the latest SA that came up and was not closed (set by finish, model.lifecycle)
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
+    keepalive_last: dict = field(default_factory=dict)  # sender address -> time of its latest keepalive
     icmp: list[IcmpError] = field(default_factory=list)  # the first `Limits.icmp_per_pair`
     icmp_errors: int = 0  # all of them
 
@@ -107,6 +108,7 @@ class Analyzer:
             self.stats.keepalives += 1
             pair = self._pair(pkt.src, pkt.dst, ts)
             pair.keepalives[pkt.src] += 1
+            pair.keepalive_last[pkt.src] = ts
             if len(pair.keepalive_frames) < 5:
                 pair.keepalive_frames.append(ref)
         elif kind == pk.FRAGMENT:
