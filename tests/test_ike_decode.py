@@ -52,7 +52,7 @@ from scapy.layers.isakmp import (
 )
 
 from ikeflow.decode import names
-from ikeflow.decode.ike import IkeMessage, V1Transform, V2Transform, decode_isakmp
+from ikeflow.decode.ike import IkeMessage, Payload, V1Transform, V2Transform, decode_isakmp, draft_natt
 from ikeflow.model import sequences
 
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "public"
@@ -219,9 +219,19 @@ def test_v1_every_payload_type():
     assert info["NAT-D"] == {"hash": ctx["natd"]} and m.payloads[14].info == {"hash": ctx["natd"]}
     assert info["NAT-OA"] == {"id_type": 1, "address": "198.51.100.7"}
     assert m.payloads[15].info["address"] == "10.0.0.1"
-    assert info["FRAG"] == {"fragment_id": 0x0101, "number": 3, "last": True, "data_length": 8}
+    assert info["FRAG"] == {"fragment_id": 0x0101, "number": 3, "last": True, "data_length": 8, "data": b"fragdata"}
     assert info["SEQ"] == {"sequence": 77}
     assert m.payload("GAP").body == b"gap" and m.payload("nope") is None
+    # 15/16 stay GDOI's SAK/SAT (RFC 6407) in the decoder; read as the NAT-T drafts 04..08 numbered them, they are
+    # NAT-D and NAT-OA of the same layouts as 20/21 (ipsec-tools NATD_BADDRAFT / NATOA_BADDRAFT)
+    assert (info["SAK"], info["SAT"]) == ({}, {})
+    sak, sat = m.payload("SAK"), m.payload("SAT")
+    natd, nat_oa = draft_natt(sak), draft_natt(sat)
+    assert (natd.name, natd.type, natd.info) == ("NAT-D", 15, {"hash": b"sak"})
+    assert (sak.name, sak.info) == ("SAK", {})  # the decoded message is left as it was
+    assert (nat_oa.name, nat_oa.type, nat_oa.info) == ("NAT-OA", 16, {})  # 3 bytes: too short for a NAT-OA
+    oa = draft_natt(Payload(type=16, name="SAT", length=12, body=b"\x01\x00\x00\x00" + bytes([203, 0, 113, 9])))
+    assert oa.info == {"id_type": 1, "address": "203.0.113.9"}
 
 
 @pytest.mark.parametrize("id_type, raw, expected", [

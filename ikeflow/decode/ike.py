@@ -21,7 +21,8 @@ Payload `info` keys by short name (both versions unless noted):
   TSi/TSr  selectors: [{type, protocol, start_port, end_port, start, end}]
   ATTR/CP  cfg_type, cfg_type_name, attributes: [(type, name, value bytes)];
            v1 also identifier
-  FRAG (v1 132)    fragment_id, number, last, data_length
+  FRAG (v1 132)    fragment_id, number, last, data_length, data (a piece of the whole
+                   message, ISAKMP header included; the model reassembles them)
   SK/SKF (v2)      first_payload, first_payload_type, encrypted_length;
                    SKF also fragment, total
   EAP (v2)         code, code_name, identifier, eap_type (None unless Request/Response)
@@ -351,6 +352,19 @@ def _nat_oa(body: bytes, nxt: int) -> dict:
     return {"id_type": body[0], "address": _address(body[4:])}
 
 
+def draft_natt(p: Payload) -> Payload:
+    """IKEv1 payload 15 or 16 read as NAT-D or NAT-OA, the numbers of draft-ietf-ipsec-nat-t-ike-04..08
+    (ipsec-tools' NATD_BADDRAFT/NATOA_BADDRAFT) that RFC 6407 gives GDOI's SAK/SAT: only the NAT-T vendor
+    IDs both peers sent tell which, so the model decides when to call this."""
+    rfc = 20 if p.type == 15 else 21
+    out = Payload(type=p.type, name=names.payload_name(1, rfc), length=p.length, body=p.body, flags=p.flags)
+    try:
+        out.info = _DECODERS[1][rfc](p.body, 0)
+    except _Bad:
+        pass
+    return out
+
+
 def _cert(body: bytes, nxt: int) -> dict:
     _need(body, 0, 1, "encoding")
     return {
@@ -496,7 +510,8 @@ def _attr_v1(body: bytes, nxt: int) -> dict:
 def _frag_v1(body: bytes, nxt: int) -> dict:
     _need(body, 0, 4, "fragment header")
     frag_id, number, flags = struct.unpack_from("!HBB", body, 0)
-    return {"fragment_id": frag_id, "number": number, "last": bool(flags & 1), "data_length": len(body) - 4}
+    return {"fragment_id": frag_id, "number": number, "last": bool(flags & 1), "data_length": len(body) - 4,
+            "data": body[4:]}
 
 
 def _seq_v1(body: bytes, nxt: int) -> dict:
