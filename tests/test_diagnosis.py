@@ -460,3 +460,40 @@ def test_xauth_then_the_clients_mode_config_is_a_success():
     """ikev1-bug-12620 shape: after XAUTH the client pulls Mode Config, which a refused client never does."""
     cfg = [_cfg(R, I, 7), _cfg(I, R, 7), _cfg(R, I, 8), _cfg(I, R, 8), _cfg(I, R, 9), _cfg(R, I, 9)]
     assert not errors(feed(_ikev1_up() + cfg)[1])
+
+
+# -- stalls the wire explains otherwise: nothing to rank (expert review of the public corpus) -----------
+
+def _public_findings(rel):
+    return read_captures([str(need_public() / rel)]).findings
+
+
+def test_request_given_up_for_an_sa_that_worked_ranks_nothing():
+    """arkime IKEv1.pcap (tshark): frame 1 is an MM1 from 2003:51:6012::2 that is never re-sent; 25 s later
+    the other peer (::4) starts its own Main Mode (frames 2-7) and Quick Mode, on UDP 500 both ways."""
+    (f,) = [f for f in _public_findings("arkime/tests/pcap/IKEv1.pcap") if f.code == "stall"]
+    assert f.at == "MM1" and f.causes == [] and f.severity != ERROR and "given up, not lost" in f.summary
+
+
+def test_ike_sa_init_request_without_the_initiator_flag_ranks_nothing():
+    """arkime ike-cert_synthetic.pcap (tshark): frames 2 and 4 are IKE_SA_INIT with flags 0x00 (neither
+    Initiator nor Response), message ID 1 and a non-zero responder SPI, each sent once."""
+    found = _public_findings("arkime/tests/pcap/ike-cert_synthetic.pcap")
+    v2 = [f for f in found if f.code == "stall" and f.at == "IKE_SA_INIT"]
+    assert len(v2) == 2 and all(not f.causes and "without the Initiator flag" in f.summary for f in v2)
+    assert not [f for f in found if f.severity == ERROR]
+
+
+def test_one_way_esp_after_a_quick_mode_stall_is_its_consequence():
+    """tcpdump isakmp4500.pcap (tshark): the responder re-sends QM2 after each QM3 (frames 10-21), so it never
+    installed its SA; ESP goes from the initiator only."""
+    found = _public_findings("tcpdump/tests/isakmp4500.pcap")
+    assert [f.at for f in found if f.severity == ERROR] == ["QM3"]
+
+
+def test_attempt_abandoned_for_other_sas_ranks_nothing():
+    """nDPI ipsec_isakmp_esp.pcap: the client leaves two IKE SAs after IKE_SA_INIT (frames 186/187, 650/651)
+    and negotiates with the same gateways on UDP 4500 elsewhere."""
+    found = _public_findings("nDPI/tests/cfgs/default/pcap/ipsec_isakmp_esp.pcap")
+    stalls_ = [f for f in found if f.code == "stall" and f.at == "IKE_AUTH"]
+    assert len(stalls_) == 2 and all(not f.causes and "abandoned" in f.summary for f in stalls_)

@@ -154,6 +154,9 @@ class Facts:
     # NAT mapping expiry
     nat_idle: float | None = None  # s the side behind the NAT sent nothing before the ICMP
     natted: str | None = None  # that side, "initiator" / "responder"
+    # why nothing is ranked although the wire shows a stall
+    superseded: str | None = None  # the requester gave this attempt up for another IKE SA that worked
+    impossible: str | None = None  # the header says something no daemon sends
     src: str | None = None
     dst: str | None = None
     packets: int | None = None
@@ -442,6 +445,11 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
     summary, hint = stall.story, ""
     if stall.limits:
         summary += f" (capture: {'; '.join(stall.limits.values())})"
+    moot = stall.facts.superseded or stall.facts.impossible
+    if moot:
+        summary += f"; {moot}: nothing to diagnose"
+        return Finding(WARNING, _code(stall), stall.at, summary, "", sorted(set(stall.frames)), [], stall.sa,
+                       stall.pair)
     if capture_limits.voided(stall.limits) is None:
         summary += ": no cause ranked, the capture cannot show one"
         if stall.severity == ERROR:
@@ -695,6 +703,15 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
     if resent:
         story += f"; the {_who(peer_role)} re-sent {resent[0].label} meanwhile"
     stall = Stall(U, last.label, story, frames, sa, facts=facts)
+    if sa.version == 2 and last.label == "IKE_SA_INIT" and role == "R":
+        facts.impossible = (f"frame {split_ref(last.ref)[1]} is an IKE_SA_INIT request without the Initiator flag, "
+                            f"message ID {last.msg.message_id}: no daemon sends that (a crafted or corrupted packet)")
+    elif len(sends) == 1 and not facts.icmp:
+        other = _worked_instead(an, sa, last)
+        if other is not None:
+            facts.superseded = (f"sent once and never re-sent, while IKE SA {other.ispi.hex()} between the same "
+                                f"peers came up on the same ports (frame {split_ref(other.messages[0].ref)[1]}): "
+                                "the attempt was given up, not lost")
     if len(sends) == 1 and not facts.icmp and capture_limits.ends_early(waited):
         # re-sent, the request waited the requester's own interval; sent once, a live requester re-sends it
         # unless the capture stopped first
@@ -728,7 +745,7 @@ def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.
     severity = ERROR if reason and not elsewhere else WARNING
     limits = {}
     if elsewhere:
-        story += f"; the {_who(silent)} went on with other IKE SAs, so it abandoned this one"
+        facts.superseded = f"the {_who(silent)} went on with other IKE SAs, so it abandoned this one"
     elif severity == WARNING and capture_limits.ends_early(waited):
         # Without a reason for the next message to get lost, silence this short is the capture stopping.  With
         # one (the float to UDP 4500, certificates in fragments) the silence is the evidence: past a hop that
@@ -943,6 +960,19 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
+def _worked_instead(an: Analyzer, sa: IkeSa, request: Seen) -> IkeSa | None:
+    """Another IKE SA of the pair that came up with messages both ways on the request's port."""
+    pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
+    for other in (pair.sas if pair else []):
+        if other is sa or other.up_time is None:
+            continue
+        ports = {(m.sender, m.dport if m.sender == "I" else m.sport) for m in other.messages}
+        if {("I", request.dport), ("R", request.dport)} <= ports or \
+                {("I", request.sport), ("R", request.sport)} <= ports:
+            return other
+    return None
+
+
 def _xauth(an: Analyzer, sa: IkeSa) -> Stall | None:
     """IKEv1 XAUTH: phase 1 up, the responder (the XAUTH server) asked for credentials in Transaction
     exchanges, and no Quick Mode (nor anything but Informationals) followed."""
@@ -1024,6 +1054,18 @@ def nat_stalls(an: Analyzer) -> list[Stall]:
     return out
 
 
+def _child_stalled(an: Analyzer) -> set[tuple[bytes, bytes]]:
+    """Peer pairs whose Quick Mode / CREATE_CHILD_SA stalled with an error: one-way ESP there is its
+    consequence (the peer never installed the SA that would answer), not a finding of its own."""
+    out = set()
+    for key, pair in an.pairs.items():
+        for sa in pair.sas:
+            if any(st.severity == ERROR and st.at in ("QM1", "QM2", "QM3", "CREATE_CHILD_SA")
+                   for st in sa_stalls(an, sa)):
+                out.add(key)
+    return out
+
+
 def esp_stalls(an: Analyzer) -> list[Stall]:
     """ESP one way only between peers whose IKE SA came up in this capture."""
     out = []
@@ -1065,7 +1107,7 @@ def esp_blocked(an: Analyzer, files):
     """The data plane: SAs up, ESP one way only, or a NAT that forgot the mapping."""
     view = capture_limits.judge(an, files)
     expired = nat_stalls(an)
-    gone = {s.pair for s in expired}
+    gone = {s.pair for s in expired} | _child_stalled(an)
     for stall in expired + [s for s in esp_stalls(an) if s.pair not in gone]:
         limit(stall, an, view)
         yield to_finding(stall, an)
