@@ -38,7 +38,23 @@ def retransmissions(an: Analyzer, files):
 
 
 def nat(an: Analyzer, files):
+    """nat-t: who is behind NAT by NAT-D, and where the peers moved to the NAT-T port (or that they started there);
+    a NAT-D mismatch the peers never acted on is rewritten addresses, not a NAT."""
     for sa in an.sas.values():
+        frames = [m.ref for m in sa.natd[:2]]
+        stayed = sa.rewritten()
+        if stayed:
+            off = sa.natd_translated()
+            who = [("initiator's" if r == "I" else "responder's") for r in "IR" if off[r]]
+            what = " and the ".join(who) + (" addresses and ports" if len(who) == 2 else " address and port")
+            summary = (f"the NAT-D hashes do not match the {what} as captured, yet "
+                       f"{stayed.label} (frame {split_ref(stayed.ref)[1]}) stayed on UDP {stayed.dport} and the peers "
+                       f"never moved to UDP {an.natt_port}: the addresses were rewritten on the path, or the capture "
+                       f"was anonymised or re-addressed; no NAT and no forceencaps is concluded")
+            yield Finding(INFO, "nat-t", "NAT-T", summary,
+                          "NAT-D hashes the addresses the peers themselves used: read NAT from a capture with the "
+                          "original addresses.", frames + [stayed.ref], [], sa)
+            continue
         behind = sa.behind_nat()
         who = [("initiator" if r == "I" else "responder") for r in ("I", "R") if behind[r]]
         if not who and not sa.float_at:
@@ -49,9 +65,15 @@ def nat(an: Analyzer, files):
                          "forcing UDP encapsulation (forceencaps / encapsulation=yes)")
         elif who:
             parts.append(f"{who[0]} behind NAT (NAT-D)")
+        else:
+            parts.append("no NAT (NAT-D verified)" if sa.natd else "NAT unknown (no NAT-D seen)")
+        method = sa.natt_method() if sa.version == 1 else None
         if sa.float_at:
             parts.append(f"floated to UDP {an.natt_port} at {sa.float_at}")
-        frames = [m.ref for m in sa.natd[:2]]
+        elif sa.started_natt:
+            parts.append(f"started on UDP {an.natt_port} (no float to see)")
+        elif method and not method.floats:
+            parts.append(f"NAT-T of draft-ietf-ipsec-nat-t-ike-00/01 stays on UDP {an.ike_port} (no float)")
         yield Finding(INFO, "nat-t", sa.float_at or "NAT-T", "; ".join(parts), "", frames, [], sa)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ikeflow.model import natt, sequences
 from ikeflow.decode import proposals
-from ikeflow.decode.ike import IkeMessage
+from ikeflow.decode.ike import FLAG_ENCRYPTION, IkeMessage, decode_isakmp, draft_natt
 from ikeflow.model.sequences import ENC, PHASE1_V1
 
 ZERO_SPI = b"\0" * 8
@@ -20,6 +20,11 @@ KEEP = 64  # messages kept per SA at each end (first and last); the middle of ve
 KEEP_RUNS = 32  # exchanges (message IDs) remembered per SA, newest first kept
 KEEP_DIGESTS = 256  # message digests remembered for spotting retransmissions
 KEEP_NAMES = 32  # vendor IDs and NAT-OA addresses kept per side
+KEEP_PENDING = 4  # IKEv1 fragmented messages collected at once per SA (the oldest is dropped)
+PENDING_BYTES = 65535  # most bytes of one IKEv1 fragmented message collected
+DRAFT_TYPES = (15, 16)  # IKEv1 NAT-D / NAT-OA of draft-ietf-ipsec-nat-t-ike-04..08 (natt.METHODS)
+FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
+AFTER_FLOAT_V1 = ("MM5", "MM6", "AM3")  # IKEv1 messages sent on the NAT-T port once NAT-D found a NAT (RFC 3947 4)
 ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
 
 
@@ -62,8 +67,8 @@ class IkeSa:
     """Everything seen of one IKE SA."""
 
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
-                 "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "float_at", "started_natt", "natd",
-                 "closed",
+                 "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "_pending", "float_at",
+                 "started_natt", "natd", "stayed", "closed",
                  "nat_oa", "offered", "chosen", "vendors", "retried_by", "up_time", "index")
 
     def __init__(self, version: int, ispi: bytes):
@@ -80,9 +85,11 @@ class IkeSa:
         self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
         self._digests: dict[tuple[str, int], Run | None] = {}  # (sender, hash) -> the run it belongs to
         self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
+        self._pending: dict[tuple, _Pieces] = {}  # (sender, IKEv1 fragment ID) -> its fragments so far, the newest last
         self.float_at: str | None = None  # label of the first message on the NAT-T port after some on the IKE port
         self.started_natt = False  # its first message seen was already on the NAT-T port: no float to see
         self.natd: list[Seen] = []  # messages with NAT-D, the first KEEP
+        self.stayed: Seen | None = None  # the first message on the IKE port where NAT-T sends on the NAT-T port
         self.nat_oa: dict[str, set[str]] = {}  # role -> original addresses it declared (QM), the first KEEP_NAMES
         self.offered = None  # the initiator's first phase-1 SA payload
         self.chosen = None  # the responder's answer to it
@@ -117,9 +124,57 @@ class IkeSa:
         if self.float_at == "?":
             self.float_at = seen.label
         if not msg.malformed:
-            self._learn(seen)
+            self._learn(seen, msg)
+            whole = self._reassemble(seen)
+            if whole is not None:
+                self._learn(seen, whole)
+        if self._pending and self.up_time is not None:
+            self._pending.clear()  # phase 1 is done: every later message is encrypted
+        if not natt_ and self.stayed is None and self._after_float(seen):
+            self.stayed = seen
         self._keep(seen)
         return seen
+
+    def _after_float(self, seen: Seen) -> bool:
+        """A message that NAT-T sends on the NAT-T port once NAT-D found a NAT: IKEv2 after IKE_SA_INIT
+        (RFC 7296 2.23), IKEv1 MM5, MM6, AM3 and what follows phase 1 (RFC 3947 4), not an error INFO sent
+        instead of MM5 / AM3."""
+        if seen.msg.malformed:
+            return False
+        if self.version == 2:
+            return seen.msg.exchange_type != sequences.IKE_SA_INIT
+        return seen.label in AFTER_FLOAT_V1 or (self.up_time is not None and seen.msg.encrypted)
+
+    def _reassemble(self, seen: Seen) -> IkeMessage | None:
+        """IKEv1 fragmentation (payload 132): keep this fragment's data; once pieces 1..last of a message are
+        all in, the whole message if it is in clear (the pieces hold it from its ISAKMP header on)."""
+        frag = seen.msg.payload("FRAG")
+        if frag is None or "data" not in frag.info or self.up_time is not None:
+            return None
+        key = (seen.sender, frag.info["fragment_id"])
+        pieces = self._pending.get(key, _Pieces())
+        number, data = frag.info["number"], frag.info["data"]
+        if pieces.skip or number == 0:
+            return None
+        pieces.size += len(data) - len(pieces.parts.get(number, b""))
+        pieces.parts[number] = data
+        if frag.info["last"]:
+            pieces.last = number
+        encrypted = number == 1 and len(data) > FLAG_BYTE and data[FLAG_BYTE] & FLAG_ENCRYPTION
+        if encrypted or pieces.size > PENDING_BYTES:  # nothing to read in it, or too large: the rest is not kept
+            pieces.skip = True
+            pieces.parts.clear()
+        self._pending.pop(key, None)
+        self._pending[key] = pieces  # newest last
+        if len(self._pending) > KEEP_PENDING:
+            del self._pending[next(iter(self._pending))]
+        if pieces.skip or not pieces.last or any(n not in pieces.parts for n in range(1, pieces.last + 1)):
+            return None
+        del self._pending[key]
+        whole = decode_isakmp(b"".join(pieces.parts[n] for n in range(1, pieces.last + 1)))
+        if whole.malformed or whole.version != 1 or whole.ispi != self.ispi or whole.encrypted:
+            return None
+        return whole
 
     def _keep(self, seen: Seen) -> None:
         self.count += 1
@@ -215,22 +270,27 @@ class IkeSa:
         if len(run.messages) > 2 * KEEP:
             del run.messages[KEEP]
 
-    def _learn(self, seen: Seen) -> None:
-        msg = seen.msg
+    def _learn(self, seen: Seen, msg: IkeMessage) -> None:
+        """Vendor IDs, NAT-OA, the phase-1 SA payloads and NAT-D of `msg` (the message of `seen`, or the whole
+        message its IKEv1 fragments make up)."""
         for p in msg.payloads:
             if p.name in ("VID", "V") and p.info.get("vendor"):
                 _note(self.vendors, seen.sender, p.info["vendor"])
-            elif p.name == "NAT-OA" and p.info.get("address"):
+        if self.version == 1 and any(p.type in DRAFT_TYPES for p in msg.payloads):
+            method = self.natt_method()  # these numbers are GDOI's SAK/SAT (RFC 6407) unless a NAT-T draft chose them
+            if method and method.natd in DRAFT_TYPES:
+                msg.payloads = [draft_natt(p) if p.type in (method.natd, method.nat_oa) else p for p in msg.payloads]
+        for p in msg.payloads:
+            if p.name == "NAT-OA" and p.info.get("address"):
                 _note(self.nat_oa, seen.sender, p.info["address"])
             elif p.name == "SA" and msg.exchange_type in (*PHASE1_V1, sequences.IKE_SA_INIT) and not seen.retransmission:
                 if seen.sender == "I" and self.offered is None:
                     self.offered = p
                 elif seen.sender == "R":
                     self.chosen = p
-        self._check_natd(seen)
+        self._check_natd(seen, msg)
 
-    def _check_natd(self, seen: Seen) -> None:
-        msg = seen.msg
+    def _check_natd(self, seen: Seen, msg: IkeMessage) -> None:
         if msg.version == 2:
             about_src = [p.info.get("data", b"") for p in msg.payloads
                          if p.name == "N" and p.info.get("notify_type") == NOTIFY_NATD_SRC]
@@ -260,8 +320,13 @@ class IkeSa:
 
     # -- what it amounts to --------------------------------------------------------
 
-    def behind_nat(self) -> dict[str, bool | None]:
-        """Per role, whether its address/port differs from what its own NAT-D claims."""
+    def natt_method(self) -> natt.Method | None:
+        """IKEv1: what the NAT-T vendor ID both peers sent implies (payload types, float), or None."""
+        vid = natt.chosen(self.vendors.get("I", ()), self.vendors.get("R", ()))
+        return natt.METHODS[vid] if vid else None
+
+    def natd_translated(self) -> dict[str, bool | None]:
+        """Per role, whether its address/port differs from what the NAT-D hashes claim about it, as captured."""
         out: dict[str, bool | None] = {"I": None, "R": None}
         for s in self.natd:
             other = "R" if s.sender == "I" else "I"
@@ -269,6 +334,22 @@ class IkeSa:
                 if flag is not None:
                     out[role] = bool(out[role]) or flag
         return out
+
+    def rewritten(self) -> Seen | None:
+        """NAT-D found a translation, yet the peers never used the NAT-T port: the first message that stayed on
+        the IKE port where NAT-T moves to UDP 4500 (the addresses were rewritten on the path, or the capture
+        was anonymised), or None.  Drafts 00/01 of NAT-T never move, so they never tell."""
+        if self.stayed is None or self.float_at or self.started_natt or not any(self.natd_translated().values()):
+            return None
+        method = self.natt_method() if self.version == 1 else None
+        return None if method and not method.floats else self.stayed
+
+    def behind_nat(self) -> dict[str, bool | None]:
+        """Per role, whether it sits behind a NAT (or fakes NAT-D), by NAT-D; None when NAT-D does not tell,
+        also when the addresses NAT-D disagrees with were rewritten rather than translated (`rewritten`)."""
+        if self.rewritten():
+            return {"I": None, "R": None}
+        return self.natd_translated()
 
     def phase1_runs(self) -> list[Run]:
         return [r for r in self.runs.values() if r.exchange.phase == 1]
@@ -330,6 +411,16 @@ class IkeSa:
         extra = f", {len(answered) - len(refused)} CREATE_CHILD_SA" if len(answered) > len(refused) else ""
         extra += f", {len(refused)} CREATE_CHILD_SA refused" if refused else ""
         return "IKE SA up" + extra
+
+
+@dataclass(slots=True)
+class _Pieces:
+    """The fragments of one IKEv1 message seen so far."""
+
+    parts: dict[int, bytes] = field(default_factory=dict)  # fragment number -> data
+    last: int = 0  # the number of the fragment flagged last, once seen
+    size: int = 0
+    skip: bool = False  # encrypted, or too large: not collected
 
 
 def _note(names: dict[str, set[str]], role: str, name: str) -> None:
