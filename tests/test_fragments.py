@@ -25,6 +25,8 @@ from ikeflow.model.analysis import Analyzer
 from ikeflow.pipeline import Options, Pipeline
 from ikeflow.diagnose.findings import find
 from ikeflow.limits import Limits
+from ikeflow.sources.capture import split_ref
+import test_natt as natt
 
 REPRO = Path(__file__).resolve().parents[1].parent / "shared" / "repro"
 I, R = bytes([192, 0, 2, 1]), bytes([198, 51, 100, 1])
@@ -272,6 +274,102 @@ def test_floods_take_linear_time(flood):
     small = min(seconds(5_000) for _ in range(2))
     big = seconds(20_000)
     assert big / small < 8, f"5k packets {small:.2f} s, 20k packets {big:.2f} s"
+
+
+# -- IKEv1 fragmentation (payload 132): reassembled before NAT-D is judged --------------------------------
+
+def ike_fragments(whole: bytes, fid: int, pieces: int) -> list[bytes]:
+    """`whole` (an ISAKMP message) cut into `pieces` IKEv1 fragments of ID `fid` (Cisco / strongSwan layout:
+    fragment ID, number from 1, flags with 1 = last, then the piece), each in a Main Mode header of its own."""
+    step = -(-len(whole) // pieces)
+    return [natt.isakmp(natt.MM, [(natt.FRAG, struct.pack("!HBB", fid, n + 1, int(n == pieces - 1))
+                                   + whole[n * step:(n + 1) * step])]) for n in range(pieces)]
+
+
+def fragmented_mm3(order=(3, 1, 2), inner: bytes | None = None, fid: int = 7) -> list[bytes]:
+    """MM1, MM2 (RFC 3947 NAT-T and FRAGMENTATION VIDs), MM3 in fragments sent in `order`, MM4 whole; the
+    responder sees the initiator as NAT:500, so MM4's NAT-D (and MM3's, read whole) find it translated."""
+    vids = ["RFC 3947", "FRAGMENTATION"]
+    mm1, mm2, mm3, mm4, _ = natt.main_mode(vids, vids)
+    whole = inner or pk.decode_ip(mm3).payload
+    frags = ike_fragments(whole, fid, 3)
+    return [mm1, mm2, *(natt.udp(natt.I, natt.R, 500, 500, frags[n - 1]) for n in order)]
+
+
+def test_ikev1_fragments_reassembled_for_nat_d():
+    """MM3 in three fragments, the last one first: NAT-D is judged once all three are in, at the frame that
+    completed it, as if MM3 came whole; nothing stays pending."""
+    an = natt.feed(fragmented_mm3())
+    (sa,) = an.sas.values()
+    assert [m.label for m in sa.messages] == ["MM1", "MM2", "MM3", "MM3", "MM3"]
+    assert [m.ref for m in sa.natd] == [5]
+    assert sa.natd[0].natd == {"algorithm": "sha1", "sender_translated": False, "receiver_translated": False}
+    assert sa._pending == {}
+    # MM3 alone only says that the initiator's claims match what it sent; MM4 whole finds it translated
+    mm4 = natt.main_mode(["RFC 3947"], ["RFC 3947"])[3]
+    an = natt.feed([*fragmented_mm3(), mm4])
+    (sa,) = an.sas.values()
+    assert [m.ref for m in sa.natd] == [5, 6] and sa.behind_nat() == {"I": True, "R": False}
+
+
+def test_ikev1_fragments_incomplete_encrypted_or_foreign_are_not_read():
+    """A missing piece: no NAT-D.  An encrypted message inside (MM5 and later): its pieces are not kept.  A
+    message of another IKE SA inside: ignored."""
+    an = natt.feed(fragmented_mm3(order=(1, 3)))
+    (sa,) = an.sas.values()
+    assert sa.natd == [] and [len(p.parts) for p in sa._pending.values()] == [2]
+    encrypted = natt.isakmp(natt.MM, [(5, b"\xee" * 300)], flags=1)
+    an = natt.feed(fragmented_mm3(order=(1, 2, 3), inner=encrypted))
+    (sa,) = an.sas.values()
+    assert sa.natd == [] and [(p.skip, p.parts) for p in sa._pending.values()] == [(True, {})]
+    mm3 = pk.decode_ip(natt.main_mode(["RFC 3947"], ["RFC 3947"])[2]).payload
+    an = natt.feed(fragmented_mm3(order=(1, 2, 3), inner=b"\x99" * 8 + mm3[8:]))
+    (sa,) = an.sas.values()
+    assert sa.natd == [] and sa._pending == {}
+
+
+def test_ikev1_fragments_pending_are_bounded_and_dropped_once_phase_1_is_up():
+    """Incomplete fragmented messages: at most KEEP_PENDING per SA (the oldest go), none once phase 1 is up."""
+    from ikeflow.model.ikesa import KEEP_PENDING
+
+    head = fragmented_mm3()[:2]
+    frags = [natt.udp(natt.I, natt.R, 500, 500, ike_fragments(b"\x42" * 900, fid, 3)[0]) for fid in range(10)]
+    an = natt.feed(head + frags)
+    (sa,) = an.sas.values()
+    assert [fid for _, fid in sa._pending] == list(range(10 - KEEP_PENDING, 10))
+    mm5 = natt.isakmp(natt.MM, [(5, b"\xee" * 60)], flags=1)
+    done = [natt.udp(natt.I, natt.R, 500, 500, mm5), natt.udp(natt.R, natt.I, 500, 500, mm5)]
+    an = natt.feed(head + frags[:3] + done + frags[3:4])
+    (sa,) = an.sas.values()
+    assert sa.ike_sa_up() and sa._pending == {}
+
+
+def test_ikev1_fragments_of_a_real_mm4_show_the_nat():
+    """The wiki's remote-access capture (test1.pcap): MM4 comes as two IKEv1 fragments, the last one first
+    (frames 22, 23; tshark: Frag ID 1, seq 2 last then seq 1; "Reassembled ISAKMP length: 595").  Put
+    together here from tshark's bytes, its NAT-D (type 130, draft-02) about the initiator does not match the
+    initiator's captured 192.168.63.105:1471, its own does match 194.25.242.231:500: the initiator is behind a
+    NAT, which MM3's NAT-D alone cannot show from this side of it."""
+    from conftest import need_public
+    from test_natt import tshark_fields, v1_hash, walk
+    from ikeflow.pipeline import read_captures
+
+    path = need_public() / "wireshark-wiki/uploads/__moin_import__/attachments/SampleCaptures/test1.pcap"
+    rows = tshark_fields(path, "frame.number", "isakmp.frag.seq", "udp.payload", "isakmp.reassembled.length",
+                         where="frame.number == 22 || frame.number == 23")
+    assert [(r[0], r[1], r[3]) for r in rows] == [("22", "2", ""), ("23", "1", "595")]
+    pieces = {int(seq): bytes.fromhex(data)[28 + 8:] for _, seq, data, _ in rows}
+    whole = pieces[1] + pieces[2]
+    assert len(whole) == 595 and whole[19] & 1 == 0
+    about_receiver, about_sender = [b for t, b in walk(whole) if t == 130]
+    assert about_receiver != v1_hash(whole[:8], whole[8:16], "192.168.63.105", 1471)
+    assert about_sender == v1_hash(whole[:8], whole[8:16], "194.25.242.231", 500)
+    an = read_captures([str(path)]).model
+    (sa,) = an.sas.values()
+    assert [split_ref(m.ref)[1] for m in sa.natd] == [21, 23]
+    assert sa.behind_nat() == {"I": True, "R": False} and sa.float_at == "MM5"
+    assert [f.summary for f in find(an, []) if f.code == "nat-t"] == [
+        "initiator behind NAT (NAT-D); floated to UDP 4500 at MM5"]
 
 
 if __name__ == "__main__":
