@@ -20,7 +20,7 @@ from ikeflow.render.read_json import MessageSpool, build, write
 from ikeflow.render.read_terminal import render
 
 LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147]
-KINDS = {pk.IKE, pk.ESP, pk.KEEPALIVE, pk.ICMP, pk.FRAGMENT, pk.MALFORMED, pk.SKIPPED}
+KINDS = {pk.IKE, pk.ESP, pk.AH, pk.KEEPALIVE, pk.ICMP, pk.FRAGMENT, pk.MALFORMED, pk.SKIPPED}
 FAST = settings(max_examples=200, deadline=None)
 TINY = Limits(peer_pairs=2, ike_sas=2, esp_flows=2, fragment_buffers=2, fragments_per_datagram=4, fragment_timeout=1.0,
               incomplete_listed=1, icmp_per_pair=1)  # every cap reached by a few frames
