@@ -24,6 +24,7 @@ Network namespaces are named ikf-*; all are deleted after each scenario.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -128,7 +129,7 @@ class Procs:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             except (ValueError, OSError):
                 continue
-            if "charon" in cmd or "tcpdump" in cmd:
+            if "charon" in cmd or "tcpdump" in cmd or "pluto" in cmd:
                 log(f"killing stale process {pid} from an earlier run: {cmd.strip()}")
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -412,6 +413,152 @@ class Charon:
         PROCS.stop(self.proc, sig)
 
 
+# --------------------------------------------------------------------------
+# libreswan pluto as the responder (scenarios with responder="pluto")
+# --------------------------------------------------------------------------
+# libreswan conflicts with strongSwan's packages, so it is not installed: its .deb is unpacked into a
+# private cache dir (never into the system or the repo). pluto execs the compiled-in
+# /usr/libexec/ipsec/addconn to load its connections, so the responder's mount namespace gets a tmpfs
+# over /usr/libexec with the unpacked folder bound in.
+LIBRESWAN_CACHE = Path("/var/cache/ikf-lab/libreswan")
+LIBRESWAN_ROOT = LIBRESWAN_CACHE / "root"
+LIBRESWAN_EXEC = LIBRESWAN_ROOT / "usr/libexec/ipsec"
+PLUTO = LIBRESWAN_EXEC / "pluto"
+PLUTO_DEPS = "libnss3-tools libldns3 libevent-pthreads-2.1-7 libunbound8"
+
+
+def libreswan_version() -> str:
+    f = LIBRESWAN_CACHE / "version"
+    return f.read_text().strip() if f.exists() else "unknown"
+
+
+def fetch_libreswan() -> str | None:
+    """Unpack Debian's libreswan .deb into LIBRESWAN_CACHE (once). Returns an error text or None."""
+    if PLUTO.exists():
+        return None
+    log(f"libreswan: apt-get download libreswan + dpkg -x into {LIBRESWAN_CACHE} (not installed) ...")
+    dl = LIBRESWAN_CACHE / "deb"
+    shutil.rmtree(LIBRESWAN_CACHE, ignore_errors=True)
+    dl.mkdir(parents=True)
+    os.chmod(dl, 0o777)   # apt's _apt user downloads into it
+    r = subprocess.run(["apt-get", "download", "libreswan"], cwd=dl, capture_output=True, text=True)
+    debs = sorted(dl.glob("libreswan_*.deb"))
+    if r.returncode or not debs:
+        return f"`apt-get download libreswan` failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}"
+    r = subprocess.run(["dpkg", "-x", str(debs[-1]), str(LIBRESWAN_ROOT)], capture_output=True, text=True)
+    if r.returncode or not PLUTO.exists():
+        return f"`dpkg -x {debs[-1].name}` failed: {r.stderr.strip()}"
+    ver = subprocess.run(["dpkg-deb", "-f", str(debs[-1]), "Version"], capture_output=True, text=True).stdout
+    (LIBRESWAN_CACHE / "version").write_text(ver.strip() + "\n")
+    return None
+
+
+def pluto_preflight() -> list[str]:
+    """What pluto still lacks here, each with what to do about it."""
+    err = fetch_libreswan()
+    if err:
+        return [f"libreswan pluto: {err}"]
+    problems = []
+    r = subprocess.run(["ldd", str(PLUTO)], capture_output=True, text=True)
+    libs = [l.split()[0] for l in r.stdout.splitlines() if "not found" in l]
+    if libs or not shutil.which("certutil"):
+        problems.append("libreswan pluto: missing shared libraries " + (", ".join(libs) or "-")
+                        + ("" if shutil.which("certutil") else "; certutil (for its NSS db)")
+                        + f"\n  install: apt-get update && apt-get install -y -o DPkg::Lock::Timeout=120 {PLUTO_DEPS}")
+    if not (LIBRESWAN_EXEC / "addconn").exists():
+        problems.append(f"libreswan pluto: {LIBRESWAN_EXEC}/addconn missing (delete {LIBRESWAN_CACHE} and rerun)")
+    return problems
+
+
+def pluto_conf(inst: Path, o: dict) -> str:
+    """ipsec.conf for pluto as the responder; o holds the same merged parameters as conn_conf()."""
+    def pid(ident: str) -> str:
+        return ident if re.match(r"^[\d.]+$", ident) else "@" + ident
+    return "\n".join([
+        "config setup",
+        "\tikev1-policy=accept",          # libreswan 4.10 drops IKEv1 without it
+        "\tlogtime=yes", "\tlogappend=no",
+        "\tdnssec-enable=no",
+        f"\tlisten={RESP_IP}",
+        f"\tdumpdir={inst}/run",
+        "\tprotostack=xfrm",
+        "",
+        "conn lab",
+        "\tikev2=" + ("insist" if o["version"] == 2 else "no"),
+        "\tauthby=secret",
+        "\taggressive=" + ("yes" if o["aggressive"] else "no"),
+        f"\tleft={RESP_IP}", f"\tleftid={pid(o['local_id'])}", f"\tleftsubnet={o['local_ts']}",
+        "\tright=%any", f"\trightid={pid(o['remote_id'])}", f"\trightsubnet={o['remote_ts']}",
+        f"\tike={o['proposals']}",        # strongSwan-style names that libreswan also parses (no modp1024 here)
+        f"\tesp={o['esp_proposals']}",
+        # PFS as charon's esp_proposals say (pluto's default pfs=yes refuses a QM1 without a DH group)
+        "\tpfs=" + ("yes" if re.search(r"modp|ecp|curve|x25519", o["esp_proposals"]) else "no"),
+        "\tauto=add", ""])
+
+
+def pluto_psk(secret: str) -> str:
+    """charon's secret in libreswan's secrets syntax (0s base64 decoded into a quoted string)."""
+    import base64
+    if secret.startswith("0s"):
+        secret = base64.b64decode(secret[2:]).decode()
+    return '"' + secret.replace('"', '\\"') + '"'
+
+
+class Pluto:
+    """libreswan's pluto as the responder: the interface the steps use (start/stop/wait_log/set_mark/logfile)."""
+
+    def __init__(self, role: str, ns: str, base: Path, conn: dict, extra: dict, certs: Path | None = None,
+                 trust_ca: bool = True):
+        if conn["auth"] != "psk" or certs:
+            raise ValueError("the pluto responder is set up for PSK authentication only")
+        self.role, self.ns = role, ns
+        self.inst = base / role
+        self.proc: subprocess.Popen | None = None
+        (self.inst / "run").mkdir(parents=True)
+        (self.inst / "nss").mkdir()
+        (self.inst / "ipsec.conf").write_text(pluto_conf(self.inst, conn))
+        ids = " ".join(("@" + i if not re.match(r"^[\d.]+$", i) else i) for i in (conn["local_id"], conn["remote_id"]))
+        secrets = self.inst / "ipsec.secrets"
+        secrets.write_text(f"{ids} : PSK {pluto_psk(conn['psk'])}\n")
+        os.chmod(secrets, 0o600)
+        sh("certutil", "-N", "-d", f"sql:{self.inst}/nss", "--empty-password")   # what `ipsec initnss` does
+        self.logfile = self.inst / "pluto.log"
+        self.fulllog = self.logfile
+        self.mark = 0
+
+    def start(self) -> None:
+        out = open(self.inst / "pluto.stdout", "w")
+        mounts = (f"mount -t tmpfs -o mode=0755 ikf-libexec /usr/libexec && mkdir /usr/libexec/ipsec && "
+                  f"mount --bind {LIBRESWAN_EXEC} /usr/libexec/ipsec")
+        cmd = (f"{PLUTO} --nofork --config {self.inst}/ipsec.conf --secretsfile {self.inst}/ipsec.secrets "
+               f"--ipsecdir {self.inst} --nssdir {self.inst}/nss --rundir {self.inst}/run "
+               f"--logfile {self.logfile}")
+        self.proc = PROCS.add(subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "sh", "-c", f"{mounts} && exec {cmd}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.role} pluto exited: {(self.inst / 'pluto.stdout').read_text()}"
+                                   + (self.logfile.read_text()[-2000:] if self.logfile.exists() else ""))
+            text = self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+            if re.search(r'"lab": added IKEv\d connection', text) and "adding UDP interface" in text \
+                    and "loading secrets from" in text:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{self.role} pluto did not load its connection (see {self.logfile})")
+
+    def swanctl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        raise RuntimeError("swanctl steps need charon; this responder is pluto")
+
+    set_mark = Charon.set_mark
+    wait_log = Charon.wait_log
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        PROCS.stop(self.proc, sig)
+
+
 class Capture:
     def __init__(self, ifname: str, path: Path):
         self.ifname, self.path = ifname, path
@@ -603,6 +750,7 @@ class Scenario:
     resp_trusts_ca: bool = True
     router_sysctl: dict = field(default_factory=dict)
     note: str = ""
+    responder: str = "charon"   # or "pluto": libreswan as the responder (PSK only)
 
 
 BASE_CONN = dict(version=2, aggressive=False, proposals="aes128-sha256-modp2048",
@@ -939,6 +1087,77 @@ def scenarios() -> list[Scenario]:
         what="Same certificates and fragment-dropping router as ikev2-fragments-dropped, but IKEv2 fragmentation (RFC 7383) enabled: IKE_AUTH goes as several SKF messages, tunnel up, pings",
         decisive=[("init", r"splitting IKE message|fragment"), ("init", r"CHILD_SA net\{\d+\} established")],
         check=lambda c: (c.none("in", "IP fragments", lambda p: p.frag), check_ok(c, 2, False)))
+
+    # ---------------------------------------------------------------- libreswan pluto as the responder
+    # Debian 12's libreswan 4.10 pluto answers a charon initiator (PSK, modp2048: 4.10 has no modp1024).
+    # pluto cannot install ESP SAs on this kernel ("Add SA esp...: Protocol not supported"): it drops
+    # every QM1 without an answer, so the success scenario stops after Main Mode (IKE SA only).
+    pl = {"responder": "pluto"}
+    # charon's IKEv1 SA carries Life-Duration 0 when rekey_time = reauth_time = 0, and pluto takes that
+    # literally (IKE SA expires at once and pluto starts a Main Mode of its own to replace it): give it 1 h
+    plinit = {"ike_rekey": "3600s"}
+    add(name="ikev1-libreswan-ok", version=1, expected_at=None, cause="ok", **pl, init=plinit,
+        steps=[("initiate_ike", True), ("sleep", 1.0)],
+        what="IKEv1 Main Mode PSK, charon initiator, libreswan pluto responder: MM1..MM6, IKE SA established on "
+             "both sides; phase 1 only (swanctl --initiate --ike): no Quick Mode, no ESP",
+        note="pluto cannot install ESP SAs on this kernel (netlink Add SA: Protocol not supported): it drops "
+             "QM1 silently, so a Quick Mode would fail for a reason that is not in the configs",
+        decisive=[("resp", r"IKE SA established \{auth=PRESHARED_KEY"),
+                  ("init", r"IKE_SA lab\[\d+\] established between")],
+        check=lambda c: [(c.need(w, "MM6 (encrypted MM from responder)", ike(MM, "r", enc=True), 1, 1),
+                          c.none(w, "Quick Mode", ike(QM)), c.none(w, "INFORMATIONAL", ike(INFO1)),
+                          c.none(w, "ESP", lambda p: p.esp)) for w in ("in", "out")])
+    add(name="ikev1-libreswan-psk-mismatch", version=1, expected_at="MM5", cause="psk-mismatch", **pl,
+        init={**plinit, "psk": WRONG_PSK}, steps=[("initiate", False)],
+        what="IKEv1 Main Mode, libreswan pluto responder, initiator has a different PSK: pluto cannot decrypt "
+             "MM5, logs a probable PSK mismatch, sends nothing for it and re-sends MM4 from port 500 on its own "
+             "timer (0.5, 1, 2, 4 s); charon re-sends MM5 on 4500 and gives up",
+        decisive=[("resp", r"probable authentication failure \(mismatch of preshared secrets\?\)"),
+                  ("resp", r"STATE_MAIN_R2: retransmission"),
+                  ("init", r"received retransmit of response with ID 0"),
+                  ("init", r"giving up after 3 retransmits|establishing IKE_SA failed")],
+        check=lambda c: (c.need("in", "MM5 + retransmits from initiator", ike(MM, "i", enc=True), 4),
+                         c.none("in", "MM6 (encrypted MM from responder)", ike(MM, "r", enc=True)),
+                         c.need("in", "MM2, MM4 and MM4 re-sent from port 500", ike(MM, "r", enc=False, port=500), 4),
+                         c.none("in", "INFORMATIONAL from responder", ike(INFO1, "r"))))
+    add(name="ikev1-libreswan-peerid-mismatch", version=1, expected_at="MM5", cause="peer-id-mismatch", **pl,
+        init={**plinit, **rogue}, steps=[("initiate", False)],
+        what=f"IKEv1 Main Mode, libreswan pluto responder, initiator identifies as {ROGUE_ID} (same PSK), pluto "
+             f"only has a connection for {INIT_ID}: pluto decrypts every MM5 and answers each with an encrypted "
+             "INFORMATIONAL (INVALID_ID_INFORMATION) from port 500 to port 500, and re-sends MM4 from port 500 "
+             "on its own timer; charon cannot decrypt the INFORMATIONAL, re-sends MM5 on 4500 and gives up",
+        decisive=[("resp", r"Peer ID '@intruder\.example\.net' mismatched"),
+                  ("resp", r"sending encrypted notification INVALID_ID_INFORMATION"),
+                  ("init", r"invalid HASH_V1 payload length, decryption failed\?"),
+                  ("init", r"giving up after 3 retransmits|establishing IKE_SA failed")],
+        check=lambda c: (c.need("in", "MM5 + retransmits from initiator", ike(MM, "i", enc=True), 4),
+                         c.none("in", "MM6 (encrypted MM from responder)", ike(MM, "r", enc=True)),
+                         c.need("in", "encrypted INFORMATIONAL from responder port 500",
+                                lambda p: ike(INFO1, "r", enc=True)(p) and p.sport == 500, 4),
+                         c.none("in", "INFORMATIONAL from responder port 4500",
+                                lambda p: ike(INFO1, "r")(p) and p.sport == 4500),
+                         c.need("in", "MM2, MM4 and MM4 re-sent from port 500", ike(MM, "r", enc=False, port=500), 4)))
+    add(name="ikev2-libreswan-psk-mismatch", version=2, expected_at="IKE_AUTH", cause="psk-mismatch", **pl,
+        init={"psk": WRONG_PSK}, steps=[("initiate", False)],
+        what="IKEv2, libreswan pluto responder, initiator has a different PSK: pluto answers IKE_AUTH with an "
+             "encrypted AUTHENTICATION_FAILED and deletes its state",
+        decisive=[("resp", r"authentication failed: computed hash does not match"),
+                  ("resp", r"responding to IKE_AUTH message .*AUTHENTICATION_FAILED"),
+                  ("init", r"received AUTHENTICATION_FAILED")],
+        check=lambda c: (c.need("in", "IKE_AUTH request", ike(AUTH, "i", response=False), 1, 1),
+                         c.need("in", "IKE_AUTH response", ike(AUTH, "r", response=True), 1, 1),
+                         c.none("in", "ESP", lambda p: p.esp)))
+    add(name="ikev2-libreswan-peerid-mismatch", version=2, expected_at="IKE_AUTH", cause="peer-id-mismatch", **pl,
+        init=rogue, steps=[("initiate", False)],
+        what=f"IKEv2, libreswan pluto responder, initiator identifies as {ROGUE_ID} (same PSK), pluto only has a "
+             f"connection for {INIT_ID}: pluto answers IKE_AUTH with an encrypted AUTHENTICATION_FAILED of the "
+             "same size as for a wrong PSK",
+        decisive=[("resp", r"Peer ID '@intruder\.example\.net' mismatched"),
+                  ("resp", r"responding to IKE_AUTH message .*AUTHENTICATION_FAILED"),
+                  ("init", r"received AUTHENTICATION_FAILED")],
+        check=lambda c: (c.need("in", "IKE_AUTH request", ike(AUTH, "i", response=False), 1, 1),
+                         c.need("in", "IKE_AUTH response", ike(AUTH, "r", response=True), 1, 1),
+                         c.none("in", "ESP", lambda p: p.esp)))
     return S
 
 
@@ -946,6 +1165,7 @@ def scenarios() -> list[Scenario]:
 # running one scenario
 # --------------------------------------------------------------------------
 LOG_LINE = re.compile(r"^\S+ \S+ \d+\[(\w+)\] (?:<[^>]*> )?(.*)$")
+PLUTO_LOG_LINE = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d+: (.*)$")   # libreswan: "Nov 29 12:28:54.747278: ..."
 
 
 def decisive_lines(sc: Scenario, logs: dict[str, Path]) -> tuple[list[dict], list[str]]:
@@ -957,7 +1177,8 @@ def decisive_lines(sc: Scenario, logs: dict[str, Path]) -> tuple[list[dict], lis
             for line in path.read_text(errors="replace").splitlines():
                 if re.search(rx, line):
                     m = LOG_LINE.match(line)
-                    hit = f"[{m.group(1)}] {m.group(2)}" if m else line
+                    pm = None if m else PLUTO_LOG_LINE.match(line)
+                    hit = f"[{m.group(1)}] {m.group(2)}" if m else f"[pluto] {pm.group(1)}" if pm else line
                     break
         if hit:
             found.append({"side": side, "line": hit})
@@ -987,7 +1208,8 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
         for key, value in sc.router_sysctl.items():
             sh("sysctl", "-qw", f"{key}={value}", ns=NS_RT)
         ci = Charon("init", NS_I, work, conn_i, sc.iconf, certs)
-        cr = Charon("resp", NS_R, work, conn_r, sc.rconf, certs, sc.resp_trusts_ca)
+        cr = (Pluto if sc.responder == "pluto" else Charon)("resp", NS_R, work, conn_r, sc.rconf, certs,
+                                                             sc.resp_trusts_ca)
         caps = [Capture("r-in", out / f"{sc.name}.inside.pcap"), Capture("r-out", out / f"{sc.name}.outside.pcap")]
         if sc.resp_running:
             cr.start()
@@ -1006,6 +1228,10 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
                 ok = r.returncode == 0
                 if ok != step[1]:
                     notes.append(f"initiate returned {r.returncode}, expected {'success' if step[1] else 'failure'}")
+            elif kind == "initiate_ike":   # the IKE SA alone (IKEv1: Main Mode, no Quick Mode)
+                r = ci.swanctl("--initiate", "--ike", "lab", "--timeout", "30", check=False, timeout=40)
+                if (r.returncode == 0) != step[1]:
+                    notes.append(f"initiate --ike returned {r.returncode}, expected {'success' if step[1] else 'failure'}")
             elif kind == "ping":
                 ns, src, dst = (NS_I, INIT_HOST, RESP_HOST) if step[1] == "init" else (NS_R, RESP_HOST, INIT_HOST)
                 r = sh("ping", "-n", "-q", "-c", str(step[2]), "-i", "0.3", "-W", "1", "-I", src, dst,
@@ -1070,6 +1296,7 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
         "expected_at": sc.expected_at,
         "expected_cause": sc.cause,
         "note": sc.note,
+        **({"responder": f"libreswan pluto {libreswan_version()}"} if sc.responder == "pluto" else {}),
         "decisive_log_lines": found,
         "recorder_observations": observations,
         "packets": {"inside": len(inside), "outside": len(outside)},
@@ -1090,7 +1317,9 @@ def write_reports(out: Path, results: dict[str, dict], order: list[str]) -> None
     rows = [results[n] for n in order if n in results]
     (out / "scenarios.json").write_text(json.dumps({
         "generator": "pcaps/lab/record.py",
-        "daemons": "strongSwan charon " + charon_version() + " (kernel-libipsec: ESP is always UDP-encapsulated on port 4500)",
+        "daemons": "strongSwan charon " + charon_version() + " (kernel-libipsec: ESP is always UDP-encapsulated on port 4500)"
+                   + ("; libreswan pluto " + libreswan_version() + " as the responder in the *-libreswan-* scenarios"
+                      if any(r.get("responder", "").startswith("libreswan") for r in rows) else ""),
         "addresses": {"initiator": INIT_IP, "router_inside": RTR_IN, "router_outside": RTR_OUT,
                       "responder": RESP_IP, "initiator_subnet": INIT_NET, "responder_subnet": RESP_NET},
         "scenarios": rows}, indent=2) + "\n")
@@ -1139,6 +1368,12 @@ def write_reports(out: Path, results: dict[str, dict], order: list[str]) -> None
           "- ikev1-udp4500-blocked and ikev2-udp4500-blocked end with a NAT-keepalive from the initiator (it detected that it is behind NAT).",
           "- ikev2-pfs-mismatch and the esp/dpd/rekey scenarios also contain ESP from the pings before the event.",
           "- Logs stop where the capture stopped: daemon shutdown lines are cut off so logs and pcaps cover the same time.",
+          "- `*-libreswan-*`: the responder is libreswan's pluto (Debian 12's 4.10, unpacked, not installed), "
+          "the initiator charon; `*.resp.log` is pluto's own log (lines quoted as `[pluto]`). pluto cannot install "
+          "ESP SAs on this kernel (it drops QM1 without an answer), so ikev1-libreswan-ok stops after Main Mode. "
+          "IKEv1 failures: pluto re-sends MM4 from port 500 on its own timer (0.5, 1, 2, 4 s); with a wrong PSK it "
+          "sends nothing for MM5, with an unknown ID it answers every MM5 with an encrypted INFORMATIONAL "
+          "(INVALID_ID_INFORMATION) from port 500 to port 500, which charon cannot decrypt.",
           "- Log lines are charon's `filelog` with IKE, CFG, NET, ENC (and JOB, for the IKEv1 "
           "`DPD check timed out` line) at level 1.", ""]
     (out / "SCENARIOS.md").write_text("\n".join(md))
@@ -1165,7 +1400,7 @@ def preflight() -> None:
 def main() -> int:
     global VERBOSE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", help="comma-separated scenario names (or prefixes ending in *)")
+    ap.add_argument("--only", help="comma-separated scenario names (or prefixes ending in *, or shell patterns)")
     ap.add_argument("--list", action="store_true", help="list scenarios and exit")
     ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: this folder)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir with configs and full logs")
@@ -1180,10 +1415,16 @@ def main() -> int:
     sel = all_sc
     if a.only:
         pats = [p.strip() for p in a.only.split(",") if p.strip()]
-        sel = [s for s in all_sc if any(s.name == p or (p.endswith("*") and s.name.startswith(p[:-1])) for p in pats)]
+        sel = [s for s in all_sc if any(s.name == p or (p.endswith("*") and s.name.startswith(p[:-1]))
+                                        or fnmatch.fnmatchcase(s.name, p) for p in pats)]
         if not sel:
             sys.exit(f"no scenario matches {a.only}")
     preflight()
+    if any(s.responder == "pluto" for s in sel):
+        problems = pluto_preflight()
+        if problems:
+            sys.exit("the *-libreswan-* scenarios run libreswan's pluto as the responder, which is not usable here:\n"
+                     + "\n".join(problems) + "\n(or leave them out: --only with other names)")
     out = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ikf-lab-", dir="/tmp"))
