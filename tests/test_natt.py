@@ -274,15 +274,16 @@ def notify(ntype: int, data: bytes) -> tuple[int, bytes]:
     return 41, struct.pack("!BBH", 0, 0, ntype) + data
 
 
-def ikev2_exchange(port: int, natd_ok: bool | None, auth_port: int) -> list[bytes]:
+def ikev2_exchange(port: int, natd_ok: bool | None, auth_port: int, answer_natd: bool = True) -> list[bytes]:
     """IKE_SA_INIT from I:`port` to R:`port` (NAT-D matching when `natd_ok`, the initiator's source hashing
-    another address when False, none when None), then IKE_AUTH on `auth_port`."""
+    another address when False, none when None; none in the answer unless `answer_natd`), then IKE_AUTH on
+    `auth_port`."""
     h = lambda ip, p, rspi: hashlib.sha1(CKY_I + rspi + ipaddress.ip_address(ip).packed + p.to_bytes(2, "big")).digest()
     nd = lambda rspi: [] if natd_ok is None else [notify(16388, h(I if natd_ok else NAT, port, rspi)),
                                                   notify(16389, h(R, port, rspi))]
     req = ikev2(IKE_SA_INIT, [(33, b""), *nd(ZERO)], False, rspi=ZERO)
     resp = ikev2(IKE_SA_INIT, [(33, b""), notify(16388, h(R, port, CKY_R)), notify(16389, h(I, port, CKY_R))]
-                 if natd_ok is not None else [(33, b"")], True)
+                 if natd_ok is not None and answer_natd else [(33, b"")], True)
     auth = ikev2(IKE_AUTH, [(46, b"\xee" * 80)], False, msgid=1)
     auth_r = ikev2(IKE_AUTH, [(46, b"\xee" * 80)], True, msgid=1)
     return [udp(I, R, port, port, req), udp(R, I, port, port, resp), udp(I, R, auth_port, auth_port, auth),
@@ -302,6 +303,20 @@ def test_started_floated_verified_unknown(port, natd_ok, auth_port, text):
     (sa,) = an.sas.values()
     assert sa.started_natt == (port == 4500) and sa.rewritten() is None
     assert nat_finding(an) == text
+
+
+def test_mismatch_without_float_ikev2():
+    """IKEv2: both sides' NAT_DETECTION notifies, the initiator's source hashing another address, IKE_AUTH on
+    UDP 500: rewritten.  Without NAT-D in the answer the initiator had nothing to detect a NAT with, so staying
+    on 500 proves nothing: still read as a NAT."""
+    an = feed(ikev2_exchange(500, False, 500))
+    (sa,) = an.sas.values()
+    assert sa.rewritten().label == "IKE_AUTH" and sa.behind_nat() == {"I": None, "R": None}
+    assert "IKE_AUTH (frame 3) stayed on UDP 500" in nat_finding(an)
+    an = feed(ikev2_exchange(500, False, 500, answer_natd=False))
+    (sa,) = an.sas.values()
+    assert sa.rewritten() is None and sa.behind_nat() == {"I": True, "R": False}
+    assert nat_finding(an) == "initiator behind NAT (NAT-D)"
 
 
 def test_started_on_4500_in_a_lab_rekey():

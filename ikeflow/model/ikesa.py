@@ -338,8 +338,11 @@ class IkeSa:
     def rewritten(self) -> Seen | None:
         """NAT-D found a translation, yet the peers never used the NAT-T port: the first message that stayed on
         the IKE port where NAT-T moves to UDP 4500 (the addresses were rewritten on the path, or the capture
-        was anonymised), or None.  Drafts 00/01 of NAT-T never move, so they never tell."""
+        was anonymised), or None.  Only when both sides sent NAT-D (a side that sent none may not detect NAT,
+        so staying put proves nothing); drafts 00/01 of NAT-T never move, so they never tell."""
         if self.stayed is None or self.float_at or self.started_natt or not any(self.natd_translated().values()):
+            return None
+        if len({s.sender for s in self.natd}) < 2:
             return None
         method = self.natt_method() if self.version == 1 else None
         return None if method and not method.floats else self.stayed
