@@ -9,13 +9,16 @@ from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_Proposal, ISAKMP_payload_
 
 from ikeflow.decode.ike import decode_isakmp
 from ikeflow.decode.proposals import (
+    attribute_problems,
     dh_keyword,
     ike_string_v1,
     is_aead,
+    keyword,
     summarize_sa,
     summarize_v1,
     summarize_v2,
     swanctl_string,
+    transform_ids,
 )
 
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "public"
@@ -169,6 +172,42 @@ def test_v2_esp_proposals():
                                             (99, "dh99")])
 def test_dh_keywords(group, keyword):
     assert dh_keyword(group) == keyword
+
+
+# --- IKEv2 transform IDs and repeated attributes ------------------------------
+
+
+def test_transform_ids_translate_ikev1():
+    # RFC 2409 appendix A: 3DES-CBC is 5, MD5 is 1, group 2; as IKEv2 IDs ENCR_3DES 3, PRF_HMAC_MD5 1
+    p1 = v1_transform(1, 1, [("Encryption", "3DES-CBC"), ("Hash", "MD5"), ("GroupDesc", "1024MODPgr")])
+    assert transform_ids(p1) == {1: [3], 2: [1], 3: [], 4: [2]}
+    # RFC 2407: ESP_3DES is 3, HMAC-MD5 is Authentication-Algorithm 1 (IKEv2 AUTH_HMAC_MD5_96 1), PFS group 5
+    esp = v1_transform(3, 3, [("AuthenticationAlgorithm", "HMAC-MD5"), ("GroupDesc", "1536MODPgr")])
+    assert transform_ids(esp) == {1: [3], 2: [], 3: [1], 4: [5]}
+    assert transform_ids(v1_transform(2, 3, [])) == {1: [], 2: [], 3: [2], 4: []}  # AH_SHA: HMAC-SHA1
+    assert transform_ids(v1_transform(4, 2, [])) == {1: [], 2: [], 3: [], 4: []}  # IPCOMP: no algorithm
+
+
+def test_transform_ids_ikev2_and_keywords():
+    p = v2_proposal(1, (1, 3), (2, 1), (3, 0), (4, 0), (4, 22))
+    assert transform_ids(p) == {1: [3], 2: [1], 3: [], 4: [22]}
+    assert [keyword(1, 3), keyword(2, 1), keyword(3, 1), keyword(4, 22)] == ["3des", "prfmd5", "md5", "modp1024s160"]
+
+
+def test_attribute_problems():
+    dup = v1_transform(1, 1, [("Encryption", "AES-CBC"), ("LifeDuration", 86400), ("LifeType", "Seconds"),
+                              ("LifeDuration", 65535), ("Hash", "SHA"), ("Hash", "SHA")])
+    (prop,) = v1_sa(1, ISAKMP_payload_Transform(transform_count=1, transform_id=1, transforms=[
+        ("Encryption", "AES-CBC"), ("LifeDuration", 86400), ("LifeType", "Seconds"), ("LifeDuration", 65535),
+        ("Hash", "SHA"), ("Hash", "SHA")])).info["proposals"]
+    assert dup.attributes["hash"] == 2
+    assert attribute_problems(prop) == ["transform 1: life_duration (seconds) twice, conflicting: 86400, 65535",
+                                        "transform 1: hash twice, duplicate: 2, 2"]
+    (ok,) = v1_sa(1, ISAKMP_payload_Transform(transform_count=1, transform_id=1, transforms=[
+        ("LifeType", "Seconds"), ("LifeDuration", 3600), ("LifeType", "Kilobytes"), ("LifeDuration", 1000)])
+                  ).info["proposals"]
+    assert attribute_problems(ok) == []
+    assert attribute_problems(v2_proposal(1, (1, 12, 128), (1, 12, 128), (4, 14))) == ["ENCR AES_CBC_128 twice"]
 
 
 # --- public captures (values confirmed with tshark 4.0.17) -------------------

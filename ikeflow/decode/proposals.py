@@ -12,7 +12,8 @@ be compared with, or pasted into, a peer's configuration:
 
 Entry points: `summarize_v1(V1Transform)`, `summarize_v2(Proposal)`,
 `ike_string_v1(V1Transform)`, `swanctl_string(V1Transform | Proposal)` and
-`summarize_sa(payload)` for a whole SA payload.
+`summarize_sa(payload)` for a whole SA payload; `transform_ids` (the algorithms as IKEv2
+transform IDs, for the policy tables of diagnose) and `attribute_problems` (repeated attributes).
 """
 
 from __future__ import annotations
@@ -266,6 +267,92 @@ def summarize_sa(payload: Payload) -> list[dict]:
             out.append(summarize_v2(prop))
         else:
             out.extend({"proposal": prop.number, **summarize_v1(t)} for t in prop.transforms)
+    return out
+
+
+# IKEv1 values as IKEv2 transform IDs (IANA), so that one table of algorithm levels serves both versions.
+_V1_IKE_TO_ENCR = {1: 2, 2: 5, 3: 7, 4: 4, 5: 3, 6: 6, 7: 12, 8: 23}  # phase-1 Encryption-Algorithm -> ENCR
+_V1_HASH_TO_PRF = {1: 1, 2: 2, 4: 5, 5: 6, 6: 7}  # phase-1 Hash-Algorithm -> PRF (IKEv1's PRF is HMAC of it)
+_V1_AUTH_TO_INTEG = {1: 1, 2: 2, 3: 3, 4: 4, 5: 12, 6: 13, 7: 14, 9: 5, 11: 9, 12: 10, 13: 11}  # RFC 2407 4.5
+_V1_ESP_TO_ENCR = {22: 23, 23: 21}  # the other IKEv1 ESP transform IDs (RFC 2407 4.4.4) equal the ENCR IDs
+_LIFE_TYPES = {1: "seconds", 2: "kilobytes"}
+
+
+def transform_ids(item: V1Transform | Proposal) -> dict[int, list[int]]:
+    """The algorithms of one IKEv1 transform or one IKEv2 proposal as IKEv2 transform IDs by type
+    (1 ENCR, 2 PRF, 3 INTEG, 4 DH; NONE left out); IKEv1 values are translated, its phase-1 hash is the PRF."""
+    out: dict[int, list[int]] = {1: [], 2: [], 3: [], 4: []}
+    if isinstance(item, Proposal):
+        for t in item.transforms:
+            if t.type in out and not (t.type in (3, 4) and t.id == 0):
+                out[t.type].append(t.id)
+        return out
+    a = item.attributes
+    if isinstance(a.get("group"), int):
+        out[4].append(a["group"])
+    if item.protocol == 1:
+        for ttype, table, value in ((1, _V1_IKE_TO_ENCR, a.get("encryption")), (2, _V1_HASH_TO_PRF, a.get("hash"))):
+            if value in table:
+                out[ttype].append(table[value])
+        return out
+    if item.protocol == 3:
+        out[1].append(_V1_ESP_TO_ENCR.get(item.id, item.id))
+    elif item.protocol != 2:  # IPCOMP
+        return out
+    auth = a.get("auth_alg") if item.protocol == 3 else a.get("auth_alg", _AH_TO_AUTH.get(item.id))
+    if auth in _V1_AUTH_TO_INTEG:
+        out[3].append(_V1_AUTH_TO_INTEG[auth])
+    return out
+
+
+def keyword(ttype: int, tid: int) -> str:
+    """strongSwan keyword of an IKEv2 transform ID: "3des", "md5", "prfsha1", "modp1024"."""
+    if ttype == 1:
+        return _cipher(_V2_CIPHER.get(tid), tid, None)[1]
+    if ttype == 2:
+        return _V2_PRF_KW.get(tid, f"prf{tid}")
+    if ttype == 3:
+        return _V2_INTEG_KW.get(tid, f"integ{tid}")
+    return dh_keyword(tid)
+
+
+def attribute_problems(prop: Proposal) -> list[str]:
+    """What a proposal repeats that the summaries resolve silently: an IKEv1 attribute given twice in one
+    transform (a life duration counts per life type), or the same IKEv2 transform twice in one proposal.
+
+    One text per repetition, e.g. "transform 1: life_duration (seconds) twice, conflicting: 86400, 65535"."""
+    out = []
+    if prop.version == 2:
+        counts: dict[tuple, int] = {}
+        for t in prop.transforms:
+            key = (t.type, t.id, t.key_length)
+            counts[key] = counts.get(key, 0) + 1
+        for (ttype, tid, key_length), n in counts.items():
+            name = names.v2_transform_name(ttype, tid) + (f"_{key_length}" if key_length else "")
+            if n > 1:
+                out.append(f"{names.V2_TRANSFORM_TYPES.get(ttype, ttype)} {name} {'twice' if n == 2 else f'{n} times'}")
+        return out
+    for t in prop.transforms:
+        table = names.IKE_ATTRIBUTES if t.protocol == 1 else names.IPSEC_ATTRIBUTES
+        type_attr, dur_attr = (11, 12) if t.protocol == 1 else (1, 2)
+        values: dict[tuple, list] = {}
+        life_type = 1
+        for atype, val in t.attrs:
+            if atype == type_attr:
+                key = (atype, val)
+                life_type = val
+            else:
+                key = (atype, life_type) if atype == dur_attr else (atype,)
+            values.setdefault(key, []).append(val)
+        for key, vals in values.items():
+            if len(vals) > 1:
+                name = table.get(key[0], f"attr_{key[0]}")
+                if key[0] == dur_attr:
+                    name += f" ({_LIFE_TYPES.get(key[1], f'life type {key[1]}')})"
+                kind = "duplicate" if len(set(vals)) == 1 else "conflicting"
+                count = "twice" if len(vals) == 2 else f"{len(vals)} times"
+                out.append(f"transform {t.number}: {name} {count}, {kind}: "
+                           + ", ".join(v.hex() if isinstance(v, bytes) else str(v) for v in vals))
     return out
 
 
