@@ -198,8 +198,10 @@ def churn(an: Analyzer, files):
                           [sa.closed[1] for sa in short[:10]], [], None, key)
 
 
+from ikeflow.diagnose import policy  # noqa: E402  (policy rules: weak-crypto, aggressive-psk, proposal-malformed)
+
 RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow, churn,
-         *capture_limits.RULES, *capture_quality.RULES]
+         *capture_limits.RULES, *capture_quality.RULES, *policy.RULES]
 
 
 def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], str]:
