@@ -38,6 +38,8 @@ SIDES = ("inside", "outside")
 TIES = {
     "ikev2-peerid-mismatch": "a wrong PSK and an unknown identity both get an encrypted AUTHENTICATION_FAILED "
                              "of the same size (80-byte IKE_AUTH response, 16 bytes of plaintext at most)",
+    "ikev2-libreswan-peerid-mismatch": "libreswan answers a wrong PSK and an unknown identity with the same "
+                                       "encrypted AUTHENTICATION_FAILED (126-byte IKE_AUTH response either way)",
     "ikev2-dh-group-mismatch": "a DH-group-only mismatch and a cipher mismatch both get an unencrypted "
                                "NO_PROPOSAL_CHOSEN to the same IKE_SA_INIT; only the responder's config differs",
     "ikev1-subnet-mismatch": "QM1 is refused with an encrypted INFO; INVALID_ID_INFORMATION (subnets) and "

@@ -59,7 +59,12 @@ TELL = {
     frozenset({"path-blocked", "peer-down"}): _PEER_SIDE + "; a host that is off answers nothing at all",
     frozenset({"psk-mismatch", "peer-id-mismatch"}): (
         "a wrong PSK and an unknown identity look alike on the wire; the responder's log tells them apart "
-        "('MAC mismatched' / 'HASH does not match' vs 'no peer config found')"),
+        "(strongSwan: 'MAC mismatched' / 'HASH does not match' vs 'no peer config found'; libreswan: 'computed "
+        "hash does not match' / 'mismatch of preshared secrets?' vs \"Peer ID '...' mismatched\")"),
+    frozenset({"psk-mismatch", "reply-path-lost"}): (
+        "the responder's log tells them apart: libreswan logs 'probable authentication failure (mismatch of "
+        "preshared secrets?)' for every MM5 it cannot decrypt; if MM5 never appears there, it is lost on the "
+        "way (a capture on the responder host shows whether UDP 4500 arrives)"),
     frozenset({"proposal-mismatch", "dh-group-mismatch"}): (
         "the responder's log lists the received and its configured proposals; if only the DH group differs, "
         "add a common group"),

@@ -146,6 +146,7 @@ class Facts:
     # liveness and ESP
     span: float | None = None
     dpd_restart: bool | None = None  # IKEv1: probes answered here, the prober started phase 1 anew
+    encrypted_info: int | None = None  # IKEv1: encrypted INFOs the responder answered MM5 with
     # user and certificate authentication
     xauth: bool | None = None  # IKEv1: the responder asked for XAUTH credentials in Transaction exchanges
     eap_rounds: int | None = None  # IKEv2: IKE_AUTH rounds so far, the last one included (EAP)
@@ -276,13 +277,21 @@ TABLE: list[Row] = [
     # -- the answer is lost on the way back --------------------------------------------------------
     Row("fragments-dropped", (L,), None, has("fragmented"), 11,
         "{label} left as {fragmented} IP fragments: the fragments are lost on the way back"),
-    Row("reply-path-lost", (L,), None, lacks("dpd_restart"), 10,
+    # IKEv1: MM5 reached this point, yet the responder re-sends MM4 (libreswan's pluto, checked in the lab)
+    Row("peer-id-mismatch", (L,), ("MM5",), has("encrypted_info"), 13,
+        "the responder answered MM5 with an encrypted INFO ({encrypted_info} times) and kept re-sending MM4: it "
+        "decrypted MM5, so the PSK matches, and refused the identity (libreswan: INVALID_ID_INFORMATION)"),
+    Row("psk-mismatch", (L,), ("MM5",), lacks("encrypted_info", "fragmented"), 11,
+        "the responder kept re-sending MM4 although MM5 reached this point: it could not use MM5; libreswan does "
+        "this when it cannot decrypt MM5 (another PSK)"),
+    Row("reply-path-lost", (L,), None, lacks("dpd_restart", "encrypted_info"), 10,
         "the {answerer} answered with {label}, but the {requester} kept re-sending {request}: the answers are lost "
         "on the way back"),
     Row("reply-path-lost", (L,), None, has("dpd_restart"), 10,
         "the {requester} declared the {answerer} dead although every probe was answered here: the answers are lost "
         "on the way back"),
-    Row("udp4500-blocked", (L,), None, has("after_float"), 3, "{label} is the first answer on UDP 4500"),
+    Row("udp4500-blocked", (L,), None, both(has("after_float"), lacks("encrypted_info")), 3,
+        "{label} is the first answer on UDP 4500"),
     # -- the next message never shows up -------------------------------------------------------------
     Row("fragments-dropped", (F,), None, both(has("certs"), lacks("ike_fragmentation")), 7,
         "certificate authentication without IKE fragmentation: {label} carries the certificates, more than one "
@@ -658,6 +667,8 @@ def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
             continue  # a later, different answer (COOKIE, INVALID_KE) took over
         resent_answers = [m for m in msgs[i + 1 :] if m.sender == ans.sender]
         facts = _mtu_facts(ans, Facts(answerer=_who(ans.sender), requester=_who(req_role), request=request.label))
+        infos = [m for m in sa.messages if ans.label == "MM5" and m.sender == req_role and m.time >= ans.time
+                 and m.msg.exchange_type == sequences.INFORMATIONAL_V1 and m.msg.encrypted]
         facts.oversize = None
         if ans.natt and not any(m.natt for m in sa.messages if _before(m, ans) and m.sender == ans.sender):
             facts.after_float = True
@@ -665,7 +676,10 @@ def _answer_lost(an: Analyzer, sa: IkeSa, run: Run) -> Stall | None:
                  f"{_who(req_role)} re-sent {request.label} {times(len(after))} more")
         if resent_answers:
             story += " (each answered again)"
-        return Stall(L, ans.label, story, [m.ref for m in [request, ans, *after, *resent_answers]], sa,
+        if infos:
+            facts.encrypted_info = len(infos)
+            story += f"; the {_who(req_role)} answered {ans.label} with an encrypted INFO {times(len(infos))}"
+        return Stall(L, ans.label, story, [m.ref for m in [request, ans, *after, *resent_answers, *infos]], sa,
                      facts=facts)
     return None
 
