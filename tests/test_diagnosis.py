@@ -499,3 +499,13 @@ def test_attempt_abandoned_for_other_sas_ranks_nothing():
     found = _public_findings("nDPI/tests/cfgs/default/pcap/ipsec_isakmp_esp.pcap")
     stalls_ = [f for f in found if f.code == "stall" and f.at == "IKE_AUTH"]
     assert len(stalls_) == 2 and all(not f.causes and "abandoned" in f.summary for f in stalls_)
+
+
+@pytest.mark.parametrize("first,cause", [(33, "subnet-mismatch"), (41, "proposal-mismatch")])
+def test_refused_create_child_sa_new_child_or_rekey(first, cause):
+    """The SK header names the first inner payload: SA first is another CHILD_SA (its selectors are new to the
+    responder), N(REKEY_SA) first a rekey (RFC 7296 1.3.3)."""
+    ccsa = [v2(I, R, 36, IKEv2_Encrypted(next_payload=first, load=enc(300)), 0x08, msgid=2, sport=4500, dport=4500),
+            v2(R, I, 36, IKEv2_Encrypted(load=enc(16 + 28)), 0x20, msgid=2, sport=4500, dport=4500)]
+    (f,) = errors(feed(sa_init_ok() + auth(200) + ccsa)[1])
+    assert f.at == "CREATE_CHILD_SA" and f.causes[0] == cause

@@ -135,6 +135,8 @@ class Facts:
     answer_on_500: bool | None = None
     other_version: int | None = None
     ke_in_request: bool | None = None
+    rekey: bool | None = None  # IKEv2 CREATE_CHILD_SA: the request starts with a Notify (REKEY_SA, RFC 7296 1.3.3)
+    new_child: bool | None = None  # ... or with SA: another CHILD_SA (or the IKE SA's rekey)
     ke_size: int | None = None
     ke_group: int | str | None = None
     plaintext: int | None = None
@@ -379,9 +381,14 @@ TABLE: list[Row] = [
         "the IKE_AUTH response ({plaintext} bytes) fits IDr + AUTH but not SA + TSi + TSr ({child_min}): the IKE SA "
         "is up, the CHILD_SA was refused -- NO_PROPOSAL_CHOSEN (esp=)"),
     Row("subnet-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 5, "or TS_UNACCEPTABLE (the subnets)"),
-    Row("pfs-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("ke_in_request")), 8,
-        "the CREATE_CHILD_SA request carries a KE payload ({plaintext_request} bytes) and got an error-only answer: "
-        "the PFS group"),
+    Row("pfs-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("ke_in_request"), lacks("new_child")),
+        8, "the CREATE_CHILD_SA request carries a KE payload ({plaintext_request} bytes) and got an error-only "
+        "answer: the PFS group"),
+    Row("pfs-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("ke_in_request"), has("new_child")),
+        3, "the request carries a KE payload: a PFS group the responder lacks is refused the same way"),
+    Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("new_child")), 7,
+        "it asks for another CHILD_SA (its encrypted part starts with SA, not N(REKEY_SA)), which the first IKE_AUTH "
+        "child did not need: its traffic selectors (TS_UNACCEPTABLE) or proposals are new to the responder"),
     Row("proposal-mismatch", (J,), ("CREATE_CHILD_SA",), has("error_only"), 6,
         "the CREATE_CHILD_SA response holds at most {plaintext} bytes: an error notify, no new SA"),
     Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), lacks("ke_in_request")), 5,
@@ -865,6 +872,8 @@ def _v2_run(an: Analyzer, sa: IkeSa, run: Run, last: Seen, done: bool) -> Stall 
             return None  # a later exchange built the SA: a transient refusal (e.g. TEMPORARY_FAILURE)
         ke = _ke_size(sa)
         facts.plaintext_request = req.plaintext
+        first = req.msg.encrypted_first
+        facts.rekey, facts.new_child = (True, None) if first == "N" else (None, True) if first == "SA" else (None, None)
         if ke and req.plaintext and req.plaintext >= ke + CCSA_MIN_WITHOUT_KE:
             facts.ke_in_request = True
     lives = [m for m in sa.messages if m.time > ans.time and m.msg.exchange_type in (sequences.CREATE_CHILD_SA, sequences.INFORMATIONAL)]
