@@ -2,15 +2,23 @@
 """Write a large synthetic IPsec gateway capture, fast, with plain `struct`.
 
     python tests/bench/gen_capture.py OUT.pcap --packets 1000000 [--seed N] [--format pcap|pcapng]
-                                      [--peers 24] [--rate 20000] [--manifest OUT.json]
+                                      [--peers 24] [--rate 20000] [--ipv6 SHARE]
+                                      [--link ether|vlan|qinq|sll|sll2] [--manifest OUT.json]
 
-What is in it (Ethernet link type, microsecond timestamps, about `--rate`
-packets per second):
+What is in it (microsecond timestamps, about `--rate` packets per second):
+
+* the link layer of `--link`: Ethernet, Ethernet with an 802.1Q tag (VLAN 100
+  + the peer's index), QinQ (an 802.1ad tag, VLAN 10, around that 802.1Q tag),
+  Linux cooked capture (SLL, `tcpdump -i any` before libpcap 1.10) or SLL2;
+* `--ipv6 SHARE` of the peers (spread evenly) talk IPv6 with the gateway's
+  2001:db8:6::1 (from 2001:db8:2::/64, NAT peers' NAT-D from 2001:db8:3::/64):
+  the same IKE and ESP, UDP-encapsulated for the NAT peers;
 
 * ~2 % IKE/NAT-T control traffic between one gateway (198.51.100.1) and
   `--peers` peers: half IKEv1, half IKEv2; half of each behind a NAT (seen
   from 203.0.113.0/24 on NAT-mapped ports, their NAT-D hashes computed from
-  an inside address in 192.0.2.128/25), the others plain (192.0.2.0/25).
+  an inside address in 192.0.2.128/25), the others plain (192.0.2.0/25);
+  past 120 peers from 198.18.0.0/15 (NAT: inside 100.64.0.0/10).
   IKEv1: Main Mode MM1..MM6 (SA, KE, NONCE, NAT-D, VID in MM1-MM4; MM5/MM6
   encrypted), Quick Mode QM1..QM3 (encrypted), child rekeys by new Quick Modes
   plus an encrypted Delete, periodic DPD (encrypted Informational, both ways).
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import json
 import os
 import random
@@ -45,6 +54,7 @@ import time
 from dataclasses import dataclass, field
 
 GATEWAY = bytes([198, 51, 100, 1])
+GATEWAY6 = bytes.fromhex("20010db8000600000000000000000001")
 GW_MAC = bytes.fromhex("020000000001")
 NEXTHOP_MAC = bytes.fromhex("020000000fe0")  # the router every peer is reached through
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
@@ -69,6 +79,8 @@ _IP = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 _ESP = struct.Struct("!II")
 _PCAP_REC = struct.Struct("<IIII")
+_IP6 = struct.Struct("!IHBB16s16s")
+LINKS = {"ether": 1, "vlan": 1, "qinq": 1, "sll": 113, "sll2": 276}  # --link -> pcap LINKTYPE_
 
 
 # --- IKE message builders ------------------------------------------------------------
@@ -148,9 +160,10 @@ class Flow:
     dst: bytes
     spi: int
     udp: tuple[int, int] | None  # (sport, dport) for UDP-encapsulated ESP
-    prefix: bytes = b""  # Ethernet header + IP version/TOS
-    csum_base: int = 0  # one's-complement sum of the constant IP header words
-    mid: bytes = b""  # flags/fragment, TTL, protocol
+    v6: bool = False
+    prefix: bytes = b""  # link-layer header + IPv4 version/TOS (IPv6: version, traffic class, flow label)
+    csum_base: int = 0  # one's-complement sum of the constant IPv4 header words
+    mid: bytes = b""  # IPv4: flags/fragment, TTL, protocol; IPv6: next header, hop limit, addresses
     addrs: bytes = b""
     seq: int = 0
     packets: int = 0
@@ -168,6 +181,7 @@ class Pair:
     ports: tuple[int, int]  # the peer's wire ports for 500 and 4500
     weight: float
     up_bias: float  # share of its ESP sent by the peer
+    gateway: bytes = GATEWAY  # the gateway's address in the peer's IP version
     mac: bytes = b""
     active: tuple[Flow, Flow] | None = None  # (peer->gw, gw->peer)
     flows: list[Flow] = field(default_factory=list)
@@ -186,27 +200,36 @@ def _csum_words(b: bytes) -> int:
     return sum(struct.unpack("!%dH" % (len(b) // 2), b))
 
 
-def _eth(dst_mac: bytes, src_mac: bytes, etype: int = 0x0800) -> bytes:
-    return _ETH.pack(dst_mac, src_mac, etype)
+def link_header(link: str, dst_mac: bytes, src_mac: bytes, etype: int, vlan: int) -> bytes:
+    """The link-layer header of a frame from src_mac to dst_mac carrying `etype` (`vlan`: the 802.1Q id)."""
+    if link == "sll":  # packet type (0 to us, 4 sent by us), ARPHRD_ETHER, address length, address, protocol
+        return struct.pack("!HHH8sH", 4 if src_mac == GW_MAC else 0, 1, 6, src_mac, etype)
+    if link == "sll2":  # protocol, reserved, interface index, ARPHRD_ETHER, packet type, address length, address
+        return struct.pack("!HHIHBB8s", etype, 0, 2, 1, 4 if src_mac == GW_MAC else 0, 6, src_mac)
+    tags = b""
+    if link == "qinq":
+        tags = struct.pack("!HH", 0x88A8, 10)
+    if link in ("vlan", "qinq"):
+        tags += struct.pack("!HH", 0x8100, vlan)
+    return dst_mac + src_mac + tags + etype.to_bytes(2, "big")
 
 
-def _ip_frame(src: bytes, dst: bytes, proto: int, payload: bytes, ident: int, src_mac: bytes, dst_mac: bytes) -> bytes:
-    total = 20 + len(payload)
-    hdr = bytearray(_IP.pack(0x45, 0, total, ident, 0x4000, 64, proto, 0, src, dst))
+def _ip_header(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int) -> bytes:
+    if len(src) == 16:
+        return _IP6.pack(0x60000000, payload_len, proto, 64, src, dst)
+    hdr = bytearray(_IP.pack(0x45, 0, 20 + payload_len, ident, 0x4000, 64, proto, 0, src, dst))
     s = _csum_words(bytes(hdr))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     hdr[10:12] = struct.pack("!H", ~s & 0xFFFF)
-    return _eth(dst_mac, src_mac) + bytes(hdr) + payload
-
-
-def _udp_frame(src, dst, sport, dport, data, ident, src_mac, dst_mac) -> bytes:
-    return _ip_frame(src, dst, 17, _UDP.pack(sport, dport, 8 + len(data), 0) + data, ident, src_mac, dst_mac)
+    return bytes(hdr)
 
 
 class Generator:
-    def __init__(self, packets: int, seed: int, peers: int, rate: float):
+    def __init__(self, packets: int, seed: int, peers: int, rate: float, ipv6: float = 0.0, link: str = "ether"):
         self.n = packets
+        self.link = link
+        self.ipv6 = ipv6
         self.rng = random.Random(seed)
         self.rate = rate
         self.pairs: list[Pair] = []
@@ -225,18 +248,38 @@ class Generator:
         for i in range(peers):
             version = 1 if i % 2 == 0 else 2
             nat = (i // 2) % 2 == 1
+            v6 = int((i + 1) * self.ipv6) != int(i * self.ipv6)  # `ipv6` of the peers, spread evenly
+            host = i.to_bytes(2, "big")
+            many = i >= 120  # past the room in the documentation networks: 198.18.0.0/15, 100.64.0.0/10
             if nat:
-                peer = bytes([203, 0, 113, 10 + i])
-                inside = bytes([192, 0, 2, 130 + i])
+                peer = (bytes.fromhex("20010db8000200000000000000ff") + host if v6 else
+                        bytes([198, 19]) + host if many else bytes([203, 0, 113, 10 + i]))
+                inside = (bytes.fromhex("20010db8000300000000000000aa") + host if v6 else
+                          bytes([100, 64]) + host if many else bytes([192, 0, 2, 130 + i]))
                 base = 62000 + 2 * i  # NAT-mapped source ports above every well-known dissector port
                 ports = (base, base + 1)
             else:
-                peer = bytes([192, 0, 2, 10 + i])
+                peer = (bytes.fromhex("20010db8000200000000000000000000")[:14] + host if v6 else
+                        bytes([198, 18]) + host if many else bytes([192, 0, 2, 10 + i]))
                 inside = peer
                 ports = (500, 4500)
-            p = Pair(i, version, nat, peer, inside, ports, weight=rng.uniform(0.3, 3.0), up_bias=rng.uniform(0.35, 0.65))
+            p = Pair(i, version, nat, peer, inside, ports, weight=rng.uniform(0.3, 3.0), up_bias=rng.uniform(0.35, 0.65),
+                     gateway=GATEWAY6 if v6 else GATEWAY)
             p.mac = NEXTHOP_MAC
             self.pairs.append(p)
+
+    def _l2(self, pair: Pair | None, from_peer: bool, etype: int) -> bytes:
+        macs = (GW_MAC, NEXTHOP_MAC) if from_peer else (NEXTHOP_MAC, GW_MAC)
+        return link_header(self.link, *macs, etype, 100 + (pair.index if pair else 0))
+
+    def _ip_frame(self, pair: Pair | None, from_peer: bool, src: bytes, dst: bytes, proto: int, payload: bytes,
+                  ident: int) -> bytes:
+        return (self._l2(pair, from_peer, 0x86DD if len(src) == 16 else 0x0800)
+                + _ip_header(src, dst, proto, len(payload), ident) + payload)
+
+    def _udp_frame(self, pair: Pair, from_peer: bool, sport: int, dport: int, data: bytes, ident: int) -> bytes:
+        src, dst = (pair.peer, pair.gateway) if from_peer else (pair.gateway, pair.peer)
+        return self._ip_frame(pair, from_peer, src, dst, 17, _UDP.pack(sport, dport, 8 + len(data), 0) + data, ident)
 
     def _new_spi(self) -> int:
         while True:
@@ -250,19 +293,22 @@ class Generator:
             udp = (pair.ports[1], 4500) if src == pair.peer else (4500, pair.ports[1])
         else:
             udp = None
-        f = Flow(pair.index, src, dst, spi, udp)
-        macs = (GW_MAC, pair.mac) if src == pair.peer else (pair.mac, GW_MAC)
-        f.prefix = _eth(*macs) + b"\x45\x00"
         proto = 17 if udp else 50
-        f.mid = struct.pack("!HBB", 0x4000, 64, proto)
-        f.addrs = src + dst
-        f.csum_base = 0x4500 + 0x4000 + ((64 << 8) | proto) + _csum_words(src + dst)
+        f = Flow(pair.index, src, dst, spi, udp, v6=len(src) == 16)
+        if f.v6:
+            f.prefix = self._l2(pair, src == pair.peer, 0x86DD) + b"\x60\x00\x00\x00"
+            f.mid = bytes([proto, 64]) + src + dst
+        else:
+            f.prefix = self._l2(pair, src == pair.peer, 0x0800) + b"\x45\x00"
+            f.mid = struct.pack("!HBB", 0x4000, 64, proto)
+            f.addrs = src + dst
+            f.csum_base = 0x4500 + 0x4000 + ((64 << 8) | proto) + _csum_words(src + dst)
         pair.flows.append(f)
         return f
 
     def _child(self, pair: Pair) -> tuple[Flow, Flow]:
-        return (self._flow(pair, pair.peer, GATEWAY, self._new_spi()),
-                self._flow(pair, GATEWAY, pair.peer, self._new_spi()))
+        return (self._flow(pair, pair.peer, pair.gateway, self._new_spi()),
+                self._flow(pair, pair.gateway, pair.peer, self._new_spi()))
 
     # -- control traffic ----------------------------------------------------------------
 
@@ -276,9 +322,9 @@ class Generator:
         else:
             data, wire_port, gw_port = ike, pair.ports[0], 500
         if from_peer:
-            frame = _udp_frame(pair.peer, GATEWAY, wire_port, gw_port, data, self.ident, pair.mac, GW_MAC)
+            frame = self._udp_frame(pair, True, wire_port, gw_port, data, self.ident)
         else:
-            frame = _udp_frame(GATEWAY, pair.peer, gw_port, wire_port, data, self.ident, GW_MAC, pair.mac)
+            frame = self._udp_frame(pair, False, gw_port, wire_port, data, self.ident)
         self._order += 1
         self.controls.append(Control(int(slot), self._order, frame, kind, activate))
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -294,7 +340,7 @@ class Generator:
         ispi, rspi, zero = rng.randbytes(8), rng.randbytes(8), bytes(8)
         sa = {"version": 1, "ispi": ispi.hex(), "pair": pair.index, "msgs": 0}
         # NAT-D: the first hash is about the receiver (the gateway), the second about the sender.
-        gw_hash = _natd(ispi, rspi, GATEWAY, 500)
+        gw_hash = _natd(ispi, rspi, pair.gateway, 500)
         peer_hash = _natd(ispi, rspi, pair.inside, 500)
         vids = [(V1_VID, VID_RFC3947), (V1_VID, VID_DPD), (V1_VID, VID_STRONGSWAN)]
         mm1 = _isakmp(ispi, zero, 1, MAIN, 0, 0, [(V1_SA, _v1_sa(rng, True))] + vids)
@@ -356,12 +402,12 @@ class Generator:
             (V2_SA, _v2_sa(True)), (V2_KE, struct.pack("!HH", 19, 0) + rng.randbytes(64)),
             (V2_NONCE, rng.randbytes(32)),
             (V2_N, _v2_notify(V2_NATD_SRC, _natd(ispi, zero, pair.inside, 500))),
-            (V2_N, _v2_notify(V2_NATD_DST, _natd(ispi, zero, GATEWAY, 500))),
+            (V2_N, _v2_notify(V2_NATD_DST, _natd(ispi, zero, pair.gateway, 500))),
             (V2_N, sig), (V2_V, VID_STRONGSWAN)])
         resp = _isakmp(ispi, rspi, 2, SA_INIT, 0x20, 0, [
             (V2_SA, _v2_sa(False)), (V2_KE, struct.pack("!HH", 19, 0) + rng.randbytes(64)),
             (V2_NONCE, rng.randbytes(32)),
-            (V2_N, _v2_notify(V2_NATD_SRC, _natd(ispi, rspi, GATEWAY, 500))),
+            (V2_N, _v2_notify(V2_NATD_SRC, _natd(ispi, rspi, pair.gateway, 500))),
             (V2_N, _v2_notify(V2_NATD_DST, _natd(ispi, rspi, pair.peer, pair.ports[0]))),
             (V2_CERTREQ, b"\x04" + rng.randbytes(20)), (V2_N, sig)])
         self._send(t, pair, True, False, req, "ike_v2")
@@ -465,6 +511,7 @@ class Generator:
         esp_pack = _ESP.pack
         udp_pack = _UDP.pack
         hdr = struct.Struct("!HH4sH8s").pack  # total, ident, flags..proto, checksum, addresses
+        plen = struct.Struct("!H").pack  # IPv6 payload length
         pcapng = fmt == "pcapng"
         epb = struct.Struct("<IIIIIII").pack
         # Plant the faults at fixed ESP packet numbers (from the middle of the capture on).
@@ -482,10 +529,10 @@ class Generator:
         if pcapng:
             shb_body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
             out.write(struct.pack("<II", 0x0A0D0D0A, 12 + len(shb_body)) + shb_body + struct.pack("<I", 12 + len(shb_body)))
-            idb_body = struct.pack("<HHI", 1, 0, 0) + struct.pack("<HHB3x", 9, 1, 6) + struct.pack("<HH", 0, 0)
+            idb_body = struct.pack("<HHI", LINKS[self.link], 0, 0) + struct.pack("<HHB3x", 9, 1, 6) + struct.pack("<HH", 0, 0)
             out.write(struct.pack("<II", 1, 12 + len(idb_body)) + idb_body + struct.pack("<I", 12 + len(idb_body)))
         else:
-            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, LINKS[self.link]))
 
         def rebuild() -> None:
             act[:] = [p for p in self.pairs if p.active]
@@ -532,7 +579,15 @@ class Generator:
                 s = (s & 0xFFFF) + (s >> 16)
                 s = (s & 0xFFFF) + (s >> 16)
                 off = randint(0, blob_room)
-                if f.udp:
+                if f.v6:
+                    if f.udp:
+                        frame = (f.prefix + plen(size - 40) + f.mid + udp_pack(f.udp[0], f.udp[1], size - 40, 0)
+                                 + esp_pack(f.spi, f.seq) + blob[off:off + size - 56])
+                        counts["esp_udp4500"] += 1
+                    else:
+                        frame = f.prefix + plen(size - 40) + f.mid + esp_pack(f.spi, f.seq) + blob[off:off + size - 48]
+                        counts["esp_ip50"] += 1
+                elif f.udp:
                     frame = (f.prefix + hdr(size, ident, f.mid, ~s & 0xFFFF, f.addrs)
                              + udp_pack(f.udp[0], f.udp[1], size - 20, 0) + esp_pack(f.spi, f.seq)
                              + blob[off:off + size - 36])
@@ -569,10 +624,10 @@ class Generator:
             counts["arp"] += 1
             arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, NEXTHOP_MAC, bytes([198, 51, 100, 254]),
                               bytes(6), GATEWAY)
-            return _eth(b"\xff" * 6, NEXTHOP_MAC, 0x0806) + arp + bytes(18)
+            return link_header(self.link, b"\xff" * 6, NEXTHOP_MAC, 0x0806, 100) + arp + bytes(18)
         counts["tcp"] += 1
         seg = struct.pack("!HHIIBBHHH", 51514, 22, i, 1000, 0x50, 0x18, 502, 0, 0) + self.rng.randbytes(48)
-        return _ip_frame(bytes([198, 51, 100, 200]), GATEWAY, 6, seg, self.ident, NEXTHOP_MAC, GW_MAC)
+        return self._ip_frame(None, True, bytes([198, 51, 100, 200]), GATEWAY, 6, seg, self.ident)
 
     def _summary(self, counts: dict, gaps: list, dups: list, ts_us: int) -> dict:
         flows = [f for p in self.pairs for f in p.flows if f.packets]
@@ -588,12 +643,13 @@ class Generator:
                 "keepalive": counts.get("keepalive", 0), "arp": counts["arp"], "tcp": counts["tcp"],
                 "other": counts["arp"] + counts["tcp"],
             },
-            "peers": [{"peer": ".".join(map(str, p.peer)), "ike_version": p.version, "nat": p.nat,
+            "peers": [{"peer": _ip(p.peer), "ike_version": p.version, "nat": p.nat,
                        "ports": list(p.ports) if p.nat else [500, 4500]} for p in self.pairs],
-            "gateway": ".".join(map(str, GATEWAY)),
+            "gateways": [_ip(GATEWAY), _ip(GATEWAY6)],
+            "link": self.link,
             "ike_sas": [{"ispi": s["ispi"], "version": s["version"], "messages": s["msgs"],
-                         "peer": ".".join(map(str, self.pairs[s["pair"]].peer))} for s in self.ike_sas],
-            "esp_flows": [{"src": ".".join(map(str, f.src)), "dst": ".".join(map(str, f.dst)), "spi": f"{f.spi:08x}",
+                         "peer": _ip(self.pairs[s["pair"]].peer)} for s in self.ike_sas],
+            "esp_flows": [{"src": _ip(f.src), "dst": _ip(f.dst), "spi": f"{f.spi:08x}",
                            "encap": "udp" if f.udp else "esp", "packets": f.packets, "seq_last": f.seq,
                            "lost": f.lost, "duplicates": f.duplicates} for f in flows],
             "planted": {"lost": sum(k for _, _, k in gaps), "gaps": [{"spi": f"{s:08x}", "first_missing": q, "count": k}
@@ -602,9 +658,14 @@ class Generator:
         }
 
 
-def generate(path: str, packets: int, seed: int = 1, fmt: str = "pcap", peers: int = 24, rate: float = 20000.0) -> dict:
+def _ip(address: bytes) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+def generate(path: str, packets: int, seed: int = 1, fmt: str = "pcap", peers: int = 24, rate: float = 20000.0,
+             ipv6: float = 0.0, link: str = "ether") -> dict:
     """Write the capture to `path` and return the summary (what `--manifest` holds)."""
-    g = Generator(packets, seed, peers, rate)
+    g = Generator(packets, seed, peers, rate, ipv6, link)
     g.schedule()
     with open(path, "wb", buffering=1 << 22) as out:
         summary = g.write(out, fmt)
@@ -623,7 +684,8 @@ def describe(s: dict) -> str:
         f"UDP 500: {c['ike_udp500']}, UDP 4500 with marker: {c['ike_udp4500']})",
         f"  keepalive  {c['keepalive']:>9}  {pct('keepalive')}",
         f"  other      {c['other']:>9}  {pct('other')}   (ARP {c['arp']}, TCP {c['tcp']})",
-        f"  peers: {len(s['peers'])} ({sum(1 for p in s['peers'] if p['nat'])} behind NAT), "
+        f"  peers: {len(s['peers'])} ({sum(1 for p in s['peers'] if p['nat'])} behind NAT, "
+        f"{sum(1 for p in s['peers'] if ':' in p['peer'])} IPv6), link {s['link']}, "
         f"IKE SAs: {len(s['ike_sas'])}, ESP SPIs (flows): {len(s['esp_flows'])}",
         f"  planted: {s['planted']['lost']} lost ESP packets in {len(s['planted']['gaps'])} gaps, "
         f"{len(s['planted']['duplicates'])} duplicates",
@@ -635,8 +697,8 @@ def describe(s: dict) -> str:
     lines.append("  SPIs (spi:packets), per peer:")
     by_peer: dict[str, list[str]] = {}
     for f in s["esp_flows"]:
-        peer = f["dst"] if f["src"] == s["gateway"] else f["src"]
-        arrow = "<" if f["src"] == s["gateway"] else ">"
+        peer = f["dst"] if f["src"] in s["gateways"] else f["src"]
+        arrow = "<" if f["src"] in s["gateways"] else ">"
         by_peer.setdefault(peer, []).append(f"{arrow}{f['spi']}:{f['packets']}")
     for p in s["peers"]:
         kind = f"IKEv{p['ike_version']}{', NAT' if p['nat'] else ''}, {'UDP 4500' if p['nat'] else 'ESP'}"
@@ -653,6 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
     ap.add_argument("--peers", type=int, default=24, help="peer gateways/clients (even number; default 24)")
     ap.add_argument("--rate", type=float, default=20000.0, help="mean packets per second (default 20000)")
+    ap.add_argument("--ipv6", type=float, default=0.0, metavar="SHARE",
+                    help="share of the peers that talk IPv6 (0..1; default 0)")
+    ap.add_argument("--link", choices=sorted(LINKS), default="ether",
+                    help="link layer: Ethernet, with an 802.1Q tag or QinQ, Linux cooked v1 or v2 (default ether)")
     ap.add_argument("--manifest", help="also write the summary as JSON to this file")
     ap.add_argument("--quiet", action="store_true", help="print only the one-line header")
     a = ap.parse_args(argv)
@@ -660,8 +726,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--packets must be at least 1000")
     if a.peers < 2:
         ap.error("--peers must be at least 2")
+    if not 0 <= a.ipv6 <= 1:
+        ap.error("--ipv6 is a share between 0 and 1")
     t = time.perf_counter()
-    s = generate(a.out, a.packets, a.seed, a.format, a.peers, a.rate)
+    s = generate(a.out, a.packets, a.seed, a.format, a.peers, a.rate, a.ipv6, a.link)
     took = time.perf_counter() - t
     if a.manifest:
         with open(a.manifest, "w") as fh:
