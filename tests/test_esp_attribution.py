@@ -26,7 +26,7 @@ LAB = Path(__file__).resolve().parents[1] / "pcaps" / "lab"
 def _owners(path) -> tuple[dict[str, str | None], object]:
     """SPI -> the first 8 hex digits of its IKE SA's ispi (or None), and the pipeline result."""
     r = read_captures([str(path)])
-    owners = Owners(r.model)
+    owners = r.model.owners
     return {f"{f.spi:08x}": (sa.ispi.hex()[:8] if sa else None) for f, sa in owners.sa.items()}, r
 
 
@@ -77,7 +77,7 @@ def test_ikev2_rekeys_keep_the_esp_on_the_sa_that_negotiated_it():
         owners, r = _owners(LAB / f"ikev2-rekey-delete.{side}.pcap")
         assert owners == dict.fromkeys(("5afa1bce", "bc1c1c54", "a2c92e69", "f1a9c735"), "d932d378")
         (pair,) = r.model.pairs.values()
-        assert Owners(r.model).churn(pair) == {"rekeys": 2, "collisions": 0, "short_lived": 0}
+        assert r.model.owners.churn(pair) == {"rekeys": 2, "collisions": 0, "short_lived": 0}
         (verdict,) = r.verdicts.values()
         assert verdict == "IKE SA up, 2 CREATE_CHILD_SA, then deleted at frame 25, ESP both ways"
 
@@ -91,7 +91,7 @@ def test_ikev1_phase1_rekey_esp_is_on_the_older_sa():
         owners, r = _owners(LAB / f"ikev1-rekey-delete.{side}.pcap")
         assert owners == dict.fromkeys(("92657d3b", "f25d77ac", "f4cb81cf", "49933946"), "0ccd82db")
         (pair,) = r.model.pairs.values()
-        assert Owners(r.model).churn(pair) == {"rekeys": 2, "collisions": 0, "short_lived": 0}
+        assert r.model.owners.churn(pair) == {"rekeys": 2, "collisions": 0, "short_lived": 0}
         (verdict,) = r.verdicts.values()
         assert verdict == ("tunnel up: phase 1 up, no phase 2, ESP both ways "
                            "(on the child SAs of IKE SA 0ccd82db1da956a4)")
@@ -103,7 +103,18 @@ def test_parallel_quick_modes_are_children_not_rekeys():
     owners, r = _owners(need_public() / "arkime/tests/pcap/IKEv1.pcap")
     assert owners == dict.fromkeys(("3d71315a", "e8f1f49c", "8905e940"), "63c26801")
     (pair,) = r.model.pairs.values()
-    assert Owners(r.model).churn(pair)["rekeys"] == 0
+    assert r.model.owners.churn(pair)["rekeys"] == 0
+
+
+def test_ownership_is_computed_once(monkeypatch):
+    """Analyzer.finish() attributes the ESP once; the verdicts, the churn rule and both renderers read it."""
+    built = []
+    real = Owners.__init__
+    monkeypatch.setattr(Owners, "__init__", lambda self, an: built.append(an) or real(self, an))
+    r = read_captures([str(need_public() / "arkime/tests/pcap/IKEv2.pcap")])
+    _json(r)
+    read_terminal.render(Console(file=io.StringIO(), width=250), r.model, r.infos, r.findings, r.verdicts)
+    assert built == [r.model] and isinstance(r.model.owners, Owners)
 
 
 def test_esp_before_any_child_negotiation_is_pair_total():

@@ -182,8 +182,11 @@ CHURN_WARNING = 3
 
 
 def churn(an: Analyzer, files):
-    """Many IKE SAs between the same peers that came up, carried nothing and ended quickly."""
-    owners = attribution.Owners(an)
+    """Many IKE SAs between the same peers that came up, carried nothing and ended quickly (once the analysis
+    is finished: what an SA carried and how it ended are known only then)."""
+    owners = an.owners
+    if owners is None:  # a live capture, not finished yet
+        return
     for key, pair in an.pairs.items():
         short = lifecycle.short_lived(pair, owners.used)
         if len(short) >= CHURN_WARNING:
@@ -208,10 +211,10 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
     """One line per peer pair that an admin reads first: is the tunnel up, and if not, where it fails.
 
     The ESP/AH named after an IKE SA's state is the ESP attributed to that SA (model.attribution); the
-    pair's when none is: "(pair total)", or whose child SAs it runs on."""
+    pair's when none is: "(pair total)", or whose child SAs it runs on.  Needs the finished analysis."""
     out = {}
     errors = first_errors(an, findings)
-    owners = attribution.Owners(an)
+    owners = an.owners
     esp, ah = an.esp.directions(), an.ah.directions()
     for key, pair in an.pairs.items():
         flows = [f for d in dict.fromkeys((key, key[::-1])) for f in (*esp.get(d, ()), *ah.get(d, ()))]
@@ -224,7 +227,7 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
             out[key] = f"{'tunnel up: ' if plane else ''}{pair.alive.state()}, {_carried(pair.alive, flows, owners)}"
         elif pair.last_up:  # every SA that came up has ended since
             last = max((sa for sa in pair.sas if sa.closed), key=lambda sa: sa.closed[2], default=pair.last_up)
-            end = f", {ENDED[last.closed[0]]} at frame {split_ref(last.closed[1])[1]}" if last.closed else ""
+            end = ", " + ENDED[last.closed[0]].format(frame=split_ref(last.closed[1])[1]) if last.closed else ""
             out[key] = f"{pair.last_up.state()}{end}, {_carried(pair.last_up, flows, owners)}"
         elif pair.sas:
             out[key] = "; ".join(sorted({sa.state() for sa in pair.sas}))
@@ -258,8 +261,14 @@ def _carried(sa, flows: list, owners: attribution.Owners) -> str:
     return f"{_plane(flows)} (pair total)"
 
 
-ENDED = {"delete": "then deleted", "collision": "then deleted (collision)", "replaced": "then replaced",
-         "expired": "then expired"}  # model.lifecycle's reasons, in a verdict
+ENDED = {  # model.lifecycle's reasons, in a verdict
+    "delete": "then deleted at frame {frame}",
+    "collision": "then dropped in a collision at frame {frame}",
+    "replaced": "then replaced at frame {frame}",
+    "delete-unanswered": "then Delete sent at frame {frame}, unanswered (of the IKE SA or of a child SA: its size "
+                         "does not tell)",
+    "superseded": "then the peers started over at frame {frame} (a new negotiation, no Delete of this one)",
+}
 
 
 def first_errors(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], Finding]:

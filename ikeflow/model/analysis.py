@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ikeflow.decode import packet as pk
 from ikeflow.sources.capture import Record
-from ikeflow.model import lifecycle
+from ikeflow.model import attribution, lifecycle
 from ikeflow.model.esp import EspTable, esp_key
 from ikeflow.model.events import EspSeen, IcmpError, MessageSeen
 from ikeflow.decode.ike import decode_isakmp
@@ -84,6 +84,7 @@ class Analyzer:
         # callables(event) for live views, compare and the JSON spool: see model.events
         self.listeners: list = []
         self.last_time = 0.0  # latest timestamp seen (captures are not always in time order)
+        self.owners: attribution.Owners | None = None  # the IKE SA of each ESP/AH flow, set by finish()
 
     # -- input -----------------------------------------------------------------
 
@@ -313,6 +314,7 @@ class Analyzer:
         for f in (*self.esp.flows.values(), *self.ah.flows.values()):
             self._pair(f.src, f.dst, f.first_time)
             self.last_time = max(self.last_time, f.last_time)
+        self.owners = attribution.Owners(self)
 
     def pair_of(self, sa: IkeSa) -> PeerPair:
         return self.pairs[pair_key(sa.initiator[0], sa.responder[0])]

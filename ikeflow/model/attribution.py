@@ -13,10 +13,11 @@ only) when:
   no IKE          no IKE SA between the peers
   mid-session     no child negotiation completed before the flow began
   ambiguous       another IKE SA completed one within SAME_TIME of the last, or
-                  the last one's IKE SA was deleted before the flow began
+                  the last one's IKE SA was deleted (or sent a Delete) before the flow began
   ==============  =============================================================
 
-Computed at the end from what the model keeps (no per-packet state).
+Computed once by Analyzer.finish() from what the model keeps (no per-packet
+state) and kept as `Analyzer.owners`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from ikeflow.model import lifecycle
-from ikeflow.model.analysis import pair_key
+from ikeflow.model import analysis, lifecycle  # analysis imports this module: import it whole
 
 if TYPE_CHECKING:
     from ikeflow.model.analysis import Analyzer, PeerPair
@@ -47,7 +47,7 @@ class Owners:
         kids: dict[tuple[bytes, bytes], tuple[list[float], list[lifecycle.Child]]] = {}
         for table, by_sa in ((an.esp, self.esp), (an.ah, self.ah)):
             for f in table.flows.values():
-                key = pair_key(f.src, f.dst)
+                key = analysis.pair_key(f.src, f.dst)
                 pair = an.pairs.get(key)
                 self.carried.add(key)
                 if key not in kids:
@@ -79,7 +79,6 @@ class Owners:
         return lifecycle.churn(pair, self.data_since)
 
 
-
 def _owner(times: list[float], kids: list[lifecycle.Child], start: float,
            pair: PeerPair | None) -> tuple[IkeSa | None, str]:
     """The IKE SA of a flow that began at `start`, or None and why."""
@@ -92,6 +91,6 @@ def _owner(times: list[float], kids: list[lifecycle.Child], start: float,
     if any(c.sa is not last.sa and last.time - c.time < SAME_TIME for c in kids[:k]):
         return None, "ambiguous"
     closed = last.sa.closed
-    if closed and closed[0] in ("delete", "collision") and closed[2] < start:  # IKEv2: its children went with it
+    if closed and closed[0] in ("delete", "delete-unanswered", "collision") and closed[2] < start:  # children gone too
         return None, "ambiguous"
     return last.sa, ""

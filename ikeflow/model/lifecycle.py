@@ -1,27 +1,39 @@
 """How each IKE SA of a peer pair ended, and which one is alive at the end of the capture.
 
 An IKEv2 Delete is encrypted, but the SK header names the first inner payload
-in clear (RFC 7296 3.14): an INFORMATIONAL request that starts with a Delete,
-after which the SA carries nothing but Delete exchanges (a Delete request, its
-answer: a Delete, or empty for the IKE SA itself, RFC 7296 1.4.1), deleted the
-IKE SA (a deleted child SA leaves the IKE SA talking).  The context says why:
+in clear (RFC 7296 3.14).  RFC 7296 1.4.1: a Delete of the IKE SA is answered
+empty and nothing follows it on that SA; a Delete of child SAs is answered with
+a Delete of the paired SPIs (or empty, when both ends deleted the same child at
+once), and the IKE SA talks on.  So the IKE SA's Delete is its last request, a
+Delete answered empty; unanswered, it is told from a child's Delete only by its
+size: an IKE SA's Delete payload is 8 bytes, a child's carries 4-byte SPIs (12
+bytes at least), and with the chosen proposal known, an SK plaintext too small
+for 12 bytes holds the IKE SA's (padding to a block often hides the difference).
+A Delete answered with a Delete deleted a child SA only.  The context says why:
 
-  ==========  =============================================================
-  by          what the capture shows
-  ==========  =============================================================
-  collision   deleted, and the peers had brought up another IKE SA from the
-              other end within COLLISION_WINDOW (both initiated at once,
-              RFC 7296 2.8.2: one of the two goes)
-  replaced    deleted while a newer IKE SA of the pair lives on: one already in
-              use, or one without an IKE_SA_INIT of its own (a rekey)
-  delete      deleted, nothing else between the peers
-  expired     it was up, no Delete seen; its messages stop and a new IKE SA
-              between the peers starts later (lifetime over, or a peer
-              declared it dead)
-  ==========  =============================================================
+  =================  ==========================================================
+  by                 what the capture shows
+  =================  ==========================================================
+  collision          the peers had brought up another IKE SA from the other end
+                     within COLLISION_WINDOW (both initiated at once) that lives
+                     on; this one was deleted, or (no Delete of it seen) fell
+                     silent: frame = its Delete request, or its last message
+  replaced           deleted while a newer IKE SA of the pair lives on: one
+                     already in use, or one without an IKE_SA_INIT of its own
+                     (a rekey)
+  delete             deleted, nothing else between the peers
+  delete-unanswered  its last request is a Delete that no answer follows, and
+                     its size does not tell the IKE SA's from a child SA's
+  superseded         it was up, no Delete of it seen; its messages stop and the
+                     peers start a new negotiation (IKE_SA_INIT / MM1 / AM1):
+                     a restart or reconnect, not a rekey; frame = the new
+                     negotiation's first message
+  =================  ==========================================================
 
-An IKEv1 Delete is an encrypted Informational like any DPD message, so an
-IKEv1 SA is only ever "expired" here.
+Nothing on the wire shows an SA expiring: a lifetime ends in a rekey or a
+Delete (RFC 7296 2.8), so an SA that just falls silent is never called expired.
+An IKEv1 Delete is an encrypted Informational like any DPD message, so an IKEv1
+SA is only ever "collision" (no Delete) or "superseded" here.
 
 `children()` lists the child SA negotiations that completed (what ESP can
 belong to, see model.attribution) and `churn()` counts a pair's rekeys,
@@ -49,20 +61,22 @@ CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + 84
 # and rekey margins are minutes to hours (strongSwan: rekey_time 4 h, libreswan: ikelifetime 8 h), so only a
 # reconnect loop or a refused setup ends an SA this fast.
 SHORT_LIFE = 60.0
+# Bytes of SK plaintext (payloads, padding, pad length) that a Delete of a child SA needs at least: the Delete
+# payload's 8 bytes and one 4-byte SPI (RFC 7296 3.11); an IKE SA's Delete (8 bytes, no SPI) fits in less.
+CHILD_DELETE_MIN = 8 + 4 + 1
 
 
 def close(pair: PeerPair) -> None:
     """Set `closed` on each IKE SA of the pair, and the pair's `alive` SA."""
-    deletes = {id(sa): delete_request(sa) for sa in pair.sas}
     for sa in pair.sas:
-        d = deletes[id(sa)]
-        if d is not None:
-            sa.closed = (_why_deleted(pair, sa, d), d.ref, d.time)
+        found = ike_sa_delete(sa)
+        if found:
+            d, sure = found
+            sa.closed = (_why_deleted(pair, sa, d) if sure else "delete-unanswered", d.ref, d.time)
+        elif sa.up_time is not None:
+            sa.closed = _ended_silently(pair, sa)
         else:
-            later = sa.up_time is not None and any(o.index > sa.index and o.messages and _opens(o)
-                                                    and o.messages[0].time > sa.messages[-1].time for o in pair.sas)
-            last = sa.messages[-1]
-            sa.closed = ("expired", last.ref, last.time) if later else None
+            sa.closed = None
     up = [sa for sa in pair.sas if sa.up_time is not None and sa.closed is None]
     pair.alive = max(up, key=lambda sa: sa.up_time) if up else None
 
@@ -72,25 +86,23 @@ def _opens(sa: IkeSa) -> bool:
     return sa.up_time is not None or sa.messages[0].msg.exchange_type in (*sequences.PHASE1_V1, sequences.IKE_SA_INIT)
 
 
-def delete_request(sa: IkeSa) -> Seen | None:
-    """The IKEv2 Delete request that ended the SA: the first of the Delete exchanges that end its messages."""
+def ike_sa_delete(sa: IkeSa) -> tuple[Seen, bool] | None:
+    """The IKEv2 Delete request that ends the SA, and whether it surely deleted the IKE SA (answered empty, or
+    too small for a child's SPI); None when the SA's last request is no Delete or was answered with a Delete
+    (a child SA's).  An IKE_SA_INIT request after the SA came up starts another SA and does not count."""
     if sa.version != 2:
         return None
-    found = None
-    for m in reversed(sa.messages):
-        if not _is_delete(m):
-            break
-        if m.request and not m.retransmission:
-            found = m
-    return found
-
-
-def _is_delete(m: Seen) -> bool:
-    """A Delete request, or an answer to one (a Delete, or empty)."""
-    if m.msg.exchange_type != sequences.INFORMATIONAL:
-        return False
-    first = m.msg.encrypted_first
-    return first == "D" or (first == "NONE" and not m.request)
+    last = next((m for m in reversed(sa.messages) if m.request and not m.retransmission
+                 and m.msg.exchange_type != sequences.IKE_SA_INIT), None)
+    if last is None or last.msg.exchange_type != sequences.INFORMATIONAL or last.msg.encrypted_first != "D":
+        return None
+    answer = next((m for m in sa.messages if not m.request and m.sender != last.sender
+                   and m.msg.exchange_type == sequences.INFORMATIONAL and m.msg.message_id == last.msg.message_id),
+                  None)
+    if answer is not None:
+        return (last, True) if answer.msg.encrypted_first == "NONE" else None
+    small = sa.chosen is not None and last.plaintext is not None and last.plaintext < CHILD_DELETE_MIN
+    return last, small
 
 
 def _why_deleted(pair: PeerPair, sa: IkeSa, d: Seen) -> str:
@@ -102,6 +114,18 @@ def _why_deleted(pair: PeerPair, sa: IkeSa, d: Seen) -> str:
     replaced = any(o.index > sa.index and (o.messages[0].time < d.time or o.messages[0].label != "IKE_SA_INIT")
                    for o in after)
     return "replaced" if replaced else "delete"
+
+
+def _ended_silently(pair: PeerPair, sa: IkeSa) -> tuple[str, int, float] | None:
+    """An SA that came up and was not deleted: a collision's loser (silent while the other lives on), or
+    superseded by a new negotiation between the peers after its last message; else None (still up)."""
+    last = sa.messages[-1]
+    if any(_collided(sa, o) and o.messages[-1].time > last.time for o in pair.sas if o is not sa and o.messages):
+        return "collision", last.ref, last.time
+    later = [o.messages[0] for o in pair.sas
+             if o.index > sa.index and o.messages and _opens(o) and o.messages[0].time > last.time]
+    first = min(later, key=lambda m: m.time, default=None)
+    return ("superseded", first.ref, first.time) if first else None
 
 
 def _collided(sa: IkeSa, o: IkeSa) -> bool:

@@ -70,7 +70,7 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
     """The document without `messages` (see MessageSpool and write); the long arrays are iterators."""
     frame = Frames(len(files))
     directions = an.esp.directions()
-    owners = Owners(an)
+    owners = an.owners
     times = [t for f in files for t in f.span() if t is not None]
     return {
         "schema": SCHEMA,

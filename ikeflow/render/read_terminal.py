@@ -38,7 +38,7 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
                   f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
     if not an.pairs:
         console.print("No IKE or ESP traffic in this capture.")
-    errors, owners = first_errors(an, findings), Owners(an)
+    errors, owners = first_errors(an, findings), an.owners
     for key, pair in an.pairs.items():
         verdict = verdicts.get(key, "")
         body = [Text(verdict, style="bold red" if key in errors else "bold green"),
