@@ -14,12 +14,14 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_SA
 from scapy.layers.l2 import CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
+from scapy.packet import Raw
 
 from ikeflow.model.analysis import Analyzer
 from ikeflow.pipeline import read_captures
 from ikeflow.sources.capture import FAST, CaptureError, FileInfo, read_files, scan, split_ref
 from ikeflow.model.esp import EspTable
 from ikeflow.decode.linktypes import LINK_TYPES
+import ikeflow.sources.capture as capture
 
 A, B = "192.0.2.1", "203.0.113.5"
 
@@ -165,6 +167,87 @@ def test_ipv6_esp_and_ike(tmp_path):
     assert an.stats.esp == 1 and an.stats.ike == 1
     f = next(iter(an.esp.flows.values()))
     assert f.src_ip == "2001:db8::1" and f.spi == 5
+
+
+def _same_as_decoder(path, plain_ipv4=True):
+    """Read `path` with the inline ESP path and without it; both must give the same analysis: flows
+    (every counter), peer pairs, stats, and the flows and pairs in the same order but those of plain IPv4
+    (`plain_ipv4`: untagged; the inline IPv4 path makes those at once, the decoder when it gets to them)."""
+    from ikeflow.pipeline import Pipeline
+
+    fast, slow = Pipeline(), Pipeline()
+    record, fast.decoded = fast.model.record, []
+    fast.model.record = lambda rec: (fast.decoded.append(rec.ref), record(rec))
+    fast.read([path])
+    slow.read([path], esp_fast=False)
+    for p in (fast, slow):
+        p.model.finish(p.infos[0].packets)
+    f_flows, s_flows = fast.model.esp.flows, slow.model.esp.flows
+    ordered = (lambda key: key >> 160) if plain_ipv4 else (lambda key: True)  # IPv6: esp_key has bit 160 set
+    assert [k for k in f_flows if ordered(k)] == [k for k in s_flows if ordered(k)]
+    assert f_flows.keys() == s_flows.keys()
+    for key, f in f_flows.items():
+        g = s_flows[key]
+        for attr in ("src", "dst", "packets", "bytes", "first_time", "last_time", "first_frame", "last_frame",
+                     "seq_first", "seq_min", "seq_max", "duplicates", "reordered", "lost", "encap", "sport", "dport"):
+            assert getattr(f, attr) == getattr(g, attr), (hex(f.spi), attr)
+    pairs = [[(p.a, p.b, p.first_time) for p in pipe.model.pairs.values() if not plain_ipv4 or len(p.a) == 16]
+             for pipe in (fast, slow)]
+    assert pairs[0] == pairs[1]
+    assert fast.model.stats == slow.model.stats
+    return fast
+
+
+V6A, V6B = "2001:db8::1", "2001:db8:1::5"
+
+
+@pytest.mark.parametrize("layer,linktype,tagged", [
+    (lambda p: eth(p), 1, False),
+    (lambda p: bytes(Ether() / Dot1Q(vlan=10) / p), 1, True),
+    (lambda p: bytes(Ether() / Dot1AD(vlan=20) / Dot1Q(vlan=10) / p), 1, True),
+    (lambda p: bytes(CookedLinux(pkttype=4, proto=0x86DD if IPv6 in p else 0x0800) / p), 113, False),
+    (lambda p: struct.pack(">HHIHBB8s", 0x86DD if IPv6 in p else 0x0800, 0, 2, 1, 0, 6, b"\0" * 8) + bytes(p), 276,
+     False),
+    (lambda p: bytes(p), 101, False),
+    (lambda p: bytes(p), 229, False),
+])
+def test_inline_ipv6_and_tagged_esp_is_what_the_decoder_counts(tmp_path, monkeypatch, layer, linktype, tagged):
+    """IPv6 ESP (plain, UDP-encapsulated) and ESP behind VLAN tags are counted inline, with the same result
+    as the decoder: in and out of sequence, duplicates, a copy, a flow that starts before its peers' IKE."""
+    monkeypatch.setattr(capture, "MAPPED_SPAN", 500)  # batches of a few frames, decoded as they come
+    monkeypatch.setattr(capture, "HOLD", 3)
+    v6 = IPv6(src=V6A, dst=V6B)
+    udp6 = IPv6(src=V6B, dst=V6A) / UDP(sport=62001, dport=4500)
+    flows = [
+        [v6 / ESP(spi=0x501, seq=s, data=b"q" * 40) for s in range(1, 40)],
+        [udp6 / ESP(spi=0x502, seq=s, data=b"r" * 30) for s in (1, 2, 3, 5, 4, 4, 6, 7, 8, 9, 10)],
+        [esp(s, spi=0x503) for s in range(1, 20)],  # IPv4: the inline path, or behind tags _more
+        [v6 / UDP(sport=500, dport=500) / ISAKMP(init_cookie=b"\x33" * 8, exch_type=34), udp6 / Raw(b"\xff"),
+         udp6 / Raw(b"\0\0\0\0" + bytes(ISAKMP(init_cookie=b"\x34" * 8, exch_type=37)))],
+        [IPv6(src="2001:db8:9::1", dst="2001:db8:9::2") / ESP(spi=0x504, seq=s, data=b"s" * 20) for s in (7, 8, 9)],
+    ]
+    frames = [layer(p) for i in range(39) for f in flows if i < len(f) for p in [f[i]]]  # interleaved
+    frames.insert(30, frames[29])  # a copy of the frame before
+    blob = pcap([(1000.0 + i / 1000, f) for i, f in enumerate(frames)], linktype=linktype)
+    (tmp_path / "c.pcap").write_bytes(blob)
+    fast = _same_as_decoder(str(tmp_path / "c.pcap"), not tagged)
+    assert fast.model.stats.esp == 39 + 11 + 19 + 3 and fast.model.stats.keepalives == 1
+    assert len(fast.decoded) < len(frames) // 2  # most counted inline
+
+
+def test_inline_path_holds_a_new_flow_back_until_the_decoder_made_it(tmp_path, monkeypatch):
+    """The first packet of an IPv6 flow goes to the decoder; the packets read before the decoder got to it are
+    held back and counted right after it, in order; out-of-sequence packets are counted inline."""
+    monkeypatch.setattr(capture, "MAPPED_SPAN", 600)  # a batch every few frames
+    monkeypatch.setattr(capture, "HOLD", 2)
+    v6 = IPv6(src=V6A, dst=V6B)
+    seqs = [1, 2, 3, 9, 4, 5, 6, 10, 11, 11, 12, 8, 13, 14] + list(range(15, 60))
+    blob = pcap([(2000.0 + i, eth(v6 / ESP(spi=0x601, seq=s, data=b"t" * 20))) for i, s in enumerate(seqs)])
+    (tmp_path / "c.pcap").write_bytes(blob)
+    fast = _same_as_decoder(str(tmp_path / "c.pcap"))
+    assert fast.decoded == [1]
+    f = next(iter(fast.model.esp.flows.values()))
+    assert (f.packets, f.duplicates, f.reordered, f.lost) == (len(seqs), 1, 4, 1)
 
 
 def test_gzip_and_stdin(tmp_path, monkeypatch):

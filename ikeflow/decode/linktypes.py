@@ -17,7 +17,7 @@ class LinkType:
     name: str
     ip_at: int  # offset of the network header (Ethernet: without VLAN tags)
     ethertype_at: int | None  # offset of the ethertype naming the network layer; None: the table says
-    fast: bool  # the reader's inline path counts plain IPv4 ESP at these fixed offsets
+    fast: bool  # the reader's inline path counts plain ESP at these offsets (IPv4 fixed; IPv6, VLAN tags: see capture)
 
 
 LINK_TYPES = {
@@ -26,7 +26,7 @@ LINK_TYPES = {
     RAW_BSD: LinkType("raw IP (DLT_RAW on most BSDs)", 0, None, True),
     RAW_OPENBSD: LinkType("raw IP (DLT_RAW on OpenBSD)", 0, None, True),
     IPV4: LinkType("raw IPv4", 0, None, True),
-    IPV6: LinkType("raw IPv6", 0, None, False),  # the inline path reads IPv4 only
+    IPV6: LinkType("raw IPv6", 0, None, True),
     SLL: LinkType("Linux cooked (tcpdump -i any)", 16, 14, True),
     SLL2: LinkType("Linux cooked v2", 20, 0, True),
     NULL: LinkType("BSD loopback (address family in host byte order)", 4, None, False),

@@ -54,6 +54,7 @@ PCAP_MAGICS = {
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 NEVER = float("-inf")  # the time before the first frame
+FLUSH: list = []  # a batch of no records after which every record read so far is to be decoded (_in_time_order)
 VLAN_TAGS = (b"\x81\x00", b"\x88\xa8", b"\x91\x00")  # ethertypes of 802.1Q/802.1ad tags
 
 # IPv4 header and the first 16 bytes of its payload in one read: version/IHL, total
@@ -64,6 +65,18 @@ FAST = {number: (struct.Struct(_IP).unpack_from if lt.ethertype_at is None else
                   struct.Struct(">H" + "x" * (lt.ip_at - lt.ethertype_at - 2) + _IP[1:]).unpack_from,
                   lt.ethertype_at, lt.ip_at)
          for number, lt in LINK_TYPES.items() if lt.fast}
+_IP4 = struct.Struct(_IP).unpack_from
+# IPv6 header and the first 16 bytes of its payload: payload length, next header, destination (two halves),
+# then w0..w3 as for IPv4.
+_IP6 = struct.Struct(">4xHBx16xQQIIII").unpack_from
+IPV4_ETHERTYPE, IPV6_ETHERTYPE = 0x0800, 0x86DD
+VLAN_ETHERTYPES = frozenset(int.from_bytes(tag, "big") for tag in VLAN_TAGS)
+IKE_PORT = 500  # UDP between it and the NAT-T port is IKE to the decoder (a custom --ike-port is not known here)
+OTHER, COUNTED, COPY, DECODE = range(4)  # what _PcapWalker._more did with a frame
+MARK = -2  # the link type of a Record that stands for a frame counted by _more (wirelen: its captured length;
+#            -1 is a pcapng interface never described)
+FIRSTS = 1 << 16  # flows whose first packet a two-core helper hands over (past that it hands over every packet)
+PENDING = 1 << 12  # new flows whose first packet the decoder has not counted yet (past that it gets all new flows)
 
 
 class CaptureError(Exception):
@@ -159,6 +172,7 @@ class Quality:
         for name, pick in (("earliest", min), ("latest", max)):
             values = [v for v in (getattr(self, name), getattr(later, name)) if v is not None]
             setattr(self, name, pick(values) if values else None)
+        self.cut_decoded.update([ref + shift for ref in later.cut_decoded][: CUT_KEPT - len(self.cut_decoded)])
 
     def no_time(self, packets: int) -> bool:
         """No timestamps to go by: every frame has the time of the one before it, or most are at 0."""
@@ -479,10 +493,11 @@ def _mapped(path: str):
 class _PcapWalker:
     """The hot loop over classic pcap records, shared by the mapped and the streamed reader.
 
-    `start`: where records begin in the buffers walked; the copy check looks back no further."""
+    `start`: where records begin in the buffers walked; the copy check looks back no further.
+    `firsts`: given to the helper of a two-core read (see `_more`)."""
 
     def __init__(self, endian: str, scale: float, linktype: int, file_index: int, esp: EspTable | None,
-                 quality: Quality, start: int):
+                 quality: Quality, start: int, firsts: set[int] | None = None):
         self.rec = struct.Struct(endian + "IIII").unpack_from
         self.scale, self.linktype, self.esp = scale, linktype, esp
         self.quality, self.start = quality, start
@@ -490,6 +505,9 @@ class _PcapWalker:
         self.first = self.last = None
         self.fast = FAST.get(linktype) if esp is not None else None
         self.corrupt: int | None = None  # offset of a record header with an impossible length
+        self.firsts = firsts
+        self.pending: dict[int, list[tuple]] = {}  # flow key -> esp.add arguments held back (see _more)
+        self.flood = 0  # the frame from which there were too many flows pending: the decoder counts the newer flows
 
     def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
         """Records starting in buf[off:off+span] that end by n; returns where it stopped and the
@@ -501,11 +519,14 @@ class _PcapWalker:
             unpack, at, l2 = self.fast
             if at is None:  # no ethertype: read the IP header with a fake one in front
                 raw = unpack
-                unpack, at = (lambda b, o: (0x0800, *raw(b, o))), 0
+                unpack, at = (lambda b, o: (IPV4_ETHERTYPE, *raw(b, o))), 0
         at += 16  # unpack from the record header's offset
         need = l2 + 36  # IPv4 header and 16 bytes of payload
         hot_get = esp.hot.get if esp is not None else None
         natt = esp.natt_port if esp is not None else 0
+        more = self._more
+        if self.pending:
+            self.settle(esp.flows)
         ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
         stop = min(n - 15, off + span)
@@ -531,7 +552,7 @@ class _PcapWalker:
             # Fast path: the steps of fast_esp, inline (a call per packet costs a third of the speed).
             if caplen >= need:
                 etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
-                if etype == 0x0800 and vhl == 0x45 and not frag & 0x3FFF:
+                if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
                         spi, seq, ports = w0, w1, 0
                     elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
@@ -556,6 +577,16 @@ class _PcapWalker:
                                         buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                         off = end
                         continue
+                else:  # IPv6, or behind VLAN tags
+                    got = more(buf, off + 16, end, etype, caplen < wirelen, ts, ref)
+                    if got:
+                        if got == DECODE:
+                            batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
+                        elif got == COUNTED:  # it keeps its place among the records put in time order
+                            batch.append(Record(ref, ts, MARK, b"", caplen))
+                        decoded = ref
+                        off = end
+                        continue
             if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
                 batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
             decoded = ref
@@ -564,6 +595,110 @@ class _PcapWalker:
         if ref != self.base:
             self.last = ts
         return off, batch
+
+    def _more(self, buf, p: int, end: int, etype: int, cut: bool, ts: float, ref: int) -> int:
+        """The ESP that the inline IPv4 path leaves to the decoder, at buf[p:end] (the frame; `etype`: what
+        the fixed offset of the link type holds): IPv6 (plain or UDP-encapsulated) and IPv4 or IPv6 behind
+        802.1Q/802.1ad tags.  OTHER: not such ESP, the caller goes on; COUNTED: counted here; COPY: a copy
+        of the frame before, dropped; DECODE: ESP for the decoder.
+
+        The decoder used to count these frames: so that the analysis stays what it was, it still counts
+        the first packet of each flow (which makes the peer pair when the pair is new, and the flow when
+        it gets to it), and the packets of the flow read before it did so are held back (`pending`) and
+        counted, in order, right after (`settle`).  The helper of a two-core read (`firsts` set) has no
+        decoder behind it: it hands over the first packet of each such flow and counts the rest, which
+        the main process adds to the flow after the first (`_scan_pcap_parallel`)."""
+        linktype = self.linktype
+        lt = LINK_TYPES[linktype]
+        if lt.ethertype_at is None:  # raw IP: the version says
+            ip = p
+            etype = IPV6_ETHERTYPE if buf[ip] >> 4 == 6 else IPV4_ETHERTYPE
+        else:
+            ip = p + lt.ip_at
+            if linktype == ETHERNET:
+                while etype in VLAN_ETHERTYPES and ip + 4 <= end:
+                    etype = (buf[ip + 2] << 8) | buf[ip + 3]
+                    ip += 4
+        natt = self.esp.natt_port
+        if etype == IPV6_ETHERTYPE:
+            if ip + 56 > end or buf[ip] >> 4 != 6:
+                return OTHER
+            plen, proto, dst_hi, dst_lo, w0, w1, w2, w3 = _IP6(buf, ip)
+            size, body, dst = 40 + plen, ip + 40, (dst_hi << 64) | dst_lo
+            if dst < 1 << 32:  # an IPv6 address that an IPv4 flow's destination could equal
+                return OTHER
+            key = ((1 << 128) | dst) << 32  # as model.esp.esp_key
+        elif etype == IPV4_ETHERTYPE:
+            if ip + 36 > end:
+                return OTHER
+            vhl, size, frag, proto, dst, w0, w1, w2, w3 = _IP4(buf, ip)
+            if vhl != 0x45 or frag & 0x3FFF:
+                return OTHER
+            body, key = ip + 20, dst << 32
+        else:
+            return OTHER
+        datagram_end = ip + size
+        if datagram_end > end:  # cut by the capture, or a length that does not fit
+            return OTHER
+        if proto == 50:
+            if datagram_end - body < 8:
+                return OTHER
+            spi, seq, ports = w0, w1, 0
+        elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and IKE_PORT not in (w0 >> 16, w0 & 0xFFFF):
+            udp_end = body + (w1 >> 16)
+            if not body + 16 <= udp_end <= datagram_end or ike_without_marker(buf[body + 8 : udp_end]):
+                return OTHER  # a keepalive, cut short, or IKE without the non-ESP marker
+            spi, seq, ports = w2, w3, w0
+        else:
+            return OTHER
+        if not spi:  # IKE after the non-ESP marker (SPI 0 is reserved, RFC 4303 2.1)
+            return OTHER
+        key |= spi
+        esp, pending = self.esp, self.pending.get(key)
+        if pending is None and self.flood and ((f := esp.flows.get(key)) is None or f.first_frame >= self.flood):
+            return OTHER  # a flow begun since: all of it to the decoder, as before
+        if pending is None:
+            h = esp.hot.get(spi)
+            if h is not None and h[5] == dst and seq == h[4] + 1:
+                h[0] += 1
+                h[1] += size
+                h[2] = ts
+                h[3] = ref
+                h[4] = seq
+                return self._counted(cut, ref)
+        if self._copy(buf, p - 16, end - p, ts, ref):
+            return COPY
+        addresses = (buf[ip + 8 : ip + 24], buf[ip + 24 : ip + 40]) if etype == IPV6_ETHERTYPE else \
+            (buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20])
+        args = (key, "udp" if ports >> 16 else "esp", ports >> 16, ports & 0xFFFF, *addresses, seq, size, ts, ref)
+        if pending is not None:
+            pending.append(args)
+            return self._counted(cut, ref)
+        if key in esp.flows or (self.firsts is not None and key in self.firsts):
+            esp.add(*args)  # "udp" by the source port, as the decoder says
+            return self._counted(cut, ref)
+        if self.firsts is not None:
+            if len(self.firsts) < FIRSTS:
+                self.firsts.add(key)
+        elif len(self.pending) < PENDING:
+            self.pending[key] = []
+        else:  # an SPI scan or flood, say
+            self.flood = ref
+        return DECODE
+
+    def _counted(self, cut: bool, ref: int) -> int:
+        if cut:  # what the pipeline remembers of a cut frame it decodes
+            kept = self.quality.cut_decoded
+            if len(kept) < CUT_KEPT:
+                kept.add(ref)
+        return COUNTED
+
+    def settle(self, flows: dict | None = None) -> None:
+        """Count the packets held back for flows the decoder has made (of `flows`; None: for all, at the end)."""
+        esp = self.esp
+        for key in [k for k in self.pending if flows is None or k in flows]:
+            for args in self.pending.pop(key):
+                esp.add(*args)
 
     def _copy(self, buf, off: int, caplen: int, ts: float, ref: int) -> bool:
         """The record at `off` is a copy of the record before it (counted as such)."""
@@ -594,6 +729,7 @@ def _scan_pcap_mapped(mm, endian, scale, file_index, info, esp) -> Iterator[list
     info.linktypes = [_pcap_linktype(mm[:24], endian)]
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
     yield from _walk_mapped(mm, walker, 24, n, info)
+    yield from _settled(walker)
     _pcap_end(walker, info, info.bytes_read, n)
 
 
@@ -635,7 +771,8 @@ def _resync(mm, endian: str, scale: float, start: int) -> int | None:
 def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
     """A big mapped pcap on two cores: a forked child counts the ESP of the later part and
     spools its other records; this process reads the first part, then merges the child's
-    ESP flows and replays its records in order, renumbered."""
+    ESP flows and replays its records in order, renumbered.  The flows whose first packet in
+    the later part the child handed over (`_PcapWalker._more`) are merged after the replay."""
     import pickle
     import tempfile
 
@@ -651,12 +788,15 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         status = 1
         try:
             os.close(rfd)
-            theirs = esp.fresh()
-            walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs, Quality(), 24)
+            theirs, firsts = esp.fresh(), set()
+            walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs, Quality(), 24, firsts)
             for batch in _walk_mapped(mm, walker, split, len(mm), info):
                 pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)  # one pickle a batch: no memo keeps records
             spool.flush()
-            result = (theirs.flows, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
+            after = type(theirs.flows)()  # the model's Flows, for the flows whose first packet is in the spool
+            for key in firsts & theirs.flows.keys():
+                after[key] = theirs.flows.pop(key)
+            result = (theirs.flows, after, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
                       walker.corrupt, walker.quality)
             with os.fdopen(wfd, "wb") as pipe:
                 pickle.dump(result, pipe, pickle.HIGHEST_PROTOCOL)
@@ -668,13 +808,14 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
         for batch in _walk_mapped(mm, walker, 24, split, info):
             yield batch
+        yield from _settled(walker)
         if walker.corrupt is not None:  # the first part is broken: what the child read is not to be trusted
             os.close(rfd)
             _pcap_end(walker, info, walker.corrupt, len(mm))
             return
         with os.fdopen(rfd, "rb") as pipe:
             try:
-                flows, frames, first, last, end, corrupt, quality = pickle.load(pipe)
+                flows, after, frames, first, last, end, corrupt, quality = pickle.load(pipe)
             except EOFError:
                 raise OSError("the helper process reading the second part of the file failed") from None
         shift = walker.ref - walker.base
@@ -691,6 +832,8 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
             for r in batch:
                 r.ref += shift
             yield batch
+        yield FLUSH  # every record decoded before the flows they begin are merged
+        esp.merge(after, shift)
         walker.ref += frames
         walker.last = last if last is not None else walker.last
         walker.corrupt = corrupt
@@ -717,6 +860,14 @@ def _walk_mapped(mm, walker: "_PcapWalker", off: int, stop: int, info: FileInfo)
             end = off - off % mmap.PAGESIZE
             mm.madvise(mmap.MADV_DONTNEED, start, end - start)
             done = end
+
+
+def _settled(walker: _PcapWalker) -> Iterator[list[Record]]:
+    """FLUSH if packets are held back for flows whose first packet the decoder has not counted yet; then
+    count them (after FLUSH every record read has been decoded)."""
+    if walker.pending:
+        yield FLUSH
+        walker.settle()
 
 
 def _pcap_end(walker: _PcapWalker, info: FileInfo, off: int, n: int) -> None:
@@ -753,6 +904,7 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
             yield batch
     if walker.corrupt is not None:
         walker.corrupt += consumed
+    yield from _settled(walker)
     _pcap_end(walker, info, consumed + off, consumed + len(buf))
 
 
@@ -889,7 +1041,10 @@ def read_files(paths: list[str], esp: EspTable, infos: list[FileInfo]) -> Iterat
 
 def _in_time_order(batches: Iterator[list[Record]], infos: list[FileInfo]) -> Iterator[list[Record]]:
     """The records sorted on time (file order among equal times): each batch, and the last HOLD records (at most
-    HOLD_BYTES) of the batches before it; one earlier than a record already let through is counted `late`."""
+    HOLD_BYTES) of the batches before it; one earlier than a record already let through is counted `late`.
+    FLUSH lets through every record held.  The frames that _PcapWalker._more counted itself are held and
+    sorted as the records they were before it did (MARK records, never let through): the decoder then
+    gets to each record, and so to the first packet of a flow, when it did."""
     held: list[Record] = []
     let_through = NEVER
     for batch in batches:
@@ -901,17 +1056,17 @@ def _in_time_order(batches: Iterator[list[Record]], infos: list[FileInfo]) -> It
                     infos[split_ref(r.ref)[0]].quality.late += 1
                 bisect.insort(held, r, key=_time)
         keep = size = 0
-        for r in reversed(held):
-            size += len(r.data)
+        for r in reversed(held if batch is not FLUSH else ()):
+            size += r.wirelen if r.linktype == MARK else len(r.data)
             if keep == HOLD or size > HOLD_BYTES:
                 break
             keep += 1
         out, held = held[: len(held) - keep], held[len(held) - keep :]
         if out:
             let_through = out[-1].time
-        yield out  # even empty: a batch read is progress
+        yield [r for r in out if r.linktype != MARK]  # even empty: a batch read is progress
     if held:
-        yield held
+        yield [r for r in held if r.linktype != MARK]
 
 
 def _time(r: Record) -> float:
