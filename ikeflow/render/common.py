@@ -21,6 +21,27 @@ def ip(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw)) if raw else ""
 
 
+def nat_text(sa: IkeSa, short: bool = False) -> str:
+    """What NAT-D and the ports tell of an IKE SA's NAT, in an admin's words (`short`: for live's table)."""
+    if sa.rewritten():
+        text = "rewritten" if short else "addresses rewritten (NAT-D mismatch, no float)"
+    else:
+        behind = sa.behind_nat()
+        who = [r for r in "IR" if behind[r]]
+        if short and who:
+            text = "both behind NAT" if len(who) == 2 else f"{who[0]} behind NAT"
+        elif short:
+            text = "none (NAT-D verified)" if sa.natd else "unknown (no NAT-D seen)"
+        else:
+            text = (", ".join(f"{'initiator' if r == 'I' else 'responder'} behind NAT" for r in who)
+                    or ("no NAT (NAT-D verified)" if sa.natd else "unknown (no NAT-D seen)"))
+    if sa.float_at:
+        text += f"; float at {sa.float_at}"
+    elif sa.started_natt:
+        text += "; started on NAT-T" if short else "; started on the NAT-T port"
+    return text
+
+
 class Frames:
     """Frame references as JSON: plain frame numbers for one file, [file, frame] for several."""
 

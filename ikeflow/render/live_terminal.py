@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ikeflow.render.common import clock, ip
+from ikeflow.render.common import clock, ip, nat_text
 from ikeflow.render.read_terminal import STYLE, render
 
 
@@ -129,17 +129,11 @@ class TerminalSink:
                 last_time = max(last_time, m.time)
                 arrow = "→" if m.src == a else "←"
                 last = f"{m.label}{' again' if m.retransmission else ''} {arrow} {_ago(now - m.time)}"
-                behind = sa.behind_nat()
-                who = [r for r in "IR" if behind[r]]
-                nat = {0: "", 1: f"{who[0]} behind NAT", 2: "both behind NAT"}[len(who)]
-                if sa.float_at:
-                    nat += ("; " if nat else "") + f"float at {sa.float_at}"
-                elif sa.started_natt:
-                    nat += ("; " if nat else "") + "started on NAT-T"
+                nat = nat_text(sa, short=True)
             out, back = esp.get((a, b), 0), esp.get((b, a), 0)
             ro, rb = self.esp_rate.get((a, b), 0.0), self.esp_rate.get((b, a), 0.0)
             rows.append((last_time, (f"{ip(a)}\n⇄ {ip(b)}", sa_text, state, last, str(self.retrans.get(k, 0) or ""),
-                                     nat or "none seen", f"{_n(out)} {_n(ro)}/s" if out else "0",
+                                     nat, f"{_n(out)} {_n(ro)}/s" if out else "0",
                                      f"{_n(back)} {_n(rb)}/s" if back else "0")))
         room = max(3, self.console.size.height - self.EVENTS - 8)
         rows.sort(key=lambda r: r[0], reverse=True)

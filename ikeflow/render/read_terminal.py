@@ -15,7 +15,7 @@ from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.diagnose.findings import first_errors
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.decode.proposals import summarize_sa
-from ikeflow.render.common import ip
+from ikeflow.render.common import ip, nat_text
 
 STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 LADDER_WIDTH = 30
@@ -75,13 +75,7 @@ def _pair_table(pair, directions: dict, owners: Owners) -> Table:
         return f"{ip(pair.a)}→ {out}, ← {sum(f.packets for f in of) - out}" if of else "—"
 
     for sa in pair.sas:
-        behind = sa.behind_nat()
-        nat = (", ".join(f"{'initiator' if r == 'I' else 'responder'} behind NAT" for r in "IR" if behind[r])
-               or ("none (NAT-D checked)" if sa.natd else "unknown (no NAT-D)"))
-        if sa.float_at:
-            nat += f"; float at {sa.float_at}"
-        elif sa.started_natt:
-            nat += "; started on the NAT-T port"
+        nat = nat_text(sa)
         state = sa.state() + (f" (closed: {sa.closed[0]}, frame {split_ref(sa.closed[1])[1]})" if sa.closed else "")
         t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), state, nat, esp(owners.esp_of(sa)))
     loose = [f for f in flows if owners.sa[f] is None]
