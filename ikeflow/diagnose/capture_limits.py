@@ -33,7 +33,8 @@ from ipaddress import ip_address
 from ikeflow.diagnose import capture_quality
 from ikeflow.diagnose.finding import WARNING, Finding, duration
 from ikeflow.model import sequences
-from ikeflow.model.analysis import Analyzer, pair_key
+from ikeflow.model.analysis import Analyzer
+from ikeflow.model.events import pair_key
 from ikeflow.model.ikesa import ZERO_SPI, IkeSa, Seen
 from ikeflow.sources.capture import split_ref
 

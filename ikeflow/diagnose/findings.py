@@ -6,12 +6,14 @@ findings.  A new rule is a function added to the table, plus a test.
 
 from __future__ import annotations
 
-from ikeflow.model.analysis import Analyzer, pair_key
+from ikeflow.model.analysis import Analyzer
+from ikeflow.model.events import pair_key
 from ikeflow.sources.capture import FileInfo, split_ref
-from ikeflow.diagnose import capture_limits, capture_quality, stalls
+from ikeflow.diagnose import capture_limits, capture_quality, policy, stalls
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.limits import OPTIONS
 from ikeflow.model import attribution, lifecycle
+
 
 def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
     """Run every rule (these and the diagnosis rules); errors first, then warnings, then information."""
@@ -201,7 +203,6 @@ def churn(an: Analyzer, files):
                           [sa.closed[1] for sa in short[:10]], [], None, key)
 
 
-from ikeflow.diagnose import policy  # noqa: E402  (policy rules: weak-crypto, aggressive-psk, proposal-malformed)
 
 RULES = [retransmissions, nat, malformed, esp, icmp, fragments, capture_problems, overflow, churn,
          *capture_limits.RULES, *capture_quality.RULES, *policy.RULES]

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from ikeflow.model import liveness, sequences
 from ikeflow.model.analysis import Analyzer
+from ikeflow.model.events import pair_key
 from ikeflow.diagnose import capture_limits
 from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
                                              RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
@@ -526,10 +527,6 @@ def _addr(sa: IkeSa, role: str) -> bytes:
     return (sa.initiator if role == "I" else sa.responder)[0]
 
 
-def _pair_key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
-    return (a, b) if a <= b else (b, a)
-
-
 def _before(a: Seen, b: Seen) -> bool:
     """`a` was captured before `b` (frame order breaks ties: some captures carry no timestamps)."""
     return (a.time, a.ref) < (b.time, b.ref)
@@ -555,7 +552,7 @@ def _mtu_facts(m: Seen, facts: Facts) -> Facts:
 
 def _icmp_facts(an: Analyzer, sa: IkeSa, peer: bytes, since: float, facts: Facts) -> Facts:
     """ICMP errors about this SA's packets to `peer`, sorted into what they say."""
-    pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
+    pair = an.pairs.get(pair_key(sa.initiator[0], sa.responder[0]))
     events = [e for e in (pair.icmp if pair else []) if e.time >= since - 1.0
               and (e.sa == (sa.version, sa.ispi) or (e.sa is None and e.about[2] == peer))]
     if not events:
@@ -963,7 +960,7 @@ def _dpd_restart(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]
     if any(m.sender == role and m.time > last.time for m in sa.messages):
         return None  # it went on using the SA (a Delete after a rekey, more probes)
     me, gap = _addr(sa, role), last.time - found[-2].sends[0].time
-    pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
+    pair = an.pairs.get(pair_key(sa.initiator[0], sa.responder[0]))
     new = [o.messages[0] for o in (pair.sas if pair else []) if o is not sa and o.initiator and o.initiator[0] == me
            and o.messages and o.messages[0].label in ("MM1", "AM1") and last.time < o.messages[0].time
            <= last.time + DPD_TIMEOUT_PROBES * gap]
@@ -985,7 +982,7 @@ def _ordinal(n: int) -> str:
 
 def _worked_instead(an: Analyzer, sa: IkeSa, request: Seen) -> IkeSa | None:
     """Another IKE SA of the pair that came up with messages both ways on the request's port."""
-    pair = an.pairs.get(_pair_key(sa.initiator[0], sa.responder[0]))
+    pair = an.pairs.get(pair_key(sa.initiator[0], sa.responder[0]))
     for other in (pair.sas if pair else []):
         if other is sa or other.up_time is None:
             continue
@@ -1097,7 +1094,7 @@ def esp_stalls(an: Analyzer) -> list[Stall]:
         if (dst, src) in directions:
             continue
         packets = sum(f.packets for f in flows)
-        key = _pair_key(src, dst)
+        key = pair_key(src, dst)
         pair = an.pairs.get(key)
         if packets < 2 or not pair or not pair.last_up:
             continue

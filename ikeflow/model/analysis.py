@@ -14,7 +14,7 @@ from ikeflow.decode import packet as pk
 from ikeflow.sources.capture import Record
 from ikeflow.model import attribution, lifecycle
 from ikeflow.model.esp import EspTable, esp_key
-from ikeflow.model.events import EspSeen, IcmpError, MessageSeen
+from ikeflow.model.events import EspSeen, IcmpError, MessageSeen, pair_key
 from ikeflow.decode.ike import decode_isakmp
 from ikeflow.model.ikesa import IkeSa
 from ikeflow.model.sequences import IKE_SA_INIT
@@ -319,6 +319,3 @@ class Analyzer:
     def pair_of(self, sa: IkeSa) -> PeerPair:
         return self.pairs[pair_key(sa.initiator[0], sa.responder[0])]
 
-
-def pair_key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
-    return (a, b) if a <= b else (b, a)

@@ -25,7 +25,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from ikeflow.model import analysis, lifecycle  # analysis imports this module: import it whole
+from ikeflow.model import lifecycle
+from ikeflow.model.events import pair_key
 
 if TYPE_CHECKING:
     from ikeflow.model.analysis import Analyzer, PeerPair
@@ -47,7 +48,7 @@ class Owners:
         kids: dict[tuple[bytes, bytes], tuple[list[float], list[lifecycle.Child]]] = {}
         for table, by_sa in ((an.esp, self.esp), (an.ah, self.ah)):
             for f in table.flows.values():
-                key = analysis.pair_key(f.src, f.dst)
+                key = pair_key(f.src, f.dst)
                 pair = an.pairs.get(key)
                 self.carried.add(key)
                 if key not in kids:

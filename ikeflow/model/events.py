@@ -2,6 +2,7 @@
 
 `Analyzer.listeners` are callables taking one event; each event is one of
 these frozen classes, so that a listener matches on the type, not on a string.
+`pair_key` names the peer pair an event (and every per-pair table) belongs to.
 """
 
 from __future__ import annotations
@@ -44,3 +45,8 @@ class IcmpError:
 
 
 Event = MessageSeen | EspSeen | IcmpError
+
+
+def pair_key(a: bytes, b: bytes) -> tuple[bytes, bytes]:
+    """The key of the peer pair of two addresses, whichever sent."""
+    return (a, b) if a <= b else (b, a)
