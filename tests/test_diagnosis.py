@@ -509,3 +509,20 @@ def test_refused_create_child_sa_new_child_or_rekey(first, cause):
             v2(R, I, 36, IKEv2_Encrypted(load=enc(16 + 28)), 0x20, msgid=2, sport=4500, dport=4500)]
     (f,) = errors(feed(sa_init_ok() + auth(200) + ccsa)[1])
     assert f.at == "CREATE_CHILD_SA" and f.causes[0] == cause
+
+
+def test_row_default_proposals_refuse_the_only_dh_group():
+    """An initiator offering only aes128-sha256-modp1024 to a responder whose Vendor ID says strongSwan:
+    modp1024 is not in strongSwan's default proposal since 5.6.1 (diagnose/defaults.py), so the
+    NO_PROPOSAL_CHOSEN ranks dh-group-mismatch first and says what to configure."""
+    from scapy.contrib.ikev2 import IKEv2_Proposal, IKEv2_Transform, IKEv2_VendorID
+    offer = IKEv2_SA(prop=IKEv2_Proposal(proto=1, trans_nb=4, trans=(
+        IKEv2_Transform(transform_type=1, transform_id=12, key_length=128)
+        / IKEv2_Transform(transform_type=2, transform_id=5) / IKEv2_Transform(transform_type=3, transform_id=12)
+        / IKEv2_Transform(transform_type=4, transform_id=2))))
+    import hashlib
+    vid = IKEv2_VendorID(vendorID=hashlib.md5(b"strongSwan").digest())
+    req = v2(I, R, 34, offer, 0x08, rspi=b"\0" * 8)
+    ans = v2(R, I, 34, IKEv2_Notify(type=14) / vid, 0x20)
+    (f,) = errors(feed([req, ans])[1])
+    assert f.causes[0] == "dh-group-mismatch" and "strongSwan" in f.summary and "modp2048" in f.summary

@@ -118,6 +118,12 @@ def refused_by_default(sa: IkeSa) -> str | None:
     """Why the responder, named by its vendor IDs, refuses every IKE proposal the initiator offered when it runs
     with its default proposals (in every version of the table), and what to configure instead; None when no
     vendor ID names a responder of the table, or one offered proposal is acceptable to one of its versions."""
+    found = default_refusal(sa)
+    return found[0] if found else None
+
+
+def default_refusal(sa: IkeSa) -> tuple[str, frozenset[int]] | None:
+    """`refused_by_default`'s text and the transform types (ENCR, PRF, INTEG, DH) the defaults refuse."""
     rows, suites = _rows(sa, "responder"), _suites(sa)
     if not rows or not suites:
         return None
@@ -136,7 +142,7 @@ def refused_by_default(sa: IkeSa) -> str | None:
     what = ", ".join(dict.fromkeys(_v1(sa.version, keyword(t, i)) for t, i in reasons))
     return (f"the responder is {d.implementation} (vendor ID), which refuses {what} with its default proposals "
             f"({', '.join(r.versions for r in rows)}): {d.note}; configure `ike={better}` "
-            f"(swanctl `proposals = {better}`) on both sides")
+            f"(swanctl `proposals = {better}`) on both sides", frozenset(types))
 
 
 def initiator_advice(sa: IkeSa) -> str | None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from ikeflow.model import liveness, sequences
 from ikeflow.model.analysis import Analyzer
 from ikeflow.model.events import pair_key
-from ikeflow.diagnose import capture_limits
+from ikeflow.diagnose import capture_limits, defaults
 from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
                                              RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
 from ikeflow.diagnose.causes import CHECK, NOTIFY_CAUSES, TELL
@@ -152,6 +152,9 @@ class Facts:
     encrypted_info: int | None = None  # IKEv1: encrypted INFOs the responder answered MM5 with
     # user and certificate authentication
     xauth: bool | None = None  # IKEv1: the responder asked for XAUTH credentials in Transaction exchanges
+    # the daemons' defaults (diagnose.defaults): why this responder refuses every offered proposal
+    default_refused: str | None = None
+    default_dh_only: bool | None = None  # ... and only the DH group stands in the way
     eap_rounds: int | None = None  # IKEv2: IKE_AUTH rounds so far, the last one included (EAP)
     cert_auth: bool | None = None  # certificates authenticate: IKEv1 chosen method, IKEv2 request size
     request_size: int | None = None  # bytes of the IKE_AUTH request on the wire (all its fragments)
@@ -312,6 +315,11 @@ TABLE: list[Row] = [
     Row("ike-version-mismatch", (J,), ("MM1", "AM1"), both(notify(*NO_PROPOSAL), has("no_spi")), 9,
         "the {notify} carries no SPI: the responder refused before it created any state for this IKE SA, without "
         "looking at the proposals, so it has no IKEv1 connection for this peer (IKEv2 only?)"),
+    # the responder's default proposals (named by its Vendor ID) refuse everything offered: say what to configure
+    Row("dh-group-mismatch", (J,), PHASE1_OPEN, both(notify(*NO_PROPOSAL), has("default_dh_only")), 9,
+        "{default_refused}"),
+    Row("proposal-mismatch", (J,), PHASE1_OPEN, both(notify(*NO_PROPOSAL), has("default_refused"),
+                                                     lacks("default_dh_only")), 11, "{default_refused}"),
     Row("proposal-mismatch", (J,), None, notify(*NO_PROPOSAL), 10, "the {answerer} answered {label} with {notify}"),
     Row("dh-group-mismatch", (J,), ("MM1", "AM1", "IKE_SA_INIT"), notify(*NO_PROPOSAL), 8,
         "a DH group missing on the responder is refused the same way (the group is part of the proposal)"),
@@ -616,6 +624,10 @@ def sa_stalls(an: Analyzer, sa: IkeSa) -> list[Stall]:
     out.extend(_liveness(an, sa))
     out.append(_xauth(an, sa))
     out = [x for x in out if x]
+    refusal = defaults.default_refusal(sa)
+    for stall in out:
+        if refusal and stall.kind == J and stall.at in PHASE1_OPEN and stall.facts.notify in NO_PROPOSAL:
+            stall.facts.default_refused, stall.facts.default_dh_only = refusal[0], refusal[1] == {defaults.DH} or None
     if _cert_auth(sa):
         for stall in out:
             if stall.at in AUTH:
