@@ -250,6 +250,28 @@ def test_inline_path_holds_a_new_flow_back_until_the_decoder_made_it(tmp_path, m
     assert (f.packets, f.duplicates, f.reordered, f.lost) == (len(seqs), 1, 4, 1)
 
 
+def test_pcapng_inline_path_on_several_interfaces(tmp_path, monkeypatch):
+    """pcapng's packet blocks take the same inline path, interface by interface (Ethernet, Linux cooked v2,
+    raw IP), with a copy of a datagram seen on two interfaces and a simple packet block on the way."""
+    monkeypatch.setattr(capture, "CHUNK", 700)  # a batch every few blocks
+    monkeypatch.setattr(capture, "HOLD", 3)
+    sll2 = lambda p: struct.pack(">HHIHBB8s", 0x86DD if IPv6 in p else 0x0800, 0, 2, 1, 0, 6, b"\0" * 8) + bytes(p)
+    v6 = IPv6(src=V6A, dst=V6B)
+    records = []
+    for i in range(1, 30):
+        records.append((i % 3, 100.0 + i / 100, [eth, sll2, bytes][i % 3](v6 / ESP(spi=0x701, seq=i, data=b"u" * 24))))
+        records.append((0, 100.0 + i / 100 + 0.0001, eth(esp(i, spi=0x702))))
+        if i == 12:  # the same datagram again, on the cooked interface
+            records.append((1, 100.0 + i / 100 + 0.0002, sll2(esp(i, spi=0x702))))
+    blob = pcapng(records, interfaces=((1, None), (276, None), (101, 9)))
+    spb = _block(3, struct.pack("<I", 60) + eth(ike())[:56])
+    (tmp_path / "c.pcapng").write_bytes(blob + spb)
+    fast = _same_as_decoder(str(tmp_path / "c.pcapng"))
+    assert fast.infos[0].packets == len(records) + 1 and fast.infos[0].quality.cut == 1
+    assert fast.model.stats.esp == 29 + 29 and fast.infos[0].quality.copies == 1
+    assert len(fast.decoded) < 10
+
+
 def test_gzip_and_stdin(tmp_path, monkeypatch):
     blob = pcap([(1.0, eth(esp(1))), (2.0, eth(esp(2)))])
     an, infos = run(tmp_path, [gzip.compress(blob)], name="c.pcap.gz")

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches
 PARALLEL_MIN = int(os.environ.get("IKEFLOW_PARALLEL_MIN", 64 << 20))  # bytes from which a second core helps
-PARENT_SHARE = 0.25  # of a file read on two cores, the part the parent reads: it also does all the IKE work
+PARENT_SHARE = 0.4  # of a file read on two cores, the part the parent reads: it also decodes all the records (measured)
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
 LISTED = 10  # frames listed as evidence for each capture-quality fact
@@ -351,7 +351,7 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
     try:
         if magic == PCAPNG_MAGIC:
             info.format = "pcapng"
-            yield from _scan_pcapng(stream, file_index, info, esp)
+            yield from _scan_pcapng(stream, path, file_index, info, esp)
         else:
             endian, scale = PCAP_MAGICS[magic]
             info.format = "pcap" if scale == 1e-6 else "pcap-ns"
@@ -912,92 +912,257 @@ def _finish(info: FileInfo, frames: int, first, last) -> None:
     info.packets, info.first_time, info.last_time = frames, first, last
 
 
-def _scan_pcapng(stream, file_index, info, esp) -> Iterator[list[Record]]:
-    buf, off, consumed, frame = b"", 0, 0, 0
-    first = last = bad = None
-    endian = "<"
-    ifaces: list[tuple[int, float, float]] = []  # (linktype, ts scale, ts offset)
-    unknown, unknown_first = 0, 0  # packet blocks on an interface never described, the first's frame
-    prev = Previous(info.quality)
-    while not bad:
+def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Iterator[list[Record]]:
+    """pcapng: memory-mapped when it can be (pages already read are let go), else chunk by chunk."""
+    walker = _PcapngWalker(file_index, esp, info)
+    mapped = _mapped(path)
+    if mapped is not None:  # batches end where the chunks of a stream would: the same records in each
+        with mapped:
+            off = done = 0
+            for limit in range(CHUNK, len(mapped) + CHUNK, CHUNK):
+                off, batch = walker.walk(mapped, off, min(limit, len(mapped)), len(mapped))
+                info.bytes_read, info.packets = min(limit, len(mapped)), walker.ref - walker.base
+                if batch:
+                    yield batch
+                if walker.bad is not None:
+                    break
+                if hasattr(mapped, "madvise") and off - done >= MAPPED_SPAN:  # keep the resident set small
+                    mapped.madvise(mmap.MADV_DONTNEED, done, off - off % mmap.PAGESIZE - done)
+                    done = off - off % mmap.PAGESIZE
+            yield from _settled(walker)
+            walker.end(info, off, len(mapped))
+        return
+    buf, off, consumed = b"", 0, 0  # consumed: where buf starts in the file
+    while walker.bad is None:
         chunk = stream.read(CHUNK)
         if not chunk:
             break
         info.bytes_read += len(chunk)
         consumed += off
         buf = buf[off:] + chunk
-        off, n = 0, len(buf)
+        walker.at = consumed
+        off, batch = walker.walk(buf, 0, len(buf), len(buf))
+        info.packets = walker.ref - walker.base
+        if batch:
+            yield batch
+    yield from _settled(walker)
+    walker.end(info, consumed + off, consumed + len(buf))
+
+
+class _PcapngWalker(_PcapWalker):
+    """The hot loop over the Enhanced Packet Blocks of a pcapng file (and the other blocks on the way).
+
+    The frame before is kept for the copy check, by IP datagram (`Previous`, whatever the link layers)."""
+
+    def __init__(self, file_index: int, esp: EspTable | None, info: FileInfo):
+        self.esp, self.quality, self.info = esp, info.quality, info
+        self.base = self.ref = self.decoded = frame_ref(file_index, 0)
+        self.first = self.last = None
+        self.firsts, self.pending, self.flood = None, {}, 0
+        self.endian, self.ifaces = "<", []  # ifaces: (linktype, ts scale, ts offset) of each interface described
+        self.linktype = -1
+        self.unknown = self.unknown_first = 0  # packet blocks on an interface never described, the first's frame
+        self.bad: str | None = None
+        self.at = 0  # where the buffer walked starts in the file
+        self.before = (b"", 0, -1, NEVER, -1)  # the frame before: buffer, where, captured length, time, link type
+
+    def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
+        """Blocks starting in buf[off:off+span] that end by n, as _PcapWalker.walk."""
+        esp, q = self.esp, self.quality
+        hot_get = esp.hot.get if esp is not None else None
+        natt = esp.natt_port if esp is not None else 0
+        if self.pending:
+            self.settle(esp.flows)
+        epb = struct.Struct(self.endian + "IIIIIII").unpack_from
+        ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
+        pbuf, pp, plen, pts, plt = self.before
         batch: list[Record] = []
-        while off + 12 <= n:
-            if buf[off : off + 4] == PCAPNG_MAGIC:
-                bom = buf[off + 8 : off + 12]
-                endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
-                if not endian:
-                    bad = f"bad pcapng section header at byte {consumed + off}"
-                    break
-                ifaces = []
-            btype, blen = struct.unpack_from(endian + "II", buf, off)
-            if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD + 64:
-                bad = f"corrupt pcapng block at byte {consumed + off} (length {blen})"
+        stop = min(n - 11, off + span)
+        iface = current = -1
+        while off < stop:
+            if off + 28 <= n:
+                btype, blen, iface, hi, lo, caplen, wirelen = epb(buf, off)
+            else:
+                btype = -1
+            if btype != 6 and btype != 2 or iface != current:
+                self.ref, self.last, self.decoded, self.before = ref, ts, decoded, (pbuf, pp, plen, pts, plt)
+                if btype == 6 or btype == 2:  # a packet block on another interface: its settings
+                    current = iface
+                    if btype == 2:
+                        iface &= 0xFFFF
+                    linktype, scale, tsoff = self.ifaces[iface] if iface < len(self.ifaces) else (-1, 1e-6, 0.0)
+                    self.linktype = linktype
+                    fast = FAST.get(linktype) if esp is not None else None
+                    unpack, at, l2 = fast if fast is not None else (None, 0, 1 << 40)
+                    if at is None:  # no ethertype: read the IP header with a fake one in front
+                        unpack, at = (lambda b, o, raw=unpack: (IPV4_ETHERTYPE, *raw(b, o))), 0
+                    at += 28
+                    need = l2 + 36
+                else:
+                    new, record = self._block(buf, off, n)
+                    if new is None:
+                        break
+                    off, current = new, -1
+                    epb = struct.Struct(self.endian + "IIIIIII").unpack_from  # a section header may change it
+                    ref, ts, decoded, (pbuf, pp, plen, pts, plt) = self.ref, self.last, self.decoded, self.before
+                    ts = NEVER if ts is None else ts
+                    if record is not None:
+                        batch.append(record)
+                    continue
+            if blen < 32 or blen % 4 or blen > MAX_RECORD + 64 or caplen > blen - 32:
+                why = f"captured length {caplen} > block" if blen >= 32 and caplen > blen - 32 else f"length {blen}"
+                self.bad = f"corrupt pcapng block at byte {self.at + off} ({why})"
                 break
             end = off + blen
             if end > n:
                 break
-            if btype == 6 or btype == 2:  # enhanced / obsolete packet block
-                iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, off + 8)
-                if caplen > blen - 32:
-                    bad = f"corrupt pcapng block at byte {consumed + off} (captured length {caplen} > block)"
-                    break
-                if btype == 2:
-                    iface &= 0xFFFF
-                frame += 1
-                p = off + 28
-                if iface < len(ifaces):
-                    linktype, scale, tsoff = ifaces[iface]
+            ref += 1
+            if iface >= len(self.ifaces):
+                self.unknown, self.unknown_first = self.unknown + 1, self.unknown_first or ref - self.base
+            t = ((hi << 32) | lo) * scale + tsoff
+            if self.first is None:
+                self.first = t
+                if not t:
+                    q.zero_time += 1
+            elif t <= ts:
+                q.clock(ref, t, ts)
+            ts = t
+            if caplen < wirelen:
+                q.cut_short(ref, caplen)
+            p = off + 28
+            # Fast path: the steps of _PcapWalker.walk, inline.
+            if caplen >= need:
+                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
+                if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
+                    if proto == 50:
+                        spi, seq, ports = w0, w1, 0
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
+                        spi, seq, ports = w2, w3, w0
+                    else:
+                        spi = 0
+                    if spi:
+                        h = hot_get(spi)
+                        if h is not None and h[5] == dst and seq == h[4] + 1:
+                            h[0] += 1
+                            h[1] += size
+                            h[2] = ts
+                            h[3] = ref
+                            h[4] = seq
+                        else:
+                            self.before = (pbuf, pp, plen, pts, plt)
+                            if not self._copy(buf, off + 12, caplen, ts, ref):
+                                ip = p + l2
+                                if ports and ike_without_marker(buf[ip + 28 : ip + size]):
+                                    batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
+                                    decoded = ref
+                                else:
+                                    esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
+                                            buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
+                        pbuf, pp, plen, pts, plt = buf, p, caplen, ts, linktype
+                        off = end
+                        continue
                 else:
-                    linktype, scale, tsoff = -1, 1e-6, 0.0
-                    unknown, unknown_first = unknown + 1, unknown_first or frame
-                ts = ((ts_hi << 32) | ts_lo) * scale + tsoff
-                if first is None:
-                    first = ts
-                last = ts
-                fast = FAST.get(linktype) if esp is not None else None
-                ref = frame_ref(file_index, frame)
-                if not (prev.copy(ref, ts, linktype, buf, p, caplen, wirelen)
-                        or fast and fast_esp(buf, p, p + caplen, fast, esp, ts, ref)):
-                    batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
-            elif btype == 3:  # simple packet block: interface 0, no timestamp
-                frame += 1
-                (wirelen,) = struct.unpack_from(endian + "I", buf, off + 8)
-                caplen = min(wirelen, blen - 16)
-                linktype = ifaces[0][0] if ifaces else -1
-                if not ifaces:
-                    unknown, unknown_first = unknown + 1, unknown_first or frame
-                ref, ts = frame_ref(file_index, frame), last or 0.0
-                if not prev.copy(ref, ts, linktype, buf, off + 12, caplen, wirelen):
-                    batch.append(Record(ref, ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen))
-            elif btype == 1:  # interface description
-                linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
-                scale, tsoff = _idb_options(buf, off + 16, end - 4, endian)
-                ifaces.append((linktype, scale, tsoff))
-                if linktype not in info.linktypes:
-                    info.linktypes.append(linktype)
+                    self.before = (pbuf, pp, plen, pts, plt)
+                    got = self._more(buf, p, p + caplen, etype, caplen < wirelen, ts, ref)
+                    if got:
+                        if got == DECODE:
+                            batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
+                        elif got == COUNTED:
+                            batch.append(Record(ref, ts, MARK, b"", caplen))
+                        decoded = ref
+                        pbuf, pp, plen, pts, plt = buf, p, caplen, ts, linktype
+                        off = end
+                        continue
+            self.before = (pbuf, pp, plen, pts, plt)
+            if decoded != ref - 1 or not self._copy(buf, off + 12, caplen, ts, ref):
+                batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
+            decoded = ref
+            pbuf, pp, plen, pts, plt = buf, p, caplen, ts, linktype
             off = end
-        info.packets = frame
-        if batch:
-            yield batch
-    if bad:
-        info.truncated_at, info.warning = consumed + off, bad
-    elif off < len(buf):
-        info.truncated_at = consumed + off
-        info.warning = f"capture ends inside a block at byte {consumed + off} (cut short while writing?)"
-    if unknown:
-        info.warning = "; ".join(filter(None, (
-            f"{unknown} packets (the first is frame {unknown_first}) on an interface the file does not "
-            "describe, counted as skipped", info.warning)))
-    if not info.linktypes and not frame and not info.warning:
-        info.warning = "pcapng file has no interfaces"
-    _finish(info, frame, first, last)
+        self.ref, self.decoded, self.before = ref, decoded, (pbuf, pp, plen, pts, plt)
+        if ref != self.base:
+            self.last = ts
+        return off, batch
+
+    def _block(self, buf, off: int, n: int) -> tuple[int | None, Record | None]:
+        """Any block but a packet block at buf[off:]: where the next begins (None: stop here) and the
+        record of a simple packet block."""
+        if off + 12 > n:
+            return None, None
+        if buf[off : off + 4] == PCAPNG_MAGIC:
+            bom = buf[off + 8 : off + 12]
+            self.endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
+            if not self.endian:
+                self.bad = f"bad pcapng section header at byte {self.at + off}"
+                return None, None
+            self.ifaces = []
+        endian = self.endian
+        btype, blen = struct.unpack_from(endian + "II", buf, off)
+        if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD + 64:
+            self.bad = f"corrupt pcapng block at byte {self.at + off} (length {blen})"
+            return None, None
+        end = off + blen
+        if end > n:
+            return None, None
+        record = None
+        if btype == 3:  # simple packet block: interface 0, no timestamp
+            self.ref += 1
+            ref = self.ref
+            (wirelen,) = struct.unpack_from(endian + "I", buf, off + 8)
+            caplen = min(wirelen, blen - 16)
+            linktype = self.ifaces[0][0] if self.ifaces else -1
+            if not self.ifaces:
+                self.unknown, self.unknown_first = self.unknown + 1, self.unknown_first or ref - self.base
+            ts, q = self.last or 0.0, self.quality
+            if self.first is None:
+                self.first = ts
+                if not ts:
+                    q.zero_time += 1
+            elif ts <= self.last:
+                q.clock(ref, ts, self.last)
+            self.last = ts
+            if caplen < wirelen:
+                q.cut_short(ref, caplen)
+            if not self._copy(buf, off - 4, caplen, ts, ref):
+                record = Record(ref, ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen)
+            self.decoded, self.before = ref, (buf, off + 12, caplen, ts, linktype)
+        elif btype == 1:  # interface description
+            linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
+            scale, tsoff = _idb_options(buf, off + 16, end - 4, endian)
+            self.ifaces.append((linktype, scale, tsoff))
+            if linktype not in self.info.linktypes:
+                self.info.linktypes.append(linktype)
+        return end, record
+
+    def _copy(self, buf, off: int, caplen: int, ts: float, ref: int) -> bool:
+        """The frame at buf[off + 16 : off + 16 + caplen] (of the current link type) is the same IP datagram
+        as the frame before it (counted as such)."""
+        pbuf, pp, plen, pts, plt = self.before
+        if plen < 0 or abs(ts - pts) > COPY_GAP:
+            return False
+        p = off + 16
+        ip, pip = ip_start(self.linktype, buf, p, caplen), ip_start(plt, pbuf, pp, plen)
+        size = caplen - ip
+        if ip < 0 or pip < 0 or size != plen - pip or not same_datagram(pbuf, pp + pip, buf, p + ip, size):
+            return False
+        self.quality.copy(ref, pbuf[pp + pip : pp + pip + size] != buf[p + ip : p + ip + size])
+        return True
+
+    def end(self, info: FileInfo, off: int, n: int) -> None:
+        """What the file's end tells: damage, a block cut short, packets on undescribed interfaces."""
+        if self.bad:
+            info.truncated_at, info.warning = off, self.bad
+        elif off < n:
+            info.truncated_at = off
+            info.warning = f"capture ends inside a block at byte {off} (cut short while writing?)"
+        if self.unknown:
+            info.warning = "; ".join(filter(None, (
+                f"{self.unknown} packets (the first is frame {self.unknown_first}) on an interface the file does "
+                "not describe, counted as skipped", info.warning)))
+        frames = self.ref - self.base
+        if not info.linktypes and not frames and not info.warning:
+            info.warning = "pcapng file has no interfaces"
+        _finish(info, frames, self.first, self.last)
 
 
 _MIN_BLOCK = {0x0A0D0D0A: 28, 1: 20, 2: 32, 3: 16, 6: 32}  # block type -> smallest valid length
