@@ -38,6 +38,15 @@ EXCHANGES_V2 = {
 }
 
 
+# Microsoft AuthIP ([MS-AIPS] 2.2.1): ISAKMP version 1.0 headers with private-use exchange types; not IKE.
+AUTHIP_EXCHANGES = {
+    243: "Main Mode",
+    244: "Quick Mode",
+    245: "Extended Mode",
+    246: "Notify",
+}
+
+
 def exchange_name(version: int, n: int) -> str:
     """Short exchange name ("Main Mode", "IKE_AUTH"), or "type N"."""
     table = EXCHANGES_V2 if version == 2 else EXCHANGES_V1
@@ -70,8 +79,8 @@ PAYLOADS_V1 = {
     20: "NAT-D",
     21: "NAT-OA",
     22: "GAP",
-    130: "NAT-D",   # draft-ietf-ipsec-nat-t-ike-01..03
-    131: "NAT-OA",  # draft-ietf-ipsec-nat-t-ike-01..03
+    130: "NAT-D",   # draft-ietf-ipsec-nat-t-ike-00..03 (ipsec-tools racoon)
+    131: "NAT-OA",  # draft-ietf-ipsec-nat-t-ike-00..03 (ipsec-tools racoon)
     132: "FRAG",    # Cisco / IKEv1 fragmentation
 }
 

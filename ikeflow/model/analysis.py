@@ -15,12 +15,15 @@ from ikeflow.sources.capture import Record
 from ikeflow.model import attribution, lifecycle
 from ikeflow.model.esp import EspTable, esp_key
 from ikeflow.model.events import EspSeen, IcmpError, MessageSeen, pair_key
-from ikeflow.decode.ike import decode_isakmp
-from ikeflow.model.ikesa import IkeSa
-from ikeflow.model.sequences import IKE_SA_INIT
+from ikeflow.decode.ike import IkeMessage, decode_isakmp
+from ikeflow.decode.names import AUTHIP_EXCHANGES
+from ikeflow.model.ikesa import NOTIFY_REDIRECT, ZERO_SPI, IkeSa
+from ikeflow.model.sequences import CREATE_CHILD_SA, IKE_SA_INIT
 from ikeflow.limits import DEFAULT, Limits
 
 MAX_LISTED = 1000  # malformed frames listed one by one; the rest are counted
+NOTIFY_REDIRECTED_FROM = 16408  # RFC 5685 10: the original responder's address, in the redirected IKE_SA_INIT
+AUTHIP = "not IKE: AuthIP (Microsoft, ISAKMP exchange types 243-246, [MS-AIPS] 2.2.1)"  # a `skipped` reason
 ICMP_TEXT = {
     (4, 3, 0): "network unreachable", (4, 3, 1): "host unreachable", (4, 3, 2): "protocol unreachable",
     (4, 3, 3): "port unreachable", (4, 3, 4): "fragmentation needed", (4, 3, 9): "network prohibited",
@@ -43,6 +46,7 @@ class PeerPair:
     opened: int = 0  # IKE SAs ever kept (IkeSa.index)
     forgotten: int = 0  # of `sas`, how many were forgotten since the list was last swept (see _forget_half_open)
     last_up: IkeSa | None = None  # the latest SA (by index) that came up
+    child_answered: float | None = None  # when a CREATE_CHILD_SA between them was first answered
     alive: IkeSa | None = None  # the latest SA that came up and was not closed (set by finish, model.lifecycle)
     keepalives: Counter = field(default_factory=Counter)  # sender address -> count
     keepalive_frames: list[int] = field(default_factory=list)  # first few
@@ -162,12 +166,19 @@ class Analyzer:
             why = msg.malformed or f"ISAKMP version {msg.version}.{msg.minor_version}"
             self._malformed(ref, why)
             return
+        if msg.version == 1 and msg.exchange_type in AUTHIP_EXCHANGES:
+            self.stats.skipped += 1
+            self.skipped[AUTHIP] += 1
+            return
         if msg.malformed:
             self._malformed(ref, msg.malformed)
         else:
             self.stats.ike += 1
         key = (msg.version, msg.ispi)
-        sa = self.sas.get(key)
+        sa = self.sas.get((*key, msg.rspi)) or self.sas.get(key)  # (version, ispi, rspi): an SA started over
+        if sa is not None and self._starts_over(sa, msg):
+            self._retire(key, sa)
+            sa = None
         kept = sa is not None or self._new_sa(key, pkt, ts)
         if sa is None:
             sa = self.sas[key] if kept else IkeSa(*key)  # past a cap: this message is analysed, the SA not kept
@@ -177,12 +188,18 @@ class Analyzer:
             if seen.sender == "R":
                 self.half_open.pop(key, None)
             self._sent(pkt.src, sa, ts)
+            pair = self.pair_of(sa)
             if up is None and sa.up_time is not None:
-                pair = self.pair_of(sa)
                 if pair.last_up is None or pair.last_up.index < sa.index:
                     pair.last_up = sa
+            elif up is not None and sa.up_time is None and pair.last_up is sa:  # IkeSa._mm6_heard
+                pair.last_up = max((o for o in pair.sas if o.up_time is not None), key=lambda o: o.index, default=None)
+            if msg.version == 2 and msg.exchange_type == CREATE_CHILD_SA and not seen.request \
+                    and pair.child_answered is None:
+                pair.child_answered = ts
         if msg.version == 2 and msg.exchange_type == IKE_SA_INIT and seen.request and not seen.retransmission and not seen.retry:
             self._link_retry(self._pair(pkt.src, pkt.dst, ts), sa)
+            self._link_redirect(msg, pkt.src, pkt.dst)
         if self.listeners:
             self._emit(MessageSeen(sa, seen))
 
@@ -195,6 +212,7 @@ class Analyzer:
         if self.pairs.get(pair_key(pkt.src, pkt.dst)) is not pair:
             return False  # the pair is past its cap (counted there)
         sa = self.sas[key] = self.half_open[key] = IkeSa(*key)
+        sa.after_child = sa.version == 2 and pair.child_answered is not None
         sa.index = pair.opened
         pair.opened += 1
         pair.sas.append(sa)
@@ -203,6 +221,22 @@ class Analyzer:
         if len(self.half_open) > self.limits.half_open_sas:
             self._forget_half_open()
         return True
+
+    @staticmethod
+    def _starts_over(sa: IkeSa, msg: IkeMessage) -> bool:
+        """An IKEv2 IKE_SA_INIT request with responder SPI 0 under the SPI of an SA that is up starts another
+        SA (RFC 7296 2.6: a new initiator SPI is due, but unit-test fixtures reuse theirs)."""
+        return (msg.version == 2 and msg.exchange_type == IKE_SA_INIT and msg.initiator and not msg.response
+                and msg.rspi == ZERO_SPI and sa.up_time is not None)
+
+    def _retire(self, key: tuple[int, bytes], sa: IkeSa) -> None:
+        """Keep `sa` under (version, ispi, rspi), in its place, so that `key` names the new SA and the
+        messages with the old responder SPI still find the old one."""
+        self.sas = {(*k, sa.rspi) if k == key else k: v for k, v in self.sas.items()}
+
+    def _kept(self, sa: IkeSa) -> bool:
+        """`sa` is in `sas` (not forgotten, not turned away by a cap)."""
+        return self.sas.get((sa.version, sa.ispi)) is sa or self.sas.get((sa.version, sa.ispi, sa.rspi)) is sa
 
     def _forget_half_open(self) -> None:
         """More IKE SAs than `half_open_sas` that their responder never answered (a flood of IKE_SA_INIT or
@@ -219,8 +253,8 @@ class Analyzer:
 
     def _sweep(self, pair: PeerPair) -> None:
         """Take the forgotten SAs out of the pair's lists."""
-        pair.sas = [sa for sa in pair.sas if self.sas.get((sa.version, sa.ispi)) is sa]
-        pair.waiting = [sa for sa in pair.waiting if self.sas.get((sa.version, sa.ispi)) is sa]
+        pair.sas = [sa for sa in pair.sas if self._kept(sa)]
+        pair.waiting = [sa for sa in pair.waiting if self._kept(sa)]
         pair.forgotten = 0
 
     def _sent(self, src: bytes, sa: IkeSa, ts: float) -> None:
@@ -249,13 +283,29 @@ class Analyzer:
         while k >= 0:
             old = waiting[k]
             k -= 1
-            if old.ike_sa_up() or old.retried_by or self.sas.get((old.version, old.ispi)) is not old:
+            if old.ike_sa_up() or old.retried_by or not self._kept(old):
                 del waiting[k + 1]  # for good: none of these comes undone
             elif old is not sa:
                 answers = [m for m in old.messages if m.msg.exchange_type == IKE_SA_INIT and not m.request]
-                names = [n for m in answers for _, n in m.msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")]
+                # its latest answer: a COOKIE already retried under the same SPI and answered is no reason
+                names = [n for _, n in answers[-1].msg.notifies if n in ("COOKIE", "INVALID_KE_PAYLOAD")] \
+                    if answers else []
                 if names:
                     old.retried_by = names[-1]
+                return
+
+    def _link_redirect(self, msg: IkeMessage, src: bytes, dst: bytes) -> None:
+        """An IKE_SA_INIT request with N(REDIRECTED_FROM) follows a REDIRECT (RFC 5685 5): the latest IKE SA
+        from `src` to the address it names whose IKE_SA_INIT answer was N(REDIRECT) was redirected to `dst`."""
+        data = next((p.info.get("data", b"") for p in msg.payloads
+                     if p.name == "N" and p.info.get("notify_type") == NOTIFY_REDIRECTED_FROM), b"")
+        if len(data) < 2 or data[0] not in (1, 2) or len(data) < 2 + data[1] or data[1] not in (4, 16):
+            return
+        pair = self.pairs.get(pair_key(src, data[2:2 + data[1]]))
+        for old in reversed(pair.sas if pair else ()):
+            if old.initiator and old.initiator[0] == src and old.redirected_to is None and any(
+                    not m.request and any(t == NOTIFY_REDIRECT for t, _ in m.msg.notifies) for m in old.messages):
+                old.redirected_to = dst
                 return
 
     def _icmp(self, ref: int, ts: float, pkt: pk.Packet) -> None:

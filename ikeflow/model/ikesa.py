@@ -8,6 +8,7 @@ NAT rewriting and the port float.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 from ikeflow.model import natt, sequences
 from ikeflow.decode import proposals
@@ -26,6 +27,8 @@ DRAFT_TYPES = (15, 16)  # IKEv1 NAT-D / NAT-OA of draft-ietf-ipsec-nat-t-ike-04.
 FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 AFTER_FLOAT_V1 = ("MM5", "MM6", "AM3")  # IKEv1 messages sent on the NAT-T port once NAT-D found a NAT (RFC 3947 4)
 ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
+OPENING = ("MM1", "AM1", "IKE_SA_INIT")  # the initiator's first message of an IKE SA
+NOTIFY_REDIRECT = 16407  # RFC 5685 10: New Responder GW Identity (and a nonce)
 
 
 @dataclass(slots=True)
@@ -68,8 +71,8 @@ class IkeSa:
 
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
                  "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "_pending", "float_at",
-                 "started_natt", "natd", "stayed", "closed",
-                 "nat_oa", "offered", "chosen", "vendors", "retried_by", "up_time", "index")
+                 "_first_natt", "natd", "stayed", "closed", "nat_oa", "offered", "chosen", "vendors", "retried_by",
+                 "redirected_to", "up_time", "_mm6_time", "index", "after_child")
 
     def __init__(self, version: int, ispi: bytes):
         self.version = version
@@ -87,7 +90,7 @@ class IkeSa:
         self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
         self._pending: dict[tuple, _Pieces] = {}  # (sender, IKEv1 fragment ID) -> its fragments so far, the newest last
         self.float_at: str | None = None  # label of the first message on the NAT-T port after some on the IKE port
-        self.started_natt = False  # its first message seen was already on the NAT-T port: no float to see
+        self._first_natt = False  # its first message seen was already on the NAT-T port: no float to see
         self.natd: list[Seen] = []  # messages with NAT-D, the first KEEP
         self.stayed: Seen | None = None  # the first message on the IKE port where NAT-T sends on the NAT-T port
         self.nat_oa: dict[str, set[str]] = {}  # role -> original addresses it declared (QM), the first KEEP_NAMES
@@ -95,8 +98,11 @@ class IkeSa:
         self.chosen = None  # the responder's answer to it
         self.vendors: dict[str, set[str]] = {}  # role -> vendor IDs it sent, the first KEEP_NAMES
         self.retried_by: str | None = None  # this SA ended in COOKIE/INVALID_KE: a retry followed
+        self.redirected_to: bytes | None = None  # its IKE_SA_INIT got N(REDIRECT), followed to this address
         self.up_time: float | None = None  # when phase 1 completed (MM6, AM3, IKE_AUTH response)
+        self._mm6_time: float | None = None  # IKEv1: MM6 seen, then MM5 re-sent: up only once the initiator goes on
         self.index = 0  # its place among its peer pair's IKE SAs (analysis.PeerPair.sas)
+        self.after_child = False  # IKEv2: a CREATE_CHILD_SA of its peers was answered before it (maybe its rekey)
         self.closed: tuple[str, int, float] | None = None  # (how, frame, time) it ended: model.lifecycle
 
     # -- feeding -----------------------------------------------------------------
@@ -113,12 +119,14 @@ class IkeSa:
         if sk is not None:
             chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
             seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
-        if natt_ and self.float_at is None and not self.started_natt:
+        if natt_ and self.float_at is None and not self._first_natt:
             if self.count:
                 self.float_at = "?"  # set to the label below
             else:
-                self.started_natt = True
+                self._first_natt = True
         self._label(seen, digest)
+        if self.version == 1 and seen.sender == "I":
+            self._mm6_heard(seen)
         if len(self._digests) > KEEP_DIGESTS:
             del self._digests[next(iter(self._digests))]
         if self.float_at == "?":
@@ -134,6 +142,15 @@ class IkeSa:
             self.stayed = seen
         self._keep(seen)
         return seen
+
+    def _mm6_heard(self, seen: Seen) -> None:
+        """IKEv1 Main Mode: an initiator re-sends MM5 only while it waits for MM6, so one that re-sends MM5 after
+        MM6 did not get it and phase 1 is not up; it is once the initiator goes on (QM1, INFO, CFG: its re-sent
+        MM5 crossed MM6)."""
+        if seen.label == "MM5" and seen.retransmission and self.up_time is not None:
+            self._mm6_time, self.up_time = self.up_time, None
+        elif self._mm6_time is not None and seen.msg.exchange_type != sequences.MAIN_MODE:
+            self.up_time, self._mm6_time = self._mm6_time, None
 
     def _after_float(self, seen: Seen) -> bool:
         """A message that NAT-T sends on the NAT-T port once NAT-D found a NAT: IKEv2 after IKE_SA_INIT
@@ -340,7 +357,9 @@ class IkeSa:
         the IKE port where NAT-T moves to UDP 4500 (the addresses were rewritten on the path, or the capture
         was anonymised), or None.  Only when both sides sent NAT-D (a side that sent none may not detect NAT,
         so staying put proves nothing); drafts 00/01 of NAT-T never move, so they never tell."""
-        if self.stayed is None or self.float_at or self.started_natt or not any(self.natd_translated().values()):
+        if self.stayed is None or self.float_at or self._first_natt or self.opening_missing():
+            return None
+        if not any(self.natd_translated().values()):
             return None
         if len({s.sender for s in self.natd}) < 2:
             return None
@@ -349,10 +368,28 @@ class IkeSa:
 
     def behind_nat(self) -> dict[str, bool | None]:
         """Per role, whether it sits behind a NAT (or fakes NAT-D), by NAT-D; None when NAT-D does not tell,
-        also when the addresses NAT-D disagrees with were rewritten rather than translated (`rewritten`)."""
-        if self.rewritten():
+        also when the addresses NAT-D disagrees with were rewritten rather than translated (`rewritten`), and
+        when the capture starts inside the SA (`opening_missing`)."""
+        if self.opening_missing() or self.rewritten():
             return {"I": None, "R": None}
         return self.natd_translated()
+
+    @property
+    def started_natt(self) -> bool:
+        """Its first message in the capture is on the NAT-T port and is its opening (or the SA is an IKEv2
+        rekey on a floated SA): no float to see.  False when the capture starts inside the SA: the float, if
+        any, predates the capture."""
+        return self._first_natt and not self.opening_missing()
+
+    def opening_missing(self) -> bool:
+        """The capture starts inside this SA: none of its messages is the initiator's MM1, AM1 or IKE_SA_INIT
+        request, so NAT-D and the float are unknown (diagnose.capture_limits: capture-mid-session).  An IKEv2
+        SA that appears after a CREATE_CHILD_SA of its peers may be its rekey, which has no opening of its own."""
+        if not self.messages or self.after_child:
+            return False
+        if sequences.exchange(self.version, self.messages[0].msg.exchange_type) is None:
+            return False
+        return not any(m.label in OPENING and m.sender == "I" and m.request for m in self.messages)
 
     def phase1_runs(self) -> list[Run]:
         return [r for r in self.runs.values() if r.exchange.phase == 1]
@@ -381,8 +418,8 @@ class IkeSa:
         return names[0] if names else "IKEv1 (phase 1 not seen)"
 
     def owed(self, now: float) -> list[sequences.Owed]:
-        """Unfinished exchanges: who owes what next (none once a retry replaced this SA)."""
-        return [] if self.retried_by else sequences.owed(self.runs.values(), now)
+        """Unfinished exchanges: who owes what next (none once a retry or a redirect replaced this SA)."""
+        return [] if self.retried_by or self.redirected_to else sequences.owed(self.runs.values(), now)
 
     def state(self) -> str:
         """How far the SA got, in an admin's words."""
@@ -397,23 +434,57 @@ class IkeSa:
         if not init and not self.ike_sa_up():
             return "IKE_SA_INIT not seen" + (", IKE SA in use" if self.messages else "")
         if not self.ike_sa_up():
-            if not any(sequences.complete(r.exchange, r.done) for r in init):
-                return "IKE_SA_INIT unanswered"
-            if self.retried_by:
-                return f"retried ({self.retried_by})"
-            answered = [m for r in init for m in r.messages if not m.request]
-            errors = [n for m in answered for t, n in m.msg.notifies
-                      if sequences.is_error_notify(2, t) or n in sequences.RETRY_NOTIFIES]
-            if errors and not any(r.exchange.type == sequences.IKE_AUTH for r in self.runs.values()):
-                return f"IKE_SA_INIT answered with {errors[0]}"
-            if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == sequences.IKE_AUTH):
-                return "IKE_AUTH answered with an error notify"
-            return "IKE_AUTH incomplete"
+            return self._v2_setup(init)
         answered = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
         refused = [r for r in answered if any(self.error_only(m) for m in r.messages if not m.request)]
         extra = f", {len(answered) - len(refused)} CREATE_CHILD_SA" if len(answered) > len(refused) else ""
         extra += f", {len(refused)} CREATE_CHILD_SA refused" if refused else ""
         return "IKE SA up" + extra
+
+    def _v2_setup(self, init: list[Run]) -> str:
+        """How far an IKEv2 SA that is not up got: the latest IKE_SA_INIT answer and what followed it."""
+        answers = [m for r in init for m in r.messages if not m.request]
+        last = answers[-1].msg if answers else None
+        retry = next((m.retry for r in init for m in r.messages if m.retry), None)
+        redirect = next((p for p in last.payloads if p.name == "N" and p.info.get("notify_type") == NOTIFY_REDIRECT),
+                        None) if last else None  # RFC 5685 5: an answer to IKE_SA_INIT, responder SPI 0
+        if self.redirected_to:
+            return f"redirected to {ip_address(self.redirected_to)}"
+        if redirect is not None:
+            return f"redirected to {_gateway(redirect.info.get('data', b''))} (not followed in the capture)"
+        later = [r for r in self.runs.values() if r.exchange.type != sequences.IKE_SA_INIT]
+        note = ""
+        if not any(sequences.complete(r.exchange, r.done) for r in init):
+            if not later:  # nothing of the initiator's shows that an answer came
+                return f"IKE_SA_INIT retry ({retry}) unanswered" if retry else "IKE_SA_INIT unanswered"
+            note = " (the IKE_SA_INIT answer is not in the capture)"
+        if self.retried_by:
+            return f"retried ({self.retried_by})"
+        errors = [n for t, n in last.notifies if sequences.is_error_notify(2, t) or n in sequences.RETRY_NOTIFIES] \
+            if last else []
+        auth = [r for r in later if r.exchange.type == sequences.IKE_AUTH]
+        if errors and not auth:
+            return f"IKE_SA_INIT answered with {errors[0]}"
+        if not auth:
+            after = f" after a retry ({retry})" if retry else ""
+            if not later:
+                return f"IKE_SA_INIT answered{after}, no IKE_AUTH seen{note}"
+            run = later[-1]
+            done = "answered" if sequences.complete(run.exchange, run.done) else "unanswered"
+            return f"{run.exchange.name} {done}, no IKE_AUTH seen{note}"
+        if any(self.error_only(m) for m in self.messages if m.msg.exchange_type == sequences.IKE_AUTH):
+            return "IKE_AUTH answered with an error notify"
+        return "IKE_AUTH incomplete" + note
+
+
+def _gateway(data: bytes) -> str:
+    """The New Responder GW Identity of an N(REDIRECT) (RFC 5685 8: type 1 IPv4, 2 IPv6, 3 FQDN)."""
+    kind, size, ident = (data[0], data[1], data[2:2 + data[1]]) if len(data) >= 2 else (0, 0, b"")
+    if kind in (1, 2) and size in (4, 16) and len(ident) == size:
+        return str(ip_address(ident))
+    if kind == 3 and ident:
+        return ident.decode("ascii", "replace")
+    return "another gateway"
 
 
 @dataclass(slots=True)
