@@ -498,7 +498,8 @@ def test_attempt_abandoned_for_other_sas_ranks_nothing():
     and negotiates with the same gateways on UDP 4500 elsewhere."""
     found = _public_findings("nDPI/tests/cfgs/default/pcap/ipsec_isakmp_esp.pcap")
     stalls_ = [f for f in found if f.code == "stall" and f.at == "IKE_AUTH"]
-    assert len(stalls_) == 2 and all(not f.causes and "abandoned" in f.summary for f in stalls_)
+    assert stalls_ and all(not f.causes and f.severity != ERROR and "abandoned" in f.summary for f in stalls_)
+    assert len({f.pair or f.sa for f in stalls_}) == len(stalls_)  # alike ones of one peer pair are one finding
 
 
 @pytest.mark.parametrize("first,cause", [(33, "subnet-mismatch"), (41, "proposal-mismatch")])

@@ -164,11 +164,10 @@ ALLOWED: dict[tuple[str, int | None, str], tuple[object, object, str]] = {
         "the following bytes as a second VID and then throws [Malformed Packet]"),
     # tshark only checks the structure; ikeflow also rejects unknown IKEv1 payload types, and the
     # other way round tshark knows the data a notify type should carry.
-    ("libreswan/testing/pluto/replay-authip-01/weirdike-eastwest.pcap-ike.pcap", 1, "malformed"): (
-        "payload 1 (type 133): unknown payload type 133", False,
-        "Microsoft AuthIP (exchange type 243) with private-use payload types 133 and 135; tshark shows "
-        "them as 'Private Use' payloads, ikeflow treats an unknown IKEv1 payload type as malformed "
-        "(RFC 2408 5.1: INVALID-PAYLOAD-TYPE).  The payload type lists agree"),
+    ("libreswan/testing/pluto/replay-authip-01/weirdike-eastwest.pcap-ike.pcap", 1, "isakmp"): (
+        "no message", "ISAKMP",
+        "Microsoft AuthIP (exchange type 243, [MS-AIPS] 2.2.1) on UDP 500: not IKE, so ikeflow skips it "
+        "with that reason; tshark dissects the ISAKMP header and shows the private-use payloads 133 and 135"),
     ("openswan/tests/unit/libpluto/lp08-parentR1/parentR1notify.pcap", 2, "malformed"): (
         None, True,
         "INVALID_KE_PAYLOAD notify without its 2-byte accepted-group data (payload length 8): tshark "

@@ -117,20 +117,14 @@ def judge(an: Analyzer, files) -> CaptureLimits:
     cut, out.cut_answered = _cut_datagrams(an, files)
     for d in cut:
         out.cut.setdefault(pair_key(d["src"], d["dst"]), []).append(d)
-    rekeys = _first_child_sa_answers(an)
     for sa in an.sas.values():
         if not sa.messages:
             continue
         proof = _one_way(sa)
         if proof:
             out.one_way[sa] = proof
-        first = sa.messages[0]
-        # an IKEv2 SA appearing after a CREATE_CHILD_SA between the same peers may be its rekey, which opens
-        # no IKE_SA_INIT of its own
-        rekey = sa.version == 2 and first.time >= rekeys.get(pair_key(sa.initiator[0], sa.responder[0]), INF)
-        known = sequences.exchange(sa.version, first.msg.exchange_type) is not None
-        if known and not rekey and not any(_opens(m) for m in sa.messages):
-            out.mid_session[sa] = first
+        if sa.opening_missing():
+            out.mid_session[sa] = sa.messages[0]
     return out
 
 
@@ -140,22 +134,6 @@ def ends_early(waited: float) -> bool:
 
 
 # -- the judgements ----------------------------------------------------------------------------------
-
-def _opens(m: Seen) -> bool:
-    """The initiator's first message of an IKE SA (MM1, AM1, IKE_SA_INIT request)."""
-    return m.label in OPENING and m.sender == "I" and m.request
-
-
-def _first_child_sa_answers(an: Analyzer) -> dict[tuple[bytes, bytes], float]:
-    """Per peer pair, when a CREATE_CHILD_SA was first answered."""
-    out: dict[tuple[bytes, bytes], float] = {}
-    for sa in an.sas.values():
-        for m in sa.messages:
-            if m.msg.exchange_type == sequences.CREATE_CHILD_SA and not m.request:
-                key = pair_key(m.src, m.dst)
-                out[key] = min(out.get(key, INF), m.time)
-    return out
-
 
 def _one_way(sa: IkeSa) -> tuple[Seen, Seen, str] | None:
     """All of this SA's messages come from one side, and two of them prove that the other side answered in

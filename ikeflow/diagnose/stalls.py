@@ -507,7 +507,8 @@ def _tell(a: str, b: str) -> str:
 
 def later_success(an: Analyzer, sa: IkeSa) -> IkeSa | None:
     """A later IKE SA between the same peers that came up, which makes this one's failure history."""
-    if sa.initiator is None or an.sas.get((sa.version, sa.ispi)) is not sa:
+    kept = sa in (an.sas.get((sa.version, sa.ispi)), an.sas.get((sa.version, sa.ispi, sa.rspi)))
+    if sa.initiator is None or not kept:
         return None
     last = an.pair_of(sa).last_up
     return last if last is not None and last.index > sa.index else None
@@ -1124,15 +1125,31 @@ def stalls(an: Analyzer, files):
     then one capture-ends-early finding for the requests the capture gave no time to be answered."""
     view = capture_limits.judge(an, files)
     early = []
+    moot: dict[tuple, list[Stall]] = {}  # alike stalls the wire explains, one finding per peer pair
     for sa in an.sas.values():
         for stall in sa_stalls(an, sa):
             if stall is not None:
                 limit(stall, an, view)
                 if ENDS_EARLY in stall.limits:
                     early.append(stall)
+                if stall.facts.superseded or stall.facts.impossible:
+                    key = (pair_key(sa.initiator[0], sa.responder[0]), stall.kind, stall.at, bool(stall.facts.impossible))
+                    moot.setdefault(key, []).append(stall)
+                    continue
                 yield to_finding(stall, an)
+    for alike in moot.values():
+        yield _alike(alike, an)
     if early:
         yield _ends_early(early)
+
+
+def _alike(stalls_: list[Stall], an: Analyzer) -> Finding:
+    """One finding for the stalls of one peer pair that the wire explains the same way."""
+    f = to_finding(stalls_[0], an)
+    if len(stalls_) > 1:
+        f.summary += f" (and {len(stalls_) - 1} more IKE SA{'s' if len(stalls_) > 2 else ''} between these peers alike)"
+        f.frames = sorted({x for s in stalls_ for x in s.frames})[:20]
+    return f
 
 
 def esp_blocked(an: Analyzer, files):

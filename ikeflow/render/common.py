@@ -25,6 +25,8 @@ def nat_text(sa: IkeSa, short: bool = False) -> str:
     """What NAT-D and the ports tell of an IKE SA's NAT, in an admin's words (`short`: for live's table)."""
     if sa.rewritten():
         text = "rewritten" if short else "addresses rewritten (NAT-D mismatch, no float)"
+    elif sa.opening_missing():
+        text = "unknown (opening not captured)"
     else:
         behind = sa.behind_nat()
         who = [r for r in "IR" if behind[r]]

@@ -146,7 +146,7 @@ def _sa(sa: IkeSa, frame, owners: Owners) -> dict:
         "message_count": sa.count,
         "nat": {"initiator_behind_nat": behind["I"], "responder_behind_nat": behind["R"],
                 "float_at": sa.float_at, "started_on_natt_port": sa.started_natt, "natd_checked": bool(sa.natd),
-                "addresses_rewritten": sa.rewritten() is not None,
+                "addresses_rewritten": sa.rewritten() is not None, "opening_captured": not sa.opening_missing(),
                 "natd_frames": [frame(m.ref) for m in sa.natd],
                 "nat_oa": {"initiator": sorted(sa.nat_oa.get("I", ())), "responder": sorted(sa.nat_oa.get("R", ()))}},
         "proposal": {"offered": summarize_sa(sa.offered) if sa.offered else [],
