@@ -36,6 +36,8 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
     console.print(f"{s.packets} packets: {s.ike} IKE, {s.esp} ESP, {f'{s.ah} AH, ' if an.ah.flows else ''}"
                   f"{s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
                   f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
+    if an.skipped and not an.pairs:
+        console.print("Skipped: " + "; ".join(f"{why} ×{n}" for why, n in an.skipped.most_common()))
     if not an.pairs:
         console.print("No IKE or ESP traffic in this capture.")
     errors, owners = first_errors(an, findings), an.owners
