@@ -1,11 +1,13 @@
 """Capture-file reader: classic pcap, pcapng, gzip, stdin.
 
-This is the hot path.  `scan()` walks the records of one capture in large
-chunks with `struct`; plain IPv4 ESP (IP protocol 50 or UDP-encapsulated) on
-the common link types is counted inline into an `EspTable`, every other
-record is handed back in batches for the general decoder.  ESP accounting does
-not depend on the order of IKE processing, so the batching is invisible to the
-analysis.
+This is the hot path.  `scan()` walks the records of one capture (pcap or
+pcapng, memory-mapped when it can) in large chunks with `struct`; ESP, IP
+protocol 50 or UDP-encapsulated, over IPv4 or IPv6, behind 802.1Q/802.1ad tags
+or not, on the common link types, is counted inline into an `EspTable`, every
+other record is handed back in batches for the general decoder (and the first
+packet of a flow that is not plain IPv4, see `_PcapWalker._more`).  ESP
+accounting does not depend on the order of IKE processing, so the batching is
+invisible to the analysis.
 
 On the way the reader counts what the capture itself did to the packets
 (`Quality`): a copy of the frame before is dropped (`same_datagram`), frames cut
@@ -344,8 +346,8 @@ def open_capture(path: str) -> tuple[BinaryIO, bytes, _Gunzip | None]:
 def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> Iterator[list[Record]]:
     """Yield batches of records that need the general decoder.
 
-    With an `esp` table, plain IPv4 ESP is counted into it on the way and not
-    yielded.  Problems with the file end the scan with `info.warning` set.
+    With an `esp` table, ESP is counted into it on the way and not yielded (see
+    the module's docstring).  Problems with the file end the scan with `info.warning` set.
     """
     stream, magic, gz = open_capture(path)
     try:
@@ -790,8 +792,9 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
             os.close(rfd)
             theirs, firsts = esp.fresh(), set()
             walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs, Quality(), 24, firsts)
-            for batch in _walk_mapped(mm, walker, split, len(mm), info):
-                pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)  # one pickle a batch: no memo keeps records
+            for batch in _walk_mapped(mm, walker, split, len(mm), info):  # one pickle a batch: no memo keeps
+                rows = [(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch]  # records; tuples: fast
+                pickle.dump(rows, spool, pickle.HIGHEST_PROTOCOL)
             spool.flush()
             after = type(theirs.flows)()  # the model's Flows, for the flows whose first packet is in the spool
             for key in firsts & theirs.flows.keys():
@@ -826,12 +829,10 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         spool.seek(0)
         while True:
             try:
-                batch = pickle.load(spool)
+                rows = pickle.load(spool)
             except EOFError:
                 break
-            for r in batch:
-                r.ref += shift
-            yield batch
+            yield [Record(ref + shift, ts, linktype, data, wirelen) for ref, ts, linktype, data, wirelen in rows]
         yield FLUSH  # every record decoded before the flows they begin are merged
         esp.merge(after, shift)
         walker.ref += frames
