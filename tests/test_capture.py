@@ -347,9 +347,13 @@ def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
     import ikeflow.sources.capture as capture
 
     pkts = []
+    v6 = IPv6(src=V6A, dst=V6B)
     for i in range(3000):
         if i % 50 == 7:
             pkts.append(ike())
+        elif i % 10 == 4:  # IPv6 flows, one of them begun in the helper's part
+            spi = 0x90 if i < 2000 else 0x91
+            pkts.append(v6 / ESP(spi=spi, seq=i // 10 + 1 - (spi == 0x91) * 200 + (i == 2504) * 9, data=b"v" * 30))
         elif i % 3:
             pkts.append(esp(i // 3 + 1 + (i == 1500) * 5, spi=0x10 + i % 3))
         else:
@@ -376,7 +380,7 @@ def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
     two, two_info = run_with(0)
     assert forks
     assert two_info[0].packets == one_info[0].packets == 3000
-    assert one.stats == two.stats
+    assert one.stats == two.stats and sum(k >> 160 for k in two.esp.flows) == 2  # two IPv6 flows
     assert set(one.esp.flows) == set(two.esp.flows)
     for key, f in one.esp.flows.items():
         g = two.esp.flows[key]
