@@ -73,8 +73,10 @@ BLIND = {
     ("ikev2-nat-mapping-expired", "inside"): ("none", "nothing reaches the inside after the NAT forgot the "
                                                       "mapping"),
     ("ikev1-dpd-replies-lost", "inside"): (("INFO", 3), "the DPD answers never reach the inside capture, which "
-                                                        "shows answered probes, then unanswered ones: identical to "
-                                                        "dpd-answered-then-silent's inside capture"),
+                                                        "shows answered probes, then unanswered ones, then the "
+                                                        "responder answering a new Main Mode on UDP 500: UDP 4500 "
+                                                        "is lost between the peers, in which direction only a "
+                                                        "capture at the peer tells"),
     ("ikev2-dpd-replies-lost", "inside"): (("INFORMATIONAL", 3), "the answers never reach the inside capture, "
                                                                  "identical to dpd-answered-then-silent's"),
 }

@@ -139,3 +139,13 @@ def test_ikev1_new_main_mode_without_delete_after_answered_probes_is_a_dpd_resta
            / ISAKMP_payload_SA(), 9.0)
     found = feed(_up() + sorted(probes + acks + [mm1], key=lambda p: p[1]))[1]
     assert [f.causes for f in errors(found) if f.at == "INFO"] == [["reply-path-lost"]]
+
+
+def test_checks_unanswered_while_the_peer_answers_a_new_main_mode_on_udp_500():
+    """ikev1-dpd-replies-lost, inside (tshark): the initiator's R-U-THEREs at frames 16-17 on UDP 4500 go
+    unanswered, then the initiator starts a new Main Mode and the responder answers it from UDP 500 (frame
+    19): the peer is alive, UDP 4500 is lost (the router drops the responder's UDP 4500, SCENARIOS.md)."""
+    result, _ = _first_sa(LAB / "ikev1-dpd-replies-lost.inside.pcap")
+    f = [f for f in result.findings if f.severity == ERROR and f.at == "INFO"][0]
+    assert f.causes[0] == "udp4500-blocked" and "peer-dead" not in f.causes
+    assert "answered another IKE SA on UDP 500 (frame 19)" in f.summary

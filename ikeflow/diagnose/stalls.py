@@ -150,6 +150,8 @@ class Facts:
     span: float | None = None
     dpd_restart: bool | None = None  # IKEv1: probes answered here, the prober started phase 1 anew
     encrypted_info: int | None = None  # IKEv1: encrypted INFOs the responder answered MM5 with
+    peer_elsewhere: str | None = None  # the silent peer answered another IKE SA meanwhile: "UDP 500 (frame N)"
+    natt_checks: bool | None = None  # the unanswered liveness checks went on UDP 4500
     # user and certificate authentication
     xauth: bool | None = None  # IKEv1: the responder asked for XAUTH credentials in Transaction exchanges
     # the daemons' defaults (diagnose.defaults): why this responder refuses every offered proposal
@@ -403,9 +405,15 @@ TABLE: list[Row] = [
     Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), lacks("ke_in_request")), 5,
         "or TS_UNACCEPTABLE (the subnets)"),
     # -- liveness after the tunnel was up --------------------------------------------------------------
-    Row("peer-dead", (D,), None, always, 10,
+    Row("peer-dead", (D,), None, lacks("peer_elsewhere"), 10,
         "the peer stopped answering once the tunnel was up"),
-    Row("path-blocked", (D,), None, lacks("icmp"), 2, "an expired NAT mapping or firewall state for UDP {port} "
+    Row("udp4500-blocked", (D,), None, both(has("peer_elsewhere"), has("natt_checks")), 10,
+        "the peer is alive: it answered another IKE SA on {peer_elsewhere}, but not the checks on UDP 4500: UDP "
+        "4500 is lost between the peers"),
+    Row("path-blocked", (D,), None, has("peer_elsewhere"), 6,
+        "the peer is alive (it answered another IKE SA on {peer_elsewhere}): the checks or their answers are lost "
+        "on the way; a capture at the peer shows which"),
+    Row("path-blocked", (D,), None, lacks("icmp", "peer_elsewhere"), 2, "an expired NAT mapping or firewall state for UDP {port} "
         "looks the same; a capture at the peer shows whether the checks arrive there and are answered"),
     Row("reply-path-lost", (D,), None, lacks("icmp"), 1, "or the answers are lost on the way back"),
     Row("peer-down", (D,), None, has("icmp_from_peer"), 12, "ICMP {icmp_text} from the peer: its IKE daemon is gone"),
@@ -737,7 +745,7 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
     if sa.version == 2 and last.label == "IKE_SA_INIT" and role == "R":
         facts.impossible = (f"frame {split_ref(last.ref)[1]} is an IKE_SA_INIT request without the Initiator flag, "
                             f"message ID {last.msg.message_id}: no daemon sends that (a crafted or corrupted packet)")
-    elif len(sends) == 1 and not facts.icmp:
+    elif len(sends) == 1 and not facts.icmp and not capture_limits.ends_early(waited):
         other = _worked_instead(an, sa, last)
         if other is not None:
             facts.superseded = (f"sent once and never re-sent, while IKE SA {other.ispi.hex()} between the same "
@@ -944,7 +952,12 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Sta
     if any(f.src == peer and f.last_time > first.time for f in an.esp.flows.values()):
         return None  # the peer still sends ESP: alive
     facts = _icmp_facts(an, sa, peer, first.time, Facts(sends=times(len(sends)), span=sends[-1].time - first.time,
-                                                        port=first.dport))
+                                                        port=first.dport, natt_checks=first.natt or None))
+    later = [m for o in an.pair_of(sa).sas if o is not sa for m in o.messages
+             if m.src == peer and m.time > first.time]
+    if later:
+        m = min(later, key=lambda m: m.time)
+        facts.peer_elsewhere = f"UDP {m.sport} (frame {split_ref(m.ref)[1]})"
     label = sends[-1].label
     what = "liveness check" if all(p.sends[0].msg.encrypted_first in (None, "NONE") for p in tail) else "request"
     answered = len(found) - len(tail)
@@ -960,6 +973,9 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Sta
                  f"{_who(role)} after the tunnel was up, never answered; nothing else came from the {_who(peer_role)}")
     if facts.icmp_from_peer:
         story += f"; its host answered with ICMP {facts.icmp_text}"
+    if facts.peer_elsewhere:
+        story = story.replace(f"; nothing else came from the {_who(peer_role)}",
+                              f"; the {_who(peer_role)} answered another IKE SA on {facts.peer_elsewhere} meanwhile")
     context = [m.ref for m in found[answered - 1].sends + found[answered - 1].answers] if answered else []
     return Stall(D, label, story, context + [m.ref for m in sends] + list(facts.icmp_frames or []), sa, facts=facts)
 
@@ -994,10 +1010,11 @@ def _ordinal(n: int) -> str:
 
 
 def _worked_instead(an: Analyzer, sa: IkeSa, request: Seen) -> IkeSa | None:
-    """Another IKE SA of the pair that came up with messages both ways on the request's port."""
+    """Another IKE SA of the pair, begun after the request, that came up with messages both ways on the
+    request's port."""
     pair = an.pairs.get(pair_key(sa.initiator[0], sa.responder[0]))
     for other in (pair.sas if pair else []):
-        if other is sa or other.up_time is None:
+        if other is sa or other.up_time is None or other.messages[0].time <= request.time:
             continue
         ports = {(m.sender, m.dport if m.sender == "I" else m.sport) for m in other.messages}
         if {("I", request.dport), ("R", request.dport)} <= ports or \
