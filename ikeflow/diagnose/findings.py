@@ -76,7 +76,9 @@ def nat(an: Analyzer, files):
             parts.append(f"started on UDP {an.natt_port} (no float to see)")
         elif method and not method.floats:
             parts.append(f"NAT-T of draft-ietf-ipsec-nat-t-ike-00/01 stays on UDP {an.ike_port} (no float)")
-        yield Finding(INFO, "nat-t", sa.float_at or "NAT-T", "; ".join(parts), "", frames, [], sa)
+        hint = (f"Or the {who[0]} fakes its NAT-D to force UDP encapsulation (strongSwan forceencaps / encap = yes, "
+                "libreswan encapsulation=yes): its configuration tells." if len(who) == 1 else "")
+        yield Finding(INFO, "nat-t", sa.float_at or "NAT-T", "; ".join(parts), hint, frames, [], sa)
 
 
 def malformed(an: Analyzer, files):
