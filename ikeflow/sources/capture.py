@@ -406,7 +406,7 @@ def ip_start(linktype: int, frame, p: int, n: int) -> int:
 
 
 class Previous:
-    """The frame before, for the frame-by-frame readers (pcapng, live): time, order and copies."""
+    """The frame before, for the frame-by-frame reader (live): time, order and copies."""
 
     __slots__ = ("quality", "buf", "at", "size", "time")
 
@@ -986,7 +986,8 @@ class _PcapngWalker(_PcapWalker):
             else:
                 btype = -1
             if btype != 6 and btype != 2 or iface != current:
-                self.ref, self.last, self.decoded, self.before = ref, ts, decoded, (pbuf, pp, plen, pts, plt)
+                self.ref, self.decoded, self.before = ref, decoded, (pbuf, pp, plen, pts, plt)
+                self.last = None if ts == NEVER else ts
                 if btype == 6 or btype == 2:  # a packet block on another interface: its settings
                     current = iface
                     if btype == 2:
