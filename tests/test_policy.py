@@ -16,7 +16,7 @@ from scapy.contrib.ikev2 import IKEv2, IKEv2_Proposal, IKEv2_SA, IKEv2_Transform
 from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_Proposal, ISAKMP_payload_SA, ISAKMP_payload_Transform
 
 from ikeflow.decode.ike import decode_isakmp
-from ikeflow.diagnose import algorithms, defaults
+from ikeflow.diagnose import algorithms, defaults, policy
 from ikeflow.model.ikesa import IkeSa
 from ikeflow.pipeline import read_captures
 
@@ -103,8 +103,10 @@ def _findings(path: Path) -> list:
 
 
 def _codes(path: Path, code: str) -> dict[str, list]:
+    """The findings of `code` by IKE SA; weak-crypto per SA, before alike ones are merged per peer pair."""
     out: dict[str, list] = {}
-    for f in _findings(path):
+    r = read_captures([str(path)])
+    for f in (policy.weak_per_sa(r.model) if code == "weak-crypto" else r.findings):
         if f.code == code:
             out.setdefault(f.sa.ispi.hex(), []).append(f)
     return out
@@ -259,3 +261,18 @@ def test_defaults_rows_cite_source_and_version():
         assert d.accepts[defaults.DH].isdisjoint({1, 22, 23, 24})
     ss = [d for d in defaults.DEFAULTS if d.implementation == "strongSwan"]
     assert all(2 not in d.accepts[defaults.DH] and 14 in d.accepts[defaults.DH] for d in ss)
+
+
+def test_alike_weak_crypto_of_one_peer_pair_is_one_finding():
+    """nDPI ipsec_isakmp_esp: the probing client offers the same weak proposals to each gateway in dozens of IKE
+    SAs (tshark: IKE_SA_INIT frames carry modp1024/1536 and 3DES); one finding per peer pair and wording."""
+    if not (PUBLIC / "MANIFEST.json").is_file():
+        pytest.skip(f"public capture corpus not found at {PUBLIC}")
+    r = read_captures([str(PUBLIC / "nDPI/tests/cfgs/default/pcap/ipsec_isakmp_esp.pcap")])
+    per_sa = list(policy.weak_per_sa(r.model))
+    merged = [f for f in r.findings if f.code == "weak-crypto"]
+    assert len(merged) < len(per_sa)
+    keys = [(frozenset((f.sa.initiator[0], f.sa.responder[0])), f.summary.split(" (and ")[0]) for f in merged]
+    assert len(keys) == len(set(keys))
+    assert sum(1 + int(f.summary.rsplit("(and ", 1)[1].split()[0]) if "(and " in f.summary else 1
+               for f in merged) == len(per_sa)

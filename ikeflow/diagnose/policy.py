@@ -14,6 +14,7 @@ from ikeflow.diagnose import algorithms, defaults
 from ikeflow.diagnose.finding import WARNING, Finding
 from ikeflow.model import sequences
 from ikeflow.model.analysis import Analyzer
+from ikeflow.model.events import pair_key
 from ikeflow.model.ikesa import IkeSa, Seen
 
 # IKEv1 authentication methods keyed by a pre-shared key (RFC 2409 appendix A; XAUTH draft)
@@ -61,7 +62,22 @@ def _named(version: int, ttype: int, tid: int, row: algorithms.Level) -> str:
 
 
 def weak_crypto(an: Analyzer, files):
-    """One warning per IKE SA whose offered or chosen proposals hold algorithms RFC 8247 / 8221 rank low."""
+    """One warning per peer pair and wording: the IKE SAs whose offered or chosen proposals hold algorithms
+    RFC 8247 / 8221 rank low (a gateway's many SAs with the same proposals are one finding that counts them)."""
+    alike: dict[tuple, list[Finding]] = {}
+    for f in weak_per_sa(an):
+        alike.setdefault((pair_key(f.sa.initiator[0], f.sa.responder[0]) if f.sa.initiator else None, f.summary),
+                         []).append(f)
+    for found in alike.values():
+        f = found[0]
+        if len(found) > 1:
+            f.summary += f" (and {len(found) - 1} more IKE SA{'s' if len(found) > 2 else ''} between these peers alike)"
+            f.frames = sorted({x for g in found for x in g.frames})[:20]
+        yield f
+
+
+def weak_per_sa(an: Analyzer):
+    """The weak-crypto finding of each IKE SA, before alike ones are merged."""
     for sa in an.sas.values():
         parts, frames, at = [], [], None
         chosen_weak: set[str] = set()
