@@ -200,3 +200,35 @@ def test_isakmp4500_stays_up():
     assert any(n > last_mm and src == ladder[0][1] and ex == "32" for n, src, ex in ladder)
     sa, _ = only_sa(path)
     assert sa.ike_sa_up()
+
+
+# -- states that follow what the peers really reached ----------------------------------------------------
+
+def test_eap_failure_after_the_responders_auth_is_not_up():
+    """ikev2-eap-failed (the logs): IKE_AUTH response 1 carries IDr AUTH EAP/REQ/ID, response 3 is EAP/FAIL
+    (16 bytes of plaintext at most), then the initiator sends N(AUTH_FAILED): the IKE SA never came up."""
+    for side in ("inside", "outside"):
+        r = read_captures([str(LAB / f"ikev2-eap-failed.{side}.pcap")])
+        (sa,) = r.model.sas.values()
+        assert not sa.ike_sa_up()
+        assert next(iter(r.verdicts.values())).startswith("phase 1 fails at IKE_AUTH")
+
+
+def test_quick_mode_whose_qm2_is_re_sent_after_qm3_is_not_completed():
+    """tcpdump isakmp4500.pcap (tshark): QM1, QM2, QM3, then the responder re-sends QM2 after each QM3."""
+    r = read_captures([str(need_public() / "tcpdump/tests/isakmp4500.pcap")])
+    (sa,) = r.model.sas.values()
+    assert sa.state() == "phase 1 up, 1 quick mode not completed (QM2 re-sent after QM3)"
+
+
+@pytest.mark.parametrize("fixture,state", [
+    ("lp48-rekeyikev2-inCR1", "IKE_SA_INIT not seen, IKE SA in use, 1 CREATE_CHILD_SA"),
+    ("lp58-rekeyv2nopfs-inCR1", "IKE_SA_INIT not seen, IKE SA in use, 1 CREATE_CHILD_SA"),
+    ("lp89-rekeyv2-inval-inCR1", "IKE_SA_INIT not seen, IKE SA in use, 1 CREATE_CHILD_SA refused"),
+])
+def test_lone_create_child_sa_answer_accepted_or_refused(fixture, state):
+    """tshark: each file is one CREATE_CHILD_SA response (flags 0x20/0x21) of an SA whose IKE_SA_INIT is not
+    captured, so the cipher is unknown; IKE lengths 496 and 240 (SA first) vs 80 (Notify first): refused."""
+    r = read_captures([str(need_public() / f"openswan/tests/unit/libpluto/{fixture}/rekeyCR1.pcap")])
+    (sa,) = r.model.sas.values()
+    assert sa.state() == state

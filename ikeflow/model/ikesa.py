@@ -27,6 +27,9 @@ DRAFT_TYPES = (15, 16)  # IKEv1 NAT-D / NAT-OA of draft-ietf-ipsec-nat-t-ike-04.
 FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 AFTER_FLOAT_V1 = ("MM5", "MM6", "AM3")  # IKEv1 messages sent on the NAT-T port once NAT-D found a NAT (RFC 3947 4)
 ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
+# bytes of an IKEv2 message: header 28 + SK header 4 + IV 16 + one Notify + padding + ICV stay below; an
+# accepted CREATE_CHILD_SA answer (SA 36+, Nonce 20+, TSi/TSr 48+ in the clear part alone) is well above
+REFUSED_SIZE = 120
 OPENING = ("MM1", "AM1", "IKE_SA_INIT")  # the initiator's first message of an IKE SA
 NOTIFY_REDIRECT = 16407  # RFC 5685 10: New Responder GW Identity (and a nonce)
 
@@ -127,6 +130,9 @@ class IkeSa:
         self._label(seen, digest)
         if self.version == 1 and seen.sender == "I":
             self._mm6_heard(seen)
+        elif self.version == 2 and self.up_time is not None and seen.msg.exchange_type == sequences.IKE_AUTH \
+                and self.error_only(seen):
+            self.up_time = None  # a later IKE_AUTH round (EAP) refused: the responder's own AUTH did not bring it up
         if len(self._digests) > KEEP_DIGESTS:
             del self._digests[next(iter(self._digests))]
         if self.float_at == "?":
@@ -428,18 +434,36 @@ class IkeSa:
             p1 = max(labels, key=lambda lab: int(lab[2:]) if lab[2:].isdigit() else 0) if labels else None
             if not self.ike_sa_up():
                 return f"phase 1 incomplete (last {p1})" if p1 else "phase 1 not seen"
-            qm = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
-            return f"phase 2 up ({len(qm)} quick mode{'s' if len(qm) != 1 else ''})" if qm else "phase 1 up, no phase 2"
+            done = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
+            # a Quick Mode whose QM2 was re-sent after QM3: QM3 never reached the responder, not up there
+            lost = [r for r in done if r.messages[-1].label == "QM2" and any(m.label == "QM3" for m in r.messages)]
+            qm = [r for r in done if r not in lost]
+            text = f"phase 2 up ({len(qm)} quick mode{'s' if len(qm) != 1 else ''})" if qm else "phase 1 up"
+            if lost:
+                text += f", {len(lost)} quick mode{'s' if len(lost) > 1 else ''} not completed " \
+                        "(QM2 re-sent after QM3)"
+            return text if qm or lost else "phase 1 up, no phase 2"
         init = [r for r in self.runs.values() if r.exchange.type == sequences.IKE_SA_INIT]
         if not init and not self.ike_sa_up():
-            return "IKE_SA_INIT not seen" + (", IKE SA in use" if self.messages else "")
+            return "IKE_SA_INIT not seen" + (", IKE SA in use" + self._children_v2() if self.messages else "")
         if not self.ike_sa_up():
             return self._v2_setup(init)
+        return "IKE SA up" + self._children_v2()
+
+    def _children_v2(self) -> str:
+        """", 2 CREATE_CHILD_SA, 1 CREATE_CHILD_SA refused": the answered ones, the refused ones apart."""
         answered = [r for r in self.child_runs() if sequences.complete(r.exchange, r.done)]
-        refused = [r for r in answered if any(self.error_only(m) for m in r.messages if not m.request)]
+        refused = [r for r in answered if any(self.refused(m) for m in r.messages if not m.request)]
         extra = f", {len(answered) - len(refused)} CREATE_CHILD_SA" if len(answered) > len(refused) else ""
-        extra += f", {len(refused)} CREATE_CHILD_SA refused" if refused else ""
-        return "IKE SA up" + extra
+        return extra + (f", {len(refused)} CREATE_CHILD_SA refused" if refused else "")
+
+    def refused(self, answer: Seen) -> bool:
+        """An IKEv2 answer that refuses: error-only by its size, or, when the cipher (so the plaintext) is
+        unknown, a small answer whose encrypted part starts with a Notify (an accepted CREATE_CHILD_SA answer
+        starts with SA and carries SA, Nr and TSi/TSr: far more than REFUSED_SIZE bytes)."""
+        if answer.plaintext is not None:
+            return self.error_only(answer)
+        return answer.msg.encrypted_first == "N" and answer.size <= REFUSED_SIZE
 
     def _v2_setup(self, init: list[Run]) -> str:
         """How far an IKEv2 SA that is not up got: the latest IKE_SA_INIT answer and what followed it."""
