@@ -529,3 +529,14 @@ def test_row_default_proposals_refuse_the_only_dh_group():
     ans = v2(R, I, 34, IKEv2_Notify(type=14) / vid, 0x20)
     (f,) = errors(feed([req, ans])[1])
     assert f.causes[0] == "dh-group-mismatch" and "strongSwan" in f.summary and "modp2048" in f.summary
+
+
+def test_esp_answered_by_icmp_protocol_unreachable_without_ike():
+    """wiki ipsec_esp_capture_2 (tshark): 312 ESP packets from 10.0.0.1 to 10.0.0.2, each answered by ICMP
+    type 3 code 2 (protocol unreachable) from 10.0.0.2 (frames 2, 4, 6, ...); no IKE in the capture: the readme
+    says only SGW1 (10.0.0.1) runs IPsec, 10.0.0.2 is a plain host."""
+    path = ("wireshark-wiki/uploads/21afad41e961b83b9e74cf1fd500a9be/ipsec_esp.tgz/ipsec_esp_capture_2/"
+            "capture.pcap")
+    found = _public_findings(path)
+    (f,) = [f for f in found if f.severity == ERROR]
+    assert f.at == "ESP" and f.causes == ["peer-down"] and "protocol unreachable (312 times)" in f.summary

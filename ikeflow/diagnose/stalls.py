@@ -423,11 +423,14 @@ TABLE: list[Row] = [
         "then answered the peer's packets with ICMP {icmp_text}: the NAT had forgotten the mapping"),
     Row("peer-down", (E,), None, has("nat_idle"), 3,
         "or the {natted}'s IKE daemon is gone and the NAT passes its host's ICMP on"),
-    Row("esp-blocked", (E,), None, lacks("nat_idle"), 10,
+    Row("peer-down", (E,), None, both(has("icmp_from_peer"), lacks("nat_idle")), 12,
+        "the peer's host answers the ESP with ICMP {icmp_text}: no IPsec stack there takes ESP (its IPsec "
+        "service or kernel module is not running, or it has no SA and rejects the protocol)"),
+    Row("esp-blocked", (E,), None, lacks("nat_idle", "icmp_from_peer"), 10,
         "the SAs are up and ESP leaves one way, so ESP (protocol 50, or UDP 4500 when encapsulated) is dropped on "
         "the way back"),
-    Row("subnet-mismatch", (E,), None, lacks("nat_idle"), 1, "or the far end does not route the answers into the "
-        "tunnel"),
+    Row("subnet-mismatch", (E,), None, lacks("nat_idle", "icmp_from_peer"), 1, "or the far end does not route the "
+        "answers into the tunnel"),
 ]
 
 
@@ -505,8 +508,8 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
 
 
 def _code(stall: Stall) -> str:
-    """esp-blocked for ESP one way; stall for everything else (a NAT that forgot the mapping included)."""
-    return "esp-blocked" if stall.kind == E and not stall.facts.nat_idle else "stall"
+    """esp-blocked for ESP one way; stall for everything else (a NAT that forgot the mapping, ESP refused by ICMP)."""
+    return "esp-blocked" if stall.kind == E and not (stall.facts.nat_idle or stall.facts.icmp_from_peer) else "stall"
 
 
 def _tell(a: str, b: str) -> str:
@@ -1117,7 +1120,8 @@ def _child_stalled(an: Analyzer) -> set[tuple[bytes, bytes]]:
 
 
 def esp_stalls(an: Analyzer) -> list[Stall]:
-    """ESP one way only between peers whose IKE SA came up in this capture."""
+    """ESP one way only between peers whose IKE SA came up in this capture, or (IKE or not) whose far end
+    answers the ESP with ICMP protocol unreachable."""
     out = []
     directions = an.esp.directions()
     for (src, dst), flows in directions.items():
@@ -1126,12 +1130,21 @@ def esp_stalls(an: Analyzer) -> list[Stall]:
         packets = sum(f.packets for f in flows)
         key = pair_key(src, dst)
         pair = an.pairs.get(key)
-        if packets < 2 or not pair or not pair.last_up:
+        refused = [e for e in (pair.icmp if pair else []) if e.src == dst and e.about[0] == src
+                   and "protocol unreachable" in e.text]
+        if packets < 2 or not pair or not (pair.last_up or refused):
             continue
         f = flows[0]
         facts = Facts(src=f.src_ip, dst=f.dst_ip, packets=packets)
-        story = f"ESP from {f.src_ip} to {f.dst_ip} only ({packets} packets), none back while the IKE SA is up"
-        out.append(Stall(E, "ESP", story, [x.first_frame for x in flows], None, key, facts=facts))
+        story = f"ESP from {f.src_ip} to {f.dst_ip} only ({packets} packets), none back"
+        story += " while the IKE SA is up" if pair.last_up else " (no IKE in the capture)"
+        frames = [x.first_frame for x in flows]
+        if refused:
+            facts.icmp, facts.icmp_text, facts.icmp_from_peer = pair.icmp_errors, refused[0].text, True
+            facts.icmp_frames = [e.ref for e in refused[:10]]
+            story += f"; {f.dst_ip} answered it with ICMP {refused[0].text} ({times(pair.icmp_errors)})"
+            frames += facts.icmp_frames
+        out.append(Stall(E, "ESP", story, frames, None, key, facts=facts))
     return out
 
 
