@@ -112,12 +112,13 @@ def _sa_block(an: Analyzer, sa: IkeSa, frame) -> Group:
     ladder.add_column("payloads / notes")
     t0 = sa.messages[0].time if sa.messages else 0.0
     msgs = sa.messages
+    natted = "differs" if sa.rewritten() or sa.opening_missing() else "NATed"
     shown = msgs if len(msgs) <= MAX_LADDER else msgs[: MAX_LADDER // 2] + [None] + msgs[-MAX_LADDER // 2 :]
     for m in shown:
         if m is None:
             ladder.add_row("", "", f"… {len(msgs) - MAX_LADDER} more messages …", "")
             continue
-        ladder.add_row(f"{m.time - t0:.3f}", frame(m.ref), _arrow(m), _notes(m))
+        ladder.add_row(f"{m.time - t0:.3f}", frame(m.ref), _arrow(m), _notes(m, natted))
     parts = [head, ladder]
     proposal = _proposal(sa)
     if proposal is not None:
@@ -136,7 +137,9 @@ def _arrow(m: Seen) -> Text:
     return Text(f"◀{'─' * fill}{label}──", style=style)
 
 
-def _notes(m: Seen) -> str:
+def _notes(m: Seen, natted: str) -> str:
+    """The payloads, IP fragments, NAT-D result and size of one message; `natted` is what a NAT-D hash that
+    does not match is called ("NATed", or "differs" where the SA's NAT reading is rewritten/unknown)."""
     msg = m.msg
     if msg.malformed:
         return f"MALFORMED: {msg.malformed}"
@@ -165,9 +168,9 @@ def _notes(m: Seen) -> str:
     if m.natd:
         flags = []
         if m.natd.get("sender_translated"):
-            flags.append("sender NATed")
+            flags.append(f"sender {natted}")
         if m.natd.get("receiver_translated"):
-            flags.append("receiver NATed")
+            flags.append(f"receiver {natted}")
         text += f"  [NAT-D: {', '.join(flags) or 'no NAT'}]"
     return text + f"  {m.size}B"
 
