@@ -272,6 +272,14 @@ def test_pcapng_inline_path_on_several_interfaces(tmp_path, monkeypatch):
     assert len(fast.decoded) < 10
 
 
+def test_padded_keepalive_is_no_esp(tmp_path):
+    """A NAT-T keepalive padded to Ethernet's 60 bytes (as received) has 4 bytes where an SPI would be."""
+    ka = eth(IP(src=A, dst=B) / UDP(sport=4500, dport=4500) / Raw(b"\xff"))
+    (tmp_path / "c.pcap").write_bytes(pcap([(1.0, ka + b"\0" * (60 - len(ka)))]))
+    fast = _same_as_decoder(str(tmp_path / "c.pcap"))
+    assert (fast.model.stats.esp, fast.model.stats.keepalives) == (0, 1)
+
+
 def test_gzip_and_stdin(tmp_path, monkeypatch):
     blob = pcap([(1.0, eth(esp(1))), (2.0, eth(esp(2)))])
     an, infos = run(tmp_path, [gzip.compress(blob)], name="c.pcap.gz")

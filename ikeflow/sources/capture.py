@@ -452,8 +452,8 @@ def fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref: 
     natt = esp.natt_port
     if proto == 50:
         spi, seq, ports = w0, w1, 0
-    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
-        spi, seq, ports = w2, w3, w0
+    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
+        spi, seq, ports = w2, w3, w0  # not a keepalive padded to the Ethernet minimum, say
     else:
         return False
     if not spi:  # SPI 0 is reserved (RFC 4303 2.1): not ESP
@@ -557,8 +557,8 @@ class _PcapWalker:
                 if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
                         spi, seq, ports = w0, w1, 0
-                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
-                        spi, seq, ports = w2, w3, w0
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
+                        spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
                     else:
                         spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
                     if spi:
@@ -1038,8 +1038,8 @@ class _PcapngWalker(_PcapWalker):
                 if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
                         spi, seq, ports = w0, w1, 0
-                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt):
-                        spi, seq, ports = w2, w3, w0
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
+                        spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
                     else:
                         spi = 0
                     if spi:
