@@ -7,6 +7,7 @@ NAT rewriting and the port float.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
@@ -58,7 +59,7 @@ class Seen:
     plaintext: int | None = None  # IKEv2 SK: most bytes the encrypted payloads can hold
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Run:
     """One run of an exchange: phase 1 of IKEv1, or one message ID."""
 
@@ -89,7 +90,9 @@ class IkeSa:
         self.retransmitted: dict[str, int] = {}  # label -> retransmissions
         self.retransmission_frames: list[int] = []  # the first few
         self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
-        self._digests: dict[tuple[str, int], Run | None] = {}  # (sender, hash) -> the run it belongs to
+        # (sender, hash) -> a weak reference to the run it belongs to: a run that `runs` let go (KEEP_RUNS) is
+        # freed, not kept alive by the digests of its messages
+        self._digests: dict[tuple[str, int], weakref.ref[Run] | None] = {}
         self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
         self._pending: dict[tuple, _Pieces] = {}  # (sender, IKEv1 fragment ID) -> its fragments so far, the newest last
         self.float_at: str | None = None  # label of the first message on the NAT-T port after some on the IKE port
@@ -255,8 +258,9 @@ class IkeSa:
                 starter = "I"
             run = self.runs[key] = Run(ex, starter, seen.time)
         # a copy of a message of this very run: a run forgotten (KEEP_RUNS) starts afresh with whatever comes next
-        seen.retransmission = self._digests.get(digest) is run
-        self._digests[digest] = run
+        ref = self._digests.get(digest)
+        seen.retransmission = ref is not None and ref() is run
+        self._digests[digest] = weakref.ref(run)
         if msg.version == 2 and seen.request and not seen.retransmission and any(not m.request for m in run.messages):
             # a new request under an answered message ID: IKE_SA_INIT retried after COOKIE/INVALID_KE
             answer = next(m for m in reversed(run.messages) if not m.request)
