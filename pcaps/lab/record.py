@@ -1052,6 +1052,19 @@ def scenarios() -> list[Scenario]:
             decisive=[("resp", r"no trusted RSA public key found|constraint check failed|no trusted .*certificate"
                                r"|building CRED_CERTIFICATE .*failed|no issuer certificate found")],
             check=lambda c: (c.none("in", "ESP", lambda p: p.esp),))
+    # ---------------------------------------------------------------- MTU black hole
+    add(name="ikev2-mtu-blackhole", version=2, expected_at="ESP", cause="mtu-blackhole",
+        rules=['iifname "r-in" udp dport 4500 udp length > 1200 drop'],
+        steps=[("initiate", True), *PINGS, ("ping", "init", 3, False, 1300), ("ping", "init", 2, True)],
+        what="IKEv2 tunnel up, small pings pass both ways; then 1300-byte pings from the initiator: the router drops "
+             "UDP 4500 datagrams longer than 1200 bytes from the initiator without any ICMP (an MTU black hole), so "
+             "the large ESP packets never reach the outside and get no answer; small pings after them pass again",
+        decisive=[("init", r"CHILD_SA net\{\d+\} established")],
+        check=lambda c: (c.need("in", "large ESP from the initiator", lambda p: p.esp and p.from_init
+                                and p.length > 1200, 3),
+                         c.none("out", "large ESP", lambda p: p.esp and p.length > 1200),
+                         c.none("in", "ICMP", lambda p: p.icmp is not None)))
+
     # ---------------------------------------------------------------- NAT mapping expiry
     for v in (1, 2):
         add(name=f"ikev{v}-nat-mapping-expired", version=v, expected_at="ESP", cause="nat-mapping-expired",
@@ -1234,7 +1247,8 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
                     notes.append(f"initiate --ike returned {r.returncode}, expected {'success' if step[1] else 'failure'}")
             elif kind == "ping":
                 ns, src, dst = (NS_I, INIT_HOST, RESP_HOST) if step[1] == "init" else (NS_R, RESP_HOST, INIT_HOST)
-                r = sh("ping", "-n", "-q", "-c", str(step[2]), "-i", "0.3", "-W", "1", "-I", src, dst,
+                size = ["-s", str(step[4])] if len(step) > 4 else []  # ICMP payload bytes (default 56)
+                r = sh("ping", "-n", "-q", "-c", str(step[2]), "-i", "0.3", "-W", "1", *size, "-I", src, dst,
                        ns=ns, check=False)
                 m = re.search(r"(\d+) packets transmitted, (\d+) received", r.stdout)
                 if m:
