@@ -537,3 +537,13 @@ def test_icmp_from_a_nat_that_forgot_the_mapping():
     _, doc = run(lab("ikev2-nat-mapping-expired"))
     icmp = [f for f in doc["findings"] if f["code"] == "icmp-one-side"]
     assert len(icmp) == 3 and all(f["causes"] == ["nat-mapping-expired"] and f["severity"] == "error" for f in icmp)
+
+
+def test_large_esp_lost_between_the_points_is_an_mtu_black_hole():
+    """pcaps/lab/ikev2-mtu-blackhole (tshark): ESP SPI of the initiator carries 178-byte frames that reach the
+    outside point and three 1426-byte frames (1412-byte datagrams, sequence 4-6) that do not; the router drops
+    UDP 4500 datagrams longer than 1200 bytes from the initiator (SCENARIOS.md), without ICMP."""
+    _, doc = run(lab("ikev2-mtu-blackhole"))
+    (f,) = errors(doc)
+    assert f["causes"] == ["mtu-blackhole"] and "3 packets of 1412 bytes or more" in f["summary"]
+    assert "at most 164 bytes" in f["summary"]

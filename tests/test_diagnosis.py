@@ -67,6 +67,10 @@ BLIND = {
     ("ikev2-replies-dropped", "inside"): (("IKE_SA_INIT", 4), "the answers never reach the inside capture, which "
                                                               "shows only IKE_SA_INIT re-sent: identical to "
                                                               "udp500-blocked's inside capture"),
+    ("ikev2-mtu-blackhole", "inside"): ("none", "read keeps no size per ESP packet: the large packets look like any "
+                                                "others, and small ones pass both ways; compare names it"),
+    ("ikev2-mtu-blackhole", "outside"): ("none", "the large packets never reach the outside point: a sequence gap "
+                                                 "(esp-loss warning), nothing more; compare names it"),
     ("ikev1-nat-mapping-expired", "inside"): ("none", "nothing reaches the inside after the NAT forgot the "
                                                       "mapping: the inside capture shows a healthy tunnel that "
                                                       "went quiet"),

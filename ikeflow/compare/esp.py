@@ -73,13 +73,17 @@ def _packets(seg: Segment, d: Direction, sa: EspSa, q0: float, q1: float) -> Non
     up, down = seg.point(d.up).esp_seqs.get(sa.spi), seg.point(d.down).esp_seqs.get(sa.spi, {})
     if up is None or len(up) >= ESP_KEEP or len(down) >= ESP_KEEP:
         return
-    lost, transit = [], []
+    lost, transit, lost_sizes, arrived_sizes = [], [], [], []
     for seq, copies in up.items():
         t = seg.to_y(d.up, copies[0][0])
         if seq in down:
             transit.append(seg.to_y(d.down, down[seq][0][0]) - t)
+            arrived_sizes.append(copies[0][2])
         elif q0 + EDGE <= t <= q1 - EDGE:  # clearly while the other point was capturing
             lost.append((seq, copies[0][1]))
+            lost_sizes.append(copies[0][2])
+    if lost_sizes and arrived_sizes:
+        sa.lost_smallest, sa.arrived_largest = min(lost_sizes), max(arrived_sizes)
     lost.sort()
     sa.lost = len(lost)
     sa.lost_seq = [s for s, _ in lost[:20]]

@@ -113,12 +113,14 @@ def _esp(seg: Segment, d: Direction, sa: EspSa, pair) -> CompareFinding:
     """ESP of one SA lost between the points."""
     up, down = seg.point(d.up), seg.point(d.down)
     f, g = sa.flow_up, sa.flow_down
-    row = rules.pick(rules.ESP, rules.EspLoss(none_arrived=sa.arrived == 0))
+    larger = (sa.lost >= 2 and sa.lost_smallest is not None and sa.lost_smallest > sa.arrived_largest)
+    row = rules.pick(rules.ESP, rules.EspLoss(none_arrived=sa.arrived == 0, larger_lost=larger))
     facts = {"up": up.name, "down": down.name, "where": _where(seg, d), "src": d.src, "dst": d.dst,
              "packets": f.packets, "lost": sa.lost, "note": f" ({sa.note})" if sa.note else "",
              "frames": f"{split_ref(f.first_frame)[1]}–{split_ref(f.last_frame)[1]}",
              "esp": f"UDP {f.dport}" if f.encap == "udp" else "IP protocol 50 (ESP)",
-             "sent": f"{f.seq_min}–{f.seq_max}", "arrived": f"{g.seq_min}–{g.seq_max}" if g else ""}
+             "sent": f"{f.seq_min}–{f.seq_max}", "arrived": f"{g.seq_min}–{g.seq_max}" if g else "",
+             "lost_smallest": sa.lost_smallest, "arrived_largest": sa.arrived_largest}
     # the first packet sent, and the first that arrived (the last sent when none did)
     frames = [up.ref(f.first_frame), down.ref(g.first_frame) if sa.arrived else up.ref(f.last_frame)]
     return _finding(seg, row, "ESP", f"ESP SPI {f.spi:08x} {d.src} → {d.dst}: {row.says.format(**facts)}",

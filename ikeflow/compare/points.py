@@ -63,7 +63,7 @@ class Point:
         self.msgs: dict[tuple, list[Msg]] = {}  # IKE SA -> records in capture order
         self.gaps: dict[tuple, tuple[float, float]] = {}  # IKE SA -> (from, to): records elided
         self._copies: dict[tuple, int] = {}
-        self.esp_seqs: dict[int, dict[int, list]] = {}  # SPI -> sequence number -> [(time, ref), ...]
+        self.esp_seqs: dict[int, dict[int, list]] = {}  # SPI -> sequence number -> [(time, ref, size), ...]
 
     def read(self) -> None:
         """Every frame through the general decoder (no ESP fast path), so that each ESP packet's
@@ -75,7 +75,7 @@ class Point:
         if isinstance(event, EspSeen):
             seqs = self.esp_seqs.setdefault(event.spi, {})
             if event.seq in seqs or len(seqs) < ESP_KEEP:
-                seqs.setdefault(event.seq, []).append((event.time, event.ref))
+                seqs.setdefault(event.seq, []).append((event.time, event.ref, event.size))
             return
         if not isinstance(event, MessageSeen):
             return

@@ -64,6 +64,7 @@ class EspLoss:
     """ESP packets of one SA lost between the points."""
 
     none_arrived: bool
+    larger_lost: bool = False  # packet by packet: every packet lost was larger than every one that arrived (2+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,11 @@ TABLE: list[Row] = [
     Row(COPY_LOST, always, (), WARNING, LOST_CODE, "lost {where}; another copy arrived",
         "Occasional loss between the points; retransmissions covered it."),
     # -- ESP of one SA (facts: where, packets, frames, note, esp, src, dst, lost, sent, arrived) ----------
+    Row(ESP, lambda e: e.larger_lost, ("mtu-blackhole",), ERROR, LOST_CODE,
+        "{lost} packets of {lost_smallest} bytes or more sent at {up} never arrived at {down}, while every packet "
+        "of at most {arrived_largest} bytes did: large packets vanish {where} (an MTU black hole)",
+        "A hop between {up} and {down} drops packets above its MTU without ICMP 'fragmentation needed': clamp the "
+        "TCP MSS in the tunnel, lower the tunnel or interface MTU, or let ICMP type 3 code 4 through."),
     Row(ESP, lambda e: e.none_arrived, ("esp-blocked",), ERROR, LOST_CODE,
         "{packets} packets sent at {up} (frames {frames}), none arrived at {down}: ESP lost {where}{note}",
         "Allow {esp} from {src} to {dst} on the hops between {up} and {down}."),

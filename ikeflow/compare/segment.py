@@ -43,6 +43,8 @@ class EspSa:
     lost_seq: list[int] | None = None  # packet by packet (both points kept every sequence number): the first 20
     lost_frames: list[int] | None = None
     transit: list[float] | None = None
+    lost_smallest: int | None = None  # bytes: the smallest packet lost, packet by packet
+    arrived_largest: int | None = None  # bytes: the largest packet that arrived
 
 
 @dataclass

@@ -35,6 +35,9 @@ CHECK = {
                    "routes for the protected traffic",
     "peer-dead": "check whether the peer is still up and UDP 4500 still passes (NAT mappings expire); "
                  "dpdaction= decides what happens next",
+    "mtu-blackhole": "let large packets through or stop sending them: clamp the TCP MSS in the tunnel "
+                     "(iptables TCPMSS --clamp-mss-to-pmtu, strongSwan/libreswan mtu=/ipsec-interface MTU), lower the "
+                     "MTU, or let ICMP 'fragmentation needed' (type 3 code 4) through every hop",
     "nat-mapping-expired": "keep the NAT mapping alive: NAT-T keepalives on the side behind the NAT (strongSwan "
                            "charon.keep_alive, libreswan nat-keepalive= / keep-alive=, Cisco crypto isakmp "
                            "nat keepalive) more often than the NAT's UDP timeout, or a longer UDP timeout on the NAT",

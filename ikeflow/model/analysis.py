@@ -149,7 +149,7 @@ class Analyzer:
         encap = "udp" if pkt.sport else "esp"
         self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
         if self.listeners:
-            self._emit(EspSeen(spi, seq, ts, ref))
+            self._emit(EspSeen(spi, seq, ts, ref, pkt.size))
         self._pair(pkt.src, pkt.dst, ts)
 
     def _ah(self, ref: int, ts: float, pkt: pk.Packet) -> None:

@@ -30,6 +30,7 @@ class EspSeen:
     seq: int
     time: float
     ref: int
+    size: int = 0  # bytes of the IP datagram
 
 
 @dataclass(frozen=True, slots=True)
