@@ -80,8 +80,10 @@ DEFAULTS = [
     Defaults("Windows", "Windows 7-11 built-in IKEv2 client", _MS, (2,), "initiator",
              {ENCR: frozenset({3, 12}), PRF: frozenset({2, 5, 6}), INTEG: frozenset({2, 12, 13}), DH: frozenset({2})},
              "",
-             "strongSwan documentation, interop/windowsClients (\"AES-256-CBC and MODP2048\"); the IKE_SA_INIT of "
-             "zeek-spicy-ipsec ipsec_client.pcap (vendor ID MS NT5 ISAKMPOAKLEY)",
+             "https://docs.strongswan.org/docs/6.0/interop/windowsClients.html (\"Windows 7 up to Windows 11 "
+             "propose only the weak modp1024\": ike = 3des-aes128-aes192-aes256-sha1-sha256-sha384-modp1024; the "
+             "NegotiateDH2048_AES256 values 0/1/2); the IKE_SA_INIT of zeek-spicy-ipsec ipsec_client.pcap (vendor "
+             "ID MS NT5 ISAKMPOAKLEY)",
              "set the registry value HKLM\\SYSTEM\\CurrentControlSet\\Services\\RasMan\\Parameters\\"
              "NegotiateDH2048_AES256 (DWORD) to 1 (also offer AES-256-CBC with modp2048) or 2 (offer only that), "
              "or choose the algorithms with Set-VpnConnectionIPsecConfiguration"),
