@@ -19,7 +19,7 @@ from ikeflow.model.events import MessageSeen
 from ikeflow.model.ikesa import IkeSa
 from ikeflow.decode.proposals import summarize_sa
 
-SCHEMA = 1
+SCHEMA = 2  # 2: ike_sas[].closed.by lost "expired", gained "superseded" and "delete-unanswered" (README)
 
 
 class MessageSpool:
