@@ -68,7 +68,6 @@ CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + CHILD_PAYLOADS_MIN
 QM1_MIN_WITHOUT_KE = 28 + 72
 # IKEv2 CREATE_CHILD_SA request without KE: SA (36) + Nonce (4 + 16) + TSi + TSr (48) = 104 bytes.
 CCSA_MIN_WITHOUT_KE = 104
-DELETE_BURST = 1.0  # s: Deletes at shutdown leave together; DPD probes are spaced by the DPD delay
 # An IKEv2 IKE_AUTH request this large carries a certificate: an ECDSA P-256 certificate and signature
 # alone are about 600 bytes, RSA-2048 over 1,000; a PSK request with IDs, SA and TS stays near 300.
 CERT_AUTH_MIN = 700
@@ -946,7 +945,7 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Sta
     peer_role = _other(role)
     tail = liveness.unanswered_tail(found)
     sends = [m for p in tail for m in p.sends]
-    if len(sends) < 2 or sends[-1].time - sends[0].time < DELETE_BURST and sa.version == 1:
+    if len(sends) < 2 or (sa.version == 1 and sends[-1].time - sends[0].time < liveness.BURST):
         return None
     first = sends[0]
     if any(m.sender == peer_role and m.time >= first.time for m in sa.messages):
