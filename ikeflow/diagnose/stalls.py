@@ -48,7 +48,7 @@ from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_S
                                              RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
 from ikeflow.diagnose.causes import CHECK, NOTIFY_CAUSES, TELL
 from ikeflow.diagnose.finding import ERROR, WARNING, Finding, duration, times
-from ikeflow.model.ikesa import ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
+from ikeflow.model.ikesa import CHILD_OK_MIN, CHILD_PAYLOADS_MIN, ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
 from ikeflow.sources.capture import split_ref
 
 # -- protocol facts behind the thresholds ------------------------------------------------------------
@@ -56,12 +56,6 @@ from ikeflow.sources.capture import split_ref
 ETHERNET_MTU = 1500  # the usual path MTU; an IKE datagram above it leaves as IP fragments
 IP_UDP_HEADER = {4: 28, 16: 48}  # IPv4 / IPv6 + UDP header bytes, by address length
 NON_ESP_MARKER = 4  # IKE on UDP 4500 carries 4 zero bytes first (RFC 3948)
-# Smallest SA + TSi + TSr an IKEv2 CHILD_SA needs (RFC 7296 3.3, 3.13): SA header 4 + proposal 8 + SPI 4
-# + an AEAD transform with key length 12 + ESN 8 = 36; two TS payloads of one IPv4 range 2 x 24 = 48.
-CHILD_PAYLOADS_MIN = 36 + 48
-# IDr + AUTH alone need ERROR_ONLY_PLAINTEXT (40) bytes, so an IKE_AUTH answer that built a CHILD_SA
-# holds at least this much; a smaller one that still carries IDr + AUTH refused the child.
-CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + CHILD_PAYLOADS_MIN
 # Smallest Quick Mode message 1 without KE: HASH(1) (4 + 16) + SA (4 + 8 + proposal 8 + SPI 4 + transform 8)
 # + Nonce (4 + 8) = 72 bytes after the 28-byte ISAKMP header; a QM1 at least this much larger than
 # the phase-1 KE payload has room for a KE payload of that size (PFS).

@@ -28,6 +28,12 @@ DRAFT_TYPES = (15, 16)  # IKEv1 NAT-D / NAT-OA of draft-ietf-ipsec-nat-t-ike-04.
 FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 AFTER_FLOAT_V1 = ("MM5", "MM6", "AM3")  # IKEv1 messages sent on the NAT-T port once NAT-D found a NAT (RFC 3947 4)
 ERROR_ONLY_PLAINTEXT = 40  # bytes: an IKE_AUTH answer with IDr and AUTH needs more
+# Smallest SA + TSi + TSr an IKEv2 CHILD_SA needs (RFC 7296 3.3, 3.13): SA header 4 + proposal 8 + SPI 4
+# + an AEAD transform with key length 12 + ESN 8 = 36; two TS payloads of one IPv4 range 2 x 24 = 48.
+CHILD_PAYLOADS_MIN = 36 + 48
+# IDr + AUTH alone need ERROR_ONLY_PLAINTEXT bytes, so an IKE_AUTH answer that built a CHILD_SA holds at least
+# this much; a smaller one that still carries IDr + AUTH refused the child.
+CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + CHILD_PAYLOADS_MIN
 # bytes of an IKEv2 message: header 28 + SK header 4 + IV 16 + one Notify + padding + ICV stay below; an
 # accepted CREATE_CHILD_SA answer (SA 36+, Nonce 20+, TSi/TSr 48+ in the clear part alone) is well above
 REFUSED_SIZE = 120

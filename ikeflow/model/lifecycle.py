@@ -47,16 +47,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikeflow.model import sequences
-from ikeflow.model.ikesa import ERROR_ONLY_PLAINTEXT
+from ikeflow.model.ikesa import CHILD_OK_MIN
 
 if TYPE_CHECKING:
     from ikeflow.model.analysis import PeerPair
     from ikeflow.model.ikesa import IkeSa, Seen
 
 COLLISION_WINDOW = 10.0  # s between two IKE SAs coming up from opposite ends: a simultaneous initiation
-# An IKE_AUTH answer that built a CHILD_SA holds IDr + AUTH (ERROR_ONLY_PLAINTEXT) and SA + TSi + TSr (84 bytes
-# at least, see diagnose.stalls.CHILD_PAYLOADS_MIN); a smaller one refused the child.
-CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + 84
 # An IKE SA that came up and ended within this many seconds without carrying ESP was never used: lifetimes
 # and rekey margins are minutes to hours (strongSwan: rekey_time 4 h, libreswan: ikelifetime 8 h), so only a
 # reconnect loop or a refused setup ends an SA this fast.
