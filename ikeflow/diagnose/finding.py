@@ -24,6 +24,15 @@ class Finding:
     pair: tuple[bytes, bytes] | None = None  # peer pair key
 
 
+def merge_alike(found: list[Finding]) -> Finding:
+    """The first of alike findings of one peer pair's IKE SAs, counting the others and taking their frames."""
+    f = found[0]
+    if len(found) > 1:
+        f.summary += f" (and {len(found) - 1} more IKE SA{'s' if len(found) > 2 else ''} between these peers alike)"
+        f.frames = sorted({x for g in found for x in g.frames})[:20]
+    return f
+
+
 def times(n: int) -> str:
     return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
 

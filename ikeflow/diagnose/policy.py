@@ -11,7 +11,7 @@ from __future__ import annotations
 from ikeflow.decode.ike import Payload
 from ikeflow.decode.proposals import attribute_problems, keyword, swanctl_string, transform_ids
 from ikeflow.diagnose import algorithms, defaults
-from ikeflow.diagnose.finding import WARNING, Finding
+from ikeflow.diagnose.finding import WARNING, Finding, merge_alike
 from ikeflow.model import sequences
 from ikeflow.model.analysis import Analyzer
 from ikeflow.model.events import pair_key
@@ -69,11 +69,7 @@ def weak_crypto(an: Analyzer, files):
         alike.setdefault((pair_key(f.sa.initiator[0], f.sa.responder[0]) if f.sa.initiator else None, f.summary),
                          []).append(f)
     for found in alike.values():
-        f = found[0]
-        if len(found) > 1:
-            f.summary += f" (and {len(found) - 1} more IKE SA{'s' if len(found) > 2 else ''} between these peers alike)"
-            f.frames = sorted({x for g in found for x in g.frames})[:20]
-        yield f
+        yield merge_alike(found)
 
 
 def weak_per_sa(an: Analyzer):

@@ -47,7 +47,7 @@ from ikeflow.diagnose import capture_limits, defaults
 from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
                                              RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
 from ikeflow.diagnose.causes import CHECK, NOTIFY_CAUSES, TELL
-from ikeflow.diagnose.finding import ERROR, WARNING, Finding, duration, times
+from ikeflow.diagnose.finding import ERROR, WARNING, Finding, duration, merge_alike, times
 from ikeflow.model.ikesa import CHILD_OK_MIN, CHILD_PAYLOADS_MIN, ERROR_ONLY_PLAINTEXT, IkeSa, Run, Seen
 from ikeflow.sources.capture import split_ref
 
@@ -957,21 +957,19 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Sta
     label = sends[-1].label
     what = "liveness check" if all(p.sends[0].msg.encrypted_first in (None, "NONE") for p in tail) else "request"
     answered = len(found) - len(tail)
+    peer_did = (f"the {_who(peer_role)} answered another IKE SA on {facts.peer_elsewhere} meanwhile"
+                if facts.peer_elsewhere else f"nothing else came from the {_who(peer_role)}")
     if answered:
         nth = answered + 1
         story = (f"{sa.mode()}: the {_who(peer_role)} answered the {_who(role)}'s first {answered} {label} "
                  f"({what}{'s' if answered > 1 else ''}) at once, then none from the {_ordinal(nth)} on (frame "
                  f"{split_ref(first.ref)[1]}, {first.time - found[0].sends[0].time:.1f} s after the first): "
-                 f"{label} sent {times(len(sends))} over {facts.span:.1f} s unanswered; nothing else came from the "
-                 f"{_who(peer_role)}")
+                 f"{label} sent {times(len(sends))} over {facts.span:.1f} s unanswered; {peer_did}")
     else:
         story = (f"{sa.mode()}: {label} ({what}) sent {times(len(sends))} over {facts.span:.1f} s by the "
-                 f"{_who(role)} after the tunnel was up, never answered; nothing else came from the {_who(peer_role)}")
+                 f"{_who(role)} after the tunnel was up, never answered; {peer_did}")
     if facts.icmp_from_peer:
         story += f"; its host answered with ICMP {facts.icmp_text}"
-    if facts.peer_elsewhere:
-        story = story.replace(f"; nothing else came from the {_who(peer_role)}",
-                              f"; the {_who(peer_role)} answered another IKE SA on {facts.peer_elsewhere} meanwhile")
     context = [m.ref for m in found[answered - 1].sends + found[answered - 1].answers] if answered else []
     return Stall(D, label, story, context + [m.ref for m in sends] + list(facts.icmp_frames or []), sa, facts=facts)
 
@@ -1168,11 +1166,7 @@ def stalls(an: Analyzer, files):
 
 def _alike(stalls_: list[Stall], an: Analyzer) -> Finding:
     """One finding for the stalls of one peer pair that the wire explains the same way."""
-    f = to_finding(stalls_[0], an)
-    if len(stalls_) > 1:
-        f.summary += f" (and {len(stalls_) - 1} more IKE SA{'s' if len(stalls_) > 2 else ''} between these peers alike)"
-        f.frames = sorted({x for s in stalls_ for x in s.frames})[:20]
-    return f
+    return merge_alike([to_finding(s, an) for s in stalls_])
 
 
 def esp_blocked(an: Analyzer, files):
