@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ikeflow import EXIT_FINDINGS, EXIT_OK
 from ikeflow.diagnose.finding import ERROR, Finding
@@ -22,6 +23,9 @@ from ikeflow.model.analysis import Analyzer
 from ikeflow.sources.capture import (CUT_KEPT, FAST, FileInfo, Previous, Record, fast_esp, read_files,
                                      split_ref)
 
+if TYPE_CHECKING:
+    from ikeflow.keys import KeyRing
+
 COPY = "duplicate frame (the same packet captured twice)"  # the `skipped` reason of a copy the reader dropped
 
 
@@ -30,6 +34,7 @@ class Options:
     ike_port: int = 500
     natt_port: int = 4500
     limits: Limits = DEFAULT
+    keys: KeyRing | None = None  # --keys: IKE (and ESP) keys to decrypt with; None reads as before
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Pipeline:
 
     def __init__(self, options: Options = Options(), listeners: Iterable[Callable] = ()):
         self.options = options
-        self.model = Analyzer(options.ike_port, options.natt_port, options.limits)
+        self.model = Analyzer(options.ike_port, options.natt_port, options.limits, options.keys)
         self.model.listeners.extend(listeners)
         self.infos: list[FileInfo] = []
         self._fast = None

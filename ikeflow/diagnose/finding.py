@@ -22,6 +22,7 @@ class Finding:
     causes: list[str] = field(default_factory=list)  # names from diagnose.causes.CAUSES, most likely first
     sa: IkeSa | None = None
     pair: tuple[bytes, bytes] | None = None  # peer pair key
+    evidence: str = ""  # "decrypted" when decrypted payloads decided the cause
 
 
 def merge_alike(found: list[Finding]) -> Finding:

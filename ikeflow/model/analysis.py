@@ -72,8 +72,9 @@ class Stats:
 class Analyzer:
     """Feed it frames in capture order; read `pairs`, `sas`, `esp` afterwards."""
 
-    def __init__(self, ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT):
+    def __init__(self, ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT, keys=None):
         self.ike_port, self.natt_port = ike_port, natt_port
+        self.keys = keys  # a keys.KeyRing to decrypt IKE messages with, or None
         self.limits = limits
         self.stats = Stats()
         self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
