@@ -126,6 +126,10 @@ class IkeMessage:
     payloads: list[Payload] = field(default_factory=list)
     malformed: str | None = None
     size: int = 0
+    # set by the model when keys are given (model.decryption): True decrypted and verified, False keys given
+    # that do not verify, None no keys; `inner` the payloads inside SK/SKF or the IKEv1 encrypted body
+    decrypted: bool | None = None
+    inner: list[Payload] = field(default_factory=list)
 
     @property
     def initiator(self) -> bool:
@@ -155,12 +159,15 @@ class IkeMessage:
 
     @property
     def notifies(self) -> list[tuple[int, str]]:
-        """(type, name) of every visible Notify payload, in order."""
+        """(type, name) of every Notify payload in clear, then of every decrypted one, in order."""
         return [
             (p.info["notify_type"], p.info["notify_name"])
-            for p in self.payloads
-            if p.name == "N" and "notify_type" in p.info
+            for p in (*self.payloads, *self.inner) if p.name == "N" and "notify_type" in p.info
         ]
+
+    def inner_payload(self, name: str) -> Payload | None:
+        """First decrypted payload with this short name, or None."""
+        return next((p for p in self.inner if p.name == name), None)
 
     def payload(self, name: str) -> Payload | None:
         """First payload with this short name, or None."""
@@ -239,9 +246,22 @@ def decode_isakmp(data: bytes) -> IkeMessage:
 
 def _walk(data: bytes, end: int, msg: IkeMessage) -> str | None:
     """Follow the payload chain from the header; return the first fault."""
-    version = msg.version
+    return _chain(data, HEADER_LEN, end, msg.version, msg.next_payload, msg.payloads, outer=True)
+
+
+def decode_inner(version: int, first: int, plaintext: bytes) -> tuple[list[Payload], str | None]:
+    """The payload chain inside an SK/SKF payload (its padding already removed) or an IKEv1 encrypted
+    body (bytes after the last payload are its CBC padding, RFC 2408 3.5): (payloads, first fault).
+    Never raises; an IKEv2 SK cannot nest."""
+    out: list[Payload] = []
+    fault = _chain(bytes(plaintext), 0, len(plaintext), version, first, out, outer=False)
+    return out, fault
+
+
+def _chain(data: bytes, off: int, end: int, version: int, ptype: int, out: list[Payload], outer: bool) -> str | None:
+    """Decode payloads from `off` following next-payload from `ptype` into `out`; return the first fault."""
     table = names.PAYLOADS_V2 if version == 2 else names.PAYLOADS_V1
-    ptype, off, index, fault = msg.next_payload, HEADER_LEN, 0, None
+    index, fault = 0, None
     while ptype != 0:
         index += 1
         pname = names.payload_name(version, ptype)
@@ -257,22 +277,24 @@ def _walk(data: bytes, end: int, msg: IkeMessage) -> str | None:
             return fault or f"{label} length {plen} runs past end ({end - off} bytes left)"
         body = data[off + 4:off + plen]
         payload = Payload(type=ptype, name=pname, length=plen, body=body, flags=pflags)
-        msg.payloads.append(payload)
+        out.append(payload)
         if ptype not in table or ptype in (2, 3):
             if version == 1 or pflags & CRITICAL:
                 fault = fault or f"{label}: unknown{' critical' if version == 2 else ''} payload type {ptype}"
+        elif not outer and ptype in (46, 53):
+            fault = fault or f"{label} inside an encrypted payload"
         else:
             try:
                 payload.info = _DECODERS[version].get(ptype, _no_info)(body, nxt)
             except (_Bad, ValueError, struct.error) as exc:
                 fault = fault or f"{label} {exc}"
         off += plen
-        if version == 2 and ptype in (46, 53):
+        if outer and version == 2 and ptype in (46, 53):
             if off < end:
                 fault = fault or f"{end - off} bytes after {pname} payload"
             return fault
         ptype = nxt
-    if off < end:
+    if off < end and (outer or version == 2):
         fault = fault or f"{end - off} bytes after last payload"
     return fault
 
