@@ -13,7 +13,11 @@ Outputs (next to this file unless --out is given), per scenario NAME:
     NAME.inside.pcap   router interface towards the initiator (before NAT)
     NAME.outside.pcap  router interface towards the responder (after NAT)
     NAME.init.log      initiator charon log (IKE/CFG/NET/ENC, level 1)
-    NAME.resp.log      responder charon log (same)
+    NAME.resp.log      responder charon log (same; pluto's log without its debug lines)
+    NAME.ROLE.keys.log charon log with IKE/CHD at level 4 (key dumps) and MGR at 2 (SPIs);
+                       pluto's log with plutodebug=private
+    NAME.ROLE.swanctl.conf, NAME.ROLE.strongswan.conf (charon), NAME.resp.ipsec.conf,
+    NAME.resp.ipsec.secrets (pluto): the configurations as run (temp folder -> @INSTANCE@)
 plus SCENARIOS.md and scenarios.json describing every scenario.
 
 Addresses are documentation prefixes only (RFC 5737):
@@ -236,7 +240,7 @@ def conn_conf(role: str, o: dict) -> str:
              f"    proposals = {o['proposals']}",
              f"    aggressive = {'yes' if o['aggressive'] else 'no'}",
              f"    rekey_time = {o['ike_rekey']}",
-             f"    reauth_time = 0",
+             "    reauth_time = 0",
              f"    dpd_delay = {o['dpd_delay']}",
              f"    fragmentation = {o['fragmentation']}",
              "    mobike = no"]
@@ -327,6 +331,18 @@ def strongswan_conf(inst: Path, extra: dict, auth_plugins: bool = False) -> str:
       enc = 1
       job = 1
     }}
+    keys {{
+      path = {inst}/charon-keys.log
+      time_format = %Y-%m-%d %H:%M:%S
+      time_add_ms = yes
+      ike_name = yes
+      append = no
+      flush_line = yes
+      default = -1
+      ike = 4
+      chd = 4
+      mgr = 2
+    }}
   }}
   plugins {{
     vici {{
@@ -343,6 +359,14 @@ swanctl {{
 """
 
 
+INSTANCE = "@INSTANCE@"   # stands for a daemon's temp folder in the saved configurations
+
+
+def stable(text: str, inst: Path) -> str:
+    """A configuration as saved next to the captures: the temp folder replaced by INSTANCE."""
+    return text.replace(str(inst), INSTANCE)
+
+
 class Charon:
     def __init__(self, role: str, ns: str, base: Path, conn: dict, extra: dict, certs: Path | None,
                  trust_ca: bool = True):
@@ -353,19 +377,23 @@ class Charon:
         sw = self.inst / "swanctl"
         for sub in ("conf.d", "x509", "x509ca", "private", "rsa"):
             (sw / sub).mkdir(parents=True)
-        (sw / "swanctl.conf").write_text(conn_conf(role, conn))
+        swanctl_conf = conn_conf(role, conn)
+        (sw / "swanctl.conf").write_text(swanctl_conf)
         if certs:
             if trust_ca:
                 shutil.copy(certs / "ca.crt", sw / "x509ca" / "ca.crt")
             shutil.copy(certs / f"{role}.crt", sw / "x509" / f"{role}.crt")
             shutil.copy(certs / f"{role}.key", sw / "private" / f"{role}.key")
-        (self.inst / "strongswan.conf").write_text(
-            strongswan_conf(self.inst, extra, bool(conn.get("xauth") or conn.get("eap"))))
+        ss_conf = strongswan_conf(self.inst, extra, bool(conn.get("xauth") or conn.get("eap")))
+        (self.inst / "strongswan.conf").write_text(ss_conf)
+        # saved as NAME.ROLE.<suffix>: what the daemon ran with
+        self.configs = {"swanctl.conf": swanctl_conf, "strongswan.conf": stable(ss_conf, self.inst)}
         self.env = dict(os.environ, STRONGSWAN_CONF=str(self.inst / "strongswan.conf"),
                         SWANCTL_DIR=str(sw))
         self.uri = f"unix://{self.inst}/run/charon.vici"
         self.logfile = self.inst / "charon.log"
         self.fulllog = self.inst / "charon-full.log"
+        self.keylog = self.inst / "charon-keys.log"
         self.mark = 0
 
     def start(self) -> None:
@@ -482,6 +510,7 @@ def pluto_conf(inst: Path, o: dict) -> str:
         f"\tlisten={RESP_IP}",
         f"\tdumpdir={inst}/run",
         "\tprotostack=xfrm",
+        "\tplutodebug=private",            # the PSK and IKEv2 tcpdump-style key lines: the keys log
         "",
         "conn lab",
         "\tikev2=" + ("insist" if o["version"] == 2 else "no"),
@@ -516,14 +545,17 @@ class Pluto:
         self.proc: subprocess.Popen | None = None
         (self.inst / "run").mkdir(parents=True)
         (self.inst / "nss").mkdir()
-        (self.inst / "ipsec.conf").write_text(pluto_conf(self.inst, conn))
+        ipsec_conf = pluto_conf(self.inst, conn)
+        (self.inst / "ipsec.conf").write_text(ipsec_conf)
         ids = " ".join(("@" + i if not re.match(r"^[\d.]+$", i) else i) for i in (conn["local_id"], conn["remote_id"]))
         secrets = self.inst / "ipsec.secrets"
-        secrets.write_text(f"{ids} : PSK {pluto_psk(conn['psk'])}\n")
+        secrets_text = f"{ids} : PSK {pluto_psk(conn['psk'])}\n"
+        secrets.write_text(secrets_text)
+        self.configs = {"ipsec.conf": stable(ipsec_conf, self.inst), "ipsec.secrets": secrets_text}
         os.chmod(secrets, 0o600)
         sh("certutil", "-N", "-d", f"sql:{self.inst}/nss", "--empty-password")   # what `ipsec initnss` does
         self.logfile = self.inst / "pluto.log"
-        self.fulllog = self.logfile
+        self.fulllog = self.keylog = self.logfile   # NAME.resp.log leaves out the plutodebug lines
         self.mark = 0
 
     def start(self) -> None:
@@ -1181,6 +1213,12 @@ LOG_LINE = re.compile(r"^\S+ \S+ \d+\[(\w+)\] (?:<[^>]*> )?(.*)$")
 PLUTO_LOG_LINE = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d+: (.*)$")   # libreswan: "Nov 29 12:28:54.747278: ..."
 
 
+PLUTO_DEBUG_LINES = re.compile(rb"^\w{3} [ \d]\d [\d:.]+: \| .*\n", re.M)   # plutodebug output
+# scenarios.json "files" key (ROLE_KEY) of each saved configuration
+CONFIG_KEYS = {"swanctl.conf": "conf", "strongswan.conf": "strongswan_conf",
+               "ipsec.conf": "conf", "ipsec.secrets": "secrets"}
+
+
 def decisive_lines(sc: Scenario, logs: dict[str, Path]) -> tuple[list[dict], list[str]]:
     found, missing = [], []
     for side, rx in sc.decisive:
@@ -1230,7 +1268,6 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
         for c in caps:
             c.start()
         side = {"init": ci, "resp": cr}
-        bg = None
         for step in sc.steps:
             kind = step[0]
             if kind != "wait_log":
@@ -1279,21 +1316,31 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
     finally:
         for c in caps:
             c.stop()          # captures end before the daemons so shutdown Deletes stay out
-        cut = {}
+        cut: dict[Path, int] = {}
         for ch in (ci, cr):
             if ch:            # log lines written after the capture ended are left out as well
-                cut[ch.role] = ch.logfile.stat().st_size if ch.logfile.exists() else 0
+                for f in (ch.logfile, ch.keylog):
+                    cut[f] = f.stat().st_size if f.exists() else 0
                 ch.stop()
         delete_namespaces()
     logs = {}
+    files = {"inside_pcap": f"{sc.name}.inside.pcap", "outside_pcap": f"{sc.name}.outside.pcap"}
     for role, ch in (("init", ci), ("resp", cr)):
-        dst = out / f"{sc.name}.{role}.log"
-        if ch and ch.logfile.exists() and ch.proc is not None:
-            with open(ch.logfile, "rb") as f:
-                dst.write_bytes(f.read(cut.get(role, 0)))
-        else:
-            dst.write_text("# daemon not running in this scenario\n")
-        logs[role] = dst
+        for kind, src, dst in (("log", ch and ch.logfile, out / f"{sc.name}.{role}.log"),
+                               ("keys", ch and ch.keylog, out / f"{sc.name}.{role}.keys.log")):
+            if ch and src.exists() and ch.proc is not None:
+                with open(src, "rb") as f:
+                    text = f.read(cut.get(src, 0))
+                if kind == "log" and isinstance(ch, Pluto):
+                    text = PLUTO_DEBUG_LINES.sub(b"", text)
+                dst.write_bytes(text)
+            else:
+                dst.write_text("# daemon not running in this scenario\n")
+            files[f"{role}_{kind}"] = dst.name
+        logs[role] = out / f"{sc.name}.{role}.log"
+        for suffix, text in (ch.configs.items() if ch else ()):
+            (out / f"{sc.name}.{role}.{suffix}").write_text(text)
+            files[f"{role}_{CONFIG_KEYS[suffix]}"] = f"{sc.name}.{role}.{suffix}"
     inside, outside = read_pcap(out / f"{sc.name}.inside.pcap"), read_pcap(out / f"{sc.name}.outside.pcap")
     chk = Checker(inside, outside)
     if sc.check:
@@ -1303,8 +1350,7 @@ def run_scenario(sc: Scenario, out: Path, tmp: Path, certdir: Path) -> dict:
     return {
         "scenario": sc.name,
         "version": sc.version,
-        "files": {"inside_pcap": f"{sc.name}.inside.pcap", "outside_pcap": f"{sc.name}.outside.pcap",
-                  "init_log": f"{sc.name}.init.log", "resp_log": f"{sc.name}.resp.log"},
+        "files": files,
         "what": sc.what,
         "nat": sc.nat,
         "expected_at": sc.expected_at,
@@ -1342,7 +1388,10 @@ def write_reports(out: Path, results: dict[str, dict], order: list[str]) -> None
           "in network namespaces (initiator 192.0.2.2 — router — responder 203.0.113.2, protected subnets "
           f"{INIT_NET} and {RESP_NET}). `*.inside.pcap` is the router's initiator-side interface (before NAT), "
           "`*.outside.pcap` its responder-side interface (after NAT). `*.init.log` / `*.resp.log` are the daemons' "
-          "own logs (IKE/CFG/NET/ENC at level 1) — the ground truth. Timestamps in logs and pcaps share one clock.", "",
+          "own logs (IKE/CFG/NET/ENC at level 1) — the ground truth. Timestamps in logs and pcaps share one clock. "
+          "`*.init.keys.log` / `*.resp.keys.log` hold the key material (charon: IKE and CHD at level 4, MGR at 2; "
+          "pluto: plutodebug=private) and `*.swanctl.conf`, `*.strongswan.conf`, `*.ipsec.conf`, `*.ipsec.secrets` "
+          "the configurations each daemon ran with (see README.md): the inputs for `--keys` and `ikeflow check`.", "",
           "**expected_at** is the message where the negotiation stops progressing: the last message sent that was "
           "never (successfully) answered or processed. IKEv1: MM1..MM6, AM1..AM3, QM1..QM3, INFO; IKEv2: "
           "IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL; ESP for data-plane failures; `—` for successes. "
