@@ -17,6 +17,7 @@ from ikeflow.model.esp import EspTable, esp_key
 from ikeflow.model.events import EspSeen, IcmpError, MessageSeen, pair_key
 from ikeflow.decode.ike import IkeMessage, decode_isakmp
 from ikeflow.decode.names import AUTHIP_EXCHANGES
+from ikeflow.model.decryption import Decryption
 from ikeflow.model.ikesa import NOTIFY_REDIRECT, ZERO_SPI, IkeSa
 from ikeflow.model.sequences import CREATE_CHILD_SA, IKE_SA_INIT
 from ikeflow.limits import DEFAULT, Limits
@@ -213,6 +214,8 @@ class Analyzer:
         if self.pairs.get(pair_key(pkt.src, pkt.dst)) is not pair:
             return False  # the pair is past its cap (counted there)
         sa = self.sas[key] = self.half_open[key] = IkeSa(*key)
+        if self.keys:
+            sa.decryption = Decryption(self.keys)
         sa.after_child = sa.version == 2 and pair.child_answered is not None
         sa.index = pair.opened
         pair.opened += 1

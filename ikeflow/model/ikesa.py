@@ -14,6 +14,7 @@ from ipaddress import ip_address
 from ikeflow.model import natt, sequences
 from ikeflow.decode import proposals
 from ikeflow.decode.ike import FLAG_ENCRYPTION, IkeMessage, decode_isakmp, draft_natt
+from ikeflow.model.decryption import Decryption
 from ikeflow.model.sequences import ENC, PHASE1_V1
 
 ZERO_SPI = b"\0" * 8
@@ -82,7 +83,7 @@ class IkeSa:
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
                  "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "_pending", "float_at",
                  "_first_natt", "natd", "stayed", "closed", "nat_oa", "offered", "chosen", "vendors", "retried_by",
-                 "redirected_to", "up_time", "_mm6_time", "index", "after_child")
+                 "redirected_to", "up_time", "_mm6_time", "index", "after_child", "decryption")
 
     def __init__(self, version: int, ispi: bytes):
         self.version = version
@@ -116,6 +117,7 @@ class IkeSa:
         self.index = 0  # its place among its peer pair's IKE SAs (analysis.PeerPair.sas)
         self.after_child = False  # IKEv2: a CREATE_CHILD_SA of its peers was answered before it (maybe its rekey)
         self.closed: tuple[str, int, float] | None = None  # (how, frame, time) it ended: model.lifecycle
+        self.decryption: Decryption | None = None  # set when keys are given: its messages are decrypted
 
     # -- feeding -----------------------------------------------------------------
 
@@ -131,6 +133,8 @@ class IkeSa:
         if sk is not None:
             chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
             seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
+        if self.decryption is not None:
+            self.decryption.open(msg, raw, sender, self.chosen)
         if natt_ and self.float_at is None and not self._first_natt:
             if self.count:
                 self.float_at = "?"  # set to the label below
@@ -417,8 +421,13 @@ class IkeSa:
 
     def error_only(self, seen: Seen) -> bool:
         """An IKEv2 response whose encrypted part is too small for more than a notify or two
-        (IDr + AUTH alone need 40 bytes): an error answer such as AUTHENTICATION_FAILED."""
-        return self.version == 2 and not seen.request and seen.plaintext is not None and seen.plaintext < ERROR_ONLY_PLAINTEXT
+        (IDr + AUTH alone need 40 bytes): an error answer such as AUTHENTICATION_FAILED.  Decrypted: one that
+        holds notifies only."""
+        if self.version != 2 or seen.request:
+            return False
+        if seen.msg.decrypted and seen.msg.inner:
+            return all(p.name == "N" for p in seen.msg.inner)
+        return seen.plaintext is not None and seen.plaintext < ERROR_ONLY_PLAINTEXT
 
     def ike_sa_up(self) -> bool:
         """Phase 1 completed (MM6 / AM3 / IKE_AUTH answered)."""

@@ -1,0 +1,248 @@
+"""Decrypting the messages of one IKE SA with the admin's keys, so that the model sees the payloads
+inside exactly as clear ones (`IkeMessage.inner`, `IkeMessage.decrypted`).
+
+IKEv1 (RFC 2409 appendix B): the phase-1 IV is hash(g^xi | g^xr) cut to the cipher's block, taken from
+the KE payloads of MM3/MM4 (AM1/AM2); each encrypted phase-1 message (MM5, MM6, AM3) chains on from the
+last ciphertext block of the one before.  Every other exchange (Quick Mode, Informational, Transaction)
+starts from hash(last phase-1 block | message ID) and chains per message ID.  An Informational sent
+before phase 1 completed has an IV that implementations derive differently: both variants of `V1_INFO`
+are tried and the one that verified is kept in `Opened.variant`.  A re-sent message (the same bytes)
+decrypts as it did the first time and leaves the chain alone.
+
+IKEv2: SK (RFC 7296 3.14) with the keys of its SPI pair, and SKF fragments (RFC 7383 2.6) each
+verified on its own, their plaintexts joined once all are in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ikeflow.decode import decrypt
+from ikeflow.decode.ike import IkeMessage, Payload, decode_inner
+from ikeflow.decode.proposals import summarize_sa
+
+KEEP_OPENED = 256  # messages remembered per SA so that a re-sent one is not decrypted again
+KEEP_FRAGMENTS = 8  # IKEv2 fragmented messages collected at once per SA
+PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV chain
+# The IV of an IKEv1 Informational sent before phase 1 completed, as the implementations derive it; tried in
+# this order, the first that verifies is kept (strongSwan's ike_sa.c/keymat_v1.c and libreswan's
+# ikev1_send.c take hash(last phase-1 block | message ID); some older stacks keep the running phase-1 IV).
+V1_INFO = ("hash of the last phase-1 block and the message ID", "the running phase-1 IV")
+
+
+@dataclass(slots=True)
+class Opened:
+    """What decrypting one message gave."""
+
+    ok: bool
+    inner: list[Payload]
+    fault: str | None = None  # why it did not verify, or the inner chain's fault
+    variant: str = ""  # IKEv1: which IV derivation verified, where there are several
+
+
+class Decryption:
+    """Per IKE SA: the keys found for it and the IKEv1 IV chain."""
+
+    __slots__ = ("ring", "gx", "phase1_iv", "phase1_done", "ivs", "opened", "fragments", "v2keys")
+
+    def __init__(self, ring):
+        self.ring = ring  # keys.KeyRing
+        self.gx: dict[str, bytes] = {}  # IKEv1 phase 1: "I"/"R" -> its public DH value (KE payload data)
+        self.phase1_iv: bytes | None = None  # IKEv1: the running phase-1 IV (the last phase-1 ciphertext block)
+        self.phase1_done = False  # IKEv1: MM6 or an encrypted AM3 went by
+        self.ivs: dict[int, bytes] = {}  # IKEv1 message ID -> IV for its next message
+        self.opened: dict[int, Opened] = {}  # hash of the message bytes -> what they gave
+        self.fragments: dict[tuple, dict] = {}  # IKEv2 SKF: (sender I flag, response, message ID) -> pieces
+        self.v2keys = None
+
+    def open(self, msg: IkeMessage, raw: bytes, sender: str, chosen: Payload | None) -> None:
+        """Decrypt `msg` (its bytes `raw`, sent by "I" or "R") when it is encrypted and there are keys for it;
+        `chosen` is the responder's phase-1 / IKE_SA_INIT SA payload (the algorithms).  Sets msg.decrypted
+        and msg.inner; a clear IKEv1 phase-1 KE payload is remembered for the IV."""
+        if msg.version == 1 and not msg.encrypted:
+            ke = msg.payload("KE")
+            if ke is not None and msg.exchange_type in PHASE1 and sender not in self.gx:
+                self.gx[sender] = ke.body
+            return
+        if not msg.encrypted or msg.malformed:
+            return
+        digest = hash(raw)
+        done = self.opened.get(digest)
+        if done is None:
+            done = self._v1(msg, sender, chosen) if msg.version == 1 else self._v2(msg, raw, chosen)
+            if done is None:
+                return
+            self.opened[digest] = done
+            if len(self.opened) > KEEP_OPENED:
+                del self.opened[next(iter(self.opened))]
+        msg.decrypted = done.ok
+        msg.inner = done.inner
+
+    # -- IKEv1 ---------------------------------------------------------------------------
+
+    def _v1(self, msg: IkeMessage, sender: str, chosen: Payload | None) -> Opened | None:
+        key = self.ring.ikev1(msg.ispi)
+        suite = _v1_suite(chosen)
+        if key is None or suite is None:
+            return None
+        cipher, hash_name, block = suite
+        body = msg.payloads[0].body
+        if not body or len(body) % block:
+            return Opened(False, [], f"encrypted body of {len(body)} bytes is not whole {block}-byte blocks")
+        if self.phase1_iv is None:
+            if len(self.gx) < 2:
+                return None  # the KE payloads of phase 1 are not in the capture: no IV
+            self.phase1_iv = decrypt.v1_phase1_iv(hash_name, self.gx["I"], self.gx["R"], block)
+        mid = msg.message_id
+        if msg.exchange_type in PHASE1 and mid == 0:
+            tries = [("", self.phase1_iv)]
+        elif mid in self.ivs:
+            tries = [("", self.ivs[mid])]
+        else:
+            derived = decrypt.v1_phase2_iv(hash_name, self.phase1_iv, mid, block)
+            tries = [("", derived)]
+            if msg.exchange_type == 5 and not self.phase1_done:
+                tries = [(V1_INFO[0], derived), (V1_INFO[1], self.phase1_iv)]
+        last = body[-block:]
+        if msg.exchange_type in PHASE1 and mid == 0:
+            self.phase1_iv = last  # CBC chains on ciphertext: the next IV whether or not this key fits
+            self.phase1_done = self.phase1_done or sender == ("R" if msg.exchange_type == 2 else "I")
+        else:
+            self.ivs[mid] = last
+            if len(self.ivs) > KEEP_OPENED:
+                del self.ivs[next(iter(self.ivs))]
+        for variant, iv in tries:
+            try:
+                plaintext, _ = decrypt.v1_decrypt(body, key.enc_key, iv, cipher)
+            except ValueError as exc:
+                return Opened(False, [], str(exc))
+            if decrypt.v1_plausible(plaintext, msg.next_payload):
+                inner, fault = decode_inner(1, msg.next_payload, plaintext)
+                return Opened(True, inner, fault, variant if len(tries) > 1 else "")
+        return Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)")
+
+    # -- IKEv2 ---------------------------------------------------------------------------
+
+    def _v2(self, msg: IkeMessage, raw: bytes, chosen: Payload | None) -> Opened | None:
+        keys = self._v2_keys(msg, chosen)
+        if keys is None:
+            return None
+        sk = msg.payloads[-1]
+        end = min(msg.length, len(raw))
+        opened = decrypt.open_sk(raw[:end], end - sk.length, keys, msg.initiator, skf=sk.name == "SKF")
+        if not opened.ok:
+            return Opened(False, [], opened.reason)
+        if sk.name == "SK":
+            inner, fault = decode_inner(2, sk.info["first_payload_type"], opened.plaintext)
+            return Opened(True, inner, fault)
+        return self._fragment(msg, sk, opened.plaintext)
+
+    def _v2_keys(self, msg: IkeMessage, chosen: Payload | None):
+        """The SPI pair's keys, their algorithms filled from the chosen proposal where the source had none."""
+        if self.v2keys is None or (self.v2keys.spi_i, self.v2keys.spi_r) != (msg.ispi, msg.rspi):
+            keys = self.ring.ikev2(msg.ispi, msg.rspi)
+            if keys is None:
+                return None
+            if (not keys.encr or not keys.integ) and chosen is not None:
+                proposal = (chosen.info.get("proposals") or [None])[0]
+                ids = {t.type: t.id for t in proposal.transforms} if proposal is not None else {}
+                keys = dataclasses.replace(keys, encr=keys.encr or decrypt.encr_from_transform(ids.get(1, -1)),
+                                           integ=keys.integ or decrypt.integ_from_transform(ids.get(3, 0)))
+            self.v2keys = keys
+        return self.v2keys if self.v2keys.encr else None
+
+    def _fragment(self, msg: IkeMessage, skf: Payload, plaintext: bytes) -> Opened:
+        """One verified SKF fragment; the whole message's payloads once every fragment is in (on the
+        message that completes it), none before."""
+        key = (msg.initiator, msg.response, msg.message_id)
+        number, total = skf.info.get("fragment", 0), skf.info.get("total", 0)
+        pieces = self.fragments.setdefault(key, {"parts": {}, "first": None})
+        pieces["parts"][number] = plaintext
+        if number == 1:
+            pieces["first"] = skf.info["first_payload_type"]
+        if len(self.fragments) > KEEP_FRAGMENTS:
+            del self.fragments[next(iter(self.fragments))]
+        parts = pieces["parts"]
+        if pieces["first"] is None or any(n not in parts for n in range(1, total + 1)):
+            return Opened(True, [])
+        del self.fragments[key]
+        inner, fault = decode_inner(2, pieces["first"], b"".join(parts[n] for n in range(1, total + 1)))
+        return Opened(True, inner, fault)
+
+
+def _v1_suite(chosen: Payload | None) -> tuple[str, str, int] | None:
+    """(cipher, hash, block size) of the chosen IKEv1 phase-1 transform, or None when not seen or not known."""
+    for proposal in chosen.info.get("proposals", [])[:1] if chosen else []:
+        for t in proposal.transforms[:1]:
+            cipher = decrypt.V1_ENCR.get(t.attributes.get("encryption"))
+            hash_name = decrypt.V1_HASH.get(t.attributes.get("hash"))
+            if cipher and hash_name:
+                return cipher, hash_name, decrypt.ENCR[cipher].block
+    return None
+
+
+# -- what the decrypted payloads say, in an admin's words ----------------------------------
+
+def describe(p: Payload) -> str:
+    """One decrypted payload as a network engineer reads it: "IDi=FQDN:gw.example", "N(TS_UNACCEPTABLE)"."""
+    info = p.info
+    if p.name in ("ID", "IDi", "IDr") and "value" in info:
+        return f"{p.name}={info['id_type_name']}:{info['value']}"
+    if p.name in ("TSi", "TSr") and "selectors" in info:
+        return f"{p.name}={' '.join(selector(s) for s in info['selectors']) or 'none'}"
+    if p.name == "N" and "notify_name" in info:
+        return f"N({info['notify_name']})"
+    if p.name == "AUTH" and "method_name" in info:
+        return f"AUTH={info['method_name']}"
+    if p.name == "KE" and "group_name" in info:
+        return f"KE={info['group_name']}"
+    if p.name == "SA" and info.get("proposals"):
+        return "SA=" + proposal_text(p)
+    if p.name == "D" and "spis" in info:
+        what = info["protocol_name"]
+        return f"D({what} {' '.join(s.hex() for s in info['spis'])})" if info["spis"] else f"D({what})"
+    if p.name == "EAP" and "code_name" in info:
+        return f"EAP={info['code_name']}"
+    if p.name in ("ATTR", "CP") and "cfg_type_name" in info:
+        return f"{p.name}={info['cfg_type_name']}({', '.join(attribute(a) for a in info['attributes'])})"
+    if p.name in ("CERT", "CERTREQ", "CR") and "encoding_name" in info:
+        return f"{p.name}={info['encoding_name']}"
+    return p.name
+
+
+def text(msg: IkeMessage) -> str:
+    """The decrypted payloads of a message on one line, or why there are none ("" without keys)."""
+    if msg.decrypted is None:
+        return ""
+    if not msg.decrypted:
+        return "keys do not verify"
+    if msg.inner:
+        return " ".join(describe(p) for p in msg.inner)
+    skf = msg.payload("SKF")
+    return f"fragment {skf.info.get('fragment')}/{skf.info.get('total')}" if skf else "empty"
+
+
+def selector(s: dict) -> str:
+    """One traffic selector: 198.51.100.0-198.51.100.63 reads as a range, with the protocol and ports if any."""
+    where = s["start"] if s["start"] == s["end"] else f"{s['start']}-{s['end']}"
+    if s["protocol"]:
+        where += f" proto {s['protocol']}"
+    if (s["start_port"], s["end_port"]) != (0, 65535):
+        where += f" port {s['start_port']}" + (f"-{s['end_port']}" if s["end_port"] != s["start_port"] else "")
+    return where
+
+
+def proposal_text(p: Payload) -> str:
+    """The proposals of an SA payload in strongSwan's words, "|" between them: "ESP aes128-sha256-modp2048"."""
+    return " | ".join(f"{s['protocol']} {s['swanctl']}" for s in summarize_sa(p))
+
+
+def attribute(a: tuple) -> str:
+    """A Mode-Config / XAUTH attribute: its name, and its value where it is a number or an IPv4 address."""
+    _type, name, value = a
+    if len(value) == 2:
+        return f"{name}={int.from_bytes(value, 'big')}"
+    if len(value) == 4 and ("ADDRESS" in name or "NETMASK" in name):
+        return f"{name}={'.'.join(str(b) for b in value)}"
+    return name
