@@ -1,0 +1,140 @@
+"""The keys an admin hands over, in one vocabulary of cipher names (see `ikeflow.decode.decrypt.ENCR`/`INTEG`).
+
+An `encr`/`integ` of "" means the source gave the key bytes but not the algorithm (a charon or pluto
+log): fill it from the negotiated SA with `decrypt.encr_from_transform`/`integ_from_transform` and
+`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+class KeySourceError(Exception):
+    """A key file or directory that cannot be read or recognised; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class IkeV1Key:
+    """IKEv1 SKEYID_e-derived encryption key of one ISAKMP SA (RFC 2409 appendix B), by initiator cookie."""
+    icookie: bytes
+    enc_key: bytes
+    source: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class IkeV2Keys:
+    """SK_e/SK_a of one IKEv2 SA (RFC 7296 2.14). encr/integ "" = not given by the source."""
+    spi_i: bytes
+    spi_r: bytes
+    sk_ei: bytes
+    sk_er: bytes
+    encr: str
+    sk_ai: bytes
+    sk_ar: bytes
+    integ: str
+    source: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class EspKey:
+    """One direction of an ESP SA; src/dst "*" match any address, spi None any SPI (Wireshark's `*`).
+    encr/integ "" = not given by the source."""
+    spi: int | None
+    src: str
+    dst: str
+    encr: str
+    enc_key: bytes
+    integ: str
+    auth_key: bytes
+    source: str = field(default="", compare=False)
+
+
+def _addr(text: str) -> str:
+    """Canonical text of an address ("*" stays "*"), so 2001:DB8::1 and 2001:db8:0::1 match."""
+    if text in ("", "*"):
+        return "*"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def _matches(pattern: str, addr: str) -> bool:
+    """Wireshark esp_sa address patterns: "*", an address, a prefix "a/len", IPv4 octets "*" ("10.0.*.*")."""
+    if pattern in ("*", addr):
+        return True
+    try:
+        if "/" in pattern:
+            return ipaddress.ip_address(addr) in ipaddress.ip_network(pattern, strict=False)
+    except ValueError:
+        return False
+    if "*" in pattern and "." in pattern:
+        want, have = pattern.split("."), addr.split(".")
+        return len(want) == len(have) == 4 and all(w in ("*", h) for w, h in zip(want, have))
+    return False
+
+
+class KeyRing:
+    """Keys by what a capture shows: IKEv1 initiator cookie, IKEv2 SPI pair, ESP SPI and addresses."""
+
+    def __init__(self) -> None:
+        self._v1: dict[bytes, IkeV1Key] = {}
+        self._v2: dict[tuple[bytes, bytes], IkeV2Keys] = {}
+        self._esp: dict[int | None, list[EspKey]] = {}
+
+    def add(self, key: IkeV1Key | IkeV2Keys | EspKey) -> None:
+        """Add a key; a later key for the same SA replaces the earlier one unless it lacks algorithms."""
+        if isinstance(key, IkeV1Key):
+            self._v1[key.icookie] = key
+        elif isinstance(key, IkeV2Keys):
+            old = self._v2.get((key.spi_i, key.spi_r))
+            if not (old and old.encr and not key.encr):
+                self._v2[(key.spi_i, key.spi_r)] = key
+        else:
+            key = EspKey(key.spi, _addr(key.src), _addr(key.dst), key.encr, key.enc_key, key.integ,
+                         key.auth_key, key.source)
+            same = self._esp.setdefault(key.spi, [])
+            old = [k for k in same if (k.src, k.dst) == (key.src, key.dst)]
+            if old and old[0].encr and not key.encr:
+                return
+            same[:] = [k for k in same if (k.src, k.dst) != (key.src, key.dst)] + [key]
+
+    def update(self, other: KeyRing) -> None:
+        for key in other.all():
+            self.add(key)
+
+    def ikev1(self, icookie: bytes) -> IkeV1Key | None:
+        return self._v1.get(bytes(icookie))
+
+    def ikev2(self, spi_i: bytes, spi_r: bytes) -> IkeV2Keys | None:
+        return self._v2.get((bytes(spi_i), bytes(spi_r)))
+
+    def esp(self, spi: int, src: str, dst: str) -> EspKey | None:
+        """The key for this SPI and outer addresses: exact addresses first, then `*` wildcards
+        (a key table line with SPI `*` matches any SPI)."""
+        src, dst = _addr(src), _addr(dst)
+        best = None
+        for key in self._esp.get(spi, []) + self._esp.get(None, []):
+            if not (_matches(key.src, src) and _matches(key.dst, dst)):
+                continue
+            rank = (key.spi is not None, key.src != "*", key.dst != "*")
+            if best is None or rank > best[0]:
+                best = (rank, key)
+        return best[1] if best else None
+
+    def all(self) -> list[IkeV1Key | IkeV2Keys | EspKey]:
+        return [*self._v1.values(), *self._v2.values(), *(k for ks in self._esp.values() for k in ks)]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many keys of each kind: {"ikev1": n, "ikev2": n, "esp": n}."""
+        return {"ikev1": len(self._v1), "ikev2": len(self._v2),
+                "esp": sum(len(ks) for ks in self._esp.values())}
+
+    def __bool__(self) -> bool:
+        return any(self.counts.values())
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
