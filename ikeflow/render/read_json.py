@@ -1,4 +1,4 @@
-"""The JSON document (schema 1): ikeflow's machine interface.
+"""The JSON document (schema 3): ikeflow's machine interface.
 
 Documented field by field in README.md; change a field only with a new schema
 number.
@@ -17,9 +17,14 @@ from ikeflow.diagnose.finding import Finding
 from ikeflow.render.common import Frames, compact, finding_json, flow_json, ip, message_json
 from ikeflow.model.events import MessageSeen
 from ikeflow.model.ikesa import IkeSa
+from ikeflow.decode.ike import IkeMessage, Payload
 from ikeflow.decode.proposals import summarize_sa
+from ikeflow.model import decryption
 
-SCHEMA = 2  # 2: ike_sas[].closed.by lost "expired", gained "superseded" and "delete-unanswered" (README)
+# 2: ike_sas[].closed.by lost "expired", gained "superseded" and "delete-unanswered" (README)
+# 3: with --keys, messages[] gain decrypted, inner_payloads, inner_payload_types, inner and inner_text, notify
+#    lists the decrypted notifies too, and findings[] gain evidence
+SCHEMA = 3
 
 
 class MessageSpool:
@@ -37,13 +42,43 @@ class MessageSpool:
 
     def add(self, event) -> None:
         if isinstance(event, MessageSeen):
-            self.file.write(("," if self.count else "") + message_json(event.sa, event.seen, self.frame, self.several))
+            text = message_json(event.sa, event.seen, self.frame, self.several)
+            if event.sa.decryption is not None:  # read with keys: what decrypting gave, before the closing brace
+                text = text[:-1] + decrypted_json(event.seen.msg) + "}"
+            self.file.write(("," if self.count else "") + text)
             self.count += 1
 
     def copy_to(self, out) -> None:
         self.file.seek(0)
         while chunk := self.file.read(1 << 20):
             out.write(chunk)
+
+
+def decrypted_json(msg: IkeMessage) -> str:
+    """The `messages[]` fields of decryption, each after a comma: decrypted (true verified, false keys that
+    do not verify, null no keys for this message), the inner payloads (names, types in wire order, decoded)
+    and the one-line text of them."""
+    inner = msg.inner
+    return (f',"decrypted":{compact(msg.decrypted)},"inner_payloads":{compact([p.name for p in inner])},'
+            f'"inner_payload_types":{compact([p.type for p in inner])},'
+            f'"inner":{compact([_inner(p) for p in inner])},"inner_text":{compact(decryption.text(msg) or None)}')
+
+
+def _inner(p: Payload) -> dict:
+    """One decrypted payload: its type, name, text and decoded fields (bytes as hex; certificates by size)."""
+    out = {"type": p.type, "name": p.name, "text": decryption.describe(p)}
+    for key, value in p.info.items():
+        if key == "proposals":
+            out["proposals"] = summarize_sa(p)
+        elif key == "data" and p.name in ("CERT", "CR", "CERTREQ"):
+            out["length"] = len(value)
+        elif key == "attributes":
+            out[key] = [{"type": t, "name": n, "value": v.hex()} for t, n, v in value]
+        elif key == "spis":
+            out[key] = [s.hex() for s in value]
+        else:
+            out[key] = value.hex() if isinstance(value, bytes) else value
+    return out
 
 
 def write(out, doc: dict, spool: MessageSpool, end: str = "\n") -> None:
@@ -91,8 +126,13 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "esp_flows": (_flow(f, frame, owners) for f in an.esp.flows.values()),
         "ah_flows": (_flow(f, frame, owners) for f in an.ah.flows.values()),
         "ike_sas": (_sa(sa, frame, owners) for sa in an.sas.values()),
-        "findings": (finding_json(f, frame) for f in findings),
+        "findings": (_finding(f, frame) for f in findings),
     }
+
+
+def _finding(f: Finding, frame) -> dict:
+    """A finding; "evidence": "decrypted" when decrypted payloads decided its cause (only then)."""
+    return {**finding_json(f, frame), "evidence": f.evidence} if f.evidence else finding_json(f, frame)
 
 
 def _quality(f: FileInfo, frame) -> dict:
