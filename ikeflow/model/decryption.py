@@ -134,8 +134,7 @@ class Decryption:
         if not opened.ok:
             return Opened(False, [], opened.reason)
         if sk.name == "SK":
-            inner, fault = decode_inner(2, sk.info["first_payload_type"], opened.plaintext)
-            return Opened(True, inner, fault)
+            return _parsed(sk.info["first_payload_type"], opened.plaintext)
         return self._fragment(msg, sk, opened.plaintext)
 
     def _v2_keys(self, msg: IkeMessage, chosen: Payload | None):
@@ -167,8 +166,17 @@ class Decryption:
         if pieces["first"] is None or any(n not in parts for n in range(1, total + 1)):
             return Opened(True, [])
         del self.fragments[key]
-        inner, fault = decode_inner(2, pieces["first"], b"".join(parts[n] for n in range(1, total + 1)))
-        return Opened(True, inner, fault)
+        return _parsed(pieces["first"], b"".join(parts[n] for n in range(1, total + 1)))
+
+
+def _parsed(first: int, plaintext: bytes) -> Opened:
+    """IKEv2 plaintext that passed the integrity check: its payloads, or not verified when they do not
+    parse (with an AEAD the tag covers the key; with a separate integrity key, SK_e may still be wrong)."""
+    inner, fault = decode_inner(2, first, plaintext)
+    if fault:
+        return Opened(False, [], f"the integrity check passes but the decrypted payloads do not parse ({fault}): "
+                                 "SK_e does not fit")
+    return Opened(True, inner)
 
 
 def _v1_suite(chosen: Payload | None) -> tuple[str, str, int] | None:
