@@ -211,20 +211,21 @@ def _sa_section(sa: IkeSa, frame, utc: bool, found: list[Finding]) -> str:
                for k, who in (("I", "initiator"), ("R", "responder")) if sa.vendors.get(k)]
     if vendors:
         head += f'<p class="meta">Vendor IDs — {esc("; ".join(vendors))}</p>'
-    stall = _stall_index(sa, found)
-    rows = [Row(seconds(m.time - t0), (_arrow(m, frame),), k == stall, frame(m.ref)) for k, m in enumerate(msgs)]
+    stall = stall_point(sa, found)
+    at = stall[0] if stall else None
+    rows = [Row(seconds(m.time - t0), (_arrow(m, frame),), k == at) for k, m in enumerate(msgs)]
     if len(rows) > MAX_ROWS:
         gap = Row("", (Arrow(True, f"… {len(rows) - MAX_ROWS} more messages, not drawn …", kind="absent"),))
         rows = rows[: MAX_ROWS // 2] + [gap] + rows[-MAX_ROWS // 2:]
-    stall_text = next((f"⚠ stall: {f.causes[0] if f.causes else f.code}" for f in found if f.code in STALL_CODES), "")
+    stall_text = f"⚠ stall: {stall[1].causes[0] if stall[1].causes else stall[1].code}" if stall else ""
     picture = ladder([(f"initiator\n{endpoint(i)}", f"responder\n{endpoint(r)}")], rows,
                      f"ladder of IKEv{sa.version} SA {sa.ispi.hex()}", stall_text) if msgs else ""
     return head + picture + _proposals(sa) + "</section>"
 
 
-def _stall_index(sa: IkeSa, found: list[Finding]) -> int | None:
-    """The message a stall finding of this SA points at: the last one with the stall's label among its
-    frames (else the last with that label)."""
+def stall_point(sa: IkeSa, found: list[Finding]) -> tuple[int, Finding] | None:
+    """(index in sa.messages, the finding) of the message a stall finding of this SA points at: the last
+    one with the stall's label among the finding's frames, else the last with that label."""
     for f in found:
         if f.code not in STALL_CODES:
             continue
@@ -232,7 +233,7 @@ def _stall_index(sa: IkeSa, found: list[Finding]) -> int | None:
         hits = [k for k, m in enumerate(sa.messages) if m.label == f.at and m.ref in frames] or \
                [k for k, m in enumerate(sa.messages) if m.label == f.at]
         if hits:
-            return hits[-1]
+            return hits[-1], f
     return None
 
 
@@ -250,7 +251,7 @@ def _arrow(m: Seen, frame) -> Arrow:
              + (" (retransmission)" if m.retransmission else "") + f"\nmessage ID {msg.message_id}, {m.size} bytes"
              + (f"\npayloads: {payloads}" if payloads else "") + (f"\nnotify: {notifies}" if notifies else "")
              + (f"\nMALFORMED: {msg.malformed}" if msg.malformed else ""))
-    return Arrow(m.sender == "I", m.label, ", ".join(note), kind, title)
+    return Arrow(m.sender == "I", m.label, ", ".join(note), kind, title, frame(m.ref))
 
 
 def _proposals(sa: IkeSa) -> str:
@@ -415,16 +416,17 @@ def _compare_ladder(seg: Segment, conv: Conversation, utc: bool) -> str:
     def arrow(m: Msg, kind: str = "msg") -> Arrow:
         note = ", ".join([*(["again"] if m.copies > 1 else []), *([f"UDP {m.dport}"] if m.natt else []),
                           *([f"{m.fragments} IP fragments"] if m.fragments else []), f"{m.size} B"])
-        title = (f"frame {_point_frame(seg.point(m.point).ref(m.ref))}  {endpoint((m.src, m.sport))} → "
+        ref = _point_frame(seg.point(m.point).ref(m.ref))
+        title = (f"frame {ref}  {endpoint((m.src, m.sport))} → "
                  f"{endpoint((m.dst, m.dport))}\n{m.label}, message ID {m.message_id}, {m.size} bytes")
         if kind == "lost":
             return Arrow(m.sender == "I", f"{m.label} lost", f"sent at #{m.point + 1}, never arrived here", "lost",
-                         title + "\nlost: not captured at the other point")
-        return Arrow(m.sender == "I", m.label, note, "again" if m.copies > 1 else "msg", title)
+                         title + "\nlost: not captured at the other point", ref)
+        return Arrow(m.sender == "I", m.label, note, "again" if m.copies > 1 else "msg", title, ref)
 
-    rows = []  # (time on x's clock, cell at x, cell at y, frame)
+    rows = []  # (time on x's clock, cell at x, cell at y)
     for a, b in conv.matches:
-        rows.append((a.time, arrow(a), arrow(b), _point_frame(seg.point(a.point).ref(a.ref))))
+        rows.append((a.time, arrow(a), arrow(b)))
     for p in (x, y):
         for m in conv.only[p]:
             if id(m) in lost:
@@ -436,12 +438,12 @@ def _compare_ladder(seg: Segment, conv: Conversation, utc: bool) -> str:
                              title="seen here only, and not sent from the other point's side")
             t = m.time if p == x else m.time - seg.clock.offset
             here = arrow(m)
-            rows.append((t, here, miss, "") if p == x else (t, miss, here, ""))
+            rows.append((t, here, miss) if p == x else (t, miss, here))
     rows.sort(key=lambda r: r[0])
     if not rows:
         return ""
     t0 = rows[0][0]
-    drawn = [Row(seconds(t - t0), (a, b), False, f) for t, a, b, f in rows]
+    drawn = [Row(seconds(t - t0), (a, b)) for t, a, b in rows]
     if len(drawn) > MAX_ROWS:
         gap = Arrow(True, f"… {len(drawn) - MAX_ROWS} more messages, not drawn …", kind="absent")
         drawn = drawn[: MAX_ROWS // 2] + [Row("", (gap, gap))] + drawn[-MAX_ROWS // 2:]

@@ -45,6 +45,7 @@ class Arrow:
     note: str = ""  # small text under the arrow: retry, port, size
     kind: str = "msg"
     title: str = ""  # the full text for the tooltip
+    frame: str = ""  # the frame it was captured in (data-frame)
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,11 @@ class Row:
     time: str  # relative time, as printed left of the arrows
     cells: tuple  # one Arrow (or None) per panel
     stall: bool = False  # the message the negotiation stalls at: highlighted
-    frame: str = ""
 
 
 def ladder(panels: list[tuple[str, str]], rows: list[Row], label: str, stall_text: str = "") -> str:
     """A sequence diagram: per panel two lifelines headed by `panels[i]` (left, right; "role\naddress"), one arrow per row
-    and panel.  Each arrow is a `<g class="msg KIND">`; a row with `stall` gets a `<rect class="stall-band">`
+    and panel.  Each arrow is a `<g class="msg KIND" data-frame="N">`; a row with `stall` gets a `<rect class="stall-band">`
     and `stall_text` beside it."""
     width = TIME_W + len(panels) * PANEL_W + (len(panels) - 1) * PANEL_GAP + 10
     if stall_text and any(r.stall for r in rows):
@@ -79,8 +79,7 @@ def ladder(panels: list[tuple[str, str]], rows: list[Row], label: str, stall_tex
         y = HEAD_H + n * ROW_H + ROW_H - 12  # the arrow's line
         if row.stall:
             out.append(f'<rect class="stall-band" x="2" y="{y - ROW_H + 12}" width="{width - 4}" height="{ROW_H}"/>')
-        out.append(f'<text class="time" x="{TIME_W - 8}" y="{y + 4}" text-anchor="end">{esc(row.time)}'
-                   f'<title>frame {esc(row.frame)}</title></text>')
+        out.append(f'<text class="time" x="{TIME_W - 8}" y="{y + 4}" text-anchor="end">{esc(row.time)}</text>')
         for i, cell in enumerate(row.cells):
             if cell is not None:
                 out.append(_arrow(cell, *_lifelines(i), y, row.stall and stall_text))
@@ -105,7 +104,7 @@ def _arrow(a: Arrow, left: int, right: int, y: int, stall_text: str) -> str:
     d = 1 if end > x1 else -1
     head = (f'<path class="cross" d="M{end - 5},{y - 5}l10,10m0,-10l-10,10"/>' if a.kind == "lost" else
             f'<polygon class="head" points="{end},{y} {end - 9 * d},{y - 4} {end - 9 * d},{y + 4}"/>')
-    parts = [f'<g class="msg {a.kind}"><title>{tip}</title>',
+    parts = [f'<g class="msg {a.kind}" data-frame="{esc(a.frame)}"><title>{tip}</title>',
              f'<line class="shaft" x1="{x1}" y1="{y}" x2="{end - 9 * d if a.kind != "lost" else end}" y2="{y}"/>',
              head,
              f'<text class="label" x="{(x1 + end) / 2 if a.kind == "lost" else mid}" y="{y - 5}" text-anchor="middle">'
