@@ -13,6 +13,7 @@ Mermaid's sequence grammar ends a message at # or ;, and %% starts a comment
 
 from __future__ import annotations
 
+import html
 import re
 from typing import TYPE_CHECKING
 
@@ -29,23 +30,31 @@ MAX_ARROWS = 200  # messages drawn per IKE SA before eliding the middle
 
 # Characters Mermaid would read as syntax or markup, and the Markdown fence's backtick, as entity codes.
 ENTITIES = str.maketrans({"#": "#35;", ";": "#59;", "%": "#37;", "<": "#lt;", ">": "#gt;", "&": "#amp;",
-                          "`": "#96;", "\\": "#92;", "\n": " ", "\r": " ", "\t": " "})
+                          "`": "#96;", "\n": " ", "\r": " ", "\t": " "})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def text(s) -> str:
-    """Capture text made safe for a Mermaid message, note, title or participant name."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(s)).translate(ENTITIES).strip() or "-"
+    """Capture text made safe for a Mermaid message, note, title or participant name.  Mermaid first drops
+    the last ; of a line holding `style…:…#` or `classDef…:…#` (encodeEntities in mermaidAPI.ts): one
+    letter of those words is written as a code too."""
+    out = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(s)).translate(ENTITIES).strip() or "-"
+    return out.replace("style", "#115;tyle").replace("classDef", "#99;lassDef")
+
+
+def _prose(s: str) -> str:
+    """Text for the Markdown around the blocks: one line, markup and backticks as HTML entities."""
+    return " ".join(html.escape(s, quote=False).replace("`", "&#96;").split())
 
 
 def read_mermaid(result: Result, *, utc: bool = False) -> str:
-    """Markdown with one Mermaid sequenceDiagram per IKE SA, grouped by peer pair."""
+    """Markdown with one Mermaid sequenceDiagram per IKE SA, grouped by peer pair under its verdict."""
     out = []
     for key, pair in result.model.pairs.items():
         found = [f for f in result.findings if f.pair == key or (f.sa is not None and f.sa in pair.sas)]
         if not pair.sas:
             continue
-        out.append(f"## {ip(pair.a)} ⇄ {ip(pair.b)}\n\n{result.verdicts.get(key, '')}\n")
+        out.append(f"## {ip(pair.a)} ⇄ {ip(pair.b)}\n\n{_prose(result.verdicts.get(key, ''))}\n")
         for sa in pair.sas:
             start = stamp(sa.messages[0].time, utc) if sa.messages else "unknown"
             out.append(f"### IKEv{sa.version} SA {sa.ispi.hex()}/{sa.rspi.hex()}, started {start}\n")
