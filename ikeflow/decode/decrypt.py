@@ -7,8 +7,6 @@ the negotiated SA both map onto it (`encr_from_transform`, `integ_from_transform
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import struct
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, TripleDES
+from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
@@ -133,8 +132,9 @@ def _block_cipher(encr: str, key: bytes):
     return algorithms.AES(key)
 
 
-def _decrypt(encr: str, key: bytes, iv: bytes, data: bytes, aad: bytes, icv: bytes) -> bytes | None:
-    """Plaintext of `data` (ICV split off already); None if the AEAD tag does not verify."""
+def decrypt_raw(encr: str, key: bytes, iv: bytes, data: bytes, aad: bytes = b"", icv: bytes = b"") -> bytes | None:
+    """Plaintext of `data` under `encr` (salt/nonce at the end of `key`, as IKEv2 derives it); for AEAD
+    ciphers `icv` is the tag over `aad` and the data, and None means it does not verify."""
     spec = ENCR[encr]
     if spec.mode == "null":
         return data
@@ -155,11 +155,22 @@ def _decrypt(encr: str, key: bytes, iv: bytes, data: bytes, aad: bytes, icv: byt
         return None
 
 
-def _mac_ok(integ: str, key: bytes, signed: bytes, icv: bytes) -> bool:
-    algo = INTEG[integ][0]
+_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
+           "sha512": hashes.SHA512}
+
+
+def integrity_icv(integ: str, key: bytes, data: bytes) -> bytes:
+    """The ICV of `data`: the HMAC truncated as `integ` says (b"" for none/unchecked)."""
+    algo, size = INTEG[integ]
     if algo is None:
-        return True
-    return hmac.compare_digest(hmac.new(key, signed, algo).digest()[:len(icv)], icv)
+        return b""
+    mac = hmac.HMAC(key, _HASHES[algo]())
+    mac.update(data)
+    return mac.finalize()[:size]
+
+
+def _mac_ok(integ: str, key: bytes, signed: bytes, icv: bytes) -> bool:
+    return INTEG[integ][0] is None or constant_time.bytes_eq(integrity_icv(integ, key, signed), icv)
 
 
 def open_sk(message: bytes, sk_offset: int, keys: IkeV2Keys, from_initiator: bool, skf: bool = False) -> Opened:
@@ -195,7 +206,7 @@ def open_sk(message: bytes, sk_offset: int, keys: IkeV2Keys, from_initiator: boo
         return _fail(f"the encrypted data is not a whole number of {spec.block}-octet {encr} blocks")
     if not spec.icv and not _mac_ok(integ, auth_key, message[:end - icv_len], icv):
         return _fail(f"the {integ} ICV does not verify with SK_a{'i' if from_initiator else 'r'}")
-    plain = _decrypt(encr, enc_key, iv, data, message[:head], icv)
+    plain = decrypt_raw(encr, enc_key, iv, data, message[:head], icv)
     if plain is None:
         return _fail(f"the {encr} ICV does not verify with SK_e{'i' if from_initiator else 'r'}")
     pad = plain[-1]
@@ -207,10 +218,10 @@ def open_sk(message: bytes, sk_offset: int, keys: IkeV2Keys, from_initiator: boo
 # ---------------------------------------------------------------- IKEv1 (RFC 2409 appendix B)
 
 def _hash(name: str, *parts: bytes) -> bytes:
-    h = hashlib.new(name)
+    h = hashes.Hash(_HASHES[name]())
     for p in parts:
         h.update(p)
-    return h.digest()
+    return h.finalize()
 
 
 def v1_phase1_iv(hash_name: str, gxi: bytes, gxr: bytes, block: int) -> bytes:
@@ -290,7 +301,7 @@ def open_esp(packet_payload: bytes, key: EspKey) -> EspOpened:
     data = packet_payload[8 + spec.iv:body_end]
     if len(data) % spec.block:
         return fail(f"the encrypted data is not a whole number of {spec.block}-octet {key.encr} blocks")
-    plain = _decrypt(key.encr, key.enc_key, iv, data, packet_payload[:8], icv)
+    plain = decrypt_raw(key.encr, key.enc_key, iv, data, packet_payload[:8], icv)
     if plain is None:
         return fail(f"the {key.encr} ICV does not verify")
     pad, next_header = plain[-2], plain[-1]
