@@ -801,7 +801,8 @@ def _v1_rejected(an: Analyzer, sa: IkeSa, run: Run, last: Seen, replies: list[Se
     names = [n for m in replies for t, n in m.msg.notifies if sequences.is_error_notify(1, t)]
     if names:
         facts.notify = names[0]
-        p = next(p for m in replies for p in m.msg.payloads if p.name == "N" and p.info.get("notify_name") == names[0])
+        p = next(p for m in replies for p in (*m.msg.payloads, *m.msg.inner)
+                 if p.name == "N" and p.info.get("notify_name") == names[0])
         if not p.info.get("spi"):
             facts.no_spi = True
     if all(m.msg.encrypted for m in replies):

@@ -5,9 +5,11 @@ IKEv1 (RFC 2409 appendix B): the phase-1 IV is hash(g^xi | g^xr) cut to the ciph
 the KE payloads of MM3/MM4 (AM1/AM2); each encrypted phase-1 message (MM5, MM6, AM3) chains on from the
 last ciphertext block of the one before.  Every other exchange (Quick Mode, Informational, Transaction)
 starts from hash(last phase-1 block | message ID) and chains per message ID.  An Informational sent
-before phase 1 completed has an IV that implementations derive differently: both variants of `V1_INFO`
-are tried and the one that verified is kept in `Opened.variant`.  A re-sent message (the same bytes)
-decrypts as it did the first time and leaves the chain alone.
+before phase 1 completed has an IV that implementations derive differently: from the last phase-1 block
+the sender itself took (one that could not decrypt MM5 never took MM5's: strongSwan's iv_manager.c
+confirms an IV only once the message verified), hashed with the message ID or used as it is; every
+phase-1 IV so far is tried both ways, newest first, and the one that verified is kept (`variants`).
+A re-sent message (the same bytes) decrypts as it did the first time and leaves the chain alone.
 
 IKEv2: SK (RFC 7296 3.14) with the keys of its SPI pair, and SKF fragments (RFC 7383 2.6) each
 verified on its own, their plaintexts joined once all are in.
@@ -28,7 +30,7 @@ PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV 
 # The IV of an IKEv1 Informational sent before phase 1 completed, as the implementations derive it; tried in
 # this order, the first that verifies is kept (strongSwan's ike_sa.c/keymat_v1.c and libreswan's
 # ikev1_send.c take hash(last phase-1 block | message ID); some older stacks keep the running phase-1 IV).
-V1_INFO = ("hash of the last phase-1 block and the message ID", "the running phase-1 IV")
+PHASE1_MESSAGE = {(2, "I"): "MM5", (2, "R"): "MM6", (4, "I"): "AM3", (4, "R"): "AM2"}  # an encrypted one, by sender
 
 
 @dataclass(slots=True)
@@ -44,12 +46,15 @@ class Opened:
 class Decryption:
     """Per IKE SA: the keys found for it and the IKEv1 IV chain."""
 
-    __slots__ = ("ring", "gx", "phase1_iv", "phase1_done", "ivs", "opened", "fragments", "v2keys")
+    __slots__ = ("ring", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments", "v2keys",
+                 "variants")
 
     def __init__(self, ring):
         self.ring = ring  # keys.KeyRing
         self.gx: dict[str, bytes] = {}  # IKEv1 phase 1: "I"/"R" -> its public DH value (KE payload data)
         self.phase1_iv: bytes | None = None  # IKEv1: the running phase-1 IV (the last phase-1 ciphertext block)
+        self.phase1_ivs: list[tuple[str, bytes]] = []  # IKEv1: every phase-1 IV so far, (where from, IV)
+        self.variants: dict[int, str] = {}  # IKEv1 message ID -> the IV derivation that verified, where several
         self.phase1_done = False  # IKEv1: MM6 or an encrypted AM3 went by
         self.ivs: dict[int, bytes] = {}  # IKEv1 message ID -> IV for its next message
         self.opened: dict[int, Opened] = {}  # hash of the message bytes -> what they gave
@@ -94,19 +99,21 @@ class Decryption:
             if len(self.gx) < 2:
                 return None  # the KE payloads of phase 1 are not in the capture: no IV
             self.phase1_iv = decrypt.v1_phase1_iv(hash_name, self.gx["I"], self.gx["R"], block)
+            self.phase1_ivs.append(("hash(g^xi | g^xr)", self.phase1_iv))
         mid = msg.message_id
         if msg.exchange_type in PHASE1 and mid == 0:
             tries = [("", self.phase1_iv)]
         elif mid in self.ivs:
             tries = [("", self.ivs[mid])]
+        elif msg.exchange_type == 5 and not self.phase1_done:
+            tries = [t for where, iv in reversed(self.phase1_ivs) for t in (
+                (f"hash({where} | message ID)", decrypt.v1_phase2_iv(hash_name, iv, mid, block)), (where, iv))]
         else:
-            derived = decrypt.v1_phase2_iv(hash_name, self.phase1_iv, mid, block)
-            tries = [("", derived)]
-            if msg.exchange_type == 5 and not self.phase1_done:
-                tries = [(V1_INFO[0], derived), (V1_INFO[1], self.phase1_iv)]
+            tries = [("", decrypt.v1_phase2_iv(hash_name, self.phase1_iv, mid, block))]
         last = body[-block:]
         if msg.exchange_type in PHASE1 and mid == 0:
             self.phase1_iv = last  # CBC chains on ciphertext: the next IV whether or not this key fits
+            self.phase1_ivs.append((f"the last block of {PHASE1_MESSAGE.get((msg.exchange_type, sender), '?')}", last))
             self.phase1_done = self.phase1_done or sender == ("R" if msg.exchange_type == 2 else "I")
         else:
             self.ivs[mid] = last
@@ -119,7 +126,9 @@ class Decryption:
                 return Opened(False, [], str(exc))
             if decrypt.v1_plausible(plaintext, msg.next_payload):
                 inner, fault = decode_inner(1, msg.next_payload, plaintext)
-                return Opened(True, inner, fault, variant if len(tries) > 1 else "")
+                if variant and len(self.variants) < KEEP_OPENED:
+                    self.variants[mid] = variant
+                return Opened(True, inner, fault, variant)
         return Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)")
 
     # -- IKEv2 ---------------------------------------------------------------------------
