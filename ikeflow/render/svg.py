@@ -57,8 +57,8 @@ class Row:
 
 def ladder(panels: list[tuple[str, str]], rows: list[Row], label: str, stall_text: str = "") -> str:
     """A sequence diagram: per panel two lifelines headed by `panels[i]` (left, right; "role\naddress"), one arrow per row
-    and panel.  Each arrow is a `<g class="msg KIND" data-frame="N">`; a row with `stall` gets a `<rect class="stall-band">`
-    and `stall_text` beside it."""
+    and panel.  Each arrow is a `<g class="msg KIND" data-frame="N">`; a row with `stall` gets a `<rect class="stall-band">`,
+    its arrows the class "stall" and `stall_text` beside them."""
     width = TIME_W + len(panels) * PANEL_W + (len(panels) - 1) * PANEL_GAP + 10
     if stall_text and any(r.stall for r in rows):
         width += STALL_W
@@ -104,7 +104,7 @@ def _arrow(a: Arrow, left: int, right: int, y: int, stall_text: str) -> str:
     d = 1 if end > x1 else -1
     head = (f'<path class="cross" d="M{end - 5},{y - 5}l10,10m0,-10l-10,10"/>' if a.kind == "lost" else
             f'<polygon class="head" points="{end},{y} {end - 9 * d},{y - 4} {end - 9 * d},{y + 4}"/>')
-    parts = [f'<g class="msg {a.kind}" data-frame="{esc(a.frame)}"><title>{tip}</title>',
+    parts = [f'<g class="msg {a.kind}{" stall" if stall_text else ""}" data-frame="{esc(a.frame)}"><title>{tip}</title>',
              f'<line class="shaft" x1="{x1}" y1="{y}" x2="{end - 9 * d if a.kind != "lost" else end}" y2="{y}"/>',
              head,
              f'<text class="label" x="{(x1 + end) / 2 if a.kind == "lost" else mid}" y="{y - 5}" text-anchor="middle">'
