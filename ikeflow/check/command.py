@@ -1,0 +1,154 @@
+"""`ikeflow check CONFIG [CONFIG]`: read one or both ends' configurations, pair their conns and say what
+does not match. Exit codes as `read`: 0 the configurations agree, 1 a mismatch that breaks the tunnel,
+2 usage error or an unreadable configuration."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ikeflow import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from ikeflow.check import ipsec_conf, secrets, swanctl
+from ikeflow.check.compare import Pair, compare, pair
+from ikeflow.check.config import Config, ConfigError
+from ikeflow.check.defaults import DAEMONS
+from ikeflow.check.resolve import Conn, conns
+
+SCHEMA = 1
+
+
+@dataclass
+class CheckResult:
+    ends: list[Config]
+    conns: list[list[Conn]]
+    pairs: list[Pair] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FINDINGS if any(p.breaks for p in self.pairs) else EXIT_OK
+
+
+def _kind(path: Path) -> str:
+    name = path.name
+    for suffix, kind in (("swanctl.conf", "swanctl"), ("ipsec.secrets", "secrets"), ("strongswan.conf", "options"),
+                         (".secrets", "secrets"), ("ipsec.conf", "ipsec")):
+        if name.endswith(suffix):
+            return kind
+    try:
+        head = path.read_text(errors="replace")[:4000]
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    if "connections" in head and "{" in head:
+        return "swanctl"
+    if " : PSK" in head or ": RSA" in head:
+        return "secrets"
+    return "ipsec"
+
+
+def _siblings(path: Path, kind: str) -> list[Path]:
+    """The secrets and strongswan.conf that go with a configuration file: same folder, same name stem
+    (`NAME.resp.ipsec.conf` -> `NAME.resp.ipsec.secrets`, `NAME.resp.strongswan.conf`)."""
+    stem = path.name.removesuffix("ipsec.conf").removesuffix("swanctl.conf")
+    names = [f"{stem}strongswan.conf"] + ([f"{stem}ipsec.secrets"] if kind == "ipsec" else [])
+    return [path.parent / n for n in names if (path.parent / n).is_file()]
+
+
+def load(arg: str) -> Config:
+    """One end: a file, or a folder holding swanctl.conf or ipsec.conf (with ipsec.secrets, strongswan.conf)."""
+    path = Path(arg)
+    if path.is_dir():
+        files = [p for n in ("swanctl.conf", "swanctl/swanctl.conf", "ipsec.conf") if (p := path / n).is_file()]
+        if not files:
+            raise ConfigError(f"{arg}: no swanctl.conf or ipsec.conf in this folder")
+        main, extra = files[0], [p for n in ("ipsec.secrets", "strongswan.conf") if (p := path / n).is_file()]
+    elif path.is_file():
+        main, extra = path, []
+    else:
+        raise ConfigError(f"{arg}: no such file or folder")
+    kind = _kind(main)
+    extra = extra or _siblings(main, kind)
+    if kind == "swanctl":
+        cfg = swanctl.parse(main, arg)
+    elif kind == "ipsec":
+        cfg = ipsec_conf.parse(main, arg)
+    else:
+        raise ConfigError(f"{main}: a {kind} file alone holds no conn; give the ipsec.conf or swanctl.conf")
+    for p in extra:
+        if _kind(p) == "secrets":
+            secrets.parse(p, cfg)
+        else:
+            swanctl.parse_options(p, cfg)
+            cfg.files.append(str(p))
+    return cfg
+
+
+def run_check(args: list[str], daemons: list[str | None], name: str | None) -> CheckResult:
+    """Read, resolve, pair and compare (the sans-I/O part is everything after `load`)."""
+    ends = [load(a) for a in args]
+    resolved = [conns(cfg, daemons[min(n, len(daemons) - 1)]) for n, cfg in enumerate(ends)]
+    for cfg, cs in zip(ends, resolved):
+        if not cs:
+            raise ConfigError(f"{cfg.source}: no conn with left=/right= (or connections section) found")
+    res = CheckResult(ends, resolved)
+    if len(ends) == 2:
+        res.pairs = [compare(p) for p in pair(resolved[0], resolved[1], name)]
+        if name and not res.pairs:
+            raise ConfigError(f"--conn {name}: no conn of that name in either configuration")
+        paired = {(id(p.init.config), p.init.name) for p in res.pairs} | {(id(p.resp.config), p.resp.name) for p in res.pairs}
+        res.unpaired = [f"{c.name} ({c.config.source})" for cs in resolved for c in cs
+                        if (id(c.config), c.name) not in paired and (not name or c.name == name)]
+    return res
+
+
+CHECK_HELP = """Read both ends' IPsec configurations and find the mismatch.
+
+\b
+  ikeflow check left/ right/
+  ikeflow check gw-a/ipsec.conf gw-b/swanctl.conf --conn office
+  ikeflow check a/ b/ --table
+
+A CONFIG is a file or a folder: swanctl.conf (strongSwan), ipsec.conf in
+the libreswan/Openswan dialect or strongSwan's stroke dialect, with
+ipsec.secrets and strongswan.conf read from the same folder (or, for
+NAME.ipsec.conf, NAME.ipsec.secrets).  Each conn is resolved with its
+daemon's defaults (--daemon, else guessed from the dialect and said), the
+two ends' conns are paired by addresses and IDs, and every mismatch is
+named with the cause and the message where the negotiation would stall.
+Pre-shared keys are compared, never printed.
+
+\b
+Exit codes: 0 the configurations agree, 1 a mismatch that breaks the
+tunnel, 2 usage error or unreadable configuration.
+"""
+
+
+@click.command(help=CHECK_HELP)
+@click.argument("configs", nargs=-1, required=True, metavar="CONFIG [CONFIG]")
+@click.option("--conn", "name", default=None, metavar="NAME", help="Compare only the conn of this name.")
+@click.option("--daemon", "daemon", multiple=True, type=click.Choice(sorted(DAEMONS)),
+              help="The daemon and version of each end (once for both, or twice in CONFIG order).")
+@click.option("--table", is_flag=True, help="Print the Configuration Table: both ends side by side.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (schema 1, kind check).")
+@click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
+def check(configs, name, daemon, table, as_json, no_color) -> None:
+    if len(configs) > 2:
+        raise click.UsageError("give one or two CONFIGs (one per end)")
+    try:
+        res = run_check(list(configs), list(daemon) or [None], name)
+    except ConfigError as e:
+        click.echo(f"ikeflow check: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        from ikeflow.render import check_json
+        click.echo(check_json.render(res, SCHEMA))
+    else:
+        from rich.console import Console
+
+        from ikeflow.render import check_terminal
+        console = Console(no_color=no_color, highlight=False, soft_wrap=True)
+        check_terminal.render(console, res, table)
+    sys.exit(res.exit_code)

@@ -1,0 +1,55 @@
+"""`ikeflow check` on a terminal: each end (dialect, daemon and how it was chosen, warnings), then per pair of
+conns the findings and the verdict, and with `--table` the Configuration Table side by side."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.text import Text
+
+from ikeflow.diagnose.finding import ERROR, INFO
+from ikeflow.render.common import grid, wrap
+from ikeflow.render.read_terminal import FROM_CONSOLE, finding_lines
+
+if TYPE_CHECKING:
+    from ikeflow.check.command import CheckResult
+
+
+def render(console: Console, res: CheckResult, table: bool = False, width: int | None = FROM_CONSOLE) -> None:
+    """Print the check; `width` None: no wrapping, FROM_CONSOLE: the console's width."""
+    width = console.width if width == FROM_CONSOLE else width
+    out: list[Text] = []
+    for cfg, conns in zip(res.ends, res.conns):
+        daemon = f"{conns[0].daemon} ({conns[0].daemon_how})" if conns else ""
+        out += wrap(Text.assemble((cfg.source, "bold"), f": {cfg.dialect} dialect, {daemon}; "
+                                  f"{len(conns)} conn{'s' if len(conns) != 1 else ''} "
+                                  f"({', '.join(c.name for c in conns)}); read {', '.join(cfg.files)}"), width, 2)
+        for w in cfg.warnings + [w for c in conns for w in c.warnings]:
+            out += wrap(Text(f"  warning: {w}", style="yellow"), width, 4)
+    for p in res.pairs:
+        out.append(Text(""))
+        out += wrap(Text.assemble(("conn ", "bold"), (f"{p.init.name}", "bold"), f" ({p.init.config.source}) "
+                                  "initiates to ", (f"{p.resp.name}", "bold"), f" ({p.resp.config.source}), "
+                                  f"IKEv{p.version}; paired: {p.how}"), width, 2)
+        shown = [f for f in p.findings if f.severity != INFO or f.code in ("psk-match", "subnet-narrowed")]
+        out += finding_lines(shown, str, width)
+        notes = [f for f in p.findings if f.severity == INFO and f not in shown]
+        for f in notes:
+            out += wrap(Text(f"  note: {f.summary} ({f.hint.removeprefix('from ')})", style="dim"), width, 4)
+        errors = [f for f in p.findings if f.severity == ERROR]
+        verdict = (Text(f"the configurations do not agree: {errors[0].code} at {errors[0].at}"
+                        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""), style="bold red")
+                   if errors else Text("the configurations agree", style="bold green"))
+        out += wrap(Text("  verdict: ") + verdict, width, 4)
+        if table:
+            rows = [[("* " if d else "  ") + name, a, b] for name, a, b, d in p.table()]
+            out += grid(["  parameter", f"{p.init.name} ({p.init.config.source})", f"{p.resp.name} ({p.resp.config.source})"],
+                        rows, width, indent=2)
+            out += wrap(Text("  * differs", style="dim"), width)
+    for u in res.unpaired:
+        out += wrap(Text(f"no partner on the other end for conn {u}", style="yellow"), width, 2)
+    if len(res.ends) == 1:
+        out.append(Text("one configuration: its effective settings only (give the other end's to compare)"))
+    for line in out:
+        console.print(line, overflow="ignore", crop=False)
