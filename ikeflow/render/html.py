@@ -83,6 +83,9 @@ svg .bar.lost rect{stroke:var(--err);stroke-width:2}
 svg .mark line{stroke:#b0b0b0;stroke-dasharray:2 2}svg .mark path{fill:#888}
 .legend span{margin-right:1.2em;white-space:nowrap}
 .sides{display:flex;gap:1em;flex-wrap:wrap}.sides>div{flex:1 1 300px}
+@media (max-width:700px){table.headline,table.headline tbody,table.headline tr,table.headline td{display:block}
+table.headline thead{display:none}table.headline tr{border-bottom:2px solid #ccc}table.headline td{border:0}
+table.headline td[data-label]::before{content:attr(data-label) ": ";color:var(--muted)}}
 @media print{body{max-width:none;padding:0;font-size:11px}*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 section.sa,table,svg{break-inside:avoid}table.proposals td{white-space:normal}h2,h3{break-after:avoid}.scroll{overflow:visible}}
 """
@@ -129,10 +132,16 @@ def _page(title: str, body: list[str]) -> str:
 
 
 def _table(columns: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """A table of already escaped cells."""
+    """A table of already escaped cells; each cell names its column (data-label) for narrow screens."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f'<td data-label="{esc(h)}">{c}</td>' for h, c in zip(columns, r)) + "</tr>"
+                   for r in rows)
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _scroll(picture: str) -> str:
+    """A picture that scrolls sideways on a screen too narrow for it."""
+    return f'<div class="scroll">{picture}</div>'
 
 
 # -- read ----------------------------------------------------------------------------------------------------
@@ -192,10 +201,11 @@ def _headlines(an, verdicts: dict, errors: dict[tuple, Finding]) -> str:
         cause = (f"<b>{esc(e.causes[0])}</b><br><span class=meta>{esc(CHECK.get(e.causes[0], ''))}</span>"
                  if e and e.causes else "")
         esp = sum(f.packets for d in dict.fromkeys((key, key[::-1])) for f in an.esp.directions().get(d, ()))
-        rows.append([f'<a href="#pair-{n + 1}" class="mono nowrap">{esc(ip(pair.a))} ⇄ {esc(ip(pair.b))}</a>',
+        rows.append([f'<a href="#pair-{n + 1}" class="mono"><span class=nowrap>{esc(ip(pair.a))}</span> ⇄ '
+                     f'<span class=nowrap>{esc(ip(pair.b))}</span></a>',
                      f'<span class="verdict {"bad" if e else "good"}">{esc(verdicts.get(key, ""))}</span>',
                      cause, str(len(pair.sas)), str(esp)])
-    return _table(["peer pair", "verdict", "top cause (and what to check)", "IKE SAs", "ESP packets"], rows)
+    return _table(["peer pair", "verdict", "top cause (and what to check)", "IKE SAs", "ESP packets"], rows, "headline")
 
 
 def _sa_section(sa: IkeSa, frame, utc: bool, found: list[Finding]) -> str:
@@ -218,8 +228,8 @@ def _sa_section(sa: IkeSa, frame, utc: bool, found: list[Finding]) -> str:
         gap = Row("", (Arrow(True, f"… {len(rows) - MAX_ROWS} more messages, not drawn …", kind="absent"),))
         rows = rows[: MAX_ROWS // 2] + [gap] + rows[-MAX_ROWS // 2:]
     stall_text = f"⚠ stall: {stall[1].causes[0] if stall[1].causes else stall[1].code}" if stall else ""
-    picture = ladder([(f"initiator\n{endpoint(i)}", f"responder\n{endpoint(r)}")], rows,
-                     f"ladder of IKEv{sa.version} SA {sa.ispi.hex()}", stall_text) if msgs else ""
+    picture = _scroll(ladder([(f"initiator\n{endpoint(i)}", f"responder\n{endpoint(r)}")], rows,
+                             f"ladder of IKEv{sa.version} SA {sa.ispi.hex()}", stall_text)) if msgs else ""
     return head + picture + _proposals(sa) + "</section>"
 
 
@@ -243,7 +253,8 @@ def _arrow(m: Seen, frame) -> Arrow:
     shown = [n for t, n in msg.notifies if n in errors or n in RETRY_NOTIFIES]
     note = [*(["again"] if m.retransmission else []), *([f"retry: {m.retry}"] if m.retry else []),
             *(f"N({n})" for n in shown), *([f"UDP {m.dport}"] if m.natt else []),
-            *([f"{len(m.fragments)} IP fragments"] if m.fragments else []), f"{m.size} B"]
+            *([f"{len(m.fragments)} IP fragments"] if m.fragments else []),
+            *(_fragment(p) for p in msg.payloads if p.name in ("SKF", "FRAG")), f"{m.size} B"]
     kind = "error" if msg.malformed or errors else "again" if m.retransmission else "msg"
     payloads = " ".join(p.name for p in msg.payloads)
     notifies = " ".join(f"N({n})" for _, n in msg.notifies)
@@ -252,6 +263,13 @@ def _arrow(m: Seen, frame) -> Arrow:
              + (f"\npayloads: {payloads}" if payloads else "") + (f"\nnotify: {notifies}" if notifies else "")
              + (f"\nMALFORMED: {msg.malformed}" if msg.malformed else ""))
     return Arrow(m.sender == "I", m.label, ", ".join(note), kind, title, frame(m.ref))
+
+
+def _fragment(p) -> str:
+    """An IKE fragment (IKEv2 SKF, RFC 7383; IKEv1 FRAG) as "SKF 1/2" or "FRAG 2 last"."""
+    if p.name == "SKF":
+        return f"SKF {p.info.get('fragment')}/{p.info.get('total')}"
+    return f"FRAG {p.info.get('number')}{' last' if p.info.get('last') else ''}"
 
 
 def _proposals(sa: IkeSa) -> str:
@@ -290,7 +308,7 @@ def _esp_chart(pair, flows: list, owners, t0: float, t1: float, frame) -> str:
     more = f'<p class="meta">… and {len(flows) - MAX_BARS} more SPIs (see --json).</p>' if len(flows) > MAX_BARS else ""
     return ("<h3>ESP per SPI</h3><p class=meta>Each bar spans an SPI's first to last packet (ikeflow counts packets per "
             "SPI, it keeps no per-packet times); ▼ marks an IKE SA start.</p>"
-            + time_chart(bars, t0, t1, f"ESP per SPI between {ip(pair.a)} and {ip(pair.b)}", marks) + more)
+            + _scroll(time_chart(bars, t0, t1, f"ESP per SPI between {ip(pair.a)} and {ip(pair.b)}", marks)) + more)
 
 
 def _findings(found: list[Finding], frame) -> str:
@@ -453,4 +471,4 @@ def _compare_ladder(seg: Segment, conv: Conversation, utc: bool) -> str:
         return (f"initiator at #{p + 1}\n{ip(i) if i else 'not seen'}", f"responder at #{p + 1}\n{ip(r) if r else 'not seen'}")
 
     return (f'<p class="meta">Started {esc(stamp(t0, utc))} (on #{x + 1}\'s clock); times relative to it.</p>'
-            + ladder([heads(x), heads(y)], drawn, f"IKE messages at #{x + 1} and #{y + 1}") + LEGEND)
+            + _scroll(ladder([heads(x), heads(y)], drawn, f"IKE messages at #{x + 1} and #{y + 1}")) + LEGEND)

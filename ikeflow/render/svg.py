@@ -3,7 +3,8 @@ of two lifelines side by side) and the time chart (one bar per row on a shared t
 
 Pure functions from plain data to SVG text.  Every string is escaped here (`esc`); a label
 too long for its arrow is shortened, with the full text in the arrow's `<title>` tooltip.
-The pictures scale with the page (viewBox, width 100%); colours come from the page's CSS.
+The pictures scale with the page (viewBox, width 100%) down to 3/5 of their size, below which the page
+scrolls them sideways; colours come from the page's CSS.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def ladder(panels: list[tuple[str, str]], rows: list[Row], label: str, stall_tex
         width += STALL_W
     height = HEAD_H + max(1, len(rows)) * ROW_H + 16
     out = [f'<svg class="ladder" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-           f'style="max-width:{width}px" role="img" aria-label="{esc(label)}"><title>{esc(label)}</title>']
+           f'style="max-width:{width}px;min-width:{width * 3 // 5}px" role="img" aria-label="{esc(label)}">'
+           f'<title>{esc(label)}</title>']
     for i, _ in enumerate(panels):
         left, right = _lifelines(i)
         for x, name in zip((left, right), panels[i]):
