@@ -87,12 +87,14 @@ svg .mark line{stroke:#b0b0b0;stroke-dasharray:2 2}svg .mark path{fill:#888}
 table.headline thead{display:none}table.headline tr{border-bottom:2px solid #ccc}table.headline td{border:0}
 table.headline td[data-label]::before{content:attr(data-label) ": ";color:var(--muted)}}
 @media print{body{max-width:none;padding:0;font-size:11px}*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-section.sa,table,svg{break-inside:avoid}table.proposals td{white-space:normal}h2,h3{break-after:avoid}.scroll{overflow:visible}}
+section.sa,table,svg{break-inside:avoid}table{width:100%}td,table.proposals td{white-space:normal;overflow-wrap:anywhere}
+.hover{display:none}h2,h3{break-after:avoid}.scroll{overflow:visible}}
 """
 
 LEGEND = ('<p class="legend meta"><span>── request/response</span><span style="color:var(--warn)">- - retransmission</span>'
           '<span style="color:var(--err)">── error / malformed</span><span style="color:var(--err)">- - ✗ lost</span>'
-          '<span style="background:var(--band)">&nbsp;stall&nbsp;</span> hover an arrow for its frame and payloads</p>')
+          '<span style="background:var(--band)">&nbsp;stall&nbsp;</span><span class="hover">hover an arrow for its frame and payloads'
+          '</span></p>')
 
 
 def write_read_html(result: Result, path, *, utc: bool = False) -> None:

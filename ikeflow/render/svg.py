@@ -80,7 +80,7 @@ def ladder(panels: list[tuple[str, str]], rows: list[Row], label: str, stall_tex
     for n, row in enumerate(rows):
         y = HEAD_H + n * ROW_H + ROW_H - 12  # the arrow's line
         if row.stall:
-            out.append(f'<rect class="stall-band" x="2" y="{y - ROW_H + 12}" width="{width - 4}" height="{ROW_H}"/>')
+            out.append(f'<rect class="stall-band" x="2" y="{y - ROW_H + 15}" width="{width - 4}" height="{ROW_H}"/>')
         out.append(f'<text class="time" x="{TIME_W - 8}" y="{y + 4}" text-anchor="end">{esc(row.time)}</text>')
         for i, cell in enumerate(row.cells):
             if cell is not None:
