@@ -327,8 +327,8 @@ def _notes(p: Pair) -> None:
     for key, what in (("ike_lifetime", "IKE SA lifetime"), ("child_lifetime", "IPsec SA lifetime")):
         if i[key].value != r[key].value:
             p.findings.append(_finding(INFO, "lifetime-differs", "rekey",
-                                       f"{what}: {i[key]} on {_who(i)}, {r[key]} on {_who(r)}: the shorter one rekeys "
-                                       f"first (not an error)", [i[key], r[key]], []))
+                                       f"{what}: {_life(i[key])} on {_who(i)}, {_life(r[key])} on {_who(r)}: the "
+                                       f"shorter one rekeys first (not an error)", [i[key], r[key]], []))
     if (str(i["encap"]).lower() in ("yes", "force")) != (str(r["encap"]).lower() in ("yes", "force")):
         p.findings.append(_finding(INFO, "encap-differs", "NAT-T",
                                    f"UDP encapsulation: {i['encap']} on {_who(i)}, {r['encap']} on {_who(r)}: the end "
@@ -345,6 +345,10 @@ def _notes(p: Pair) -> None:
         p.findings.append(_finding(INFO, "dpd-differs", "INFORMATIONAL" if p.version == 2 else "INFO",
                                    f"DPD: {i['dpd']} on {_who(i)}, {r['dpd']} on {_who(r)}: only one end probes; "
                                    f"the other answers", [i["dpd"], r["dpd"]], []))
+
+
+def _life(v: Value) -> str:
+    return f"{v} (no rekeying)" if v.value == 0 else str(v)
 
 
 def _pfs(c: Conn) -> str:
@@ -368,27 +372,26 @@ def table(p: Pair) -> list[tuple[str, str, str, bool]]:
     def mode(c: Conn) -> str:
         return "Aggressive" if c["aggressive"].value else "Main"
     rows = [
-        ("Daemon", f"{i.daemon} ({i.daemon_how})", f"{r.daemon} ({r.daemon_how})", False),
         ("IKE version", ver(i), ver(r), "ike-version-mismatch" in codes),
         ("Phase 1 mode", mode(i), mode(r), p.version == 1 and mode(i) != mode(r)),
         ("Authentication", i["local_auth"].value, r["local_auth"].value, "auth-method-mismatch" in codes),
-        ("Local ID / peer's remote ID", f"{i['local_id']}", f"{r['remote_id']}",
+        ("ID sent / expected", f"{i['local_id']}", f"{r['remote_id']}",
          not _id_match(r["remote_id"].value, i["local_id"].value)),
-        ("Remote ID / peer's local ID", f"{i['remote_id']}", f"{r['local_id']}",
+        ("ID expected / sent", f"{i['remote_id']}", f"{r['local_id']}",
          not _id_match(i["remote_id"].value, r["local_id"].value)),
         ("Pre-shared key", "(set)" if any(s.kind == "PSK" for s in i.secrets) else "-",
          "(set)" if any(s.kind == "PSK" for s in r.secrets) else "-", "psk-mismatch" in codes),
         ("Phase 1 proposals", str(i["ike"]), str(r["ike"]), codes & {"proposal-mismatch", "dh-group-mismatch"}
          and any(f.at in ("MM1", "AM1", "IKE_SA_INIT") for f in p.findings if "mismatch" in f.code)),
-        ("IKE SA lifetime", str(i["ike_lifetime"]), str(r["ike_lifetime"]), i["ike_lifetime"].value != r["ike_lifetime"].value),
+        ("IKE SA lifetime", _life(i["ike_lifetime"]), _life(r["ike_lifetime"]), i["ike_lifetime"].value != r["ike_lifetime"].value),
         ("Phase 2 proposals", str(i["esp"]), str(r["esp"]),
          any(f.code == "proposal-mismatch" and f.at in ("QM1", "IKE_AUTH") for f in p.findings)),
         ("PFS group", _pfs(i), _pfs(r), "pfs-mismatch" in codes),
-        ("Local subnet / peer's remote", ", ".join(i["local_ts"].value), ", ".join(r["remote_ts"].value),
+        ("Local / remote subnet", ", ".join(i["local_ts"].value), ", ".join(r["remote_ts"].value),
          set(i["local_ts"].value) != set(r["remote_ts"].value)),
-        ("Remote subnet / peer's local", ", ".join(i["remote_ts"].value), ", ".join(r["local_ts"].value),
+        ("Remote / local subnet", ", ".join(i["remote_ts"].value), ", ".join(r["local_ts"].value),
          set(i["remote_ts"].value) != set(r["local_ts"].value)),
-        ("IPsec SA lifetime", str(i["child_lifetime"]), str(r["child_lifetime"]),
+        ("IPsec SA lifetime", _life(i["child_lifetime"]), _life(r["child_lifetime"]),
          i["child_lifetime"].value != r["child_lifetime"].value),
         ("UDP encapsulation", str(i["encap"]), str(r["encap"]), "encap-differs" in codes),
         ("IKE fragmentation", str(i["fragmentation"]), str(r["fragmentation"]), "fragmentation-differs" in codes),

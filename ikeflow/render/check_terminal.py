@@ -43,9 +43,9 @@ def render(console: Console, res: CheckResult, table: bool = False, width: int |
                    if errors else Text("the configurations agree", style="bold green"))
         out += wrap(Text("  verdict: ") + verdict, width, 4)
         if table:
-            rows = [[("* " if d else "  ") + name, a, b] for name, a, b, d in p.table()]
-            out += grid(["  parameter", f"{p.init.name} ({p.init.config.source})", f"{p.resp.name} ({p.resp.config.source})"],
-                        rows, width, indent=2)
+            rows = [[Text(("* " if d else "  ") + name, style="bold" if d else ""), a, b] for name, a, b, d in p.table()]
+            out.append(Text(""))
+            out += grid(["  parameter", f"initiator: {p.init.name}", f"responder: {p.resp.name}"], rows, width, indent=2)
             out += wrap(Text("  * differs", style="dim"), width)
     for u in res.unpaired:
         out += wrap(Text(f"no partner on the other end for conn {u}", style="yellow"), width, 2)
