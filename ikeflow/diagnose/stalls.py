@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from ikeflow.model import liveness, sequences
 from ikeflow.model.analysis import Analyzer
 from ikeflow.model.events import pair_key
-from ikeflow.diagnose import capture_limits, defaults
+from ikeflow.diagnose import capture_limits, decrypted, defaults
 from ikeflow.diagnose.capture_limits import (ENDS_EARLY, FILTERED, LIMITS, MID_SESSION, NO_TIME, ONE_WAY,
                                              RETRANSMIT_INTERVAL, SNAPLEN, CaptureLimits)
 from ikeflow.diagnose.causes import CHECK, NOTIFY_CAUSES, TELL
@@ -82,6 +82,7 @@ BAD_VERSION = {"INVALID-MAJOR-VERSION", "INVALID_MAJOR_VERSION"}
 
 
 TIE_MARGIN = 2  # causes this close to the best are named together, with what tells them apart
+DECIDED = 40  # weight of a cause the decrypted payloads prove: more than any sum of the other rows
 
 
 # -- evidence ----------------------------------------------------------------------------------------
@@ -162,6 +163,9 @@ class Facts:
     src: str | None = None
     dst: str | None = None
     packets: int | None = None
+    # with keys (diagnose.decrypted): the one cause the decrypted payloads prove, and those payloads quoted
+    decrypted: str | None = None
+    decisive: str | None = None
 
     def known(self) -> dict:
         """The facts seen, by name (for the explanation templates)."""
@@ -229,6 +233,11 @@ def lacks(*names: str) -> Check:
 def notify(*names: str) -> Check:
     """The answer carried one of these notifies (readable on the wire)."""
     return Check(lambda s: s.facts.notify in names, frozenset({"notify"}))
+
+
+def proven(cause: str) -> Check:
+    """The decrypted payloads prove `cause` (diagnose.decrypted)."""
+    return Check(lambda s: s.facts.decrypted == cause, frozenset({"decrypted"}))
 
 
 def both(*checks: Check) -> Check:
@@ -397,6 +406,10 @@ TABLE: list[Row] = [
         "the CREATE_CHILD_SA response holds at most {plaintext} bytes: an error notify, no new SA"),
     Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), lacks("ke_in_request")), 5,
         "or TS_UNACCEPTABLE (the subnets)"),
+    # -- decrypted with the admin's keys: the payloads name the cause (outweighs every row above) --------
+    *(Row(cause, (U, L, F, J), None, proven(cause), DECIDED, "{decisive}")
+      for cause in ("psk-mismatch", "peer-id-mismatch", "cert-untrusted", "subnet-mismatch", "proposal-mismatch",
+                    "pfs-mismatch", "eap-failed")),
     # -- liveness after the tunnel was up --------------------------------------------------------------
     Row("peer-dead", (D,), None, lacks("peer_elsewhere"), 10,
         "the peer stopped answering once the tunnel was up"),
@@ -488,7 +501,7 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
                        sorted(set(stall.frames)), [], stall.sa, stall.pair)
     if ranked:
         best, score, whys = ranked[0]
-        close = [c for c, s, _ in ranked[1:] if s >= score - TIE_MARGIN][:1]
+        close = [] if stall.facts.decrypted else [c for c, s, _ in ranked[1:] if s >= score - TIE_MARGIN][:1]
         summary += f"; likely {best}" + (f" or {close[0]}" if close else "") + f": {whys[0]}"
         hint = CHECK[best][0].upper() + CHECK[best][1:] + "."
         if close:
@@ -496,8 +509,9 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
         elif len(ranked) > 1:
             hint += f" Next suspect: {ranked[1][0]} ({ranked[1][2][0]})."
     severity, summary = _demote(an, stall, summary)
-    return Finding(severity, _code(stall), stall.at, summary, hint,
-                   sorted(set(stall.frames)), causes, stall.sa, stall.pair)
+    proven_ = bool(ranked) and ranked[0][0] == stall.facts.decrypted
+    return Finding(severity, _code(stall), stall.at, summary, hint, sorted(set(stall.frames)), causes, stall.sa,
+                   stall.pair, evidence="decrypted" if proven_ else "")
 
 
 def _code(stall: Stall) -> str:
@@ -638,6 +652,11 @@ def sa_stalls(an: Analyzer, sa: IkeSa) -> list[Stall]:
             if stall.at in AUTH:
                 stall.facts.cert_auth = True
                 stall.facts.request_size = stall.facts.request_size or _auth_request_size(sa)
+    for stall in out if sa.decryption is not None else ():
+        stall.facts.decrypted, stall.facts.decisive = decrypted.decide(sa, stall.at, stall.frames) or (None, None)
+        ids = decrypted.auth_ids(sa) if stall.facts.decrypted is None and stall.at == "IKE_AUTH" else ""
+        if ids:
+            stall.story += f"; the request carried {ids}"
     return out
 
 

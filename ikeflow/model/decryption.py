@@ -18,6 +18,7 @@ verified on its own, their plaintexts joined once all are in.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 
 from ikeflow.decode import decrypt
@@ -241,8 +242,15 @@ def text(msg: IkeMessage) -> str:
 
 
 def selector(s: dict) -> str:
-    """One traffic selector: 198.51.100.0-198.51.100.63 reads as a range, with the protocol and ports if any."""
+    """One traffic selector as a prefix where it is one (198.51.100.0/26), else a range, with the protocol and
+    ports if any."""
     where = s["start"] if s["start"] == s["end"] else f"{s['start']}-{s['end']}"
+    try:
+        nets = list(ipaddress.summarize_address_range(ipaddress.ip_address(s["start"]), ipaddress.ip_address(s["end"])))
+        if len(nets) == 1 and s["start"] != s["end"]:
+            where = str(nets[0])
+    except (ValueError, TypeError):
+        pass
     if s["protocol"]:
         where += f" proto {s['protocol']}"
     if (s["start_port"], s["end_port"]) != (0, 65535):
