@@ -179,8 +179,10 @@ def read_html(result: Result, *, utc: bool = False) -> str:
         placed.update(id(f) for f in own)
         part = [f'<section class="pair" id="pair-{n + 1}"><h2>{esc(ip(pair.a))} ⇄ {esc(ip(pair.b))}</h2>',
                 f'<p class="verdict {"bad" if bad else "good"}">{esc(result.verdicts.get(key, ""))}</p>']
-        for sa in pair.sas:
-            part.append(_sa_section(sa, frame, utc, [f for f in own if f.sa is sa]))
+        if len(pair.sas) > 1:
+            part.append(_sa_index(pair.sas, n, frame, utc))
+        for k, sa in enumerate(pair.sas):
+            part.append(_sa_section(sa, f"sa-{n + 1}-{k + 1}", frame, utc, [f for f in own if f.sa is sa]))
         flows = [f for d in dict.fromkeys((key, key[::-1])) for f in (*directions.get(d, ()), *ah.get(d, ()))]
         if flows and times:
             part.append(_esp_chart(pair, flows, an.owners, t0, t1, frame))
@@ -210,14 +212,31 @@ def _headlines(an, verdicts: dict, errors: dict[tuple, Finding]) -> str:
     return _table(["peer pair", "verdict", "top cause (and what to check)", "IKE SAs", "ESP packets"], rows, "headline")
 
 
-def _sa_section(sa: IkeSa, frame, utc: bool, found: list[Finding]) -> str:
+def _sa_index(sas: list[IkeSa], n: int, frame, utc: bool) -> str:
+    """A peer pair's IKE SAs, one line each, linked to their ladders."""
+    rows = [[f'<a href="#sa-{n + 1}-{k + 1}" class=mono>{esc(sa.ispi.hex())}</a>',
+             esc(stamp(sa.messages[0].time, utc) if sa.messages else ""), esc(_mode(sa)), esc(_state(sa, frame)),
+             str(len(sa.messages))] for k, sa in enumerate(sas)]
+    return _table(["IKE SA (SPIi)", "started", "version", "state", "messages"], rows)
+
+
+def _mode(sa: IkeSa) -> str:
+    """"IKEv2", or "IKEv1 Main Mode"."""
+    mode = sa.mode()
+    return mode if mode.startswith(f"IKEv{sa.version}") else f"IKEv{sa.version} {mode}"
+
+
+def _state(sa: IkeSa, frame) -> str:
+    return sa.state() + (f" (closed: {sa.closed[0]}, frame {frame(sa.closed[1])})" if sa.closed else "")
+
+
+def _sa_section(sa: IkeSa, anchor: str, frame, utc: bool, found: list[Finding]) -> str:
     i, r = sa.initiator, sa.responder
     msgs = sa.messages
     t0 = msgs[0].time if msgs else None
-    head = (f'<section class="sa"><h3>IKEv{sa.version} SA <span class=mono>{esc(sa.ispi.hex())}/{esc(sa.rspi.hex())}'
-            f'</span></h3><p class="meta">Started <b>{esc(stamp(t0, utc))}</b>; {esc(sa.mode())}, state '
-            f'{esc(sa.state())}{esc(f" (closed: {sa.closed[0]}, frame {frame(sa.closed[1])})" if sa.closed else "")}'
-            f"; NAT: {esc(nat_text(sa))}"
+    head = (f'<section class="sa" id="{anchor}"><h3>IKEv{sa.version} SA <span class=mono>{esc(sa.ispi.hex())}/{esc(sa.rspi.hex())}'
+            f'</span></h3><p class="meta">Started <b>{esc(stamp(t0, utc))}</b>; {esc(_mode(sa))}, state '
+            f"{esc(_state(sa, frame))}; NAT: {esc(nat_text(sa))}"
             + ("; roles guessed: the first message was not seen" if sa.roles_guessed else "") + "</p>")
     vendors = [f"{who}: {', '.join(sorted(sa.vendors.get(k, ())))}"
                for k, who in (("I", "initiator"), ("R", "responder")) if sa.vendors.get(k)]
