@@ -264,3 +264,40 @@ def test_lab_configurations_present():
     if missing and not REQUIRE_ALL:
         pytest.skip(f"{len(missing)} lab scenarios without saved configurations yet: {', '.join(missing[:4])} ...")
     assert not missing
+
+
+# -- with a capture ---------------------------------------------------------------------------------------------
+
+def _with_capture(configs_of: str, capture_of: str):
+    ends = [str(p) for p in _lab_ends(configs_of)]
+    cap = LAB / f"{capture_of}.outside.pcap"
+    if not all(Path(p).is_file() for p in ends) or not cap.is_file():
+        pytest.skip(f"lab files of {configs_of}/{capture_of} not present")
+    r = CliRunner().invoke(check, [*ends, "--capture", str(cap), "--json"])
+    return r.exit_code, json.loads(r.output)
+
+
+def test_capture_stall_explained_by_config_lines():
+    code, doc = _with_capture("ikev1-main-psk-mismatch", "ikev1-main-psk-mismatch")
+    assert code == 1
+    (note,) = doc["capture_findings"]
+    assert note["finding"]["at"] == "MM5" and note["causes"][0] == "psk-mismatch"
+    assert note["explained_by"][0]["code"] == "psk-mismatch"
+    assert ".swanctl.conf:39" in note["explained_by"][0]["hint"]
+    assert [c["cause"] for c in note["ruled_out"]] == ["peer-id-mismatch"]
+
+
+def test_capture_causes_ruled_out_drop():
+    """The configurations of a working tunnel against a PSK stall: every configuration-decided cause of the
+    stall is ruled out and goes to the end of the ranking."""
+    _, doc = _with_capture("ikev1-main-ok", "ikev1-main-psk-mismatch")
+    (note,) = doc["capture_findings"]
+    assert not note["explained_by"]
+    assert {c["cause"] for c in note["ruled_out"]} == {"psk-mismatch", "peer-id-mismatch"}
+    assert note["ruled_out"][0]["why"] == "the PSKs for this pair match"
+
+
+def test_capture_network_stall_left_alone():
+    _, doc = _with_capture("ikev2-udp4500-blocked", "ikev2-udp4500-blocked")
+    (note,) = doc["capture_findings"]
+    assert note["causes"][0] == "udp4500-blocked" and not note["ruled_out"] and not note["explained_by"]

@@ -12,6 +12,7 @@ import click
 
 from ikeflow import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from ikeflow.check import ipsec_conf, secrets, swanctl
+from ikeflow.check.capture import Note, attach
 from ikeflow.check.compare import Pair, compare, pair
 from ikeflow.check.config import Config, ConfigError
 from ikeflow.check.defaults import DAEMONS
@@ -26,10 +27,13 @@ class CheckResult:
     conns: list[list[Conn]]
     pairs: list[Pair] = field(default_factory=list)
     unpaired: list[str] = field(default_factory=list)
+    captures: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)  # the capture's findings beside the configurations
+    capture_breaks: bool = False
 
     @property
     def exit_code(self) -> int:
-        return EXIT_FINDINGS if any(p.breaks for p in self.pairs) else EXIT_OK
+        return EXIT_FINDINGS if self.capture_breaks or any(p.breaks for p in self.pairs) else EXIT_OK
 
 
 def _kind(path: Path) -> str:
@@ -131,10 +135,12 @@ tunnel, 2 usage error or unreadable configuration.
 @click.option("--conn", "name", default=None, metavar="NAME", help="Compare only the conn of this name.")
 @click.option("--daemon", "daemon", multiple=True, type=click.Choice(sorted(DAEMONS)),
               help="The daemon and version of each end (once for both, or twice in CONFIG order).")
+@click.option("--capture", "captures", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also read this capture (repeatable) and point each of its findings at the configuration lines.")
 @click.option("--table", is_flag=True, help="Print the Configuration Table: both ends side by side.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (schema 1, kind check).")
 @click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-def check(configs, name, daemon, table, as_json, no_color) -> None:
+def check(configs, name, daemon, captures, table, as_json, no_color) -> None:
     if len(configs) > 2:
         raise click.UsageError("give one or two CONFIGs (one per end)")
     try:
@@ -142,6 +148,17 @@ def check(configs, name, daemon, table, as_json, no_color) -> None:
     except ConfigError as e:
         click.echo(f"ikeflow check: {e}", err=True)
         sys.exit(EXIT_USAGE)
+    if captures:
+        from ikeflow.diagnose.finding import ERROR
+        from ikeflow.pipeline import read_captures
+        from ikeflow.sources.capture import CaptureError
+        try:
+            result = read_captures(list(captures))
+        except (CaptureError, OSError) as e:
+            click.echo(f"ikeflow check: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+        res.captures, res.notes = list(captures), attach(res.pairs, result.findings)
+        res.capture_breaks = any(f.severity == ERROR for f in result.findings)
     if as_json:
         from ikeflow.render import check_json
         click.echo(check_json.render(res, SCHEMA))

@@ -32,6 +32,11 @@ def render(res: CheckResult, schema: int) -> str:
                    "table": [{"parameter": a, "initiator": b, "responder": c, "differs": d} for a, b, c, d in p.table()]}
                   for p in res.pairs],
         "unpaired": res.unpaired,
+        "captures": res.captures,
+        "capture_findings": [{"finding": finding_json(n.finding, str), "paired": n.pair is not None,
+                              "explained_by": [finding_json(c, str) for c in n.explained_by],
+                              "ruled_out": [{"cause": c, "why": w} for c, w in n.ruled_out], "causes": n.causes}
+                             for n in res.notes],
         "exit_code": res.exit_code,
     }
     return json.dumps(doc, indent=2)

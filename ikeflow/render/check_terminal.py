@@ -47,6 +47,24 @@ def render(console: Console, res: CheckResult, table: bool = False, width: int |
             out.append(Text(""))
             out += grid(["  parameter", f"initiator: {p.init.name}", f"responder: {p.resp.name}"], rows, width, indent=2)
             out += wrap(Text("  * differs", style="dim"), width)
+    if res.captures:
+        out.append(Text(""))
+        out += wrap(Text.assemble(("capture ", "bold"), ", ".join(res.captures),
+                                  f": {len(res.notes)} finding{'s' if len(res.notes) != 1 else ''} with causes"), width, 2)
+    for n in res.notes:
+        f = n.finding
+        out += wrap(Text.assemble((f"{f.severity.upper():8}", "red" if f.severity == ERROR else "yellow"),
+                                  f"{f.code} at {f.at}: {f.summary}"), width, 8)
+        if n.pair is None:
+            out += wrap(Text(" " * 8 + "no conn pair of these configurations uses these peers' addresses", style="dim"),
+                        width, 10)
+            continue
+        for c in n.explained_by:
+            out += wrap(Text(" " * 8 + f"explained by the configurations: {c.summary} ({c.hint.removeprefix('from ')})"),
+                        width, 10)
+        for cause, why in n.ruled_out:
+            out += wrap(Text(" " * 8 + f"ruled out: {cause} ({why})", style="dim"), width, 10)
+        out += wrap(Text(" " * 8 + f"causes, most likely first: {', '.join(n.causes)}"), width, 10)
     for u in res.unpaired:
         out += wrap(Text(f"no partner on the other end for conn {u}", style="yellow"), width, 2)
     if len(res.ends) == 1:

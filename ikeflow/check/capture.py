@@ -1,0 +1,82 @@
+"""`check --capture`: the capture's findings beside the configurations. Each finding of the capture gets the
+configuration findings that explain it (with their `file:line`), and the causes the configurations rule out
+drop to the end of its ranking ("the PSKs match, so psk-mismatch is ruled out")."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ikeflow.check.compare import Pair
+from ikeflow.diagnose.finding import ERROR, INFO, Finding
+
+# causes the configurations decide, and the finding codes that mean "they agree on this"
+DECIDED = {"psk-mismatch": {"psk-match"}, "peer-id-mismatch": set(), "proposal-mismatch": set(),
+           "dh-group-mismatch": set(), "pfs-mismatch": set(), "subnet-mismatch": {"subnet-narrowed"},
+           "ike-version-mismatch": set(), "aggressive-mode-refused": set(), "xauth-failed": set(),
+           "eap-failed": set()}
+_WHY_OUT = {"psk-mismatch": "the PSKs for this pair match", "peer-id-mismatch": "each end's ID is the one the other expects",
+            "proposal-mismatch": "the proposals have algorithms in common", "dh-group-mismatch": "a DH group is common",
+            "pfs-mismatch": "both ends ask for the same PFS", "subnet-mismatch": "the subnets mirror",
+            "ike-version-mismatch": "both ends speak the initiator's IKE version",
+            "aggressive-mode-refused": "the responder takes the initiator's mode",
+            "xauth-failed": "the XAUTH passwords match (or none is set on one end)",
+            "eap-failed": "the EAP passwords match (or none is set on one end)"}
+
+
+@dataclass
+class Note:
+    """One capture finding with what the configurations say about it."""
+    finding: Finding
+    pair: Pair | None
+    explained_by: list[Finding] = field(default_factory=list)
+    ruled_out: list[tuple[str, str]] = field(default_factory=list)  # (cause, why)
+    causes: list[str] = field(default_factory=list)  # the finding's causes, re-ranked
+
+
+def _addrs(f: Finding) -> set[str]:
+    out = set()
+    for ep in (f.sa.initiator, f.sa.responder) if f.sa else ():
+        if ep:
+            out.add(str(ipaddress.ip_address(ep[0])))
+    for raw in f.pair or ():
+        out.add(str(ipaddress.ip_address(raw)))
+    return out
+
+
+def _pair_for(f: Finding, pairs: list[Pair]) -> Pair | None:
+    """The pair whose addresses the finding's peers use; the only pair when none matches (NAT in between)."""
+    seen = _addrs(f)
+    for p in pairs:
+        known = set(p.init["local_addrs"].value) | set(p.resp["local_addrs"].value) | \
+            set(p.init["remote_addrs"].value) | set(p.resp["remote_addrs"].value)
+        if seen and seen <= known:
+            return p
+    return pairs[0] if len(pairs) == 1 else None
+
+
+def attach(pairs: list[Pair], findings: list[Finding]) -> list[Note]:
+    """A note for every capture finding that names causes."""
+    notes = []
+    for f in findings:
+        if not f.causes or f.severity == INFO:
+            continue
+        p = _pair_for(f, pairs)
+        note = Note(f, p, causes=list(f.causes))
+        if p is not None:
+            errors = [c for c in p.findings if c.severity == ERROR]
+            codes = {c.code for c in p.findings}
+            stopped = any(c.code == "ike-version-mismatch" for c in errors)  # nothing after it was compared
+            for cause in f.causes:
+                named = [c for c in errors if cause in c.causes]
+                if named:
+                    note.explained_by += [c for c in named if c not in note.explained_by]
+                elif cause in DECIDED and (not stopped or cause == "ike-version-mismatch"):
+                    why = next((c.summary for c in p.findings if c.code in DECIDED[cause] & codes), _WHY_OUT[cause])
+                    note.ruled_out.append((cause, why))
+            out = {c for c, _ in note.ruled_out}
+            first = [c for c in f.causes if any(c in e.causes for e in note.explained_by)]
+            note.causes = first + [c for c in f.causes if c not in first and c not in out] + \
+                [c for c in f.causes if c in out]
+        notes.append(note)
+    return notes
