@@ -10,6 +10,7 @@ import sys
 import click
 
 from ikeflow import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, __version__
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING
 from ikeflow.limits import DEFAULT, OPTIONS, Limits
 from ikeflow.sources.live import BACKENDS
 
@@ -73,6 +74,60 @@ def analysis_options(json_help: str):
     return decorate
 
 
+def report_options(command):
+    """The options of the reports `read` and `compare` print: narrowing, width and times."""
+    for option in reversed((
+            click.option("--peer", "peers", multiple=True, metavar="ADDR",
+                         help="Only the peer pairs with this address (or in this network, e.g. 203.0.113.0/24) "
+                              "at one end; repeat for more.  The counts of the capture stay whole."),
+            click.option("--severity", type=click.Choice((ERROR, WARNING, INFO)), default=None,
+                         help="Only findings of this severity and above (error > warning > info)."),
+            click.option("-q", "--quiet", is_flag=True,
+                         help="Only the headline per peer pair and the findings (no ladders or tables)."),
+            click.option("--width", type=click.IntRange(20), default=None, metavar="N",
+                         help="Lay out for N columns (default: the terminal's width; without a terminal, "
+                              "each line as long as its content).  Values are wrapped, never cut."),
+            click.option("--utc", is_flag=True, help="Times in UTC (default: local time, its zone named)."))):
+        command = option(command)
+    return command
+
+
+def keys_option(command):
+    return click.option(
+        "--keys", "keys", multiple=True, type=click.Path(exists=False), metavar="PATH",
+        help="Decrypt with the keys in PATH (a file or a directory: Wireshark key tables, strongSwan/libreswan "
+             "logs; see README \"Keys\"); repeat for more.")(command)
+
+
+def _narrowing(peers, severity):
+    """The Narrowing of --peer/--severity; a bad address is a usage error."""
+    from ikeflow.render.narrow import Narrowing, peer_networks
+
+    try:
+        return Narrowing(peer_networks(list(peers)), severity)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _keys(paths):
+    """The KeyRing of --keys, or None; an unreadable key source is a usage error."""
+    if not paths:
+        return None
+    from ikeflow.keys import KeySourceError, load_keys
+
+    try:
+        return load_keys(list(paths))
+    except KeySourceError as e:
+        raise click.UsageError(f"--keys: {e}") from None
+
+
+def _console(no_color: bool):
+    """stdout as rich prints to it: styles only on a terminal, none at all with --no-color."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, color_system=None if no_color else "auto")
+
+
 def _one_stdin(files) -> None:
     if list(files).count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
@@ -80,10 +135,17 @@ def _one_stdin(files) -> None:
 
 @main.command(help=READ_HELP)
 @click.argument("files", nargs=-1, required=True, metavar="FILE... (or - for stdin)")
-@analysis_options("Print one JSON document (schema 1, see README) instead of the report.")
-def read(files, as_json, ike_port, natt_port, no_color, limits) -> None:
+@report_options
+@click.option("--html", "html", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the report as one self-contained HTML page (ladders drawn as pictures).")
+@keys_option
+@analysis_options("Print one JSON document (see README \"JSON output\") instead of the report.")
+@click.version_option(__version__, prog_name="ikeflow")
+def read(files, **kw) -> None:
     _one_stdin(files)
-    run_command(_read, list(files), as_json, ike_port, natt_port, no_color, limits)
+    kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
+    kw["keys"] = _keys(kw["keys"])
+    run_command(_read, list(files), kw)
 
 
 LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
@@ -124,6 +186,7 @@ elsewhere (macOS, BSD), or with --backend scapy, libpcap through Scapy.
               help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
                    "Default: ring where Linux has it.")
 @analysis_options("JSON lines (the default when stdout is not a terminal).")
+@click.version_option(__version__, prog_name="ikeflow")
 def live(interface, extra, write, count, duration, backend, as_json, ike_port, natt_port, no_color, limits) -> None:
     from ikeflow import live as body
     from ikeflow.sources.live import LiveError
@@ -159,14 +222,57 @@ Exit codes: 0 nothing lost, 1 at least one error finding,
 
 @main.command(help=COMPARE_HELP)
 @click.argument("files", nargs=-1, required=True, metavar="FILE FILE [FILE...]")
-@analysis_options("Print one JSON document (schema 1, kind compare, see README).")
-def compare(files, as_json, ike_port, natt_port, no_color, limits) -> None:
-    from ikeflow import compare as body
-
+@report_options
+@click.option("--html", "html", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the comparison as one self-contained HTML page, the points side by side.")
+@analysis_options("Print one JSON document (kind compare, see README \"JSON output\").")
+@click.version_option(__version__, prog_name="ikeflow")
+def compare(files, **kw) -> None:
     if len(files) < 2:
         raise click.UsageError("compare needs at least two captures, in order along the path")
     _one_stdin(files)
-    run_command(body.run, list(files), as_json, ike_port, natt_port, no_color, limits)
+    kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
+    run_command(_compare, list(files), kw)
+
+
+def _compare(files: list[str], kw: dict) -> int:
+    """Compare the captures, write the report, return the exit code."""
+    from ikeflow import EXIT_FINDINGS
+    from ikeflow.compare import Comparison
+    from ikeflow.sources.capture import CaptureError
+
+    cmp = Comparison(files, kw["ike_port"], kw["natt_port"], kw["limits"])
+    try:
+        cmp.run()
+    except CaptureError as e:
+        click.echo(f"ikeflow: {e}", err=True)
+        return EXIT_USAGE
+    for p in cmp.points:
+        for info in p.infos:
+            if info.warning:
+                click.echo(f"ikeflow: warning: {info.name}: {info.warning}", err=True)
+    cmp = kw["narrowing"].compare(cmp)
+    if kw["html"]:
+        from ikeflow.render.html import write_compare_html
+
+        try:
+            write_compare_html(cmp, kw["html"], utc=kw["utc"])
+        except OSError as e:
+            click.echo(f"ikeflow: cannot write {kw['html']}: {e.strerror or e}", err=True)
+            return EXIT_USAGE
+    if kw["as_json"]:
+        import json
+
+        from ikeflow.render.compare_json import build
+
+        json.dump(build(cmp), sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        from ikeflow.render.compare_terminal import render
+        from ikeflow.render.read_terminal import FROM_CONSOLE
+
+        render(_console(kw["no_color"]), cmp, width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"])
+    return EXIT_FINDINGS if any(f.severity == ERROR for f in cmp.findings()) else EXIT_OK
 
 
 class _WriteError(Exception):
@@ -243,17 +349,19 @@ def _drop_output(out) -> None:
         pass
 
 
-def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
-    from ikeflow.pipeline import Options, Pipeline
+def _read(files: list[str], kw: dict) -> int:
+    from ikeflow.pipeline import Options, Pipeline, Result
     from ikeflow.sources.capture import CaptureError
 
+    narrowing, as_json = kw["narrowing"], kw["as_json"]
     spool = None
     if as_json:
         from ikeflow.render.read_json import MessageSpool
 
         spool = MessageSpool(len(files))
-    pipeline = Pipeline(Options(ike_port, natt_port, limits), [spool.add] if spool else [])
-    progress = _Progress(files, no_color) if sys.stderr.isatty() and not as_json else None
+    options = Options(kw["ike_port"], kw["natt_port"], kw["limits"], keys=kw["keys"])
+    pipeline = Pipeline(options, [narrowing.listener(spool.add)] if spool else [])
+    progress = _Progress(files, kw["no_color"]) if sys.stderr.isatty() and not as_json else None
     try:
         pipeline.read(files, progress=progress.update if progress else None)
     except CaptureError as e:
@@ -266,18 +374,26 @@ def _read(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_col
     for info in pipeline.infos:
         if info.warning:
             click.echo(f"ikeflow: warning: {info.name}: {info.warning}", err=True)
-    result = pipeline.diagnose()
+    whole = pipeline.diagnose()
+    model, found, verdicts = narrowing.read(whole.model, whole.findings, whole.verdicts)
+    result = Result(model, whole.infos, found, verdicts)  # the exit code follows what the report shows
+    if kw["html"]:
+        from ikeflow.render.html import write_read_html
+
+        try:
+            write_read_html(result, kw["html"], utc=kw["utc"])
+        except OSError as e:
+            click.echo(f"ikeflow: cannot write {kw['html']}: {e.strerror or e}", err=True)
+            return EXIT_USAGE
     if as_json:
         from ikeflow.render.read_json import build, write
 
         write(sys.stdout, build(result.model, result.infos, result.findings, result.verdicts), spool)
     else:
-        from rich.console import Console
+        from ikeflow.render.read_terminal import FROM_CONSOLE, render
 
-        from ikeflow.render.read_terminal import render
-
-        render(Console(no_color=no_color, highlight=False), result.model, result.infos, result.findings,
-               result.verdicts)
+        render(_console(kw["no_color"]), result.model, result.infos, result.findings, result.verdicts,
+               width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"])
     return result.exit_code
 
 
@@ -308,3 +424,11 @@ class _Progress:
         if self.bar:
             self.bar.stop()
 
+from ikeflow.keys.command import keys  # noqa: E402
+main.add_command(keys)
+
+from ikeflow.explain import explain  # noqa: E402
+main.add_command(explain)
+
+from ikeflow.check.command import check  # noqa: E402
+main.add_command(check)

@@ -43,7 +43,7 @@ def test_version_and_help():
 def test_json_document_has_the_documented_keys(tmp_path):
     r = ikeflow("read", "--json", str(mm1_pcap(tmp_path / "a.pcap", 3)))
     doc = json.loads(r.stdout)
-    assert doc["schema"] == 2 and SCHEMA_KEYS <= set(doc)
+    assert doc["schema"] == 3 and SCHEMA_KEYS <= set(doc)
     assert STATS_KEYS <= set(doc["stats"])
     (m,) = doc["messages"][:1]
     assert MESSAGE_KEYS <= set(m)

@@ -1,15 +1,21 @@
-"""What every renderer shares: addresses, clock times, frame references, and the JSON
-objects for one IKE message, one ESP flow and one finding (read, live and compare
-print the same objects)."""
+"""What every renderer shares: addresses, clock times, frame references, the JSON objects for one IKE
+message, one ESP flow and one finding (read, live and compare print the same objects), and the terminal
+layout: lines that wrap without cutting a value, tables, dates with their zone, headlines."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
 import json
+import re
 import time
+from datetime import datetime, timezone
 
-from ikeflow.diagnose.finding import Finding
+from rich.cells import cell_len
+from rich.text import Text
+
+from ikeflow.diagnose.finding import INFO, Finding
+from ikeflow.model.events import pair_key
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.sources.capture import split_ref
 
@@ -116,3 +122,194 @@ def finding_json(f: Finding, frame) -> dict:
         "ispi": f.sa.ispi.hex() if f.sa else None,
         "pair": [ip(a) for a in f.pair] if f.pair else None,
     }
+
+
+
+# -- terminal layout: lines that never cut a value ------------------------------------------------------------
+
+def wrap(text: Text | str, width: int | None, indent: int = 0) -> list[Text]:
+    """`text` broken at spaces into lines of at most `width` columns (None: one line), the lines after
+    the first indented by `indent`.  A word longer than a line gets a line of its own, whole: values
+    (addresses, SPIs, proposal strings, file names) are never cut."""
+    text = Text(text) if isinstance(text, str) else text
+    plain = text.plain
+    if width is None or cell_len(plain) <= width:
+        return [text]
+    lines: list[Text] = []
+    start, end, room = 0, None, width
+    for m in re.finditer(r"\S+", plain):
+        a, b = m.span()
+        if end is not None and cell_len(plain[start:b]) > room:
+            lines.append(text[start:end])
+            start, room = a, width - indent
+        end = b
+    lines.append(text[start:len(plain) if end is None else end])
+    return [line if n == 0 else Text(" " * indent) + line for n, line in enumerate(lines)]
+
+
+def grid(columns: list[str], rows: list[list], width: int | None, right: tuple[int, ...] = (),
+         indent: int = 0, last_min: int = 20) -> list[Text]:
+    """A table as lines: aligned columns when they fit in `width`, or when only the last column needs
+    wrapping under itself (in at least `last_min` columns); otherwise each row as its first value and
+    `column: value` pairs, wrapped at spaces."""
+    cells = [[c if isinstance(c, Text) else Text(str(c)) for c in row] for row in rows]
+    head = [Text(c, style="dim") for c in columns]
+    widths = [max(cell_len(r[i].plain) for r in [head, *cells]) for i in range(len(columns))]
+    lead = indent + sum(widths[:-1]) + 2 * (len(columns) - 1)
+    longest_word = max((cell_len(w) for r in cells for w in r[-1].plain.split()), default=0)
+    if width is None or lead + widths[-1] <= width or (width - lead >= last_min and longest_word <= width - lead):
+        out = []
+        for r in [head, *cells]:
+            line = Text(" " * indent)
+            for i, c in enumerate(r[:-1]):
+                pad = Text(" " * (widths[i] - cell_len(c.plain)))
+                line += (pad + c if i in right else c + pad) + Text("  ")
+            out += wrap(line + r[-1], width, lead)
+        return [line.rstrip() or line for line in out]
+    out = []
+    for r in cells:
+        pairs = [r[0]] + [Text(f"{name}: ", style="dim") + c for name, c in zip(columns[1:], r[1:]) if c.plain]
+        out += wrap(Text(" " * indent) + Text("  ").join(pairs), width, indent + 2)
+    return out
+
+
+# -- times -------------------------------------------------------------------------------------------------
+
+def stamp(t: float, utc: bool = False, zone: bool = True) -> str:
+    """"2026-11-29 14:41:16.123 UTC" (or local time, its zone named), or the raw seconds when no date holds `t`."""
+    try:
+        d = datetime.fromtimestamp(t, timezone.utc) if utc else datetime.fromtimestamp(t).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return f"{t:.3f} s"
+    text = f"{d:%Y-%m-%d %H:%M:%S}.{d.microsecond // 1000:03d}"
+    return f"{text} {zone_name(d)}" if zone else text
+
+
+def zone_name(d: datetime) -> str:
+    """"UTC", or a local zone as "CET (UTC+01:00)"."""
+    off = d.strftime("%z")
+    off = f"UTC{off[:3]}:{off[3:]}" if off else ""
+    name = d.tzname() or ""
+    if off in ("UTC+00:00", "") and name in ("UTC", "GMT", ""):
+        return "UTC"
+    return f"{name} ({off})" if name and name[0] not in "+-" else off
+
+
+def span_text(first: float, last: float, utc: bool = False) -> str:
+    """"from 2026-11-29 14:41:16.123 to 14:52:00.456 UTC (644.3 s)": the date once, the zone once."""
+    a, b = stamp(first, utc, zone=False), stamp(last, utc)
+    if a[:10] == b[:10] and len(a) > 10 and a[4] == "-":
+        b = b[11:]
+    return f"from {a} to {b} ({last - first:.1f} s)"
+
+
+def relative(dt: float) -> str:
+    """Seconds since an IKE SA's first message, as the ladder shows them ("0.000", never "-0.000")."""
+    text = f"{dt:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
+# -- headlines ---------------------------------------------------------------------------------------------
+
+# The causes of diagnose.causes.CAUSES as a headline says them ("PSK mismatch likely (or peer ID mismatch)").
+PLAIN = {
+    "path-blocked": "blocked on the path",
+    "peer-down": "peer down",
+    "peer-ignores": "peer ignores it",
+    "reply-path-lost": "answers lost on the way back",
+    "udp4500-blocked": "UDP 4500 blocked",
+    "fragments-dropped": "IP fragments dropped",
+    "proposal-mismatch": "proposal mismatch",
+    "ike-version-mismatch": "IKE version mismatch",
+    "dh-group-mismatch": "DH group mismatch",
+    "pfs-mismatch": "PFS mismatch",
+    "psk-mismatch": "PSK mismatch",
+    "peer-id-mismatch": "peer ID mismatch",
+    "subnet-mismatch": "subnet (traffic selector) mismatch",
+    "aggressive-mode-refused": "Aggressive Mode refused",
+    "esp-blocked": "ESP blocked",
+    "peer-dead": "peer dead",
+    "mtu-blackhole": "MTU black hole",
+    "nat-mapping-expired": "NAT mapping expired",
+    "cert-untrusted": "certificate not trusted",
+    "xauth-failed": "XAUTH login failed",
+    "eap-failed": "EAP login failed",
+}
+
+# The configuration strings of a proposal (decode.proposals.summarize_sa keys), labelled by dialect.
+PROPOSAL_STRINGS = (("ike", "libreswan ike="), ("ipsec_conf", "strongSwan ipsec.conf ike="),
+                    ("swanctl", "swanctl proposals="))
+
+
+def pair_words(key: tuple[bytes, bytes]) -> str:
+    return f"{ip(key[0])} ⇄ {ip(key[1])}"
+
+
+def failing(e: Finding) -> str:
+    """Where a peer pair's first error stops it, in the words of its IKE version."""
+    sa, at = e.sa, e.at
+    if sa is None:
+        return f"{at} fails" if at else "fails"
+    up = sa.ike_sa_up()
+    if sa.version == 1:
+        if not up:
+            return f"phase 1 fails at {at}"
+        if at.startswith("QM"):
+            return f"Quick Mode fails at {at}"
+        if at == "CFG":
+            return "XAUTH / Mode Config fails"
+    else:
+        if not up:
+            return f"{at} fails"
+        if at in ("IKE_AUTH", "CREATE_CHILD_SA"):
+            return f"child SA fails in {at}"
+    return f"tunnel fails at {at}"
+
+
+def headline(pair, verdict: str, error: Finding | None) -> str:
+    """A peer pair's verdict in plain words: where it fails and the most likely cause, or its state."""
+    if error is None:
+        return verdict or "no IKE or ESP"
+    causes = [PLAIN.get(c, c) for c in error.causes[:2]]
+    why = f" — {causes[0]} likely" + (f" (or {causes[1]})" if len(causes) > 1 else "") if causes else ""
+    return failing(error) + why
+
+
+# -- findings ----------------------------------------------------------------------------------------------
+
+def merge_info(findings: list[Finding]) -> list[tuple[Finding, list[Finding]]]:
+    """Each finding with the findings it stands for: identical informational findings (code, place and
+    text) once, with all of them; every other finding alone."""
+    out: list[tuple[Finding, list[Finding]]] = []
+    seen: dict[tuple, list[Finding]] = {}
+    for f in findings:
+        if f.severity != INFO:
+            out.append((f, [f]))
+            continue
+        key = (f.code, f.at, f.summary, f.hint)
+        if key in seen:
+            seen[key].append(f)
+        else:
+            seen[key] = [f]
+            out.append((f, seen[key]))
+    return out
+
+
+def pair_of(f: Finding) -> tuple[bytes, bytes] | None:
+    """The peer pair a finding is about (its IKE SA's, or its own), or None for the capture."""
+    if f.sa is not None:
+        return pair_key(f.sa.initiator[0], f.sa.responder[0])
+    return f.pair
+
+
+def where(alike: list[Finding]) -> str:
+    """The peer pair and IKE SA of a finding; for alike findings, how many and of which pairs."""
+    pairs = list(dict.fromkeys(p for p in map(pair_of, alike) if p))
+    sas = list(dict.fromkeys(f.sa.ispi.hex() for f in alike if f.sa is not None))
+    if len(alike) == 1:
+        f = alike[0]
+        return ", ".join(([pair_words(pairs[0])] if pairs else []) + ([f"IKE SA {sas[0]}"] if sas else []))
+    count = f"{len(alike)} times" + (f", {len(sas)} IKE SAs" if sas else "")
+    if len(pairs) == 1:
+        return f"{pair_words(pairs[0])} ({count})"
+    return f"{count} ({len(pairs)} peer pairs)" if pairs else count

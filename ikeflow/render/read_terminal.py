@@ -1,148 +1,214 @@
-"""Terminal report with rich: verdict per peer pair, ladder per IKE SA, findings."""
+"""Terminal report: a headline per peer pair (a summary table of them when there are several), then
+per pair its IKE SAs as ladders, the ESP flows and the findings.
+
+Laid out line by line for a width (the terminal's, `--width`, or none without a terminal: each line as
+long as its content); a value is wrapped at spaces or given a line of its own, never cut.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 
+from ikeflow.decode.proposals import summarize_sa
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
+from ikeflow.diagnose.findings import first_errors
 from ikeflow.model.analysis import Analyzer
 from ikeflow.model.attribution import Owners
 from ikeflow.model.esp import EspTable
-from ikeflow.sources.capture import FileInfo, split_ref
-from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
-from ikeflow.diagnose.findings import first_errors
 from ikeflow.model.ikesa import IkeSa, Seen
-from ikeflow.decode.proposals import summarize_sa
-from ikeflow.render.common import ip, nat_text
+from ikeflow.render.common import (PROPOSAL_STRINGS, grid, headline, ip, merge_info, nat_text, pair_words,
+                                   relative, span_text, stamp, where, wrap)
+from ikeflow.sources.capture import FileInfo, split_ref
 
 STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
-LADDER_WIDTH = 30
-MAX_LADDER = 60  # messages drawn per SA before eliding the middle
+MAX_LADDER = 60  # messages drawn per SA before leaving out the middle
+NOTES_MIN = 24  # narrower than this beside the arrow, the notes go on the lines below it
+FROM_CONSOLE = -1
 
 
 def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict,
-           title: str | None = None) -> None:
+           title: str | None = None, width: int | None = FROM_CONSOLE, quiet: bool = False,
+           utc: bool = False) -> None:
+    """Print the report.  `width`: columns to lay out for (None: no limit; default: the console's width on a
+    terminal, no limit elsewhere); `quiet`: the headlines and the findings only; `utc`: times in UTC."""
+    if width == FROM_CONSOLE:
+        width = console.width if console.is_terminal else None
     several = len(files) > 1
 
     def frame(ref: int) -> str:
         f, n = split_ref(ref)
         return f"{f + 1}:{n}" if several else str(n)
 
+    def out(lines: list[Text] | Text) -> None:
+        for line in [lines] if isinstance(lines, Text) else lines:
+            console.print(line, soft_wrap=True)
+
     s = an.stats
-    names = ", ".join(f.name for f in files)
-    console.print(Text(title or f"ikeflow read {names}", style="bold"))
-    console.print(f"{s.packets} packets: {s.ike} IKE, {s.esp} ESP, {f'{s.ah} AH, ' if an.ah.flows else ''}"
-                  f"{s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
-                  f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)")
+    out(wrap(Text(title or "ikeflow read " + " ".join(f.name for f in files), style="bold"), width, 2))
+    times = [t for f in files for t in f.span() if t is not None]
+    if times:
+        out(wrap(f"capture {span_text(min(times), max(times), utc)}", width, 2))
+    out(wrap(f"{s.packets} packet{'s' if s.packets != 1 else ''}: {s.ike} IKE, {s.esp} ESP, "
+             f"{f'{s.ah} AH, ' if an.ah.flows else ''}{s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
+             f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)", width, 2))
     if an.skipped and not an.pairs:
-        console.print("Skipped: " + "; ".join(f"{why} ×{n}" for why, n in an.skipped.most_common()))
+        out(wrap("skipped: " + "; ".join(f"{why} ×{n}" for why, n in an.skipped.most_common()), width, 2))
     if not an.pairs:
-        console.print("No IKE or ESP traffic in this capture.")
+        out(Text("No IKE or ESP traffic in this capture."))
     errors, owners = first_errors(an, findings), an.owners
-    for key, pair in an.pairs.items():
-        verdict = verdicts.get(key, "")
-        body = [Text(verdict, style="bold red" if key in errors else "bold green"),
-                _pair_table(pair, an.esp.directions(), owners)]
-        for sa in pair.sas:
-            body.append(_sa_block(an, sa, frame))
-        console.print(Panel(Group(*body), title=Text(f"{ip(pair.a)} ⇄ {ip(pair.b)}", style="bold"), title_align="left"))
-    if an.esp.flows:
-        console.print(_esp_table(an.esp, frame, owners))
-    if an.ah.flows:
-        console.print(_esp_table(an.ah, frame, owners, "AH flows"))
+    heads = {key: headline(pair, verdicts.get(key, ""), errors.get(key)) for key, pair in an.pairs.items()}
+    if len(an.pairs) > 1:
+        out(Text(""))
+        out(grid(["peer pair", "IKE SAs", "what happened"],
+                 [[pair_words(key), str(len(pair.sas)), Text(heads[key], style=_style(key, errors))]
+                  for key, pair in an.pairs.items()], width))
+    elif quiet and an.pairs:
+        key = next(iter(an.pairs))
+        out(Text(""))
+        out(wrap(Text(f"{pair_words(key)}  {heads[key]}", style=_style(key, errors)), width, 2))
+    if not quiet:
+        day = _day(min(times), utc) if times else None
+        for key, pair in an.pairs.items():
+            out(Text(""))
+            out(wrap(Text(f"━━ {pair_words(key)}  {heads[key]}", style=_style(key, errors)), width, 3))
+            if key in errors:
+                out(wrap(f"   evidence: {errors[key].summary}", width, 3))
+            out(_pair_table(pair, an.esp.directions(), owners, width))
+            for sa in pair.sas:
+                out(_sa_block(sa, frame, width, utc, day))
+        if an.esp.flows:
+            out(Text(""))
+            out(_esp_table(an.esp, frame, owners, width))
+        if an.ah.flows:
+            out(Text(""))
+            out(_esp_table(an.ah, frame, owners, width, "AH flows"))
+    out(Text(""))
     if findings:
-        console.print(Text("Findings", style="bold"))
-        for f in findings:
-            where = f" [{f.at}]" if f.at else ""
-            frames = f" (frames {', '.join(frame(r) for r in f.frames[:8])}{'…' if len(f.frames) > 8 else ''})" if f.frames else ""
-            causes = f" Causes, most likely first: {', '.join(f.causes)}." if f.causes else ""
-            console.print(Text.assemble((f"{f.severity.upper():8}", STYLE[f.severity]), f"{f.code}{where}: {f.summary}{frames}.{causes}"))
-            if f.hint and f.severity != INFO:
-                console.print(Text(f"         → {f.hint}", style="dim"))
+        out(Text("Findings", style="bold"))
+        out(finding_lines(findings, frame, width))
     else:
-        console.print(Text("No findings.", style="green"))
+        out(Text("No findings.", style="green"))
 
 
-def _pair_table(pair, directions: dict, owners: Owners) -> Table:
+def _style(key, errors: dict) -> str:
+    return "bold red" if key in errors else "bold green"
+
+
+def _day(t: float, utc: bool) -> str:
+    return stamp(t, utc)[:10]
+
+
+def finding_lines(findings: list[Finding], frame, width: int | None) -> list[Text]:
+    """Each finding: severity, code, where (peer pair and IKE SA), its text, frames, causes and hint;
+    alike informational findings once, with their count."""
+    lines: list[Text] = []
+    for f, alike in merge_info(findings):
+        head = Text.assemble((f"{f.severity.upper():8}", STYLE[f.severity]), f"{f.code} at {f.at}" if f.at else f.code)
+        place = where(alike)
+        if place:
+            head.append(f"  {place}")
+        lines += wrap(head, width, 8)
+        refs = sorted({r for g in alike for r in g.frames})
+        frames = ""
+        if refs:
+            frames = f" (frame{'s' if len(refs) > 1 else ''} {', '.join(frame(r) for r in refs[:8])}"
+            frames += f" and {len(refs) - 8} more)" if len(refs) > 8 else ")"
+        text = f.summary.rstrip(".") + frames + "."
+        lines += wrap(" " * 8 + text, width, 8)
+        if f.causes:
+            lines += wrap(" " * 8 + f"causes, most likely first: {', '.join(f.causes)}", width, 10)
+        if f.hint and f.severity != INFO:
+            lines += wrap(Text(" " * 8 + f"→ {f.hint}", style="dim"), width, 10)
+    return lines
+
+
+def _pair_table(pair, directions: dict, owners: Owners, width: int | None) -> list[Text]:
     """One row per IKE SA with the ESP attributed to it, then the pair total when that is not one SA's."""
-    t = Table(box=None, pad_edge=False, show_edge=False)
-    for col in ("IKE SA (SPIi)", "version", "mode", "state", "NAT", "ESP"):
-        t.add_column(col)
     flows = [*directions.get((pair.a, pair.b), []), *(directions.get((pair.b, pair.a), []) if pair.a != pair.b else [])]
 
     def esp(of) -> str:
         out = sum(f.packets for f in of if f.src == pair.a)
         return f"{ip(pair.a)}→ {out}, ← {sum(f.packets for f in of) - out}" if of else "—"
 
+    rows = []
     for sa in pair.sas:
-        nat = nat_text(sa)
         state = sa.state() + (f" (closed: {sa.closed[0]}, frame {split_ref(sa.closed[1])[1]})" if sa.closed else "")
-        t.add_row(sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), state, nat, esp(owners.esp_of(sa)))
+        rows.append([sa.ispi.hex(), f"IKEv{sa.version}", sa.mode(), state, nat_text(sa), esp(owners.esp_of(sa))])
     loose = [f for f in flows if owners.sa[f] is None]
     if not pair.sas:
-        t.add_row("—", "", "", "no IKE seen", "", esp(flows))
+        rows.append(["—", "", "", "no IKE seen", "", esp(flows)])
     elif loose or len({id(owners.sa[f]) for f in flows}) > 1:
         why = sorted({owners.why[f] for f in loose})
         note = f"{len(loose)} ESP SA{'s' if len(loose) > 1 else ''} not attributed ({', '.join(why)})" if loose else ""
-        t.add_row("pair total", "", "", note, "", esp(flows))
-    notes = []
+        rows.append(["pair total", "", "", note, "", esp(flows)])
+    lines = grid(["IKE SA (SPIi)", "version", "mode", "state", "NAT", "ESP"], rows, width, indent=3)
     if pair.keepalives:
-        notes.append("NAT-T keepalives: " + ", ".join(f"{ip(a)} sent {n}" for a, n in pair.keepalives.items()))
+        lines += wrap("   NAT-T keepalives: " + ", ".join(f"{ip(a)} sent {n}" for a, n in pair.keepalives.items()),
+                      width, 5)
     churn = owners.churn(pair)
     if any(churn.values()):
         names = {"rekeys": ("rekey", "rekeys"), "collisions": ("collision", "collisions"),
                  "short_lived": ("short-lived IKE SA", "short-lived IKE SAs")}
-        notes.append("churn: " + ", ".join(f"{n} {names[what][n != 1]}" for what, n in churn.items() if n))
-    t.caption = "; ".join(notes) or None
-    return t
+        lines += wrap("   churn: " + ", ".join(f"{n} {names[what][n != 1]}" for what, n in churn.items() if n),
+                      width, 5)
+    return lines
 
 
-def _sa_block(an: Analyzer, sa: IkeSa, frame) -> Group:
+def _sa_block(sa: IkeSa, frame, width: int | None, utc: bool, day: str | None) -> list[Text]:
     i, r = sa.initiator, sa.responder
-    head = Text(f"\nIKEv{sa.version} SA {sa.ispi.hex()}/{sa.rspi.hex()}  initiator {ip(i[0])}:{i[1]}  responder {ip(r[0])}:{r[1]}",
-                style="bold")
+    t0 = sa.messages[0].time if sa.messages else None
+    started = ""
+    if t0 is not None:
+        at = stamp(t0, utc, zone=False)
+        started = f"  started {at if at[:10] != day else at[11:]}"
+    head = Text(f"IKEv{sa.version} SA {sa.ispi.hex()}/{sa.rspi.hex()}  initiator {ip(i[0])}:{i[1]}  "
+                f"responder {ip(r[0])}:{r[1]}{started}", style="bold")
     if sa.roles_guessed:
         head.append("  (roles guessed: the first message was not seen)", style="dim")
-    ladder = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-    ladder.add_column("time", justify="right")
-    ladder.add_column("frame", justify="right")
-    ladder.add_column("initiator ⇄ responder")
-    ladder.add_column("payloads / notes")
-    t0 = sa.messages[0].time if sa.messages else 0.0
+    lines = [Text("")] + wrap(Text("   ") + head, width, 5)
     msgs = sa.messages
     natted = "differs" if sa.rewritten() or sa.opening_missing() else "NATed"
-    shown = msgs if len(msgs) <= MAX_LADDER else msgs[: MAX_LADDER // 2] + [None] + msgs[-MAX_LADDER // 2 :]
+    shown = msgs if len(msgs) <= MAX_LADDER else msgs[: MAX_LADDER // 2] + [None] + msgs[-MAX_LADDER // 2:]
+    arrow = max(16, max((len(m.label) for m in msgs), default=0) + 8)
+    frames = max([len("frame")] + [len(frame(m.ref)) for m in msgs])
+    timew = max([len("time")] + [len(relative(m.time - t0)) for m in msgs])
+    lead = 3 + timew + 2 + frames + 2 + arrow + 2
+    beside = width is None or width - lead >= NOTES_MIN
+    lines.append(Text(f"   {'time':>{timew}}  {'frame':>{frames}}  {'initiator ⇄ responder':<{arrow}}"
+                      f"  {'payloads / notes' if beside else ''}".rstrip(), style="dim"))
     for m in shown:
         if m is None:
-            ladder.add_row("", "", f"… {len(msgs) - MAX_LADDER} more messages …", "")
+            lines.append(Text(f"   ({len(msgs) - MAX_LADDER} more messages not shown)", style="dim"))
             continue
-        ladder.add_row(f"{m.time - t0:.3f}", frame(m.ref), _arrow(m), _notes(m, natted))
-    parts = [head, ladder]
-    proposal = _proposal(sa)
-    if proposal is not None:
-        parts.append(proposal)
-    return Group(*parts)
+        row = Text(f"   {relative(m.time - t0):>{timew}}  {frame(m.ref):>{frames}}  ") + _arrow(m, arrow)
+        notes = _notes(m, natted)
+        if beside:
+            lines += wrap(row + Text("  " + notes), width, lead)
+        else:
+            lines.append(row)
+            lines += wrap(" " * 6 + notes, width, 6)
+    return lines + _proposal(sa, width)
 
 
-def _arrow(m: Seen) -> Text:
-    label = m.label + (" (again)" if m.retransmission else "") + (f" retry:{m.retry}" if m.retry else "")
-    port = f" :{m.dport}" if m.natt or m.dport not in (500,) else ""
-    label += port
-    fill = max(2, LADDER_WIDTH - len(label) - 4)
+def _arrow(m: Seen, width: int) -> Text:
+    """The message as an arrow of `width` columns from its sender, with only its label inside."""
+    fill = "─" * (width - len(m.label) - 3)
     style = "yellow" if m.retransmission else "red" if m.msg.malformed else ""
-    if m.sender == "I":
-        return Text(f"──{label}{'─' * fill}▶", style=style)
-    return Text(f"◀{'─' * fill}{label}──", style=style)
+    return Text(f"──{m.label}{fill}▶" if m.sender == "I" else f"◀{fill}{m.label}──", style=style)
 
 
 def _notes(m: Seen, natted: str) -> str:
-    """The payloads, IP fragments, NAT-D result and size of one message; `natted` is what a NAT-D hash that
-    does not match is called ("NATed", or "differs" where the SA's NAT reading is rewritten/unknown)."""
+    """Beside the arrow: retransmission, retry, port, then the payloads, IP fragments, NAT-D result and size;
+    `natted` is what a NAT-D hash that does not match is called ("NATed", or "differs" where the SA's NAT
+    reading is rewritten/unknown)."""
     msg = m.msg
+    lead = (["again"] if m.retransmission else []) + ([f"retry after {m.retry}"] if m.retry else [])
+    if m.natt or m.dport != 500:
+        lead.append(f"to port {m.dport}")
+    lead = [", ".join(lead) + ":"] if lead else []
     if msg.malformed:
-        return f"MALFORMED: {msg.malformed}"
+        return " ".join(lead + [f"MALFORMED: {msg.malformed}"])
     names: list[str] = []
     for p in msg.payloads:
         if p.name == "N":
@@ -156,13 +222,14 @@ def _notes(m: Seen, natted: str) -> str:
         elif p.name == "SKF":
             names.append(f"SKF {p.info.get('fragment')}/{p.info.get('total')}")
         elif p.name in ("VID", "V"):
-            names.append(f"VID({p.info.get('vendor') or 'unknown'})")
+            vendor = (p.info.get("vendor") or "unknown").replace("\\n", " ")  # the hashed string ends in a newline
+            names.append(f"VID({' '.join(vendor.split())})")
         elif p.name == "FRAG":
             names.append(f"FRAG {p.info.get('number')}{' last' if p.info.get('last') else ''}")
         else:
             names.append(p.name)
     names += [f"N({n})" for _, n in msg.notifies]
-    text = " ".join(names)
+    text = " ".join(lead + names)
     if m.fragments:
         text += f"  [{len(m.fragments)} IP fragments]"
     if m.natd:
@@ -175,39 +242,42 @@ def _notes(m: Seen, natted: str) -> str:
     return text + f"  {m.size}B"
 
 
-def _proposal(sa: IkeSa) -> Table | None:
+def _proposal(sa: IkeSa, width: int | None) -> list[Text]:
+    """The chosen proposal (or the offered ones when no answer was seen): its algorithms on one line, then
+    each configuration string on a line of its own."""
     chosen = summarize_sa(sa.chosen) if sa.chosen else []
     offered = summarize_sa(sa.offered) if sa.offered else []
     rows = chosen or offered
     if not rows:
-        return None
-    t = Table(title=("chosen proposal" if chosen else f"offered proposals ({len(offered)}), no answer seen"),
-              title_justify="left", box=None, pad_edge=False)
-    if sa.version == 1:
-        for col in ("Encryption", "Hash", "DH group", "Auth", "Lifetime", "ike=", "swanctl proposals="):
-            t.add_column(col)
-        for p in rows[:6]:
+        return []
+    lines = wrap(Text("   " + ("chosen proposal" if chosen else f"offered proposals ({len(offered)}), no answer seen"),
+                      style="bold"), width, 3)
+    for n, p in enumerate(rows[:6], 1):
+        if sa.version == 1:
             life = f"{p['lifetime'] // 60} min" if p.get("lifetime") else ""
             group = f"{p.get('group')} ({p.get('group_name')})" if p.get("group") is not None else ""
-            t.add_row(p.get("encryption") or "", p.get("hash") or "", group, p.get("auth") or "", life,
-                      p.get("ike") or "", p.get("swanctl") or "")
-    else:
-        for col in ("Encryption", "Integrity", "PRF", "DH groups", "ike=", "swanctl proposals="):
-            t.add_column(col)
-        for p in rows[:6]:
-            t.add_row(", ".join(p["encryption"]), ", ".join(p["integrity"]), ", ".join(p["prf"]),
-                      ", ".join(p["groups"]), p.get("ike") or "", p.get("swanctl") or "")
-    return t
+            parts = [("encryption", p.get("encryption")), ("hash", p.get("hash")), ("DH group", group),
+                     ("auth", p.get("auth")), ("lifetime", life)]
+        else:
+            parts = [("encryption", ", ".join(p["encryption"])), ("integrity", ", ".join(p["integrity"])),
+                     ("PRF", ", ".join(p["prf"])), ("DH groups", ", ".join(p["groups"]))]
+        number = f"#{n} " if len(rows) > 1 else ""
+        lines += wrap("   " + number + "; ".join(f"{name} {value}" for name, value in parts if value), width, 5)
+        for key, label in PROPOSAL_STRINGS:
+            if p.get(key):
+                lines += wrap(f"     {label}{p[key]}", width, 5)
+    if len(rows) > 6:
+        lines.append(Text(f"   ({len(rows) - 6} more proposals not shown; --json lists them all)", style="dim"))
+    return lines
 
 
-def _esp_table(table: EspTable, frame, owners: Owners, title: str = "ESP flows") -> Table:
-    t = Table(title=title, title_justify="left")
-    for col in ("SPI", "from → to", "encap", "packets", "bytes", "seq", "lost", "dup", "time", "IKE SA"):
-        t.add_column(col)
+def _esp_table(table: EspTable, frame, owners: Owners, width: int | None, title: str = "ESP flows") -> list[Text]:
+    rows = []
     for f in sorted(table.flows.values(), key=lambda f: f.first_time):
         encap = f"UDP {f.sport}→{f.dport}" if f.encap == "udp" else f.encap.upper()
-        t.add_row(f"{f.spi:08x}", f"{f.src_ip} → {f.dst_ip}", encap, str(f.packets), str(f.bytes),
-                  f"{f.seq_min}–{f.seq_max}", str(f.lost) if f.lost else "", str(f.duplicates) if f.duplicates else "",
-                  f"{f.last_time - f.first_time:.1f} s",
-                  owners.sa[f].ispi.hex() if owners.sa[f] else f"pair total ({owners.why[f]})")
-    return t
+        rows.append([f"{f.spi:08x}", f"{ip(f.src)} → {ip(f.dst)}", encap, str(f.packets), str(f.bytes),
+                     f"{f.seq_min}–{f.seq_max}", str(f.lost) if f.lost else "", str(f.duplicates) if f.duplicates else "",
+                     f"{f.last_time - f.first_time:.1f} s",
+                     owners.sa[f].ispi.hex() if owners.sa[f] else f"pair total ({owners.why[f]})"])
+    return [Text(title, style="bold")] + grid(["SPI", "from → to", "encap", "packets", "bytes", "seq", "lost", "dup",
+                                               "time", "IKE SA"], rows, width, right=(3, 4, 6, 7, 8))
