@@ -427,8 +427,5 @@ class _Progress:
 from ikeflow.keys.command import keys  # noqa: E402
 main.add_command(keys)
 
-from ikeflow.explain import explain  # noqa: E402
-main.add_command(explain)
-
 from ikeflow.check.command import check  # noqa: E402
 main.add_command(check)
