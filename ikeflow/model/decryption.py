@@ -22,11 +22,12 @@ import ipaddress
 from dataclasses import dataclass
 
 from ikeflow.decode import decrypt
-from ikeflow.decode.ike import IkeMessage, Payload, decode_inner
+from ikeflow.decode.ike import FLAG_ENCRYPTION, IkeMessage, Payload, decode_inner, decode_isakmp
 from ikeflow.decode.proposals import summarize_sa
 
 KEEP_OPENED = 256  # messages remembered per SA so that a re-sent one is not decrypted again
-KEEP_FRAGMENTS = 8  # IKEv2 fragmented messages collected at once per SA
+KEEP_FRAGMENTS = 8  # fragmented messages collected at once per SA
+FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV chain
 # The IV of an IKEv1 Informational sent before phase 1 completed, as the implementations derive it; tried in
 # this order, the first that verifies is kept (strongSwan's ike_sa.c/keymat_v1.c and libreswan's
@@ -47,8 +48,8 @@ class Opened:
 class Decryption:
     """Per IKE SA: the keys found for it and the IKEv1 IV chain."""
 
-    __slots__ = ("ring", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments", "v2keys",
-                 "variants")
+    __slots__ = ("ring", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments", "pieces",
+                 "v2keys", "variants")
 
     def __init__(self, ring):
         self.ring = ring  # keys.KeyRing
@@ -60,6 +61,7 @@ class Decryption:
         self.ivs: dict[int, bytes] = {}  # IKEv1 message ID -> IV for its next message
         self.opened: dict[int, Opened] = {}  # hash of the message bytes -> what they gave
         self.fragments: dict[tuple, dict] = {}  # IKEv2 SKF: (sender I flag, response, message ID) -> pieces
+        self.pieces: dict[tuple, dict] = {}  # IKEv1 fragments: (sender, fragment ID) -> {number: data, 0: last}
         self.v2keys = None
 
     def open(self, msg: IkeMessage, raw: bytes, sender: str, chosen: Payload | None) -> None:
@@ -70,9 +72,15 @@ class Decryption:
             ke = msg.payload("KE")
             if ke is not None and msg.exchange_type in PHASE1 and sender not in self.gx:
                 self.gx[sender] = ke.body
+            whole = self._v1_fragment(msg, sender)
+            if whole is not None:  # the last piece of an encrypted message sent in IKE fragments (payload 132)
+                self._open(decode_isakmp(whole), whole, sender, chosen, msg)
             return
         if not msg.encrypted or msg.malformed:
             return
+        self._open(msg, raw, sender, chosen, msg)
+
+    def _open(self, msg: IkeMessage, raw: bytes, sender: str, chosen: Payload | None, into: IkeMessage) -> None:
         digest = hash(raw)
         done = self.opened.get(digest)
         if done is None:
@@ -82,10 +90,30 @@ class Decryption:
             self.opened[digest] = done
             if len(self.opened) > KEEP_OPENED:
                 del self.opened[next(iter(self.opened))]
-        msg.decrypted = done.ok
-        msg.inner = done.inner
+        into.decrypted = done.ok
+        into.inner = done.inner
 
     # -- IKEv1 ---------------------------------------------------------------------------
+
+    def _v1_fragment(self, msg: IkeMessage, sender: str) -> bytes | None:
+        """IKEv1 fragmentation: keep this piece; the whole message once pieces 1..last are in and it is
+        encrypted (the model reads a clear one itself), else None."""
+        frag = msg.payload("FRAG")
+        if frag is None or "data" not in frag.info or not frag.info["number"]:
+            return None
+        key = (sender, frag.info["fragment_id"])
+        pieces = self.pieces.setdefault(key, {})
+        pieces[frag.info["number"]] = frag.info["data"]
+        if frag.info["last"]:
+            pieces[0] = frag.info["number"]  # where the last piece's number is kept
+        if len(self.pieces) > KEEP_FRAGMENTS:
+            del self.pieces[next(iter(self.pieces))]
+        last = pieces.get(0)
+        if not last or any(n not in pieces for n in range(1, last + 1)):
+            return None
+        whole = b"".join(pieces[n] for n in range(1, last + 1))
+        self.pieces.pop(key, None)
+        return whole if len(whole) > FLAG_BYTE and whole[FLAG_BYTE] & FLAG_ENCRYPTION else None
 
     def _v1(self, msg: IkeMessage, sender: str, chosen: Payload | None) -> Opened | None:
         key = self.ring.ikev1(msg.ispi)
