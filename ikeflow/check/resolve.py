@@ -34,7 +34,7 @@ class Conn:
     config: Config
     daemon: str  # a key of defaults.DAEMONS
     daemon_how: str  # "--daemon" or "guessed from the ipsec.conf dialect" ...
-    v: dict[str, Value] = field(default_factory=dict)  # the settings below, by name
+    v: dict[str, Value] = field(default_factory=dict)  # the effective settings by name (initiates, ike, esp, local_id, ...)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -44,14 +44,7 @@ class Conn:
     def __getitem__(self, key: str) -> Value:
         return self.v[key]
 
-    @property
-    def title(self) -> str:
-        return f"{self.name} ({self.config.source})"
 
-
-SETTINGS = ("initiates", "accepts", "aggressive", "local_addrs", "remote_addrs", "local_id", "remote_id",
-            "local_auth", "remote_auth", "xauth", "ike", "esp", "pfs_from_ike", "local_ts", "remote_ts",
-            "ike_lifetime", "child_lifetime", "encap", "fragmentation", "dpd", "aggressive_psk", "auto")
 _ANY = ("%any", "%any4", "%any6", "0.0.0.0", "::", "%defaultroute", "%")
 
 
@@ -78,7 +71,7 @@ def _dflt(conn: Conn, dialect: str, setting: str) -> tuple[str, str]:
 
 
 def _ike(conn: Conn, text: Setting | None, dialect: str, version: int) -> Value:
-    family = "stroke" if dialect == "stroke" else dialect
+    family = dialect
     dflt, dsrc = default_ike(conn.daemon, version)
     if text is None:
         value, where = _dflt(conn, dialect, "ike")
@@ -163,7 +156,7 @@ def from_ipsec_conf(name: str, s: dict[str, Setting], cfg: Config, daemon: str, 
         st = get(key)
         if st is not None:
             return Value(conv(st.value, st.where), st.where, st.value)
-        text, where = _dflt(conn, d if cfg.dialect != "openswan" else "libreswan", setting)
+        text, where = _dflt(conn, d, setting)
         return Value(conv(text, where), where, text)
 
     ver = get("keyexchange") or get("ikev2")

@@ -45,9 +45,6 @@ class Suite:
         """The suite in strongSwan spelling, alternatives of one type joined with `/`."""
         return "-".join("/".join(sorted(getattr(self, t))) for t in TYPES if getattr(self, t))
 
-    def aead(self) -> bool:
-        return bool(self.encr) and all(re.search(r"gcm|ccm|poly1305", e) for e in self.encr)
-
 
 @dataclass
 class Proposals:
@@ -117,10 +114,6 @@ def parse(text: str, family: str, default: list[Suite] | None = None) -> Proposa
         found["integ"] = [i for i in found["integ"] if i != "none"]
         out.suites.append(Suite(**{t: frozenset(v) for t, v in found.items()}))
     return out
-
-
-def dh_number(kw: str) -> int | None:
-    return next((n for n, k in _DH_NUM.items() if k == kw), None)
 
 
 def agree(a: Suite, b: Suite, kinds: tuple[str, ...]) -> bool:
