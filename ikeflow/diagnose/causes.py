@@ -1,5 +1,7 @@
-"""The cause vocabulary: every cause a finding can name, what the admin checks next,
-what tells two look-alike causes apart, and which causes an error notify points to.
+"""The cause vocabulary: every cause a finding can name, what it means, how it shows
+on the wire, what the admin checks next, what tells two look-alike causes apart,
+and which causes an error notify points to.  `ikeflow explain` prints these and
+README "Diagnosis" holds the same table (tests/test_explain.py compares them).
 
 `read`'s stall rules (diagnose.stalls.TABLE) and `compare`'s path-loss rules
 name causes from here only; a new cause is an entry in `CHECK` first.
@@ -50,6 +52,192 @@ CHECK = {
                   "RADIUS) and that both ends use the same EAP method",
 }
 CAUSES = tuple(CHECK)
+
+# What each cause means, in one sentence.
+MEANS = {
+    "path-blocked": "something between the peers (a firewall, an ACL, a security group) drops IKE on its way to the "
+                    "peer",
+    "peer-down": "the peer host or its IKE daemon is not there: nothing listens on UDP 500/4500, or no IPsec stack "
+                 "takes ESP",
+    "peer-ignores": "the requests reach the peer, which does not answer them: no connection matches this address, "
+                    "or the daemon hangs",
+    "reply-path-lost": "the peer answers, but its answers are lost on the way back (return route, firewall or NAT "
+                       "state)",
+    "udp4500-blocked": "UDP 500 passes but UDP 4500, where NAT-T moves IKE and ESP, is dropped on the path",
+    "fragments-dropped": "an IKE message too large for one packet leaves as IP fragments, and a hop drops them",
+    "proposal-mismatch": "the two ends have no cipher, integrity, PRF or DH group combination in common",
+    "ike-version-mismatch": "one end speaks IKEv1, the other IKEv2 only (or the other way round)",
+    "dh-group-mismatch": "the two ends have no Diffie-Hellman group in common",
+    "pfs-mismatch": "one end wants a fresh DH exchange (PFS) for the CHILD SA / Quick Mode, the other does not, or "
+                    "they want different groups",
+    "psk-mismatch": "the two ends hold different pre-shared keys, so neither can check (IKEv1: decrypt) the other's "
+                    "authentication",
+    "peer-id-mismatch": "an end sends an identity (ID payload) that the other has no connection or secret for",
+    "subnet-mismatch": "the traffic selectors (protected subnets) of the two ends do not mirror each other",
+    "aggressive-mode-refused": "the responder refuses IKEv1 Aggressive Mode (with a pre-shared key) outright",
+    "esp-blocked": "the tunnel is up but ESP (IP protocol 50, or UDP 4500) is dropped one way, or the peer does "
+                   "not install or use its SA",
+    "peer-dead": "a peer that was up stops answering liveness checks (DPD): gone, rebooted or cut off",
+    "mtu-blackhole": "large ESP packets are dropped on the path and no ICMP 'fragmentation needed' comes back, so the "
+                     "senders never learn to send smaller ones",
+    "nat-mapping-expired": "the NAT in front of one end forgot its UDP mapping while the end was quiet, so packets "
+                           "towards it bounce",
+    "cert-untrusted": "authentication by certificate is refused: an unknown or untrusted CA, an expired or revoked "
+                      "certificate, or an identity it does not hold",
+    "xauth-failed": "IKEv1 phase 1 worked but the user authentication (XAUTH) that follows was refused",
+    "eap-failed": "IKEv2 EAP authentication of the client was refused by the EAP server",
+}
+
+# How each cause shows on the wire (the "on the wire" column of README "Diagnosis"; `ikeflow explain`).
+WIRE = {
+    "path-blocked": (
+        'the first request (MM1/AM1/IKE_SA_INIT) is re-sent and nothing comes back, not even ICMP; or'
+        ' ICMP "administratively prohibited" from a router'),
+    "peer-down": (
+        "ICMP port unreachable from the peer's own address for every request (the host is up, no IKE "
+        'daemon); ICMP host/network unreachable from a router; one-way ESP that the far end answers '
+        'with ICMP protocol unreachable (no IPsec stack takes ESP there), with or without IKE in the '
+        'capture'),
+    "peer-ignores": (
+        'requests re-sent, no answer and no ICMP, although the peer answered earlier messages on the '
+        'same path (ranked second after `path-blocked` for a first request: only a capture at the '
+        'peer tells them apart)'),
+    "reply-path-lost": (
+        "the peer's answer is in the capture, yet the requester keeps re-sending its request (and the"
+        ' peer re-sends its answer)'),
+    "udp4500-blocked": (
+        'the first message after the NAT-T float (MM5, AM3, IKE_AUTH on UDP 4500) is re-sent and '
+        'never answered after a clean exchange on UDP 500; seen past the NAT: NAT-D found a NAT and '
+        'nothing follows MM4 / IKE_SA_INIT'),
+    "fragments-dropped": (
+        'the unanswered message left as IP fragments (or is larger than a 1500-byte packet), '
+        'incomplete datagrams, ICMP "fragmentation needed"; seen past the fragment-dropping hop: '
+        'certificate authentication without IKE fragmentation and MM5/IKE_AUTH never arrives'),
+    "proposal-mismatch": (
+        'an unencrypted NO_PROPOSAL_CHOSEN to MM1/AM1/IKE_SA_INIT; QM1 answered with an encrypted '
+        'INFO instead of QM2; an IKE_AUTH response with room for IDr + AUTH but not SA + TS; an '
+        'error-only CREATE_CHILD_SA response'),
+    "ike-version-mismatch": (
+        'INVALID_MAJOR_VERSION, an answer in the other IKE version, or an IKEv1 NO_PROPOSAL_CHOSEN '
+        'without SPI (refused before any SA state: no IKEv1 connection for this peer)'),
+    "dh-group-mismatch": (
+        'INVALID_KE_PAYLOAD with no retry in the requested group; a NO_PROPOSAL_CHOSEN to '
+        'IKE_SA_INIT/MM1 when only the group differs (ranked second: same answer as a cipher '
+        "mismatch); ranked first when the responder's Vendor ID names a daemon whose default "
+        'proposals refuse only the offered DH groups (e.g. modp1024 in strongSwan since 5.6.1, '
+        '`diagnose/defaults.py`), and the summary says what to configure on both sides '
+        '(`proposal-mismatch` likewise when a cipher or hash is what the defaults refuse)'),
+    "pfs-mismatch": (
+        'a refused QM1 / CREATE_CHILD_SA whose request is large enough to carry a KE payload of the '
+        "SA's DH size; for IKEv2 only a rekey (its encrypted part starts with N(REKEY_SA)): a refused"
+        ' new CHILD_SA (starting with SA) ranks `subnet-mismatch` first'),
+    "psk-mismatch": (
+        "IKEv1: the initiator keeps re-sending MM5 after the responder's encrypted INFO (neither can "
+        'decrypt the other; the INFO often comes from UDP 500; strongSwan); the responder keeps '
+        're-sending MM4 although MM5 reached the capture point, with no INFO (libreswan; ranked with '
+        '`reply-path-lost`, MM5 lost after the capture point, which looks the same); the initiator '
+        'answers AM2 with an encrypted INFO instead of AM3; IKEv2: an error-only IKE_AUTH response '
+        '(AUTHENTICATION_FAILED)'),
+    "peer-id-mismatch": (
+        'IKEv1: MM5 answered once with an encrypted INFO that the initiator accepts (same keys, so '
+        'the PSK matches; strongSwan); every MM5 answered at once with an encrypted INFO while the '
+        'responder keeps re-sending MM4 (it decrypted MM5: libreswan); INVALID_ID_INFORMATION in '
+        'phase 1; IKEv2: the same error-only IKE_AUTH response as a wrong PSK (ranked second)'),
+    "subnet-mismatch": (
+        'TS_UNACCEPTABLE / INVALID_ID_INFORMATION in Quick Mode; encrypted: the same signatures as a '
+        'phase-2 proposal mismatch (ranked second)'),
+    "aggressive-mode-refused": (
+        'AM1 answered with an unencrypted AUTHENTICATION_FAILED, before any authentication data could'
+        ' be checked'),
+    "esp-blocked": (
+        'the IKE SA is up and ESP flows in one direction only'),
+    "mtu-blackhole": (
+        'found by `compare` only: packet by packet, every ESP packet lost between the two capture '
+        'points is larger than every one of the same SA that arrived (2 or more lost), and no ICMP '
+        '"fragmentation needed" came back. `read` keeps no size per ESP packet, so one capture shows '
+        'a sequence gap (`esp-loss`) at most'),
+    "nat-mapping-expired": (
+        'the side behind a NAT (by NAT-D) sent nothing for 5 s or more, not even a NAT-T keepalive, '
+        "and then packets to it are answered with ICMP port unreachable from its NAT's address, with "
+        "nothing from it afterwards (`peer-down` second: the NAT passes on its host's ICMP when the "
+        'daemon is gone)'),
+    "cert-untrusted": (
+        'authentication by certificate refused: IKEv1 with a certificate method chosen in MM1/MM2 and'
+        ' MM5 answered with an encrypted INFO; IKEv2 with an IKE_AUTH request of 700 bytes or more (a'
+        ' certificate; a PSK request is near 300) answered error-only. With certificates, '
+        '`psk-mismatch` is never a candidate; `peer-id-mismatch` comes second'),
+    "xauth-failed": (
+        'IKEv1: phase 1 up, the responder (the XAUTH server) starts Transaction exchanges asking for '
+        "the user's credentials, and neither a Quick Mode nor the client's own Mode Config request "
+        'follows'),
+    "eap-failed": (
+        "IKEv2: IKE_AUTH went several rounds (EAP after the responder's own AUTH) and the last answer"
+        ' is error-only (EAP-Failure); `psk-mismatch` and `peer-id-mismatch` are no candidates, the '
+        'responder already authenticated'),
+    "peer-dead": (
+        'after the tunnel was up, the peer stops answering liveness checks (see "DPD and liveness" '
+        'below) and nothing else comes from it; with ICMP port unreachable from the peer for the '
+        'checks, `peer-down` comes first (its IKE daemon is gone)'),
+}
+
+# Captures that show each cause (pcaps/lab/ unless "public": ../shared/pcaps/public/).
+EXAMPLES = {
+    "path-blocked": (
+        '`pcaps/lab/ikev1-udp500-blocked.inside.pcap`, `ikev2-udp500-blocked.inside.pcap`'),
+    "peer-down": (
+        '`pcaps/lab/ikev1-responder-down.*.pcap`, `ikev2-responder-down.*.pcap`'),
+    "peer-ignores": (
+        '`pcaps/lab/ikev2-responder-hung.*.pcap`'),
+    "reply-path-lost": (
+        '`pcaps/lab/ikev1-replies-dropped.outside.pcap`, `ikev2-replies-dropped.outside.pcap`; public'
+        ' `tcpdump/tests/isakmp4500.pcap` (QM2 re-sent after QM3)'),
+    "udp4500-blocked": (
+        '`pcaps/lab/ikev1-udp4500-blocked.*.pcap`, `ikev2-udp4500-blocked.*.pcap`'),
+    "fragments-dropped": (
+        '`pcaps/lab/ikev1-fragments-dropped.*.pcap`, `ikev2-fragments-dropped.*.pcap`; public '
+        '`zeek-spicy-ipsec/tests/traces/ipsec_client.pcap`'),
+    "proposal-mismatch": (
+        '`pcaps/lab/ikev1-p1-proposal-mismatch.*.pcap`, `ikev2-ike-proposal-mismatch.*.pcap`, '
+        '`ikev1-p2-proposal-mismatch.*.pcap`, `ikev2-child-proposal-mismatch.*.pcap`; public '
+        '`scapy/test/pcaps/ikev2_notify_redirect.pcap`'),
+    "ike-version-mismatch": (
+        '`pcaps/lab/ikev1-vs-ikev2-only.*.pcap`'),
+    "dh-group-mismatch": (
+        '`pcaps/lab/ikev2-dh-group-mismatch.*.pcap` (tie with `proposal-mismatch`)'),
+    "pfs-mismatch": (
+        '`pcaps/lab/ikev1-pfs-mismatch.*.pcap`, `ikev2-pfs-mismatch.*.pcap`'),
+    "psk-mismatch": (
+        '`pcaps/lab/ikev1-main-psk-mismatch.*.pcap`, `ikev1-aggr-psk-mismatch.*.pcap`, '
+        '`ikev2-psk-mismatch.*.pcap`, `ikev*-libreswan-psk-mismatch.*.pcap`'),
+    "peer-id-mismatch": (
+        '`pcaps/lab/ikev1-peerid-mismatch.*.pcap`, `ikev2-peerid-mismatch.*.pcap` (tie with '
+        '`psk-mismatch`), `ikev*-libreswan-peerid-mismatch.*.pcap`'),
+    "subnet-mismatch": (
+        '`pcaps/lab/ikev1-subnet-mismatch.*.pcap`, `ikev2-subnet-mismatch.*.pcap` (tie with '
+        '`proposal-mismatch`)'),
+    "aggressive-mode-refused": (
+        '`pcaps/lab/ikev1-aggr-refused.*.pcap`'),
+    "esp-blocked": (
+        '`pcaps/lab/ikev1-esp-oneway.inside.pcap`, `ikev2-esp-oneway.inside.pcap`'),
+    "mtu-blackhole": (
+        '`pcaps/lab/ikev2-mtu-blackhole.*.pcap` (the router drops UDP 4500 datagrams over 1200 bytes:'
+        ' 1300-byte pings vanish, small ones pass)'),
+    "nat-mapping-expired": (
+        '`pcaps/lab/ikev1-nat-mapping-expired.outside.pcap`, `ikev2-nat-mapping-expired.outside.pcap`'
+        ' (the inside captures cannot show it: nothing arrives there)'),
+    "cert-untrusted": (
+        '`pcaps/lab/ikev1-cert-untrusted.*.pcap`, `ikev2-cert-untrusted.*.pcap`; public '
+        '`zeek-plugin-ikev2/tests/Traces/ikev2.pcap`'),
+    "xauth-failed": (
+        '`pcaps/lab/ikev1-xauth-failed.*.pcap` (public '
+        '`wireshark/test/captures/ikev1-bug-12620.pcapng.gz` is a success: the client pulls Mode '
+        'Config after XAUTH)'),
+    "eap-failed": (
+        '`pcaps/lab/ikev2-eap-failed.*.pcap`'),
+    "peer-dead": (
+        '`pcaps/lab/ikev1-dpd-dead-peer.*.pcap`, `ikev2-dpd-dead-peer.*.pcap`, '
+        '`ikev*-dpd-answered-then-silent.*.pcap`; `peer-down`: `ikev*-dpd-answered-then-gone.*.pcap`'),
+}
 
 # What tells two close causes apart (keys: frozenset of the two causes).
 _PEER_SIDE = ("only a capture at the peer tells these apart: nothing arriving there = the path drops it; "
