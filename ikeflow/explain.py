@@ -283,7 +283,7 @@ def _wrap(label: str, text: str, width: int, indent: int) -> str:
                          break_long_words=False, break_on_hyphens=False)
 
 
-@click.command(help="What a finding code or a cause means, how it shows on the wire, what tells it apart from "
+@click.command(short_help="What a finding code or a cause means and what to check.", help="What a finding code or a cause means, how it shows on the wire, what tells it apart from "
                     "its look-alikes and what to check.  Without NAME: every code and cause.")
 @click.argument("name", required=False)
 @click.version_option(__version__, prog_name="ikeflow")
