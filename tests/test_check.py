@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import PCAPS, REQUIRE_ALL
+from conftest import PCAPS, REQUIRE_ALL, need_tshark
 from ikeflow.check import ipsec_conf, secrets, swanctl
 from ikeflow.check.command import check, load, run_check
 from ikeflow.check.config import Config, ConfigError
@@ -301,3 +302,22 @@ def test_capture_network_stall_left_alone():
     _, doc = _with_capture("ikev2-udp4500-blocked", "ikev2-udp4500-blocked")
     (note,) = doc["capture_findings"]
     assert note["causes"][0] == "udp4500-blocked" and not note["ruled_out"] and not note["explained_by"]
+
+
+def test_invalid_ke_round_trip_agrees_with_tshark():
+    """ikev2-invalid-ke: the configurations say the initiator's KE is for its first group and charon asks for its
+    own first group; tshark reads the same two groups from the recording (KE payload, INVALID_KE_PAYLOAD data)."""
+    tshark = need_tshark()
+    ends, cap = _lab_ends("ikev2-invalid-ke"), LAB / "ikev2-invalid-ke.outside.pcap"
+    if not cap.is_file() or not all(p.is_file() for p in ends):
+        pytest.skip("lab files of ikev2-invalid-ke not present")
+    rows = subprocess.run([tshark, "-r", str(cap), "-T", "fields", "-e", "isakmp.key_exchange.dh_group",
+                           "-e", "isakmp.notify.msgtype", "-e", "isakmp.notify.data.accepted_dh_group"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    first_ke = int(rows[0].split("\t")[0])
+    asked = next(int(r.split("\t")[2]) for r in rows if "17" in r.split("\t")[1].split(","))  # INVALID_KE_PAYLOAD
+    groups = {14: "modp2048", 19: "ecp256"}  # RFC 3526 / RFC 5903 group numbers
+    res = run_check([str(p) for p in ends], [None], None)
+    note = next(f for p in res.pairs for f in p.findings if f.code == "invalid-ke-expected")
+    assert f"key exchange for {groups[first_ke]}" in note.summary and f"prefers {groups[asked]}" in note.summary
+    assert not _errors(res)

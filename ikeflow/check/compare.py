@@ -175,6 +175,8 @@ def _ike_proposals(p: Pair, aggr: bool) -> None:
         for a in accepted:
             if agree(o, a, kinds):
                 p.ike_agreed = Suite(*(getattr(o, t) & getattr(a, t) for t in ("encr", "integ", "prf", "dh", "esn")))
+                if p.version == 2:
+                    _invalid_ke(p)
                 return
     missing = _missing(offered, accepted, kinds)
     at = ("AM1" if aggr else "MM1") if p.version == 1 else "IKE_SA_INIT"
@@ -186,6 +188,22 @@ def _ike_proposals(p: Pair, aggr: bool) -> None:
     p.findings.append(_finding(ERROR, "dh-group-mismatch" if dh_only and p.version == 2 else "proposal-mismatch", at,
                                f"phase 1: {_who(i)} offers {i['ike']}, {_who(r)} accepts {r['ike']}: {why}",
                                [i["ike"], r["ike"]], causes))
+
+
+def _invalid_ke(p: Pair) -> None:
+    """IKEv2: the initiator sends its KE for the first group it lists; charon as responder picks the first of its
+    own groups the initiator offers (charon.prefer_configured_proposals, strongswan.conf(5)) and answers any other
+    KE with INVALID_KE_PAYLOAD, which costs one more IKE_SA_INIT round trip."""
+    i, r = p.init, p.resp
+    offered, mine = i["ike"].value.dh_order, r["ike"].value.dh_order
+    if not offered or not mine or not r.daemon.startswith("strongswan"):
+        return
+    chosen = next((g for g in mine if g in offered), None)
+    if chosen and chosen != offered[0]:
+        p.findings.append(_finding(INFO, "invalid-ke-expected", "IKE_SA_INIT",
+                                   f"{_who(i)} sends its key exchange for {offered[0]}, {_who(r)} prefers {chosen}: "
+                                   f"one INVALID_KE_PAYLOAD round trip, then IKE_SA_INIT again with {chosen}",
+                                   [i["ike"], r["ike"]], []))
 
 
 def _missing(offered: list[Suite], accepted: list[Suite], kinds: tuple[str, ...]) -> list[str]:

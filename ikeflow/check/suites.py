@@ -52,6 +52,7 @@ class Proposals:
     strict: bool = True  # stroke: no `!` means charon appends its defaults
     unknown: list[str] = field(default_factory=list)
     uses_default: bool = False  # the `default` keyword (swanctl) or nothing configured
+    dh_order: list[str] = field(default_factory=list)  # DH groups as written: the first is the initiator's KE
 
 
 def keyword(token: str, family: str) -> tuple[str, list[str]] | None:
@@ -111,6 +112,8 @@ def parse(text: str, family: str, default: list[Suite] | None = None) -> Proposa
             if kw == ("encr", ["null"]) and found["encr"]:  # libreswan esp=aes_gcm-null: no integrity
                 continue
             found[kw[0]] += [k for k in kw[1] if k not in found[kw[0]]]
+            if kw[0] == "dh" and kw[1][0] not in out.dh_order:
+                out.dh_order.append(kw[1][0])
         found["integ"] = [i for i in found["integ"] if i != "none"]
         out.suites.append(Suite(**{t: frozenset(v) for t, v in found.items()}))
     return out
