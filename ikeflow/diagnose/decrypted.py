@@ -58,8 +58,8 @@ def _v1(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
         if refusal is None:
             return None
         notify, answer = refusal
-        ids = " ".join(decryption.describe(p) for m in sa.messages for p in (*m.msg.payloads, *m.msg.inner)
-                       if p.name == "ID" and m.msg.exchange_type in sequences.PHASE1_V1) or "no ID seen"
+        ids = " ".join(dict.fromkeys(decryption.describe(p) for m in sa.messages for p in (*m.msg.payloads, *m.msg.inner)
+                                     if p.name == "ID" and m.msg.exchange_type in sequences.PHASE1_V1)) or "no ID seen"
         says = f"the {_who(answer.sender)} says {notify} to {request.label} ({ids})"
         if request.label == "AM2":
             cause = "peer-id-mismatch" if notify == BAD_ID else "psk-mismatch"

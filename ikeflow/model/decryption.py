@@ -18,6 +18,7 @@ verified on its own, their plaintexts joined once all are in.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from ikeflow.decode.proposals import summarize_sa
 KEEP_OPENED = 256  # messages remembered per SA so that a re-sent one is not decrypted again
 KEEP_FRAGMENTS = 8  # fragmented messages collected at once per SA
 FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
+HASH_PAYLOAD = 8
+V1_IV_UNKNOWN = "IV unknown: the payloads after the HASH decrypted, the HASH's own first bytes are not readable"
 PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV chain
 # The IV of an IKEv1 Informational sent before phase 1 completed, as the implementations derive it; tried in
 # this order, the first that verifies is kept (strongSwan's ike_sa.c/keymat_v1.c and libreswan's
@@ -158,7 +161,25 @@ class Decryption:
                 if variant and len(self.variants) < KEEP_OPENED:
                     self.variants[mid] = variant
                 return Opened(True, inner, fault, variant)
-        return Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)")
+        return self._v1_tail(msg, body, key.enc_key, cipher, hash_name) or \
+            Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)")
+
+    def _v1_tail(self, msg: IkeMessage, body: bytes, key: bytes, cipher: str, hash_name: str) -> Opened | None:
+        """A message that starts with HASH under an IV none of the variants gives (libreswan's phase-1
+        Informational): in CBC the IV touches the first block only, which lies inside the HASH, so the payloads
+        after the HASH decrypt all the same.  The key fits when they chain to the end; the HASH is not readable."""
+        size = 4 + hashlib.new(hash_name).digest_size
+        if msg.next_payload != HASH_PAYLOAD or len(body) < size + 4:
+            return None
+        plaintext, _ = decrypt.v1_decrypt(body, key, bytes(len(body[:decrypt.ENCR[cipher].block])), cipher)
+        for nxt in (11, 12, 14, 1):  # N, D, ATTR, SA: what follows HASH in an Informational, Transaction or QM
+            if decrypt.v1_plausible(plaintext[size:], nxt):
+                inner, fault = decode_inner(1, nxt, plaintext[size:])
+                head = Payload(HASH_PAYLOAD, "HASH", size, b"", {"length": size - 4})
+                if len(self.variants) < KEEP_OPENED:
+                    self.variants[msg.message_id] = V1_IV_UNKNOWN
+                return Opened(True, [head, *inner], fault, V1_IV_UNKNOWN)
+        return None
 
     # -- IKEv2 ---------------------------------------------------------------------------
 
