@@ -165,6 +165,20 @@ def test_strongswan_appends_its_defaults_without_bang(tmp_path):
     assert _errors(loose) == []
 
 
+def test_libreswan_has_no_modp1024(tmp_path):
+    """Both ends write modp1024, but libreswan 3.30+ is built without it: no common DH group, and a warning
+    that pluto will not load the line."""
+    for name in ("libreswan", "stroke"):
+        _copy(tmp_path, name)
+    _edit(tmp_path / "libreswan/conns/west-east.conf", "ike=aes256-sha1;modp2048", "ike=aes256-sha1;modp1024")
+    _edit(tmp_path / "stroke/ipsec.conf", "ike=aes256-sha1-modp2048!", "ike=aes256-sha1-modp1024!")
+    res = run_check([str(tmp_path / "libreswan"), str(tmp_path / "stroke")], [None], None)
+    assert _errors(res)[0] == ("proposal-mismatch", "MM1")
+    assert "no common DH group" in res.pairs[0].findings[0].summary
+    assert any("west-east.conf:14: libreswan 3.30 and later is built without modp1024" in w
+               for w in res.conns[0][0].warnings)
+
+
 def test_daemon_defaults_by_version():
     """Openswan 2.6 starts IKEv1 by default (ikev2=permit) with its spdb.c proposals; a swanctl conn with
     version = 2 refuses it; the finding cites the default's source."""

@@ -85,8 +85,24 @@ def _ike(conn: Conn, text: Setting | None, dialect: str, version: int) -> Value:
     if dialect in ("libreswan", "openswan"):  # an ike= without a group takes the default groups
         groups = frozenset(g for s in dflt for g in s.dh)
         props.suites = [s if s.dh else Suite(s.encr, s.integ, s.prf, groups, s.esn) for s in props.suites]
+    if conn.daemon.startswith("libreswan"):
+        _drop_unbuilt(conn, props, where)
     conn.warnings += [f"{where}: unknown algorithm {u}" for u in props.unknown]
     return Value(props, where, _shown(text, props, "ike"))
+
+
+# DH groups libreswan is built without (mk/userland.mk USE_DH2 ?= false since 3.30; groups 22 since 3.19,
+# 23-24 since 3.26; CHANGES), so no ike=/esp= line brings them back
+_LS_UNBUILT = {"modp1024", "modp1024s160", "modp2048s224", "modp2048s256"}
+
+
+def _drop_unbuilt(conn: Conn, props: Proposals, where: str) -> None:
+    gone = sorted({g for s in props.suites for g in s.dh} & _LS_UNBUILT)
+    if not gone:
+        return
+    conn.warnings.append(f"{where}: libreswan 3.30 and later is built without {', '.join(gone)}: pluto rejects "
+                         f"this proposal list (the conn is not loaded); compared here without those groups")
+    props.suites = [Suite(s.encr, s.integ, s.prf, s.dh - _LS_UNBUILT, s.esn) for s in props.suites]
 
 
 def _esp(conn: Conn, text: Setting | None, dialect: str) -> Value:
@@ -103,6 +119,8 @@ def _esp(conn: Conn, text: Setting | None, dialect: str) -> Value:
         props, where = parse(text.value, family, dflt), text.where
     if not props.strict:
         props.suites += dflt
+    if conn.daemon.startswith("libreswan"):
+        _drop_unbuilt(conn, props, where)
     conn.warnings += [f"{where}: unknown algorithm {u}" for u in props.unknown]
     return Value(props, where, _shown(text, props, "esp"))
 
