@@ -95,8 +95,9 @@ def report_options(command):
 def keys_option(command):
     return click.option(
         "--keys", "keys", multiple=True, type=click.Path(exists=False), metavar="PATH",
-        help="Decrypt with the keys in PATH (a file or a directory: Wireshark key tables, strongSwan/libreswan "
-             "logs; see README \"Keys\"); repeat for more.")(command)
+        help="Decrypt IKE with the keys in PATH, a file or a directory (Wireshark's IKEv1/IKEv2/ESP key "
+             "tables, a strongSwan charon log at ike/chd level 4, a libreswan pluto log with plutodebug=private, "
+             "tcpdump -E secrets); repeat for more.")(command)
 
 
 def _narrowing(peers, severity):
@@ -426,6 +427,9 @@ class _Progress:
 
 from ikeflow.keys.command import keys  # noqa: E402
 main.add_command(keys)
+
+from ikeflow.explain import explain  # noqa: E402
+main.add_command(explain)
 
 from ikeflow.check.command import check  # noqa: E402
 main.add_command(check)

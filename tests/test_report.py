@@ -103,7 +103,7 @@ def test_wrap_never_cuts_a_word():
     assert lines == ["IKE SA", f"  {spi}", "  between 192.0.2.10", "  and 203.0.113.20"]
     assert [t.plain for t in grid(["a", "b"], [["1", "x y"]], 80)] == ["a  b", "1  x y"]
     assert [t.plain for t in grid(["SPI", "state"], [[spi, "phase 1 incomplete"]], 30)] == \
-        [spi, "  state: phase 1 incomplete"]
+        ["SPI:", f"  {spi}", "  state: phase 1 incomplete"]
 
 
 # The lab scenarios' ground truth (pcaps/lab/SCENARIOS.md: what was misconfigured), as the headline says it.
@@ -247,3 +247,15 @@ def test_bad_filter_names_libpcap_reason():
         compile_filter("host and", 1)
     with pytest.raises(FilterError, match="99999"):
         FrameFilter("udp port 99999")
+
+
+def test_keys_decrypt_and_a_bad_key_source_is_a_usage_error():
+    capture = PCAPS / "lab" / "ikev2-ok.inside.pcap"
+    bad = ikeflow("read", "--keys", "/nonexistent/keys", str(capture))
+    assert bad.returncode == 2 and "--keys: /nonexistent/keys" in bad.stderr and "Traceback" not in bad.stderr
+    keys = PCAPS / "lab" / "ikev2-ok.init.keys.log"  # charon's own log of the keys (pcaps/lab/record.py)
+    if not keys.is_file():
+        pytest.skip(f"{keys.name} not recorded yet")
+    doc = json.loads(ikeflow("read", "--json", "--keys", str(keys), str(capture)).stdout)
+    auth = [m for m in doc["messages"] if m["exchange"] == "IKE_AUTH"]
+    assert auth and all(m["decrypted"] for m in auth)

@@ -148,10 +148,10 @@ def wrap(text: Text | str, width: int | None, indent: int = 0) -> list[Text]:
 
 
 def grid(columns: list[str], rows: list[list], width: int | None, right: tuple[int, ...] = (),
-         indent: int = 0, last_min: int = 20) -> list[Text]:
+         indent: int = 0, last_min: int = 20, bare_first: bool = False) -> list[Text]:
     """A table as lines: aligned columns when they fit in `width`, or when only the last column needs
-    wrapping under itself (in at least `last_min` columns); otherwise each row as its first value and
-    `column: value` pairs, wrapped at spaces."""
+    wrapping under itself (in at least `last_min` columns); otherwise each row as `column: value` pairs
+    (the first value alone with `bare_first`), wrapped at spaces."""
     cells = [[c if isinstance(c, Text) else Text(str(c)) for c in row] for row in rows]
     head = [Text(c, style="dim") for c in columns]
     widths = [max(cell_len(r[i].plain) for r in [head, *cells]) for i in range(len(columns))]
@@ -168,7 +168,8 @@ def grid(columns: list[str], rows: list[list], width: int | None, right: tuple[i
         return [line.rstrip() or line for line in out]
     out = []
     for r in cells:
-        pairs = [r[0]] + [Text(f"{name}: ", style="dim") + c for name, c in zip(columns[1:], r[1:]) if c.plain]
+        pairs = [Text(f"{name}: ", style="dim") + c if name and not (bare_first and n == 0) else c
+                 for n, (name, c) in enumerate(zip(columns, r)) if c.plain]
         out += wrap(Text(" " * indent) + Text("  ").join(pairs), width, indent + 2)
     return out
 

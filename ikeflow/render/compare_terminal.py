@@ -52,7 +52,7 @@ def render(console: Console, cmp: Comparison, width: int | None = FROM_CONSOLE, 
              when(p.first_time), when(p.last_time), "reference" if p.index == 0 else f"{offsets[p.index] * 1000:+.3f} ms"]
             for p in cmp.points]
     out(grid(["point", "file", "packets", "IKE", "ESP", "first", "last", "clock offset"], rows, width,
-             right=(2, 3, 4)))
+             right=(2, 3, 4), bare_first=True))
     if not quiet:
         for seg in cmp.segments:
             out(_segment(seg, width))
@@ -120,7 +120,8 @@ def _directions(conv: Conversation, width: int | None) -> list[Text]:
                      sum(e.duplicated for e in d.esp), sum(e.reordered for e in d.esp)) if d.esp else ""
         rows.append([f"{d.src} → {d.dst} (#{d.up + 1} → #{d.down + 1})",
                      counts(d.sent, d.arrived, len(d.lost), d.duplicated, d.reordered), esp, delay])
-    return grid(["direction (sent at → arrives at)", "IKE", "ESP", "transit ms (min–max)"], rows, width, indent=3)
+    return grid(["direction (sent at → arrives at)", "IKE", "ESP", "transit ms (min–max)"], rows, width, indent=3,
+                bare_first=True)
 
 
 def _ladder(seg: Segment, conv: Conversation, width: int | None) -> list[Text]:

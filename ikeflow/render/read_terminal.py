@@ -7,6 +7,8 @@ long as its content); a value is wrapped at spaces or given a line of its own, n
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.console import Console
 from rich.text import Text
 
@@ -17,8 +19,8 @@ from ikeflow.model.analysis import Analyzer
 from ikeflow.model.attribution import Owners
 from ikeflow.model.esp import EspTable
 from ikeflow.model.ikesa import IkeSa, Seen
-from ikeflow.render.common import (PROPOSAL_STRINGS, grid, headline, ip, merge_info, nat_text, pair_words,
-                                   relative, span_text, stamp, where, wrap)
+from ikeflow.render.common import (PROPOSAL_STRINGS, grid, headline, ip, merge_info, nat_text, pair_of,
+                                   pair_words, relative, span_text, stamp, where, wrap)
 from ikeflow.sources.capture import FileInfo, split_ref
 
 STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
@@ -59,10 +61,15 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
     errors, owners = first_errors(an, findings), an.owners
     heads = {key: headline(pair, verdicts.get(key, ""), errors.get(key)) for key, pair in an.pairs.items()}
     if len(an.pairs) > 1:
+        counts: dict = {}
+        for f in findings:
+            if f.severity != INFO:
+                counts.setdefault(pair_of(f), Counter())[f.severity] += 1
         out(Text(""))
-        out(grid(["peer pair", "IKE SAs", "what happened"],
-                 [[pair_words(key), str(len(pair.sas)), Text(heads[key], style=_style(key, errors))]
-                  for key, pair in an.pairs.items()], width))
+        out(grid(["peer pair", "IKE SAs", "findings", "what happened"],
+                 [[pair_words(key), str(len(pair.sas)),
+                   ", ".join(f"{n} {sev}{'s' if n > 1 else ''}" for sev, n in sorted(counts.get(key, {}).items())),
+                   Text(heads[key], style=_style(key, errors))] for key, pair in an.pairs.items()], width, right=(1,)))
     elif quiet and an.pairs:
         key = next(iter(an.pairs))
         out(Text(""))
