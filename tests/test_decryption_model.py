@@ -7,6 +7,8 @@ Differences from tshark, with their reasons, are listed in `KNOWN`.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import os
 import re
 import shutil
@@ -21,6 +23,7 @@ from conftest import need_public, need_tshark
 from ikeflow import pipeline
 from ikeflow.keys import load_keys
 from ikeflow.model import decryption
+from ikeflow.render.read_json import MessageSpool, build, write
 from ikeflow.sources.capture import split_ref
 
 WIRESHARK = Path("wireshark/test")
@@ -230,3 +233,34 @@ def test_ikev2_authentication_failed_quotes_the_ids():
                                     pipeline.Options(keys=load_keys([str(keys_log)])))
     stall = next(f for f in result.findings if f.code == "stall")
     assert "IDi=ID_FQDN:intruder.example.net" in stall.summary and stall.evidence == ""
+
+
+def _json(capture: Path, keys) -> dict:
+    spool = MessageSpool(1)
+    p = pipeline.Pipeline(pipeline.Options(keys=keys), [spool.add])
+    p.read([str(capture)])
+    result = p.conclude()
+    out = io.StringIO()
+    write(out, build(result.model, result.infos, result.findings, result.verdicts), spool)
+    return json.loads(out.getvalue())
+
+
+def test_json_fields():
+    """With keys: messages[] carry decrypted, the inner payloads (names, types, decoded) and their text, and the
+    decrypted notifies join `notify`; a finding the payloads decided says so.  Without keys: none of them."""
+    public = need_public()
+    capture = public / WIRESHARK / "captures/ikev2-decrypt-aes256gcm16.pcap"
+    doc = _json(capture, load_keys([str(public / WIRESHARK / "config")]))
+    auth = next(m for m in doc["messages"] if m["exchange"] == "IKE_AUTH" and m["request"])
+    assert auth["decrypted"] is True and auth["inner_payload_types"] == [35, 41, 36, 39, 33, 44, 45, 41, 41]
+    assert auth["inner_payloads"][:4] == ["IDi", "N", "IDr", "AUTH"]
+    assert auth["inner"][0]["value"] == "192.168.1.2" and auth["inner"][3]["method_name"] == "PSK"
+    assert {"type": 16384, "name": "INITIAL_CONTACT"} in auth["notify"]
+    assert auth["inner_text"].startswith("IDi=ID_IPV4_ADDR:192.168.1.2 N(INITIAL_CONTACT)")
+    plain = _json(capture, None)
+    assert doc["schema"] == plain["schema"] == 3
+    assert all("decrypted" not in m for m in plain["messages"]) and all("evidence" not in f for f in plain["findings"])
+    keys_log = LAB / "ikev2-subnet-mismatch.init.keys.log"
+    if keys_log.is_file():
+        lab = _json(LAB / "ikev2-subnet-mismatch.outside.pcap", load_keys([str(keys_log)]))
+        assert [f["evidence"] for f in lab["findings"] if f["code"] == "stall"] == ["decrypted"]
