@@ -228,8 +228,8 @@ def _open_ikev2(capture: Path, keys) -> dict[int, list[int]]:
     """Frame -> top-level inner payload types of every SK payload that opens."""
     out = {}
     for number, _, _, kind, msg in _frames(capture):
-        if kind != "ike" or len(msg) < 28 or msg[17] >> 4 != 2:
-            continue
+        if kind != "ike" or len(msg) < 28 or msg[17] >> 4 != 2 or struct.unpack_from("!I", msg, 24)[0] > len(msg):
+            continue                                    # not IKEv2, or the first IP fragment of a message
         sa = keys.ikev2(msg[:8], msg[8:16])
         sk = [(t, o) for t, o in _chain(msg, msg[16], 28) if t in (46, 53)]
         if not sa or not sk:

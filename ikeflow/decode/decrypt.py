@@ -197,7 +197,9 @@ def open_sk(message: bytes, sk_offset: int, keys: IkeV2Keys, from_initiator: boo
     if sk_offset < 28 or len(message) < head:
         return _fail("the SK payload is cut off")
     end = sk_offset + struct.unpack_from("!H", message, sk_offset + 2)[0]
-    if end > len(message) or end - head < spec.iv + icv_len + 1:
+    if end > len(message):
+        return _fail("the SK payload runs past the end of the data (cut off, or one IP fragment of it)")
+    if end - head < spec.iv + icv_len + 1:
         return _fail("the SK payload is shorter than its IV, pad length and ICV")
     iv = message[head:head + spec.iv]
     data = message[head + spec.iv:end - icv_len]

@@ -27,6 +27,8 @@ def read_source(path: Path) -> KeyRing:
     if len(raw) > _MAX_FILE:
         raise KeySourceError(f"{path}: larger than {_MAX_FILE >> 20} MiB, not a key file")
     text = raw.decode("utf-8", "replace")
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
+        raise KeySourceError(f"{path}: no keys (the file is empty or holds only comments)")
     for parser in (wireshark.by_name, charon.parse, pluto.parse, tcpdump.parse, wireshark.by_content):
         ring = parser(path.name, text, str(path))
         if ring is not None:

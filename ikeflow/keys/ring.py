@@ -112,8 +112,9 @@ class KeyRing:
         return self._v2.get((bytes(spi_i), bytes(spi_r)))
 
     def esp(self, spi: int, src: str, dst: str) -> EspKey | None:
-        """The key for this SPI and outer addresses: exact addresses first, then `*` wildcards
-        (a key table line with SPI `*` matches any SPI)."""
+        """The key for this SPI and outer addresses: exact addresses first, then `*` wildcards (a key table
+        line with SPI `*` matches any SPI); failing that, the one key known for this SPI (the receiver picks
+        SPIs; a daemon logs its own view of the addresses, which a NAT changes; the ICV tells a wrong pick)."""
         src, dst = _addr(src), _addr(dst)
         best = None
         for key in self._esp.get(spi, []) + self._esp.get(None, []):
@@ -122,7 +123,10 @@ class KeyRing:
             rank = (key.spi is not None, key.src != "*", key.dst != "*")
             if best is None or rank > best[0]:
                 best = (rank, key)
-        return best[1] if best else None
+        if best:
+            return best[1]
+        same = {(k.encr, k.enc_key, k.integ, k.auth_key): k for k in self._esp.get(spi, [])}
+        return next(iter(same.values())) if len(same) == 1 else None
 
     def all(self) -> list[IkeV1Key | IkeV2Keys | EspKey]:
         return [*self._v1.values(), *self._v2.values(), *(k for ks in self._esp.values() for k in ks)]

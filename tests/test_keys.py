@@ -1,0 +1,201 @@
+"""Key sources: Wireshark's tables (read, written, and read back by tshark), charon logs of the lab, the CLI."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ikeflow.decode import decrypt as d
+from ikeflow.keys import EspKey, IkeV2Keys, KeyRing, KeySourceError, load_keys
+from ikeflow.keys.command import keys as keys_command
+from ikeflow.keys.wireshark import export
+from tests.conftest import PCAPS, need_public
+from tests.test_decrypt import WS, _chain, _config, _frames, _open_esp, _open_ikev2, _tshark, _tshark_esp
+
+LAB = PCAPS / "lab"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_wireshark_test_tables():
+    ring = load_keys([str(need_public() / WS / "config")])
+    assert ring.counts == {"ikev1": 3, "ikev2": 9, "esp": 2}
+    v2 = ring.ikev2(bytes.fromhex("81f24c0acd8fa55c"), bytes.fromhex("192383172724c706"))
+    assert (v2.encr, v2.integ, len(v2.sk_ei), len(v2.sk_ai)) == ("aes-ctr", "hmac-sha2-512-256", 28, 64)
+    assert ring.ikev2(bytes.fromhex("0158b8fb90b7623d"), bytes.fromhex("13514610cea16160")).encr == "aes-gcm-16"
+    esp = ring.esp(0x070883C2, "192.168.0.1", "192.168.0.100")
+    assert (esp.encr, esp.integ, len(esp.enc_key)) == ("aes-cbc", "hmac-sha1-96", 16)
+    assert ring.ikev1(bytes.fromhex("fafaeb49382a763c")).enc_key.hex().startswith("735be0cb")
+
+
+def test_esp_sa_quoting_wildcards_and_ascii_keys(tmp_path):
+    path = _write(tmp_path, "esp_sa", '# comment\n\n'
+                  '"IPv4","10.0.*.*","*","*","AES-CBC [RFC3602]","aescbcencryption","HMAC-SHA-1-96 [RFC2404]",'
+                  '"hmacsha1authenticati"\n'
+                  '"IPv6","2001:DB8::1","2001:db8::2","0x0000000a","AES-GCM [RFC4106]","0x\\x30102030405060708090a0b'
+                  '0c0d0e0f0102030405","ANY 64 bit authentication [no checking]",""\n'
+                  '"IPv4","192.0.2.1","192.0.2.2","10","NULL","","NULL",""\n')
+    ring = load_keys([path])
+    wild = ring.esp(77, "10.0.3.4", "192.0.2.9")
+    assert wild.enc_key == b"aescbcencryption" and wild.integ == "hmac-sha1-96" and wild.spi is None
+    gcm = ring.esp(10, "2001:db8:0::1", "2001:db8::2")
+    assert gcm.encr == "aes-gcm-8" and gcm.integ == "none" and len(gcm.enc_key) == 20
+    assert ring.esp(10, "192.0.2.1", "192.0.2.2").encr == "null"         # "10" is decimal, as strtoul reads it
+    assert ring.esp(11, "10.1.0.1", "192.0.2.9") is None
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("ikev2_decryption_table", 'aa,bb,cc\n', "ikev2_decryption_table:1: expected 8 comma-separated fields"),
+    ("ikev2_decryption_table", '0011223344556677,8899aabbccddeeff,00,00,"AES-XTS [RFC0]",,,"NONE [RFC4306]"\n',
+     "unknown algorithm name 'AES-XTS [RFC0]'"),
+    ("ikev2_decryption_table", '0011223344556677,8899aabbccddeeff,00,00,"AES-CBC-256 [RFC3602]",,,"NONE [RFC4306]"'
+     '\n', "SK_ei is 1 octets, AES-CBC-256 [RFC3602] needs 32"),
+    ("ikev1_decryption_table", '00112233445566zz,00\n', "the initiator cookie is not hexadecimal"),
+    ("esp_sa", '"IPv4","a.b","*","1","NULL","","NULL",""\n', "'a.b' is not an IP address"),
+    ("notes.txt", "nothing to see\n", "not a key source ikeflow knows"),
+])
+def test_bad_tables_say_where_and_why(tmp_path, name, text, message):
+    with pytest.raises(KeySourceError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        load_keys([_write(tmp_path, name, text)])
+
+
+def test_missing_path_and_empty_directory(tmp_path):
+    with pytest.raises(KeySourceError, match="no such file"):
+        load_keys([str(tmp_path / "absent")])
+    with pytest.raises(KeySourceError, match="no key table or key log"):
+        load_keys([str(tmp_path)])
+
+
+def test_table_recognised_by_content(tmp_path):
+    line = '1234567890123456,0987654321098765,,,"NULL [RFC2410]",,,"NONE [RFC4306]"\n'
+    assert load_keys([_write(tmp_path, "keys.csv", line)]).counts["ikev2"] == 1
+
+
+def test_export_reads_back_and_tshark_agrees(tmp_path):
+    """Exported tables hold the same keys, and tshark decrypts Wireshark's test captures with them exactly as
+    with the original tables."""
+    public = need_public() / WS
+    ring = load_keys([str(public / "config")])
+    written, skipped = export(ring, tmp_path / "out")
+    assert written == {"ikev1_decryption_table": 3, "ikev2_decryption_table": 9, "esp_sa": 2} and not skipped
+    again = load_keys([str(tmp_path / "out")])
+    assert set(again.all()) == set(ring.all())
+    original = _config(tmp_path, *sorted((public / "config").glob("*.tmpl")))
+    for capture in ("ikev2-decrypt-aes256cbc.pcapng", "ikev2-decrypt-aes192ctr.pcap", "esp-bug-12671.pcapng.gz",
+                    "ikev1-certs.pcap"):
+        fields = ["isakmp.typepayload", "ip.src", "ip.dst"]
+        theirs = _tshark(public / "captures" / capture, original, fields, esp=True)
+        assert _tshark(public / "captures" / capture, tmp_path / "out", fields, esp=True) == theirs
+
+
+def test_export_leaves_out_what_wireshark_cannot_name(tmp_path):
+    ring = KeyRing()
+    ring.add(IkeV2Keys(bytes(8), bytes(7) + b"\1", bytes(36), bytes(36), "chacha20-poly1305", b"", b"", "none"))
+    ring.add(IkeV2Keys(bytes(8), bytes(7) + b"\2", bytes(16), bytes(16), "", b"", b"", ""))
+    ring.add(EspKey(5, "*", "*", "aes-gcm-16", bytes(20), "none", b""))
+    written, skipped = export(ring, tmp_path)
+    assert written["ikev2_decryption_table"] == 0 and len(skipped) == 2
+    assert (tmp_path / "esp_sa").read_text().count("AES-GCM with 16 octet ICV [RFC4106]") == 2    # IPv4 and IPv6
+
+
+def _lab_scenarios() -> list[str]:
+    return sorted({p.name.split(".")[0] for p in LAB.glob("*.keys.log")})
+
+
+def test_lab_charon_logs_decrypt_the_lab_esp():
+    """Every lab keys log loads; with a scenario's logs every ESP packet of its captures (both capture points,
+    so also behind the NAT) opens, and with IKEv2 the IKE SA's SK payloads open once the negotiated
+    algorithms are filled in (AES-CBC with HMAC-SHA2-256-128, the lab's proposal)."""
+    scenarios = _lab_scenarios()
+    if not scenarios:
+        pytest.skip("no lab keys logs in pcaps/lab")
+    opened_esp = opened_ike = 0
+    for scenario in scenarios:
+        ring = KeyRing()
+        for log in LAB.glob(f"{scenario}.*.keys.log"):
+            try:
+                ring.update(load_keys([str(log)]))
+            except KeySourceError as e:
+                assert "no key" in str(e) or ("libreswan" in scenario and
+                                                            "pluto log without usable IKE keys" in str(e)), e
+        for capture in LAB.glob(f"{scenario}.*side.pcap"):
+            esp = [(f, s, t, p) for f, s, t, kind, p in _frames(capture) if kind == "esp"]
+            with_key = [p for _, s, t, p in esp if ring.esp(struct.unpack_from("!I", p)[0], s, t)]
+            assert len(_open_esp(capture, ring)) == len(with_key), f"{capture.name}"
+            opened_esp += len(with_key)
+            filled = KeyRing()
+            for key in ring.all():
+                if isinstance(key, IkeV2Keys) and key.sk_ai:
+                    key = IkeV2Keys(key.spi_i, key.spi_r, key.sk_ei, key.sk_er, "aes-cbc", key.sk_ai, key.sk_ar,
+                                    "hmac-sha2-256-128")
+                filled.add(key)
+            if "ikev2" in scenario and "libreswan" not in scenario:
+                opened_ike += len(_open_ikev2(capture, filled))
+    assert opened_esp > 100 and opened_ike > 20
+
+
+def test_charon_log_without_keys_is_explained(tmp_path):
+    log = "2026-11-29 14:47:34.832 13[IKE] <lab|1> initiating IKE_SA lab[1] to 203.0.113.2\n"
+    with pytest.raises(KeySourceError, match="log levels are below 4"):
+        load_keys([_write(tmp_path, "charon.log", log)])
+
+
+def test_cli_show_hides_keys_unless_revealed_and_export(tmp_path):
+    config = str(need_public() / WS / "config")
+    runner = CliRunner()
+    shown = runner.invoke(keys_command, ["show", "--from", config])
+    assert shown.exit_code == 0 and "3 IKEv1, 9 IKEv2, 2 ESP keys" in shown.output
+    assert "735be0cb" not in shown.output and "<24 octets>" in shown.output
+    assert "735be0cb" in runner.invoke(keys_command, ["show", "--reveal", "--from", config]).output
+    out = runner.invoke(keys_command, ["export", "--from", config, "--out", str(tmp_path)])
+    assert out.exit_code == 0 and (tmp_path / "ikev2_decryption_table").read_text().count("\n") == 9
+    bad = runner.invoke(keys_command, ["show", "--from", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "no such file or directory" in bad.output and "Traceback" not in bad.output
+
+
+def test_decrypt_with_charon_keys_needs_the_algorithms():
+    """A log's IKEv2 keys carry no algorithm: opening says so instead of guessing."""
+    keys = IkeV2Keys(bytes(8), bytes(8), bytes(16), bytes(16), "", bytes(32), bytes(32), "")
+    assert "not given" in d.open_sk(bytes(80), 28, keys, True).reason
+
+
+def test_tcpdump_secrets(tmp_path):
+    """tcpdump's own test secrets: ESP lines (ICV length only, tcpdump does not check it) open its ESP capture
+    (the inner packets are ESP again, as tcpdump's esp2.out shows); the `ikev2 I/R` lines open the IKE_AUTH
+    request's SK payload, whose ICV does not verify with the given SK_ai: ikeflow says so, and with the ICV
+    unchecked the inner payloads are IDi and AUTH, as in tcpdump's ikev2pI2.out."""
+    tests = need_public() / "tcpdump/tests"
+    ring = load_keys([str(tests / "esp-secrets.txt"), str(tests / "ikev2pI2-secrets.txt")])
+    assert ring.counts == {"ikev1": 0, "ikev2": 1, "esp": 3}
+    opened = _open_esp(tests / "08-sunrise-sunset-esp2.pcap", ring)
+    assert len(opened) == 8 and set(opened.values()) == {("192.1.2.23", "192.0.1.1", 50)}
+    assert not _open_esp(tests / "02-sunrise-sunset-esp.pcap", ring)      # that capture used another key
+    for _, _, _, kind, msg in _frames(tests / "ikev2pI2.pcap"):
+        keys = ring.ikev2(msg[:8], msg[8:16])
+        if keys:
+            offset = next(o for t, o in _chain(msg, msg[16], 28) if t == 46)
+            assert "ICV does not verify with SK_ai" in d.open_sk(msg, offset, keys, True).reason
+            unchecked = IkeV2Keys(keys.spi_i, keys.spi_r, keys.sk_ei, keys.sk_er, keys.encr, b"", b"", "unchecked-96")
+            plain = d.open_sk(msg, offset, unchecked, True).plaintext
+            assert [plain[0], plain[struct.unpack_from("!H", plain, 2)[0]]] == [39, 0]   # IDi -> AUTH -> end
+
+
+def test_pluto_line_parsing(tmp_path):
+    """The lines pluto prints once an IKEv2 SA is up (state.c DBG_tcpdump_ike_sa_keys); AEAD keys lack the salt."""
+    log = ("Nov 29 14:49:02.704927: | ikev2 I 0x0011223344556677 0x8899aabbccddeeff sha256:0x" + "11" * 32
+           + " aes128:0x" + "22" * 16 + "\n"
+           "Nov 29 14:49:02.704927: | ikev2 R 0x0011223344556677 0x8899aabbccddeeff sha256:0x" + "33" * 32
+           + " aes128:0x" + "44" * 16 + "\n")
+    key = load_keys([_write(tmp_path, "pluto.log", log)]).ikev2(bytes.fromhex("0011223344556677"),
+                                                                 bytes.fromhex("8899aabbccddeeff"))
+    assert (key.encr, key.integ, key.sk_er, key.sk_ai) == ("aes-cbc", "hmac-sha2-256-128", b"\x44" * 16, b"\x11" * 32)
+    gcm = log.replace("aes128", "aes_gcm_16256").replace("sha256", "none")
+    with pytest.raises(KeySourceError, match="no salt"):
+        load_keys([_write(tmp_path, "pluto2.log", gcm)])
