@@ -139,11 +139,16 @@ def _one_stdin(files) -> None:
 @report_options
 @click.option("--html", "html", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the report as one self-contained HTML page (ladders drawn as pictures).")
+@click.option("--mermaid", "mermaid", default=None, type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help="Also write each IKE SA's ladder as a Mermaid sequence diagram in Markdown, for tickets and "
+                   "wikis; '-' prints it instead of the report.")
 @keys_option
 @analysis_options("Print one JSON document (see README \"JSON output\") instead of the report.")
 @click.version_option(__version__, prog_name="ikeflow")
 def read(files, **kw) -> None:
     _one_stdin(files)
+    if kw["mermaid"] == "-" and kw["as_json"]:
+        raise click.UsageError("--mermaid - and --json both print to standard output: give --mermaid a file")
     kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
     kw["keys"] = _keys(kw["keys"])
     run_command(_read, list(files), kw)
@@ -385,6 +390,19 @@ def _read(files: list[str], kw: dict) -> int:
             write_read_html(result, kw["html"], utc=kw["utc"])
         except OSError as e:
             click.echo(f"ikeflow: cannot write {kw['html']}: {e.strerror or e}", err=True)
+            return EXIT_USAGE
+    if kw["mermaid"]:
+        from ikeflow.render.mermaid import read_mermaid
+
+        text = read_mermaid(result, utc=kw["utc"])
+        if kw["mermaid"] == "-":
+            sys.stdout.write(text)
+            return result.exit_code
+        try:
+            with open(kw["mermaid"], "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            click.echo(f"ikeflow: cannot write {kw['mermaid']}: {e.strerror or e}", err=True)
             return EXIT_USAGE
     if as_json:
         from ikeflow.render.read_json import build, write

@@ -259,3 +259,20 @@ def test_keys_decrypt_and_a_bad_key_source_is_a_usage_error():
     doc = json.loads(ikeflow("read", "--json", "--keys", str(keys), str(capture)).stdout)
     auth = [m for m in doc["messages"] if m["exchange"] == "IKE_AUTH"]
     assert auth and all(m["decrypted"] for m in auth)
+
+
+def test_mermaid_and_html_outputs(tmp_path):
+    capture = str(PCAPS / "lab" / "ikev1-main-psk-mismatch.inside.pcap")
+    sas = json.loads(ikeflow("read", "--json", capture).stdout)["ike_sas"]
+    r = ikeflow("read", "--mermaid", "-", capture)
+    assert r.returncode == 1 and r.stdout.count("```mermaid") == len(sas) and "Findings" not in r.stdout
+    both = ikeflow("read", "--mermaid", "-", "--json", capture)
+    assert both.returncode == 2 and "--mermaid" in both.stderr
+    page, md = tmp_path / "r.html", tmp_path / "r.md"
+    r = ikeflow("read", "-q", "--html", str(page), "--mermaid", str(md), capture)
+    assert r.returncode == 1 and "phase 1 fails at MM5" in r.stdout
+    assert "<svg" in page.read_text() and "sequenceDiagram" in md.read_text()
+    r = ikeflow("compare", "--html", str(page), capture, capture.replace("inside", "outside"))
+    assert r.returncode in (0, 1) and "<svg" in page.read_text()
+    r = ikeflow("read", "--html", str(tmp_path / "no" / "r.html"), capture)
+    assert r.returncode == 2 and r.stderr.startswith("ikeflow: cannot write") and "Traceback" not in r.stderr

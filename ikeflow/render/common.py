@@ -204,6 +204,12 @@ def span_text(first: float, last: float, utc: bool = False) -> str:
     return f"from {a} to {b} ({last - first:.1f} s)"
 
 
+def ms(seconds: float, places: int = 2, sign: bool = False) -> str:
+    """Milliseconds as a report prints them: "+0.02", "-1.500", never "-0.00"."""
+    text = f"{seconds * 1000:{'+' if sign else ''}.{places}f}"
+    return text.replace("-", "+" if sign else "", 1) if float(text) == 0 and text.startswith("-") else text
+
+
 def relative(dt: float) -> str:
     """Seconds since an IKE SA's first message, as the ladder shows them ("0.000", never "-0.000")."""
     text = f"{dt:.3f}"

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ikeflow.diagnose.finding import ERROR
-from ikeflow.render.common import endpoint, grid, ip, relative, span_text, stamp, wrap
+from ikeflow.render.common import endpoint, grid, ip, ms, relative, span_text, stamp, wrap
 from ikeflow.render.read_terminal import FROM_CONSOLE, finding_lines
 from ikeflow.sources.capture import split_ref
 
@@ -49,7 +49,7 @@ def render(console: Console, cmp: Comparison, width: int | None = FROM_CONSOLE, 
         return at[11:] if at[:10] == day else at
 
     rows = [[f"#{p.index + 1}", p.path, str(p.an.stats.packets), str(p.an.stats.ike), str(p.an.stats.esp),
-             when(p.first_time), when(p.last_time), "reference" if p.index == 0 else f"{offsets[p.index] * 1000:+.3f} ms"]
+             when(p.first_time), when(p.last_time), "reference" if p.index == 0 else f"{ms(offsets[p.index], 3, sign=True)} ms"]
             for p in cmp.points]
     out(grid(["point", "file", "packets", "IKE", "ESP", "first", "last", "clock offset"], rows, width,
              right=(2, 3, 4), bare_first=True))
@@ -71,7 +71,7 @@ def _segment(seg: Segment, width: int | None) -> list[Text]:
     how = {"ike": f"from {c.matches} matched IKE messages", "esp": "from ESP first/last times",
            "none": "nothing matched: assumed 0"}[c.method]
     lines = [Text("")] + wrap(Text(f"#{seg.x.index + 1} {seg.x.name} → #{seg.y.index + 1} {seg.y.name}: clock offset "
-                                   f"{c.offset * 1000:+.3f} ms ({how}"
+                                   f"{ms(c.offset, 3, sign=True)} ms ({how}"
                                    f"{'; one direction only, so it includes the transit time' if c.one_way else ''})",
                                    style="bold"), width, 2)
     if not seg.compared:
@@ -114,7 +114,7 @@ def _directions(conv: Conversation, width: int | None) -> list[Text]:
 
     rows = []
     for d in conv.directions.values():
-        delay = (f"{statistics.median(d.delays) * 1000:.2f} ({min(d.delays) * 1000:.2f}–{max(d.delays) * 1000:.2f})"
+        delay = (f"{ms(statistics.median(d.delays))} ({ms(min(d.delays))}–{ms(max(d.delays))})"
                  if d.delays else "")
         esp = counts(sum(e.sent for e in d.esp), sum(e.arrived for e in d.esp), sum(e.lost for e in d.esp),
                      sum(e.duplicated for e in d.esp), sum(e.reordered for e in d.esp)) if d.esp else ""
@@ -149,7 +149,7 @@ def _ladder(seg: Segment, conv: Conversation, width: int | None) -> list[Text]:
         d = seg.to_y(b.point, b.time) - seg.to_y(a.point, a.time)
         side = notes(a) + [f"at #{y + 1} {n}" for n in notes(b) if n not in notes(a)]
         rows.append((a.time, frame(a), arrow(a), frame(b), arrow(b),
-                     "; ".join([f"{(d if up == x else -d) * 1000:+.2f} ms"] + side)))
+                     "; ".join([f"{ms(d if up == x else -d, sign=True)} ms"] + side)))
     for p in (x, y):
         for m in conv.only[p]:
             if id(m) in lost:
