@@ -335,3 +335,23 @@ def test_invalid_ke_round_trip_agrees_with_tshark():
     note = next(f for p in res.pairs for f in p.findings if f.code == "invalid-ke-expected")
     assert f"key exchange for {groups[first_ke]}" in note.summary and f"prefers {groups[asked]}" in note.summary
     assert not _errors(res)
+
+
+def test_capture_shows_other_proposals_than_the_configuration():
+    """ikev2-ok's configurations against the ikev2-invalid-ke recording: on the wire the initiator offers two
+    groups (frame 1) and the responder chooses ecp256, neither of which ikev2-ok's files hold; frames and
+    groups as tshark reads them."""
+    tshark = need_tshark()
+    cap = LAB / "ikev2-invalid-ke.outside.pcap"
+    _, doc = _with_capture("ikev2-ok", "ikev2-invalid-ke")
+    rows = [r.split("\t") for r in subprocess.run(
+        [tshark, "-r", str(cap), "-T", "fields", "-e", "frame.number", "-e", "isakmp.tf.id.dh"],
+        capture_output=True, text=True, check=True).stdout.splitlines()]
+    groups = {14: "modp2048", 19: "ecp256"}  # RFC 3526 / RFC 5903 group numbers
+    offered = rows[0][1].split(",")
+    chosen_frame = next(int(n) for n, dh in rows[1:] if dh and "," not in dh)
+    differs = [n["finding"] for n in doc["capture_findings"] if n["finding"]["code"] == "capture-differs-from-config"]
+    assert [f["frames"] for f in differs] == [[int(rows[0][0])], [chosen_frame]]
+    assert all(groups[int(g)] in differs[0]["summary"] for g in offered)
+    _, same = _with_capture("ikev2-invalid-ke", "ikev2-invalid-ke")
+    assert not [n for n in same["capture_findings"] if n["finding"]["code"] == "capture-differs-from-config"]

@@ -8,7 +8,10 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ikeflow.check.compare import Pair
-from ikeflow.diagnose.finding import ERROR, INFO, Finding
+from ikeflow.check.resolve import Conn
+from ikeflow.check.suites import Suite, parse
+from ikeflow.decode.proposals import swanctl_string
+from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 
 # causes the configurations decide, and the finding codes that mean "they agree on this"
 DECIDED = {"psk-mismatch": {"psk-match"}, "peer-id-mismatch": set(), "proposal-mismatch": set(),
@@ -34,19 +37,18 @@ class Note:
     causes: list[str] = field(default_factory=list)  # the finding's causes, re-ranked
 
 
-def _addrs(f: Finding) -> set[str]:
+def _addrs(sa, raw_pair) -> set[str]:
     out = set()
-    for ep in (f.sa.initiator, f.sa.responder) if f.sa else ():
+    for ep in (sa.initiator, sa.responder) if sa else ():
         if ep:
             out.add(str(ipaddress.ip_address(ep[0])))
-    for raw in f.pair or ():
+    for raw in raw_pair or ():
         out.add(str(ipaddress.ip_address(raw)))
     return out
 
 
-def _pair_for(f: Finding, pairs: list[Pair]) -> Pair | None:
-    """The pair whose addresses the finding's peers use; the only pair when none matches (NAT in between)."""
-    seen = _addrs(f)
+def _pair_for(seen: set[str], pairs: list[Pair]) -> Pair | None:
+    """The pair whose addresses the capture's peers use; the only pair when none matches (NAT in between)."""
     for p in pairs:
         known = set(p.init["local_addrs"].value) | set(p.resp["local_addrs"].value) | \
             set(p.init["remote_addrs"].value) | set(p.resp["remote_addrs"].value)
@@ -61,7 +63,7 @@ def attach(pairs: list[Pair], findings: list[Finding]) -> list[Note]:
     for f in findings:
         if not f.causes or f.severity == INFO:
             continue
-        p = _pair_for(f, pairs)
+        p = _pair_for(_addrs(f.sa, f.pair), pairs)
         note = Note(f, p, causes=list(f.causes))
         if p is not None:
             errors = [c for c in p.findings if c.severity == ERROR]
@@ -80,3 +82,39 @@ def attach(pairs: list[Pair], findings: list[Finding]) -> list[Note]:
                 [c for c in f.causes if c in out]
         notes.append(note)
     return notes
+
+
+def _suites(payload) -> list[Suite]:
+    """The IKE suites of a decoded SA payload: one per IKEv1 transform, one per IKEv2 proposal."""
+    props = payload.info.get("proposals", []) if payload else []
+    return [parse(swanctl_string(x), "strongswan").suites[0] for p in props for x in (p.transforms if p.version == 1
+                                                                                     else [p])]
+
+
+def _within(wire: Suite, conf: Suite) -> bool:
+    return all(getattr(wire, t) <= getattr(conf, t) for t in ("encr", "integ", "dh") if getattr(wire, t))
+
+
+def wire(pairs: list[Pair], sas) -> list[Note]:
+    """IKE SAs of the capture whose phase-1 proposals (offered, or chosen by the responder) are not in the paired
+    conn's: the daemon does not run the configuration given (another file, an older one, another conn)."""
+    notes = []
+    for sa in sas:
+        p = _pair_for(_addrs(sa, None), pairs) if sa.offered else None
+        if p is None:
+            continue
+        for what, payload, conn, sender in (("offers", sa.offered, p.init, "I"), ("chose", sa.chosen, p.resp, "R")):
+            extra = [w for w in _suites(payload) if not any(_within(w, c) for c in conn["ike"].value.suites)]
+            if extra:
+                frame = next((m.ref for m in sa.messages if m.sender == sender
+                              and any(pl is payload for pl in m.msg.payloads)), None)
+                notes.append(Note(_differs(sa, what, extra, conn, frame), p))
+    return notes
+
+
+def _differs(sa, what: str, extra: list[Suite], conn: Conn, frame) -> Finding:
+    role = "initiator" if what == "offers" else "responder"
+    return Finding(WARNING, "capture-differs-from-config", "MM1" if sa.version == 1 else "IKE_SA_INIT",
+                   f"on the wire the {role} {what} {', '.join(s.text() for s in extra)}, which {conn.name} "
+                   f"({conn.config.source}) does not: that daemon runs another configuration than this one",
+                   f"from {conn['ike'].where}", frames=[frame] if frame is not None else [])

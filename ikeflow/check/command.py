@@ -12,7 +12,7 @@ import click
 
 from ikeflow import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from ikeflow.check import ipsec_conf, secrets, swanctl
-from ikeflow.check.capture import Note, attach
+from ikeflow.check.capture import Note, attach, wire
 from ikeflow.check.compare import Pair, compare, pair
 from ikeflow.check.config import Config, ConfigError
 from ikeflow.check.defaults import DAEMONS
@@ -157,7 +157,8 @@ def check(configs, name, daemon, captures, table, as_json, no_color) -> None:
         except (CaptureError, OSError) as e:
             click.echo(f"ikeflow check: {e}", err=True)
             sys.exit(EXIT_USAGE)
-        res.captures, res.notes = list(captures), attach(res.pairs, result.findings)
+        res.captures = list(captures)
+        res.notes = wire(res.pairs, result.model.sas.values()) + attach(res.pairs, result.findings)
         res.capture_breaks = any(f.severity == ERROR for f in result.findings)
     if as_json:
         from ikeflow.render import check_json

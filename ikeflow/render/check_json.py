@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from ikeflow.diagnose.finding import ERROR
-from ikeflow.render.common import finding_json
+from ikeflow.render.common import Frames, finding_json
 
 if TYPE_CHECKING:
     from ikeflow.check.command import CheckResult
@@ -19,6 +19,7 @@ def _conn(c) -> dict:
 
 
 def render(res: CheckResult, schema: int) -> str:
+    frame = Frames(len(res.captures))
     doc = {
         "schema": schema, "kind": "check",
         "ends": [{"config": cfg.source, "dialect": cfg.dialect, "files": cfg.files,
@@ -33,7 +34,7 @@ def render(res: CheckResult, schema: int) -> str:
                   for p in res.pairs],
         "unpaired": res.unpaired,
         "captures": res.captures,
-        "capture_findings": [{"finding": finding_json(n.finding, str), "paired": n.pair is not None,
+        "capture_findings": [{"finding": finding_json(n.finding, frame), "paired": n.pair is not None,
                               "explained_by": [finding_json(c, str) for c in n.explained_by],
                               "ruled_out": [{"cause": c, "why": w} for c, w in n.ruled_out], "causes": n.causes}
                              for n in res.notes],

@@ -11,14 +11,21 @@ from rich.text import Text
 from ikeflow.diagnose.finding import ERROR, INFO
 from ikeflow.render.common import grid, wrap
 from ikeflow.render.read_terminal import FROM_CONSOLE, finding_lines
+from ikeflow.sources.capture import split_ref
 
 if TYPE_CHECKING:
     from ikeflow.check.command import CheckResult
 
 
 def render(console: Console, res: CheckResult, table: bool = False, width: int | None = FROM_CONSOLE) -> None:
-    """Print the check; `width` None: no wrapping, FROM_CONSOLE: the console's width."""
-    width = console.width if width == FROM_CONSOLE else width
+    """Print the check; `width` as for read_terminal.render (FROM_CONSOLE: the console's width on a terminal,
+    no limit elsewhere)."""
+    if width == FROM_CONSOLE:
+        width = console.width if console.is_terminal else None
+
+    def frame(ref: int) -> str:
+        f, n = split_ref(ref)
+        return f"{f + 1}:{n}" if len(res.captures) > 1 else str(n)
     out: list[Text] = []
     for cfg, conns in zip(res.ends, res.conns):
         daemon = f"{conns[0].daemon} ({conns[0].daemon_how})" if conns else ""
@@ -50,11 +57,12 @@ def render(console: Console, res: CheckResult, table: bool = False, width: int |
     if res.captures:
         out.append(Text(""))
         out += wrap(Text.assemble(("capture ", "bold"), ", ".join(res.captures),
-                                  f": {len(res.notes)} finding{'s' if len(res.notes) != 1 else ''} with causes"), width, 2)
+                                  f": {len(res.notes)} finding{'s' if len(res.notes) != 1 else ''} beside the configurations"), width, 2)
     for n in res.notes:
         f = n.finding
+        frames = f" (frame {', '.join(frame(r) for r in f.frames[:8])})" if f.frames else ""
         out += wrap(Text.assemble((f"{f.severity.upper():8}", "red" if f.severity == ERROR else "yellow"),
-                                  f"{f.code} at {f.at}: {f.summary}"), width, 8)
+                                  f"{f.code} at {f.at}: {f.summary}{frames}"), width, 8)
         if n.pair is None:
             out += wrap(Text(" " * 8 + "no conn pair of these configurations uses these peers' addresses", style="dim"),
                         width, 10)
@@ -64,7 +72,10 @@ def render(console: Console, res: CheckResult, table: bool = False, width: int |
                         width, 10)
         for cause, why in n.ruled_out:
             out += wrap(Text(" " * 8 + f"ruled out: {cause} ({why})", style="dim"), width, 10)
-        out += wrap(Text(" " * 8 + f"causes, most likely first: {', '.join(n.causes)}"), width, 10)
+        if n.causes:
+            out += wrap(Text(" " * 8 + f"causes, most likely first: {', '.join(n.causes)}"), width, 10)
+        elif f.hint:
+            out += wrap(Text(" " * 8 + f"→ {f.hint}", style="dim"), width, 10)
     for u in res.unpaired:
         out += wrap(Text(f"no partner on the other end for conn {u}", style="yellow"), width, 2)
     if len(res.ends) == 1:
