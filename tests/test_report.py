@@ -237,7 +237,6 @@ def test_filter_matches_what_tcpdump_prints(expr):
         reader.close()
         out = subprocess.run([tcpdump, "-nr", str(path), expr], capture_output=True, text=True).stdout
         assert kept == len(out.splitlines()), (name, expr)
-        assert keep.filtered == sum(1 for _ in RawPcapReader(str(path))) - kept
 
 
 def test_bad_filter_names_libpcap_reason():

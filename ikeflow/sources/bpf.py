@@ -43,12 +43,11 @@ def compile_filter(expr: str, linktype: int) -> Callable[[bytes], bool]:
 
 
 class FrameFilter:
-    """One expression over frames of any link type, compiled once per link type; counts what it drops."""
+    """One expression over frames of any link type, compiled once per link type."""
 
     def __init__(self, expr: str):
         self.expr = expr
         self.matchers: dict[int, Callable[[bytes], bool]] = {}
-        self.filtered = 0  # frames the expression did not keep
         self.check()
 
     def check(self, linktype: int = 1) -> None:
@@ -57,12 +56,9 @@ class FrameFilter:
             self.matchers[linktype] = compile_filter(self.expr, linktype)
 
     def __call__(self, linktype: int, frame: bytes) -> bool:
-        """Whether the frame is kept (a frame dropped is counted in `filtered`)."""
+        """Whether the expression keeps the frame (compiled for its link type on first sight)."""
         match = self.matchers.get(linktype)
         if match is None:
             self.check(linktype)
             match = self.matchers[linktype]
-        if match(frame):
-            return True
-        self.filtered += 1
-        return False
+        return match(frame)
