@@ -355,3 +355,18 @@ def test_capture_shows_other_proposals_than_the_configuration():
     assert all(groups[int(g)] in differs[0]["summary"] for g in offered)
     _, same = _with_capture("ikev2-invalid-ke", "ikev2-invalid-ke")
     assert not [n for n in same["capture_findings"] if n["finding"]["code"] == "capture-differs-from-config"]
+
+
+def test_capture_aggressive_mode_ids_against_the_configuration():
+    """Aggressive Mode IDs are in clear: the recording's AM1 ID (as tshark reads it) against a configuration
+    whose initiator says another ID."""
+    tshark = need_tshark()
+    cap = LAB / "ikev1-aggr-ok.outside.pcap"
+    _, doc = _with_capture("ikev1-peerid-mismatch", "ikev1-aggr-ok")
+    first = subprocess.run([tshark, "-r", str(cap), "-T", "fields", "-e", "frame.number", "-e", "isakmp.id.data.fqdn"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()[0].split("\t")
+    (f,) = [n["finding"] for n in doc["capture_findings"]]
+    assert (f["code"], f["at"], f["frames"]) == ("capture-differs-from-config", "AM1", [int(first[0])])
+    assert f"identifies as {first[1]}," in f["summary"] and "intruder.example.net" in f["summary"]
+    _, same = _with_capture("ikev1-aggr-ok", "ikev1-aggr-ok")
+    assert not same["capture_findings"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ikeflow.check.compare import Pair
 from ikeflow.check.resolve import Conn
+from ikeflow.check.secrets import norm_id
 from ikeflow.check.suites import Suite, parse
 from ikeflow.decode.proposals import swanctl_string
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
@@ -109,7 +110,23 @@ def wire(pairs: list[Pair], sas) -> list[Note]:
                 frame = next((m.ref for m in sa.messages if m.sender == sender
                               and any(pl is payload for pl in m.msg.payloads)), None)
                 notes.append(Note(_differs(sa, what, extra, conn, frame), p))
+        notes += [Note(f, p) for f in _ids_in_clear(sa, p)]
     return notes
+
+
+def _ids_in_clear(sa, p: Pair) -> list[Finding]:
+    """IKEv1 Aggressive Mode sends the IDs in clear (AM1, AM2): each against the sender's conn."""
+    out = []
+    for m in sa.messages[:4]:
+        conn = p.init if m.sender == "I" else p.resp
+        for pl in m.msg.payloads:
+            value = pl.info.get("value") if pl.name == "ID" else None
+            if value and norm_id(str(value)) != norm_id(conn["local_id"].value):
+                out.append(Finding(WARNING, "capture-differs-from-config", m.label or "AM1",
+                                   f"on the wire the {'initiator' if m.sender == 'I' else 'responder'} identifies as "
+                                   f"{value}, {conn.name} ({conn.config.source}) says {conn['local_id'].value}",
+                                   f"from {conn['local_id'].where}", frames=[m.ref]))
+    return out
 
 
 def _differs(sa, what: str, extra: list[Suite], conn: Conn, frame) -> Finding:
