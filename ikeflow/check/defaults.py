@@ -82,7 +82,8 @@ DEFAULTS = [
     Row(_LS, "libreswan", "esp", "aes+3des-sha1+sha2_512+sha2_256, aes_gcm16_128+aes_gcm16_256",
         "libreswan lib/libswan/esp_info.c default ESP proposals (as diagnose/defaults.py)"),
     Row(_LS, "libreswan", "pfs", "yes", f"{_LS_MAN} pfs (PFS group: phase 2's own, else the IKE SA's)"),
-    Row(_LS, "libreswan", "ike_lifetime", "8h", f"{_LS_MAN} ikelifetime"),
+    Row(_LS, "libreswan", "ike_lifetime", "1h", f"{_LS_MAN} ikelifetime (\"about 60 minutes, which is the default "
+        "ikelifetime\": libreswan/libreswan issue #405, 2021)"),
     Row(_LS, "libreswan", "child_lifetime", "8h", f"{_LS_MAN} salifetime"),
     Row(_LS, "libreswan", "dpd", "0s", f"{_LS_MAN} dpddelay (unset: no DPD)"),
     Row(_LS, "libreswan", "fragmentation", "yes", f"{_LS_MAN} fragmentation"),
