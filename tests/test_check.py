@@ -190,6 +190,18 @@ def test_daemon_defaults_by_version():
     assert lib.conns[0][0].daemon == "libreswan-5" and lib.conns[0][0].daemon_how == "--daemon"
 
 
+@pytest.mark.parametrize("daemon, breaks", [("strongswan-5.9", True), ("strongswan-6", False)])
+def test_default_esp_pfs_by_version(tmp_path, daemon, breaks):
+    """The default ESP proposal has no DH group in 5.9 and every group plus none since 6.0.2 (PFS optional)."""
+    body = ("connections {{ c {{ version = 2\n local_addrs = {l}\n remote_addrs = {r}\n local {{ auth = psk }}\n"
+            " remote {{ auth = psk }}\n children {{ n {{ {esp} }} }} }} }}\nsecrets {{ ike {{ secret = x }} }}\n")
+    a, b = tmp_path / "a.swanctl.conf", tmp_path / "b.swanctl.conf"
+    a.write_text(body.format(l="192.0.2.1", r="192.0.2.2", esp="esp_proposals = aes128-sha256-modp2048"))
+    b.write_text(body.format(l="192.0.2.2", r="192.0.2.1", esp=""))
+    res = run_check([str(a), str(b)], [daemon], None)
+    assert (_errors(res) == [("pfs-mismatch", "CREATE_CHILD_SA")]) is breaks
+
+
 def test_defaults_ids_from_addresses_behind_nat(tmp_path):
     """Neither end sets an ID: each sends its own address; behind NAT that is not the address the other
     end connects to."""

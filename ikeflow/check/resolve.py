@@ -106,9 +106,12 @@ def _drop_unbuilt(conn: Conn, props: Proposals, where: str) -> None:
 
 
 def _esp(conn: Conn, text: Setting | None, dialect: str) -> Value:
-    family = "stroke" if dialect == "stroke" else dialect
+    family = dialect
     esp_default = default(conn.daemon, "swanctl", "esp_default")
     dflt = parse(esp_default.value, "strongswan").suites if esp_default else []
+    if conn.daemon == "strongswan-6":  # since 6.0.2 every supported group and none: PFS optional
+        groups = frozenset(g for x in default_ike(conn.daemon, 2)[0] for g in x.dh) | {"none"}
+        dflt = [Suite(x.encr, x.integ, x.prf, groups, x.esn) for x in dflt]
     if text is None:
         value, where = _dflt(conn, dialect, "esp")
         if value == "default":
