@@ -181,6 +181,7 @@ TIES = [
     ("ikev1-peerid-mismatch", "init", "peer-id-mismatch", True, "resp", [r"no peer config found"]),
     ("ikev1-libreswan-peerid-mismatch", "init", "peer-id-mismatch", True, "resp",
      [r"Peer ID '@intruder.example.net' mismatched"]),
+    ("ikev1-aggr-psk-mismatch", "init", "psk-mismatch", True, "init", [r"calculated HASH does not match HASH payload"]),
     ("ikev1-cert-untrusted", "init", "cert-untrusted", True, "resp", [r"no trusted RSA public key found"]),
     ("ikev1-subnet-mismatch", "init", "subnet-mismatch", True, "resp", [r"no matching CHILD_SA config found"]),
     ("ikev1-p2-proposal-mismatch", "init", "proposal-mismatch", True, "resp", [r"no matching proposal found"]),
@@ -264,3 +265,20 @@ def test_json_fields():
     if keys_log.is_file():
         lab = _json(LAB / "ikev2-subnet-mismatch.outside.pcap", load_keys([str(keys_log)]))
         assert [f["evidence"] for f in lab["findings"] if f["code"] == "stall"] == ["decrypted"]
+
+
+@pytest.mark.parametrize("scenario,variant", [
+    ("ikev1-main-psk-mismatch", "hash(hash(g^xi | g^xr) | message ID)"),  # charon never took MM5's block
+    ("ikev1-peerid-mismatch", "hash(the last block of MM5 | message ID)"),
+    ("ikev1-libreswan-peerid-mismatch", decryption.V1_IV_UNKNOWN),
+])
+def test_phase1_informational_iv(scenario, variant):
+    """The IV variant that verified for the responder's Informational refusing MM5, by implementation."""
+    who = "resp" if scenario == "ikev1-main-psk-mismatch" else "init"
+    keys_log = LAB / f"{scenario}.{who}.keys.log"
+    if not keys_log.is_file():
+        pytest.skip(f"{keys_log.name} not recorded")
+    result = pipeline.read_captures([str(LAB / f"{scenario}.outside.pcap")],
+                                    pipeline.Options(keys=load_keys([str(keys_log)])))
+    sa = next(iter(result.model.sas.values()))
+    assert set(sa.decryption.variants.values()) == {variant}
