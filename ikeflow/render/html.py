@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from ikeflow.pipeline import Result
 
 MAX_ROWS = 400  # ladder arrows drawn per IKE SA (or conversation) before eliding the middle
+MAX_LADDERS = 300  # IKE SAs drawn per report (a flood of SAs: the others are listed, not drawn)
+MAX_LISTED = 1000  # IKE SAs listed per peer pair
 MAX_BARS = 120  # ESP SPIs charted per peer pair
 STALL_CODES = {"stall", "esp-blocked"}
 
@@ -173,16 +175,20 @@ def read_html(result: Result, *, utc: bool = False) -> str:
     placed: set[int] = set()
     directions = an.esp.directions()
     ah = an.ah.directions()
+    of_pair, of_sa = sort_findings(an, findings)
+    drawn = 0
     for n, (key, pair) in enumerate(an.pairs.items()):
         bad = key in errors
-        own = [f for f in findings if f.pair == key or (f.sa is not None and f.sa in pair.sas)]
+        own = of_pair.get(key, [])
         placed.update(id(f) for f in own)
         part = [f'<section class="pair" id="pair-{n + 1}"><h2>{esc(ip(pair.a))} ⇄ {esc(ip(pair.b))}</h2>',
                 f'<p class="verdict {"bad" if bad else "good"}">{esc(result.verdicts.get(key, ""))}</p>']
+        shown = pair.sas[:max(0, MAX_LADDERS - drawn)]
+        drawn += len(shown)
         if len(pair.sas) > 1:
-            part.append(_sa_index(pair.sas, n, frame, utc))
-        for k, sa in enumerate(pair.sas):
-            part.append(_sa_section(sa, f"sa-{n + 1}-{k + 1}", frame, utc, [f for f in own if f.sa is sa]))
+            part.append(_sa_index(pair.sas, len(shown), n, frame, utc))
+        for k, sa in enumerate(shown):
+            part.append(_sa_section(sa, f"sa-{n + 1}-{k + 1}", frame, utc, of_sa.get(id(sa), [])))
         flows = [f for d in dict.fromkeys((key, key[::-1])) for f in (*directions.get(d, ()), *ah.get(d, ()))]
         if flows and times:
             part.append(_esp_chart(pair, flows, an.owners, t0, t1, frame))
@@ -197,14 +203,29 @@ def read_html(result: Result, *, utc: bool = False) -> str:
     return _page(f"ikeflow read {names}", body)
 
 
+def sort_findings(an, findings: list[Finding]) -> tuple[dict[tuple, list[Finding]], dict[int, list[Finding]]]:
+    """The findings per peer pair key (about the pair or one of its IKE SAs) and per IKE SA (by id)."""
+    pair_of_sa = {id(sa): key for key, pair in an.pairs.items() for sa in pair.sas}
+    of_pair: dict[tuple, list[Finding]] = {}
+    of_sa: dict[int, list[Finding]] = {}
+    for f in findings:
+        keys = {f.pair, pair_of_sa.get(id(f.sa))} - {None}
+        for key in keys:
+            of_pair.setdefault(key, []).append(f)
+        if f.sa is not None:
+            of_sa.setdefault(id(f.sa), []).append(f)
+    return of_pair, of_sa
+
+
 def _headlines(an, verdicts: dict, errors: dict[tuple, Finding]) -> str:
     """One row per peer pair: addresses, the verdict, the top cause and what to check."""
     rows = []
+    directions = an.esp.directions()
     for n, (key, pair) in enumerate(an.pairs.items()):
         e = errors.get(key)
         cause = (f"<b>{esc(e.causes[0])}</b><br><span class=meta>{esc(CHECK.get(e.causes[0], ''))}</span>"
                  if e and e.causes else "")
-        esp = sum(f.packets for d in dict.fromkeys((key, key[::-1])) for f in an.esp.directions().get(d, ()))
+        esp = sum(f.packets for d in dict.fromkeys((key, key[::-1])) for f in directions.get(d, ()))
         rows.append([f'<a href="#pair-{n + 1}" class="mono"><span class=nowrap>{esc(ip(pair.a))}</span> ⇄ '
                      f'<span class=nowrap>{esc(ip(pair.b))}</span></a>',
                      f'<span class="verdict {"bad" if e else "good"}">{esc(verdicts.get(key, ""))}</span>',
@@ -212,12 +233,17 @@ def _headlines(an, verdicts: dict, errors: dict[tuple, Finding]) -> str:
     return _table(["peer pair", "verdict", "top cause (and what to check)", "IKE SAs", "ESP packets"], rows, "headline")
 
 
-def _sa_index(sas: list[IkeSa], n: int, frame, utc: bool) -> str:
-    """A peer pair's IKE SAs, one line each, linked to their ladders."""
-    rows = [[f'<a href="#sa-{n + 1}-{k + 1}" class=mono>{esc(sa.ispi.hex())}</a>',
+def _sa_index(sas: list[IkeSa], drawn: int, n: int, frame, utc: bool) -> str:
+    """A peer pair's IKE SAs, one line each, linked to their ladders (the first `drawn` have one)."""
+    rows = [[f'<a href="#sa-{n + 1}-{k + 1}" class=mono>{esc(sa.ispi.hex())}</a>' if k < drawn
+             else f"<span class=mono>{esc(sa.ispi.hex())}</span>",
              esc(stamp(sa.messages[0].time, utc) if sa.messages else ""), esc(_mode(sa)), esc(_state(sa, frame)),
-             str(len(sa.messages))] for k, sa in enumerate(sas)]
-    return _table(["IKE SA (SPIi)", "started", "version", "state", "messages"], rows)
+             str(len(sa.messages))] for k, sa in enumerate(sas[:MAX_LISTED])]
+    more = [f"… and {len(sas) - MAX_LISTED} more IKE SAs (see --json)."] if len(sas) > MAX_LISTED else []
+    if drawn < len(sas):
+        more.append(f"Ladders are drawn for the first {MAX_LADDERS} IKE SAs of the report only.")
+    return _table(["IKE SA (SPIi)", "started", "version", "state", "messages"], rows) + \
+        "".join(f'<p class="meta">{m}</p>' for m in more)
 
 
 def _mode(sa: IkeSa) -> str:

@@ -21,12 +21,13 @@ from ikeflow.diagnose.finding import Finding
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.model.sequences import is_error_notify
 from ikeflow.render.common import endpoint, ip
-from ikeflow.render.html import stall_point, stamp
+from ikeflow.render.html import sort_findings, stall_point, stamp
 
 if TYPE_CHECKING:
     from ikeflow.pipeline import Result
 
 MAX_ARROWS = 200  # messages drawn per IKE SA before eliding the middle
+MAX_DIAGRAMS = 300  # IKE SAs drawn (a flood of SAs: the first ones)
 
 # Characters Mermaid would read as syntax or markup, and the Markdown fence's backtick, as entity codes.
 ENTITIES = str.maketrans({"#": "#35;", ";": "#59;", "%": "#37;", "<": "#lt;", ">": "#gt;", "&": "#amp;",
@@ -50,15 +51,20 @@ def _prose(s: str) -> str:
 def read_mermaid(result: Result, *, utc: bool = False) -> str:
     """Markdown with one Mermaid sequenceDiagram per IKE SA, grouped by peer pair under its verdict."""
     out = []
+    _, of_sa = sort_findings(result.model, result.findings)
+    drawn = 0
     for key, pair in result.model.pairs.items():
-        found = [f for f in result.findings if f.pair == key or (f.sa is not None and f.sa in pair.sas)]
-        if not pair.sas:
+        if not pair.sas or drawn >= MAX_DIAGRAMS:
             continue
         out.append(f"## {ip(pair.a)} ⇄ {ip(pair.b)}\n\n{_prose(result.verdicts.get(key, ''))}\n")
-        for sa in pair.sas:
+        for sa in pair.sas[:MAX_DIAGRAMS - drawn]:
             start = stamp(sa.messages[0].time, utc) if sa.messages else "unknown"
             out.append(f"### IKEv{sa.version} SA {sa.ispi.hex()}/{sa.rspi.hex()}, started {start}\n")
-            out.append("```mermaid\n" + diagram(sa, [f for f in found if f.sa is sa], start) + "```\n")
+            out.append("```mermaid\n" + diagram(sa, of_sa.get(id(sa), []), start) + "```\n")
+            drawn += 1
+    total = sum(len(p.sas) for p in result.model.pairs.values())
+    if total > drawn:
+        out.append(f"({total - drawn} more IKE SAs not drawn: the first {MAX_DIAGRAMS} are.)\n")
     return "\n".join(out) if out else "No IKE SA in this capture.\n"
 
 
