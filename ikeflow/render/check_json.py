@@ -13,9 +13,17 @@ if TYPE_CHECKING:
     from ikeflow.check.command import CheckResult
 
 
+def _setting(v) -> dict:
+    """A setting as written (or defaulted) and where; proposals also as the suites the daemon uses."""
+    out = {"value": str(v), "where": v.where}
+    if hasattr(v.value, "suites"):
+        out["suites"] = [s.text() for s in v.value.suites]
+    return out
+
+
 def _conn(c) -> dict:
     return {"name": c.name, "config": c.config.source, "daemon": c.daemon, "daemon_how": c.daemon_how,
-            "settings": {k: {"value": str(v), "where": v.where} for k, v in c.v.items()}}
+            "settings": {k: _setting(v) for k, v in c.v.items()}}
 
 
 def render(res: CheckResult, schema: int) -> str:
