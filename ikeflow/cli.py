@@ -277,7 +277,8 @@ def _compare(files: list[str], kw: dict) -> int:
         from ikeflow.render.compare_terminal import render
         from ikeflow.render.read_terminal import FROM_CONSOLE
 
-        render(_console(kw["no_color"]), cmp, width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"])
+        render(_console(kw["no_color"]), cmp, width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"],
+               narrowed=str(kw["narrowing"]))
     return EXIT_FINDINGS if any(f.severity == ERROR for f in cmp.findings()) else EXIT_OK
 
 
@@ -412,7 +413,7 @@ def _read(files: list[str], kw: dict) -> int:
         from ikeflow.render.read_terminal import FROM_CONSOLE, render
 
         render(_console(kw["no_color"]), result.model, result.infos, result.findings, result.verdicts,
-               width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"])
+               width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"], narrowed=str(narrowing))
     return result.exit_code
 
 

@@ -173,9 +173,22 @@ def test_peer_and_severity_narrow_the_report_and_the_json():
     assert {f["severity"] for f in warn["findings"]} <= {"error", "warning"}
     assert {f["severity"] for f in whole["findings"]} > {f["severity"] for f in warn["findings"]}
     text = ikeflow("read", "--peer", "198.51.100.0/24", str(path)).stdout
-    assert "⇄" not in text and "No IKE or ESP traffic" in text
+    assert "⇄" not in text and "No peer pair in this capture matches --peer 198.51.100.0/24." in text
     bad = ikeflow("read", "--peer", "not-an-address", str(path))
     assert bad.returncode == 2 and "--peer not-an-address" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_peer_narrows_compare():
+    a = str(PCAPS / "lab" / "ikev1-udp4500-blocked.inside.pcap")
+    b = a.replace("inside", "outside")
+    whole = json.loads(ikeflow("compare", "--json", a, b).stdout)
+    assert any(f["severity"] == "error" for f in whole["findings"])
+    other = ikeflow("compare", "--json", "--peer", "198.51.100.9", a, b)
+    assert other.returncode == 0 and json.loads(other.stdout)["findings"] == []
+    mine = ikeflow("compare", "--json", "--peer", "192.0.2.2", a, b)
+    assert mine.returncode == 1 and json.loads(mine.stdout)["findings"] == whole["findings"]
+    text = ikeflow("compare", "--peer", "198.51.100.9", a, b).stdout
+    assert "narrowed to --peer 198.51.100.9" in text and "No conversation matches --peer 198.51.100.9." in text
 
 
 def test_quiet_shows_headlines_and_findings_only():

@@ -26,8 +26,8 @@ MAX_LADDER = 60  # ladder rows drawn per peer pair before leaving out the middle
 
 
 def render(console: Console, cmp: Comparison, width: int | None = FROM_CONSOLE, quiet: bool = False,
-           utc: bool = False) -> None:
-    """Print the comparison; `width`, `quiet` and `utc` as for read_terminal.render."""
+           utc: bool = False, narrowed: str = "") -> None:
+    """Print the comparison; `width`, `quiet`, `utc` and `narrowed` as for read_terminal.render."""
     if width == FROM_CONSOLE:
         width = console.width if console.is_terminal else None
 
@@ -40,6 +40,8 @@ def render(console: Console, cmp: Comparison, width: int | None = FROM_CONSOLE, 
     times = [t for p in cmp.points for t in (p.first_time, p.last_time) if t is not None]
     if times:
         out(wrap(f"captures {span_text(min(times), max(times), utc)}", width, 2))
+    if narrowed:
+        out(wrap(f"narrowed to {narrowed} (the counts are the whole captures')", width, 2))
     day = stamp(min(times), utc)[:10] if times else ""
 
     def when(t: float | None) -> str:
@@ -55,17 +57,18 @@ def render(console: Console, cmp: Comparison, width: int | None = FROM_CONSOLE, 
              right=(2, 3, 4), bare_first=True))
     if not quiet:
         for seg in cmp.segments:
-            out(_segment(seg, width))
+            out(_segment(seg, width, narrowed))
     found = cmp.findings()
     out([Text("")])
     if not found:
-        out([Text("No findings: everything sent at one point arrived at the other.", style="green")])
+        out([Text(f"No findings match {narrowed}." if narrowed else
+                  "No findings: everything sent at one point arrived at the other.", style="green")])
         return
     out([Text("Findings", style="bold")])
     out(finding_lines(found, lambda r: f"#{split_ref(r)[0] + 1}:{split_ref(r)[1]}", width))
 
 
-def _segment(seg: Segment, width: int | None) -> list[Text]:
+def _segment(seg: Segment, width: int | None, narrowed: str) -> list[Text]:
     """The segment's clock offset, then per conversation its directions and its ladder."""
     c = seg.clock
     how = {"ike": f"from {c.matches} matched IKE messages", "esp": "from ESP first/last times",
@@ -81,7 +84,8 @@ def _segment(seg: Segment, width: int | None) -> list[Text]:
         lines += wrap(f"{_name(conv, p.index)}: seen at #{p.index + 1} only, sent by both ends there, so not through "
                       f"#{seg.other(p.index).index + 1}: not compared.", width, 2)
     if not seg.convs and not seg.elsewhere:
-        lines.append(Text("No IKE or ESP traffic at either point."))
+        lines += wrap(f"No conversation matches {narrowed}." if narrowed and "--peer" in narrowed
+                      else "No IKE or ESP traffic at either point.", width, 2)
     for conv in seg.convs:
         keys = conv.pairs[seg.x.index] + conv.pairs[seg.y.index]
         bad = any(f.severity == ERROR and f.pair in keys for f in seg.findings)

@@ -43,6 +43,12 @@ class Narrowing:
     def __bool__(self) -> bool:
         return bool(self.peers) or len(self.levels) < len(LEVELS)
 
+    def __str__(self) -> str:
+        """The options as given ("--peer 203.0.113.7 --severity warning"), "" for none."""
+        levels = [level for level in LEVELS if level in self.levels]
+        return " ".join([f"--peer {n.network_address if n.num_addresses == 1 else n}" for n in self.peers]
+                        + ([f"--severity {levels[-1]}"] if len(levels) < len(LEVELS) else []))
+
     def address(self, raw: bytes | None) -> bool:
         if not self.peers:
             return True

@@ -31,9 +31,10 @@ FROM_CONSOLE = -1
 
 def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict,
            title: str | None = None, width: int | None = FROM_CONSOLE, quiet: bool = False,
-           utc: bool = False) -> None:
+           utc: bool = False, narrowed: str = "") -> None:
     """Print the report.  `width`: columns to lay out for (None: no limit; default: the console's width on a
-    terminal, no limit elsewhere); `quiet`: the headlines and the findings only; `utc`: times in UTC."""
+    terminal, no limit elsewhere); `quiet`: the headlines and the findings only; `utc`: times in UTC;
+    `narrowed`: the narrowing options the model and findings went through, to say so."""
     if width == FROM_CONSOLE:
         width = console.width if console.is_terminal else None
     several = len(files) > 1
@@ -54,10 +55,13 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
     out(wrap(f"{s.packets} packet{'s' if s.packets != 1 else ''}: {s.ike} IKE, {s.esp} ESP, "
              f"{f'{s.ah} AH, ' if an.ah.flows else ''}{s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, "
              f"{s.fragments} IP fragments, {s.malformed} malformed, {s.skipped} other (skipped)", width, 2))
+    if narrowed:
+        out(wrap(f"narrowed to {narrowed} (the counts are the whole capture's)", width, 2))
     if an.skipped and not an.pairs:
         out(wrap("skipped: " + "; ".join(f"{why} ×{n}" for why, n in an.skipped.most_common()), width, 2))
     if not an.pairs:
-        out(Text("No IKE or ESP traffic in this capture."))
+        out(wrap(f"No peer pair in this capture matches {narrowed}." if narrowed and "--peer" in narrowed
+                 else "No IKE or ESP traffic in this capture.", width, 2))
     errors, owners = first_errors(an, findings), an.owners
     heads = {key: headline(pair, verdicts.get(key, ""), errors.get(key)) for key, pair in an.pairs.items()}
     if len(an.pairs) > 1:
@@ -95,7 +99,7 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
         out(Text("Findings", style="bold"))
         out(finding_lines(findings, frame, width))
     else:
-        out(Text("No findings.", style="green"))
+        out(Text(f"No findings match {narrowed}." if narrowed else "No findings.", style="green"))
 
 
 def _style(key, errors: dict) -> str:
