@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ikeflow.pipeline import Result
 
 MAX_ROWS = 400  # ladder arrows drawn per IKE SA (or conversation) before eliding the middle
-MAX_LADDERS = 300  # IKE SAs drawn per report (a flood of SAs: the others are listed, not drawn)
+MAX_LADDERS = 300  # ladders per report (read: IKE SAs, the others listed; compare: peer pairs per segment)
 MAX_LISTED = 1000  # IKE SAs listed per peer pair
 MAX_BARS = 120  # ESP SPIs charted per peer pair
 STALL_CODES = {"stall", "esp-blocked"}
@@ -432,8 +432,8 @@ def _segment(seg: Segment, utc: bool) -> str:
                    f"through #{seg.other(p.index).index + 1}: not compared.</p>")
     if not seg.convs and not seg.elsewhere:
         out.append("<p>No IKE or ESP traffic at either point.</p>")
-    for conv in seg.convs:
-        out.append(_conversation(seg, conv, utc))
+    for k, conv in enumerate(seg.convs):
+        out.append(_conversation(seg, conv, utc, k < MAX_LADDERS))
     return "\n".join(out)
 
 
@@ -444,8 +444,9 @@ def _conv_name(conv: Conversation, point: int) -> str:
     return ", ".join(f"{ip(k[0])} ⇄ {ip(k[1])}" for k in conv.pairs.get(point) or []) or "not seen"
 
 
-def _conversation(seg: Segment, conv: Conversation, utc: bool) -> str:
-    """The directions table, the two points' ladders side by side with lost messages crossed, ESP per SPI."""
+def _conversation(seg: Segment, conv: Conversation, utc: bool, draw: bool) -> str:
+    """The directions table, the two points' ladders side by side with lost messages crossed (when `draw`),
+    ESP per SPI."""
     x, y = seg.x.index, seg.y.index
     out = [f"<h3>#{x + 1}: <span class=mono>{esc(_conv_name(conv, x))}</span> &nbsp;|&nbsp; #{y + 1}: "
            f"<span class=mono>{esc(_conv_name(conv, y))}</span></h3>"]
@@ -461,7 +462,8 @@ def _conversation(seg: Segment, conv: Conversation, utc: bool) -> str:
                              str(e.arrived), f'<b class="verdict bad">{e.lost}</b>' if e.lost else "0",
                              str(e.duplicated or ""), str(e.reordered or ""), esc(e.note)])
     out.append(_table(["IKE direction (sent at → arrives at)", "IKE messages", "transit ms (min–max)"], rows))
-    out.append(_compare_ladder(seg, conv, utc))
+    out.append(_compare_ladder(seg, conv, utc) if draw else
+               f'<p class="meta">Ladder not drawn: the first {MAX_LADDERS} peer pairs of a segment have one.</p>')
     if esp_rows:
         out.append("<h4>ESP per SPI</h4>" + _table(["SPI", "direction", "sent", "arrived", "lost", "dup", "reordered",
                                                    "note"], esp_rows))
