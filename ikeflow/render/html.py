@@ -93,10 +93,11 @@ section.sa,table,svg{break-inside:avoid}table{width:100%}td,table.proposals td{w
 .hover{display:none}h2,h3{break-after:avoid}.scroll{overflow:visible}}
 """
 
-LEGEND = ('<p class="legend meta"><span>── request/response</span><span style="color:var(--warn)">- - retransmission</span>'
+LEGEND = ('<p class="legend meta"><span>── request/response</span>'
+          '<span style="color:var(--warn)">- - retransmission</span>'
           '<span style="color:var(--err)">── error / malformed</span><span style="color:var(--err)">- - ✗ lost</span>'
-          '<span style="background:var(--band)">&nbsp;stall&nbsp;</span><span class="hover">hover an arrow for its frame and payloads'
-          '</span></p>')
+          '<span style="background:var(--band)">&nbsp;stall&nbsp;</span>'
+          '<span class="hover">hover an arrow for its frame and payloads</span></p>')
 
 
 def write_read_html(result: Result, path, *, utc: bool = False) -> None:
@@ -260,7 +261,8 @@ def _sa_section(sa: IkeSa, anchor: str, frame, utc: bool, found: list[Finding]) 
     i, r = sa.initiator, sa.responder
     msgs = sa.messages
     t0 = msgs[0].time if msgs else None
-    head = (f'<section class="sa" id="{anchor}"><h3>IKEv{sa.version} SA <span class=mono>{esc(sa.ispi.hex())}/{esc(sa.rspi.hex())}'
+    head = (f'<section class="sa" id="{anchor}"><h3>IKEv{sa.version} SA '
+            f'<span class=mono>{esc(sa.ispi.hex())}/{esc(sa.rspi.hex())}'
             f'</span></h3><p class="meta">Started <b>{esc(stamp(t0, utc))}</b>; {esc(_mode(sa))}, state '
             f"{esc(_state(sa, frame))}; NAT: {esc(nat_text(sa))}"
             + ("; roles guessed: the first message was not seen" if sa.roles_guessed else "") + "</p>")
@@ -347,7 +349,8 @@ def _esp_chart(pair, flows: list, owners, t0: float, t1: float, frame) -> str:
                         f"{f.packets} pkt{'s' if f.packets != 1 else ''},{lost} {f.last_time - f.first_time:.1f} s",
                         " ".join(k for k, on in (("back", f.src != pair.a), ("ah", f.encap == "ah"), ("lost", f.lost))
                                  if on),
-                        f"SPI {f.spi:08x} {f.src_ip} → {f.dst_ip} ({f.encap.upper()})\n{f.packets} packets, {f.bytes} bytes, "
+                        f"SPI {f.spi:08x} {f.src_ip} → {f.dst_ip} ({f.encap.upper()})\n"
+                        f"{f.packets} packets, {f.bytes} bytes, "
                         f"seq {f.seq_min}–{f.seq_max}, lost {f.lost}, duplicates {f.duplicates}\nframes "
                         f"{frame(f.first_frame)}–{frame(f.last_frame)}\nIKE SA "
                         + (sa.ispi.hex() if sa else "not attributed")))
@@ -517,7 +520,8 @@ def _compare_ladder(seg: Segment, conv: Conversation, utc: bool) -> str:
 
     def heads(p: int) -> tuple[str, str]:
         i, r = conv.initiator.get(p), conv.responder.get(p)
-        return (f"initiator at #{p + 1}\n{ip(i) if i else 'not seen'}", f"responder at #{p + 1}\n{ip(r) if r else 'not seen'}")
+        return (f"initiator at #{p + 1}\n{ip(i) if i else 'not seen'}",
+                f"responder at #{p + 1}\n{ip(r) if r else 'not seen'}")
 
     return (f'<p class="meta">Started {esc(stamp(t0, utc))} (on #{x + 1}\'s clock); times relative to it.</p>'
             + _scroll(ladder([heads(x), heads(y)], drawn, f"IKE messages at #{x + 1} and #{y + 1}")) + LEGEND)

@@ -90,7 +90,8 @@ def diagram(sa: IkeSa, found: list[Finding], start: str) -> str:
             lines.append(f"    Note over {m.sender}: retransmission")
         if stall is not None and k == stall[0]:
             f = stall[1]
-            lines.append(f"    Note over I,R: {text(f'stall at {f.at}: ' + (f'likely {f.causes[0]}' if f.causes else f.code))}")
+            why = f"likely {f.causes[0]}" if f.causes else f.code
+            lines.append(f"    Note over I,R: {text(f'stall at {f.at}: {why}')}")
     return "\n".join(lines) + "\n"
 
 

@@ -57,14 +57,14 @@ class Row:
 
 
 def ladder(panels: list[tuple[str, str]], rows: list[Row], label: str, stall_text: str = "") -> str:
-    """A sequence diagram: per panel two lifelines headed by `panels[i]` (left, right; "role\naddress"), one arrow per row
-    and panel.  Each arrow is a `<g class="msg KIND" data-frame="N">`; a row with `stall` gets a `<rect class="stall-band">`,
-    its arrows the class "stall" and `stall_text` beside them."""
+    """A sequence diagram: per panel two lifelines headed by `panels[i]` (left, right; "role\naddress"),
+    one arrow per row and panel.  Each arrow is a `<g class="msg KIND" data-frame="N">`; a row with `stall`
+    gets a `<rect class="stall-band">`, its arrows the class "stall" and `stall_text` beside them."""
     width = TIME_W + len(panels) * PANEL_W + (len(panels) - 1) * PANEL_GAP + 10
     if stall_text and any(r.stall for r in rows):
         width += STALL_W
     height = HEAD_H + max(1, len(rows)) * ROW_H + 16
-    out = [f'<svg class="ladder" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+    out = [f'<svg class="ladder" viewBox="0 0 {width} {height}" '
            f'style="max-width:{width}px;min-width:{width * 3 // 5}px" role="img" aria-label="{esc(label)}">'
            f'<title>{esc(label)}</title>']
     for i, _ in enumerate(panels):
@@ -143,7 +143,7 @@ def time_chart(bars: list[Bar], t0: float, t1: float, label: str, marks: list[tu
     def x(t: float) -> float:
         return round(lab_w + (t - t0) / span * chart_w, 1)
 
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" style="max-width:{width}px" '
+    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" style="max-width:{width}px" '
            f'role="img" aria-label="{esc(label)}"><title>{esc(label)}</title>']
     bottom = height - 20
     for k in range(5):
@@ -157,9 +157,11 @@ def time_chart(bars: list[Bar], t0: float, t1: float, label: str, marks: list[tu
         y = 26 + n * (bar_h + 6)
         w = max(2.0, x(b.end) - x(b.start))
         out.append(f'<g class="bar {esc(b.kind)}"><title>{esc(b.title or b.text)}</title>'
-                   f'<text class="label" x="{lab_w - 8}" y="{y + 13}" text-anchor="end">{esc(shorten(b.label, lab_w - 12))}</text>'
+                   f'<text class="label" x="{lab_w - 8}" y="{y + 13}" text-anchor="end">'
+                   f'{esc(shorten(b.label, lab_w - 12))}</text>'
                    f'<rect x="{x(b.start)}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="2"/>'
-                   f'<text class="note" x="{lab_w + chart_w + 8}" y="{y + 13}">{esc(shorten(b.text, text_w - 10))}</text></g>')
+                   f'<text class="note" x="{lab_w + chart_w + 8}" y="{y + 13}">'
+                   f'{esc(shorten(b.text, text_w - 10))}</text></g>')
     out.append("</svg>")
     return "".join(out)
 
