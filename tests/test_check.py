@@ -152,6 +152,18 @@ def test_mismatch_named_with_cause_and_stall(tmp_path, edit, expected):
     assert res.exit_code == 1
 
 
+def test_defaultroute_id_is_only_known_at_run_time(tmp_path):
+    for name in ("libreswan", "stroke"):
+        _copy(tmp_path, name)
+    _edit(tmp_path / "libreswan/conns/west-east.conf", "\tleftid=@west.example\n", "")
+    _edit(tmp_path / "libreswan/conns/west-east.conf", "\tleft=192.0.2.10", "\tleft=%defaultroute")
+    _edit(tmp_path / "stroke/ipsec.conf", "rightid=@west.example", "rightid=192.0.2.10")
+    res = run_check([str(tmp_path / "libreswan"), str(tmp_path / "stroke")], [None], None)
+    (p,) = res.pairs
+    assert p.init.name == "west-east" and p.init["local_addrs"].value == ["%defaultroute"]
+    assert not _errors(res) and any(f.code == "id-unknown" and f.at == "MM5" for f in p.findings)
+
+
 def test_strongswan_appends_its_defaults_without_bang(tmp_path):
     for name in ("libreswan", "stroke"):
         _copy(tmp_path, name)

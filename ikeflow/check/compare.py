@@ -37,11 +37,12 @@ class Pair:
 def _addr_match(addrs: list[str], other: list[str]) -> int:
     if set(addrs) & set(other) - _ANY:
         return 2
-    return 1 if set(addrs) & _ANY else 0
+    return 1 if (set(addrs) | set(other)) & _ANY else 0
 
 
 def _id_match(expected: str, sent: str) -> bool:
-    return expected.lower() in _ANY or norm_id(expected) == norm_id(sent)
+    """The receiver takes the ID: it expects any, or this one (or the sender's is only known at run time)."""
+    return expected.lower() in _ANY or sent.lower() in _ANY or norm_id(expected) == norm_id(sent)
 
 
 def _score(a: Conn, b: Conn) -> int:
@@ -222,6 +223,12 @@ def _ids(p: Pair, aggr: bool) -> None:
     v1 = p.version == 1
     for sender, receiver, step in ((i, r, "AM1" if aggr else "MM5"), (r, i, "AM2" if aggr else "MM6")):
         sent, expected = sender["local_id"], receiver["remote_id"]
+        if sent.value.lower() in _ANY and expected.value.lower() not in _ANY:  # left=%defaultroute, no leftid
+            p.findings.append(_finding(INFO, "id-unknown", step if v1 else "IKE_AUTH",
+                                       f"{_who(sender)} sends the address of {sent.value} as its ID, {_who(receiver)} "
+                                       f"expects {expected.value}: they match only if that is the address",
+                                       [sent, expected], []))
+            continue
         if _id_match(expected.value, sent.value):
             continue
         nat = "" if sent.configured or expected.configured else \
