@@ -164,6 +164,21 @@ def test_defaultroute_id_is_only_known_at_run_time(tmp_path):
     assert not _errors(res) and any(f.code == "id-unknown" and f.at == "MM5" for f in p.findings)
 
 
+def test_ikev1_charon_offers_the_first_algorithm_only(tmp_path):
+    """strongSwan ipsec.conf(5) esp=: "IKEv1 only includes the first algorithm in a proposal": east starting
+    with esp=aes128-aes256-sha1! offers aes128 only, which west (aes256) refuses; as responder it accepts both."""
+    for name in ("libreswan", "stroke"):
+        _copy(tmp_path, name)
+    _edit(tmp_path / "stroke/ipsec.conf", "esp=aes256-sha1!", "esp=aes128-aes256-sha1!")
+    assert not _errors(run_check([str(tmp_path / "libreswan"), str(tmp_path / "stroke")], [None], None))
+    _edit(tmp_path / "stroke/ipsec.conf", "\tauto=add", "\tauto=start")
+    _edit(tmp_path / "libreswan/conns/west-east.conf", "\tauto=start", "\tauto=add")
+    res = run_check([str(tmp_path / "libreswan"), str(tmp_path / "stroke")], [None], None)
+    assert res.pairs[0].init.name == "east-west"
+    assert _errors(res) == [("proposal-mismatch", "QM1")]
+    assert any(f.code == "ikev1-first-algorithm" and "aes128-sha1" in f.summary for f in res.pairs[0].findings)
+
+
 def test_strongswan_appends_its_defaults_without_bang(tmp_path):
     for name in ("libreswan", "stroke"):
         _copy(tmp_path, name)

@@ -292,6 +292,13 @@ def _esp(p: Pair) -> None:
         return [s if s.dh else Suite(s.encr, s.integ, s.prf, ike_dh, s.esn) for s in c["esp"].value.suites]
     offered, accepted = suites(i), suites(r)
     v1 = p.version == 1
+    props = i["esp"].value
+    if v1 and i.daemon.startswith("strongswan") and props.firsts and props.firsts != props.suites[:len(props.firsts)]:
+        # strongSwan ipsec.conf(5) esp=: "IKEv1 only includes the first algorithm in a proposal"
+        offered = props.firsts + props.suites[len(props.firsts):]
+        p.findings.append(_finding(INFO, "ikev1-first-algorithm", "QM1",
+                                   f"IKEv1: charon on {_who(i)} offers only the first algorithm of each type of "
+                                   f"{i['esp']}: {', '.join(s.text() for s in props.firsts)}", [i["esp"]], []))
     if not any(agree(o, a, ("encr", "integ")) for o in offered for a in accepted):
         missing = _missing(offered, accepted, ("encr", "integ"))
         why = ("no common " + " and no common ".join(_NAMES[t] for t in missing)) if missing else \

@@ -291,8 +291,9 @@ def _aggressive_psk(conn: Conn, dialect: str) -> None:
 
 def _no_group_is_none(esp: Value) -> None:
     """strongSwan: an ESP proposal without a DH group asks for no PFS."""
-    esp.value.suites = [x if x.dh else Suite(x.encr, x.integ, x.prf, frozenset({"none"}), x.esn)
-                        for x in esp.value.suites]
+    for name in ("suites", "firsts"):
+        setattr(esp.value, name, [x if x.dh else Suite(x.encr, x.integ, x.prf, frozenset({"none"}), x.esn)
+                                  for x in getattr(esp.value, name)])
 
 
 def _auth(text: str) -> str:

@@ -43,7 +43,8 @@ class Suite:
 
     def text(self) -> str:
         """The suite in strongSwan spelling, alternatives of one type joined with `/`."""
-        return "-".join("/".join(sorted(getattr(self, t))) for t in TYPES if getattr(self, t))
+        return "-".join("/".join(sorted(getattr(self, t))) for t in TYPES
+                        if getattr(self, t) and getattr(self, t) != {"none"})  # "none": no PFS group
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Proposals:
     unknown: list[str] = field(default_factory=list)
     uses_default: bool = False  # the `default` keyword (swanctl) or nothing configured
     dh_order: list[str] = field(default_factory=list)  # DH groups as written: the first is the initiator's KE
+    firsts: list[Suite] = field(default_factory=list)  # each written proposal with its first algorithm per type
 
 
 def keyword(token: str, family: str) -> tuple[str, list[str]] | None:
@@ -116,6 +118,7 @@ def parse(text: str, family: str, default: list[Suite] | None = None) -> Proposa
                 out.dh_order.append(kw[1][0])
         found["integ"] = [i for i in found["integ"] if i != "none"]
         out.suites.append(Suite(**{t: frozenset(v) for t, v in found.items()}))
+        out.firsts.append(Suite(**{t: frozenset(v[:1]) for t, v in found.items()}))
     return out
 
 
