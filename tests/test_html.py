@@ -79,15 +79,15 @@ class Dom(HTMLParser):
         return out + [w for w in ("url(", "@import") if w in self.css.lower()]
 
 
-def tshark_ike(path: Path) -> dict[str, list[tuple[int, float, str]]]:
-    """Per initiator SPI: (frame, epoch time, source address) of each IKE message, as tshark reads them."""
+def tshark_ike(path: Path) -> dict[str, list[tuple[int, str, str]]]:
+    """Per initiator SPI: (frame, epoch time as tshark prints it, source address) of each IKE message."""
     out = subprocess.run([need_tshark(), "-n", "-r", str(path), "-Y", "isakmp and not icmp", "-T", "fields",
                           "-e", "isakmp.ispi", "-e", "frame.number", "-e", "frame.time_epoch", "-e", "ip.src"],
                          capture_output=True, text=True, check=True).stdout
     sas = defaultdict(list)
     for row in out.splitlines():
         ispi, frame, t, src = row.split("\t")
-        sas[ispi.replace("0x", "")].append((int(frame), float(t), src))
+        sas[ispi.replace("0x", "")].append((int(frame), t, src))
     return sas
 
 
@@ -106,7 +106,8 @@ def test_read_report_in_chromium(tmp_path, name, stalled):
     for ispi, frames in wire.items():
         arrows = [e for e in dom.find("g", "msg") if e[3].endswith(ispi)]
         assert [int(e[1]["data-frame"]) for e in arrows] == [f for f, _, _ in frames]
-        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(frames[0][1])) + f".{int(frames[0][1] % 1 * 1000):03d} UTC"
+        seconds, fraction = frames[0][1].split(".")
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(seconds))) + f".{fraction[:3]} UTC"
         assert f"Started {start}" in "".join(dom.text)
         if stalled:
             initiator = frames[0][2]

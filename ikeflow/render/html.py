@@ -13,8 +13,6 @@ functions raise OSError when the file cannot be written.  Every string from the 
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +23,8 @@ from ikeflow.diagnose.finding import Finding
 from ikeflow.diagnose.findings import first_errors
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.model.sequences import RETRY_NOTIFIES, is_error_notify
-from ikeflow.render.common import endpoint, ip, nat_text
+from ikeflow.render.common import (PROPOSAL_STRINGS, endpoint, headline, ip, merge_info, ms, nat_text, relative,
+                                   span_text, stamp, where)
 from ikeflow.render.svg import Arrow, Bar, Row, esc, ladder, time_chart
 from ikeflow.sources.capture import split_ref
 
@@ -110,24 +109,6 @@ def write_compare_html(comparison: Comparison, path, *, utc: bool = False) -> No
     Path(path).write_text(compare_html(comparison, utc=utc), encoding="utf-8")
 
 
-def stamp(t: float | None, utc: bool) -> str:
-    """Date and time with milliseconds and zone, e.g. "2026-11-29 14:02:03.123 UTC"."""
-    if t is None:
-        return "unknown"
-    try:
-        tm = time.gmtime(t) if utc else time.localtime(t)
-        offset = time.strftime("%z", tm)
-        zone = "UTC" if utc or offset in ("+0000", "") else f"{time.strftime('%Z', tm)} (UTC{offset[:3]}:{offset[3:]})"
-        return time.strftime("%Y-%m-%d %H:%M:%S", tm) + f".{int((t % 1) * 1000):03d} {zone}"
-    except (OverflowError, OSError, ValueError):
-        return f"{t:.3f} s (not a date)"
-
-
-def seconds(s: float) -> str:
-    """A relative time, never "-0.000"."""
-    return f"{max(s, 0.0):.3f}" if s > -0.0005 else f"{s:.3f}"
-
-
 def _page(title: str, body: list[str]) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -164,8 +145,8 @@ def read_html(result: Result, *, utc: bool = False) -> str:
     t0, t1 = (min(times), max(times)) if times else (None, None)
     s = an.stats
     body = [f"<h1>ikeflow read <span class=mono>{esc(names)}</span></h1>",
-            f'<p class="meta">Capture from <b>{esc(stamp(t0, utc))}</b> to {esc(stamp(t1, utc))}'
-            + (f" ({t1 - t0:.3f} s)" if times else "") + f"; {s.packets} packets: {s.ike} IKE, {s.esp} ESP, "
+            f'<p class="meta">Capture {esc(span_text(t0, t1, utc)) if times else "without packet times"}'
+            f"; {s.packets} packets: {s.ike} IKE, {s.esp} ESP, "
             f"{s.keepalives} NAT-T keepalives, {s.icmp} ICMP errors, {s.fragments} IP fragments, "
             f"{s.malformed} malformed, {s.skipped} other (skipped).</p>"]
     errors = first_errors(an, findings)
@@ -224,14 +205,13 @@ def _headlines(an, verdicts: dict, errors: dict[tuple, Finding]) -> str:
     directions = an.esp.directions()
     for n, (key, pair) in enumerate(an.pairs.items()):
         e = errors.get(key)
-        cause = (f"<b>{esc(e.causes[0])}</b><br><span class=meta>{esc(CHECK.get(e.causes[0], ''))}</span>"
-                 if e and e.causes else "")
+        check = esc(CHECK.get(e.causes[0], "")) if e and e.causes else ""
         esp = sum(f.packets for d in dict.fromkeys((key, key[::-1])) for f in directions.get(d, ()))
         rows.append([f'<a href="#pair-{n + 1}" class="mono"><span class=nowrap>{esc(ip(pair.a))}</span> ⇄ '
                      f'<span class=nowrap>{esc(ip(pair.b))}</span></a>',
-                     f'<span class="verdict {"bad" if e else "good"}">{esc(verdicts.get(key, ""))}</span>',
-                     cause, str(len(pair.sas)), str(esp)])
-    return _table(["peer pair", "verdict", "top cause (and what to check)", "IKE SAs", "ESP packets"], rows, "headline")
+                     f'<span class="verdict {"bad" if e else "good"}">{esc(headline(pair, verdicts.get(key, ""), e))}</span>',
+                     check, str(len(pair.sas)), str(esp)])
+    return _table(["peer pair", "verdict", "what to check", "IKE SAs", "ESP packets"], rows, "headline")
 
 
 def _sa_index(sas: list[IkeSa], drawn: int, n: int, frame, utc: bool) -> str:
@@ -260,10 +240,10 @@ def _state(sa: IkeSa, frame) -> str:
 def _sa_section(sa: IkeSa, anchor: str, frame, utc: bool, found: list[Finding]) -> str:
     i, r = sa.initiator, sa.responder
     msgs = sa.messages
-    t0 = msgs[0].time if msgs else None
+    t0 = msgs[0].time if msgs else 0.0
     head = (f'<section class="sa" id="{anchor}"><h3>IKEv{sa.version} SA '
             f'<span class=mono>{esc(sa.ispi.hex())}/{esc(sa.rspi.hex())}'
-            f'</span></h3><p class="meta">Started <b>{esc(stamp(t0, utc))}</b>; {esc(_mode(sa))}, state '
+            f'</span></h3><p class="meta">Started <b>{esc(stamp(t0, utc) if msgs else "—")}</b>; {esc(_mode(sa))}, state '
             f"{esc(_state(sa, frame))}; NAT: {esc(nat_text(sa))}"
             + ("; roles guessed: the first message was not seen" if sa.roles_guessed else "") + "</p>")
     vendors = [f"{who}: {', '.join(sorted(sa.vendors.get(k, ())))}"
@@ -272,7 +252,7 @@ def _sa_section(sa: IkeSa, anchor: str, frame, utc: bool, found: list[Finding]) 
         head += f'<p class="meta">Vendor IDs — {esc("; ".join(vendors))}</p>'
     stall = stall_point(sa, found)
     at = stall[0] if stall else None
-    rows = [Row(seconds(m.time - t0), (_arrow(m, frame),), k == at) for k, m in enumerate(msgs)]
+    rows = [Row(relative(m.time - t0), (_arrow(m, frame),), k == at) for k, m in enumerate(msgs)]
     if len(rows) > MAX_ROWS:
         gap = Row("", (Arrow(True, f"… {len(rows) - MAX_ROWS} more messages, not drawn …", kind="absent"),))
         rows = rows[: MAX_ROWS // 2] + [gap] + rows[-MAX_ROWS // 2:]
@@ -322,19 +302,22 @@ def _fragment(p) -> str:
 
 
 def _proposals(sa: IkeSa) -> str:
-    """The chosen proposal, or the offered ones when no answer was seen; columns as the decoder names them."""
+    """The chosen proposal, or the offered ones when no answer was seen; the decoder's columns, the
+    configuration strings labelled by dialect (common.PROPOSAL_STRINGS)."""
     chosen = summarize_sa(sa.chosen) if sa.chosen else []
     rows = chosen or (summarize_sa(sa.offered) if sa.offered else [])
     if not rows:
         return ""
-    columns = [k for k in dict.fromkeys(k for r in rows for k in r) if any(r.get(k) not in (None, "", [], ()) for r in rows)]
+    columns = [k for k in dict.fromkeys(k for r in rows for k in r)
+               if any(r.get(k) not in (None, "", [], ()) for r in rows)]
+    names = dict(PROPOSAL_STRINGS)
 
     def cell(v) -> str:
         text = ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else "" if v is None else str(v)
         return f'<span class=mono>{esc(text)}</span>'
 
     title = "Chosen proposal" if chosen else f"Offered proposals ({len(rows)}), no answer seen"
-    return f"<h4>{title}</h4>" + _table([c.replace("_", " ") for c in columns],
+    return f"<h4>{title}</h4>" + _table([names.get(c, c.replace("_", " ")) for c in columns],
                                          [[cell(r.get(c)) for c in columns] for r in rows], "proposals")
 
 
@@ -362,22 +345,16 @@ def _esp_chart(pair, flows: list, owners, t0: float, t1: float, frame) -> str:
 
 
 def _findings(found: list[Finding], frame) -> str:
-    """The findings, identical ones (same severity, code, text) merged with a count."""
-    counts = Counter((f.severity, f.code, f.summary, f.hint) for f in found)
-    items, seen = [], set()
-    for f in found:
-        k = (f.severity, f.code, f.summary, f.hint)
-        if k in seen:
-            continue
-        seen.add(k)
-        where = [f"SA {f.sa.ispi.hex()}" if f.sa else "", f"at {f.at}" if f.at else ""]
-        frames = f" (frames {', '.join(frame(r) for r in f.frames[:12])}{'…' if len(f.frames) > 12 else ''})" \
-            if f.frames else ""
-        times = f" ×{counts[k]}" if counts[k] > 1 else ""
+    """The findings with their peer pair and IKE SA, causes and hint; identical informational ones once,
+    with a count (common.merge_info)."""
+    items = []
+    for f, alike in merge_info(found):
+        refs = sorted({r for g in alike for r in g.frames})
+        frames = f" (frames {', '.join(frame(r) for r in refs[:12])}{'…' if len(refs) > 12 else ''})" if refs else ""
         causes = f"<br><span class=meta>Causes, most likely first: {esc(', '.join(f.causes))}</span>" if f.causes else ""
         hint = f'<div class="hint">{esc(f.hint)}</div>' if f.hint else ""
         items.append(f'<li class="{esc(f.severity)}"><span class="sev {esc(f.severity)}">{esc(f.severity)}</span> '
-                     f"<b>{esc(f.code)}</b>{esc(times)} <span class=meta>{esc(' '.join(w for w in where if w))}</span>"
+                     f"<b>{esc(f.code)}</b>{esc(f' at {f.at}' if f.at else '')} <span class=meta>{esc(where(alike))}</span>"
                      f"<br>{esc(f.summary)}{esc(frames)}{causes}{hint}</li>")
     return '<ul class="findings">' + "".join(items) + "</ul>"
 
@@ -393,7 +370,8 @@ def compare_html(comparison: Comparison, *, utc: bool = False) -> str:
     for p in cmp.points:
         s = p.an.stats
         rows.append([f"#{p.index + 1}", f"<span class=mono>{esc(p.path)}</span>", str(s.packets), str(s.ike), str(s.esp),
-                     esc(stamp(p.first_time, utc)), esc(stamp(p.last_time, utc)),
+                     esc(stamp(p.first_time, utc) if p.first_time is not None else "—"),
+                     esc(stamp(p.last_time, utc) if p.last_time is not None else "—"),
                      "reference" if p.index == 0 else f"{offsets[p.index] * 1000:+.3f} ms"])
     body.append(_table(["point", "file", "packets", "IKE", "ESP", "first packet", "last packet", "clock offset"], rows))
     found = cmp.findings()
@@ -406,11 +384,6 @@ def compare_html(comparison: Comparison, *, utc: bool = False) -> str:
     if found:
         body.append("<h2>Findings</h2>" + _findings(found, _point_frame))
     return _page(f"ikeflow compare {names}", body)
-
-
-def _ms(s: float) -> str:
-    """Seconds as milliseconds with two decimals, never "-0.00"."""
-    return f"{s * 1000:.2f}" if abs(s) >= 0.000005 else "0.00"
 
 
 def _point_frame(ref: int) -> str:
@@ -456,7 +429,7 @@ def _conversation(seg: Segment, conv: Conversation, utc: bool, draw: bool) -> st
     rows, esp_rows = [], []
     for d in conv.directions.values():
         lost = f', <b class="verdict bad">{len(d.lost)} lost</b>' if d.lost else ""
-        delay = f"{_ms(min(d.delays))}–{_ms(max(d.delays))}" if d.delays else ""
+        delay = f"{ms(min(d.delays))}–{ms(max(d.delays))}" if d.delays else ""
         rows.append([esc(f"{d.src} → {d.dst} (#{d.up + 1} → #{d.down + 1})"),
                      f"{d.sent} sent, {d.arrived} arrived{lost}" + (f", {d.duplicated} dup" if d.duplicated else ""),
                      esc(delay)])
@@ -513,7 +486,7 @@ def _compare_ladder(seg: Segment, conv: Conversation, utc: bool) -> str:
     if not rows:
         return ""
     t0 = rows[0][0]
-    drawn = [Row(seconds(t - t0), (a, b)) for t, a, b in rows]
+    drawn = [Row(relative(t - t0), (a, b)) for t, a, b in rows]
     if len(drawn) > MAX_ROWS:
         gap = Arrow(True, f"… {len(drawn) - MAX_ROWS} more messages, not drawn …", kind="absent")
         drawn = drawn[: MAX_ROWS // 2] + [Row("", (gap, gap))] + drawn[-MAX_ROWS // 2:]

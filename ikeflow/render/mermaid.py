@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from ikeflow.diagnose.finding import Finding
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.model.sequences import is_error_notify
-from ikeflow.render.common import endpoint, ip
-from ikeflow.render.html import sort_findings, stall_point, stamp
+from ikeflow.render.common import endpoint, ip, stamp
+from ikeflow.render.html import sort_findings, stall_point
 
 if TYPE_CHECKING:
     from ikeflow.pipeline import Result
