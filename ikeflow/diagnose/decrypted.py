@@ -23,14 +23,12 @@ from __future__ import annotations
 
 from ikeflow.decode.ike import IkeMessage
 from ikeflow.model import decryption, sequences
-from ikeflow.model.ikesa import IkeSa, Seen
+from ikeflow.model.ikesa import EAP_FAILURE, IkeSa, Seen
 
 V1_PSK = (1, 65001, 65002, 65003, 65004, 65005, 65006)  # Authentication Method: pre-shared key, XAUTH/hybrid PSK
 NO_PROPOSAL = ("NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN")
 AUTH_REFUSED = ("AUTHENTICATION-FAILED", "INVALID-HASH-INFORMATION", "INVALID-SIGNATURE")
 BAD_ID = "INVALID-ID-INFORMATION"
-PHASE1_ENCRYPTED = ("MM5", "MM6", "AM3")
-EAP_FAILURE = 4
 
 
 def decide(sa: IkeSa, at: str, frames: list[int]) -> tuple[str, str] | None:

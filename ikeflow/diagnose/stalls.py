@@ -1236,8 +1236,16 @@ def _ends_early(early: list[Stall]) -> Finding:
 
 
 def error_notifies(an: Analyzer, files):
-    """Error notifies that no stall above explains (a stall's finding already names its notify)."""
-    explained = {f for sa in an.sas.values() for st in sa_stalls(an, sa) if st for f in st.frames}
+    """Error notifies that no stall above explains (a stall's finding already names its notify; one the
+    decrypted payloads decided also explains what its SA sent afterwards, e.g. the Informational after an
+    EAP-Failure)."""
+    explained = set()
+    for sa in an.sas.values():
+        for st in sa_stalls(an, sa):
+            explained.update(st.frames)
+            if st.facts.decrypted:
+                since = min((m.time for m in sa.messages if m.ref in st.frames), default=0.0)
+                explained.update(m.ref for m in sa.messages if m.time >= since)
     for sa in an.sas.values():
         for m in sa.messages:
             if m.retransmission or m.ref in explained:

@@ -40,6 +40,7 @@ CHILD_OK_MIN = ERROR_ONLY_PLAINTEXT + CHILD_PAYLOADS_MIN
 REFUSED_SIZE = 120
 OPENING = ("MM1", "AM1", "IKE_SA_INIT")  # the initiator's first message of an IKE SA
 NOTIFY_REDIRECT = 16407  # RFC 5685 10: New Responder GW Identity (and a nonce)
+EAP_FAILURE = 4  # EAP code (RFC 3748 4.2): an answer with only this and notifies refused
 
 
 @dataclass(slots=True)
@@ -422,11 +423,11 @@ class IkeSa:
     def error_only(self, seen: Seen) -> bool:
         """An IKEv2 response whose encrypted part is too small for more than a notify or two
         (IDr + AUTH alone need 40 bytes): an error answer such as AUTHENTICATION_FAILED.  Decrypted: one that
-        holds notifies only."""
+        holds notifies only, or an EAP-Failure."""
         if self.version != 2 or seen.request:
             return False
         if seen.msg.decrypted and seen.msg.inner:
-            return all(p.name == "N" for p in seen.msg.inner)
+            return all(p.name == "N" or (p.name == "EAP" and p.info.get("code") == EAP_FAILURE) for p in seen.msg.inner)
         return seen.plaintext is not None and seen.plaintext < ERROR_ONLY_PLAINTEXT
 
     def ike_sa_up(self) -> bool:
