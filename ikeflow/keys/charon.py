@@ -4,7 +4,8 @@ What charon prints (strongSwan src/libcharon/sa/ikev2/keymat_v2.c, ikev1/keymat_
 sa/child_sa.c): `Sk_ei secret => 16 bytes @ 0x...` followed by hex dump lines `   0: 73 F7 ...  s...`;
 IKEv1 `encryption key Ka => N bytes`; ESP `encryption initiator key`, `integrity responder key`, then
 `adding inbound ESP SA` / `  SPI 0x..., src A dst B`; the SA's SPIs in `checkin IKEv2 SA lab[1] with SPIs
-f357993b1a6e610a_i 357f27c7919ce90d_r`. Each line carries the IKE SA as `<name|unique id>`.
+f357993b1a6e610a_i 357f27c7919ce90d_r`. Each line carries the IKE SA as `<name|unique id>`; a set of IKE keys belongs to the SPIs that the
+deriving thread checks in next (an IKE SA rekey derives the new SA's keys under the old SA's name).
 
 The IKE keys' algorithms are not in these lines: IKEv2 keys come with encr/integ "" (fill them from the
 negotiated SA). ESP algorithms come from `using AES_CBC for encryption` / `using HMAC_SHA2_256_128 for integrity`.
@@ -45,7 +46,7 @@ _CHILD_DUMPS = {"encryption initiator key": "ei", "encryption responder key": "e
 class _Sa:
     """What one IKE SA (by charon's unique id) has logged so far."""
     spis: list[tuple[bytes, bytes]] = field(default_factory=list)
-    ike: list[tuple[int, dict[str, bytes]]] = field(default_factory=list)   # (index into spis then, keys)
+    ike: list[list] = field(default_factory=list)       # [SPI pair or None, {dump name: key}] per key derivation
     child: dict[str, bytes] = field(default_factory=dict)
     encr: str = ""
     integ: str = ""
@@ -83,6 +84,7 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
     ring = KeyRing()
     dump: tuple[_Sa, str, int, bytearray] | None = None
     checked_out: dict[str, tuple[bytes, bytes]] = {}      # thread -> SPIs of a checkout line without an SA name
+    unpaired: dict[str, list[list]] = {}                  # thread -> IKE key sets waiting for their SPIs
     for line in text.splitlines():
         m = _LINE.search(line)
         if not m:
@@ -113,7 +115,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
         if head and (head[1] in _IKE_DUMPS or head[1] in _CHILD_DUMPS):
             key = _IKE_DUMPS.get(head[1]) or _CHILD_DUMPS[head[1]]
             if key in ("sk_d", "ka"):           # the first dump of a new set of IKE keys
-                sa.ike.append((len(sa.spis), {}))
+                sa.ike.append([None, {}])
+                unpaired.setdefault(thread, []).append(sa.ike[-1])
             dump = (sa, key, int(head[2]), bytearray())
             if int(head[2]) == 0:
                 _store(sa, key, b"")
@@ -121,6 +124,9 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
             continue
         if pair:
             _add_spis(sa, pair)
+            if any(pair[1]):                    # the SA a derivation made: the next SPIs its thread checks in
+                for entry in unpaired.pop(thread, []):
+                    entry[0] = pair
             continue
         if message.startswith("establishing CHILD_SA"):
             sa.initiating_child = True
@@ -142,8 +148,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
                     sa.esp, sa.child, sa.initiating_child = [], {}, False
                     sa.encr = sa.integ = ""
     for sa in sas.values():
-        for index, keys in sa.ike:
-            pair = sa.spis[index] if index < len(sa.spis) else (sa.spis[-1] if sa.spis else None)
+        for pair, keys in sa.ike:
+            pair = pair or (sa.spis[-1] if sa.spis else None)
             if pair is None:
                 continue
             if "ka" in keys:
