@@ -18,9 +18,10 @@ import re
 from typing import TYPE_CHECKING
 
 from ikeflow.diagnose.finding import Finding
+from ikeflow.diagnose.findings import first_errors
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.model.sequences import is_error_notify
-from ikeflow.render.common import endpoint, ip, stamp
+from ikeflow.render.common import endpoint, headline, ip, stamp
 from ikeflow.render.html import sort_findings, stall_point
 
 if TYPE_CHECKING:
@@ -49,14 +50,18 @@ def _prose(s: str) -> str:
 
 
 def read_mermaid(result: Result, *, utc: bool = False) -> str:
-    """Markdown with one Mermaid sequenceDiagram per IKE SA, grouped by peer pair under its verdict."""
+    """Markdown with one Mermaid sequenceDiagram per IKE SA, grouped by peer pair under its headline and
+    verdict."""
     out = []
     _, of_sa = sort_findings(result.model, result.findings)
+    errors = first_errors(result.model, result.findings)
     drawn = 0
     for key, pair in result.model.pairs.items():
         if not pair.sas or drawn >= MAX_DIAGRAMS:
             continue
-        out.append(f"## {ip(pair.a)} ⇄ {ip(pair.b)}\n\n{_prose(result.verdicts.get(key, ''))}\n")
+        verdict = result.verdicts.get(key, "")
+        out.append(f"## {ip(pair.a)} ⇄ {ip(pair.b)}\n\n**{_prose(headline(pair, verdict, errors.get(key)))}**\n\n"
+                   f"{_prose(verdict)}\n")
         for sa in pair.sas[:MAX_DIAGRAMS - drawn]:
             start = stamp(sa.messages[0].time, utc) if sa.messages else "unknown"
             out.append(f"### IKEv{sa.version} SA {sa.ispi.hex()}/{sa.rspi.hex()}, started {start}\n")
