@@ -61,8 +61,8 @@ def render(console: Console, cmp: Comparison, width: int | None = FROM_CONSOLE, 
     found = cmp.findings()
     out([Text("")])
     if not found:
-        out([Text(f"No findings match {narrowed}." if narrowed else
-                  "No findings: everything sent at one point arrived at the other.", style="green")])
+        out(wrap(Text(f"No findings match {narrowed}." if narrowed else
+                      "No findings: everything sent at one point arrived at the other.", style="green"), width, 2))
         return
     out([Text("Findings", style="bold")])
     out(finding_lines(found, lambda r: f"#{split_ref(r)[0] + 1}:{split_ref(r)[1]}", width))
@@ -78,7 +78,7 @@ def _segment(seg: Segment, width: int | None, narrowed: str) -> list[Text]:
                                    f"{'; one direction only, so it includes the transit time' if c.one_way else ''})",
                                    style="bold"), width, 2)
     if not seg.compared:
-        return lines + [Text(f"Not compared: {seg.findings[0].code} (see the findings).")]
+        return lines + wrap(f"Not compared: {seg.findings[0].code} (see the findings).", width, 2)
     for conv in seg.elsewhere:
         p = seg.x if conv.pairs[seg.x.index] else seg.y
         lines += wrap(f"{_name(conv, p.index)}: seen at #{p.index + 1} only, sent by both ends there, so not through "
