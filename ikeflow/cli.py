@@ -32,10 +32,17 @@ with one) and non-first IP fragments (they carry no UDP header, so a port
 filter alone drops them, and a cut datagram looks like one lost on the path).
 
 Reads pcap and pcapng (also gzip-compressed); several files are read as one
-timeline.  For every peer pair it shows a verdict, each IKE SA as a ladder
-(MM1..MM6, AM1..AM3, QM1..QM4, IKE_SA_INIT, IKE_AUTH, ...), NAT-T (who is
-behind NAT, where the float to 4500 happened), the ESP flows per SPI, and
-the findings.
+timeline.  For every peer pair it shows a headline first (where it fails and
+the likely cause, or that the tunnel is up; a summary table of them when there
+are several), each IKE SA as a ladder (MM1..MM6, AM1..AM3, QM1..QM4,
+IKE_SA_INIT, IKE_AUTH, ...) with its start time, NAT-T (who is behind NAT,
+where the float to 4500 happened), the ESP flows per SPI, and the findings.
+Nothing is cut: values wrap to the terminal's width, or to --width N.
+
+\b
+Narrow it, or share it:
+  ikeflow read -q --peer 203.0.113.7 --severity warning tun.pcap
+  ikeflow read tun.pcap --html report.html --mermaid ladder.md
 
 \b
 Exit codes: 0 nothing wrong, 1 at least one error finding,
