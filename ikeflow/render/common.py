@@ -220,9 +220,9 @@ def relative(dt: float) -> str:
 
 # The causes of diagnose.causes.CAUSES as a headline says them ("PSK mismatch likely (or peer ID mismatch)").
 PLAIN = {
-    "path-blocked": "blocked on the path",
+    "path-blocked": "a filter on the path",
     "peer-down": "peer down",
-    "peer-ignores": "peer ignores it",
+    "peer-ignores": "the peer ignoring it",
     "reply-path-lost": "answers lost on the way back",
     "udp4500-blocked": "UDP 4500 blocked",
     "fragments-dropped": "IP fragments dropped",
@@ -232,9 +232,9 @@ PLAIN = {
     "pfs-mismatch": "PFS mismatch",
     "psk-mismatch": "PSK mismatch",
     "peer-id-mismatch": "peer ID mismatch",
-    "subnet-mismatch": "subnet (traffic selector) mismatch",
+    "subnet-mismatch": "subnet mismatch",
     "aggressive-mode-refused": "Aggressive Mode refused",
-    "esp-blocked": "ESP blocked",
+    "esp-blocked": "ESP blocked one way",
     "peer-dead": "peer dead",
     "mtu-blackhole": "MTU black hole",
     "nat-mapping-expired": "NAT mapping expired",
