@@ -165,7 +165,9 @@ def grid(columns: list[str], rows: list[list], width: int | None, right: tuple[i
                 pad = Text(" " * (widths[i] - cell_len(c.plain)))
                 line += (pad + c if i in right else c + pad) + Text("  ")
             out += wrap(line + r[-1], width, lead)
-        return [line.rstrip() or line for line in out]
+        for line in out:
+            line.rstrip()  # in place: no padding after an empty last cell
+        return out
     out = []
     for r in cells:
         pairs = [Text(f"{name}: ", style="dim") + c if name and not (bare_first and n == 0) else c

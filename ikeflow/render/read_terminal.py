@@ -87,7 +87,7 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
                 out(wrap(f"   evidence: {errors[key].summary}", width, 3))
             out(_pair_table(pair, an.esp.directions(), owners, width))
             for sa in pair.sas:
-                out(_sa_block(sa, frame, width, utc, day))
+                out(_sa_block(sa, frame, width, utc, day, an.ike_port))
         if an.esp.flows:
             out(Text(""))
             out(_esp_table(an.esp, frame, owners, width))
@@ -166,7 +166,7 @@ def _pair_table(pair, directions: dict, owners: Owners, width: int | None) -> li
     return lines
 
 
-def _sa_block(sa: IkeSa, frame, width: int | None, utc: bool, day: str | None) -> list[Text]:
+def _sa_block(sa: IkeSa, frame, width: int | None, utc: bool, day: str | None, ike_port: int) -> list[Text]:
     i, r = sa.initiator, sa.responder
     t0 = sa.messages[0].time if sa.messages else None
     started = ""
@@ -193,7 +193,7 @@ def _sa_block(sa: IkeSa, frame, width: int | None, utc: bool, day: str | None) -
             lines.append(Text(f"   ({len(msgs) - MAX_LADDER} more messages not shown)", style="dim"))
             continue
         row = Text(f"   {relative(m.time - t0):>{timew}}  {frame(m.ref):>{frames}}  ") + _arrow(m, arrow)
-        notes = _notes(m, natted)
+        notes = _notes(m, natted, ike_port)
         if beside:
             lines += wrap(row + Text("  " + notes), width, lead)
         else:
@@ -209,15 +209,15 @@ def _arrow(m: Seen, width: int) -> Text:
     return Text(f"──{m.label}{fill}▶" if m.sender == "I" else f"◀{fill}{m.label}──", style=style)
 
 
-def _notes(m: Seen, natted: str) -> str:
-    """Beside the arrow: retransmission, retry, port, then the payloads, IP fragments, NAT-D result and size;
-    `natted` is what a NAT-D hash that does not match is called ("NATed", or "differs" where the SA's NAT
-    reading is rewritten/unknown)."""
+def _notes(m: Seen, natted: str, ike_port: int) -> str:
+    """Beside the arrow: retransmission, retry, a port other than IKE's, then the payloads, IP fragments, NAT-D
+    result and size; `natted` is what a NAT-D hash that does not match is called ("NATed", or "differs" where
+    the SA's NAT reading is rewritten/unknown)."""
     msg = m.msg
-    lead = (["again"] if m.retransmission else []) + ([f"retry after {m.retry}"] if m.retry else [])
-    if m.natt or m.dport != 500:
-        lead.append(f"to port {m.dport}")
-    lead = [", ".join(lead) + ":"] if lead else []
+    how = (["again"] if m.retransmission else []) + ([f"retry after {m.retry}"] if m.retry else [])
+    if m.natt or m.dport != ike_port:
+        how.append(f"to port {m.dport}")
+    lead = [", ".join(how) + ":"] if how else []
     if msg.malformed:
         return " ".join(lead + [f"MALFORMED: {msg.malformed}"])
     names: list[str] = []
