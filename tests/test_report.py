@@ -71,10 +71,10 @@ def test_lab_captures_are_never_cut(path):
 def test_public_captures_are_never_cut():
     root = need_public()
     manifest = {c["path"]: c for c in json.loads((root / "MANIFEST.json").read_text())["captures"]}
-    for entry in manifest.values():  # the whole corpus: about 15 s
+    for entry in manifest.values():  # the whole corpus: about 20 s
         path = root / entry["path"]
         result = read_captures([str(path)])
-        for width in (80, 200, None):
+        for width in WIDTHS:
             check_layout(result, render(result, width), width)
         # tshark's SPIs (the corpus manifest) appear whole too, where ikeflow reads IKE (AuthIP it skips)
         text = render(result, 80)
