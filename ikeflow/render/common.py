@@ -258,7 +258,7 @@ def failing(e: Finding) -> str:
     """Where a peer pair's first error stops it, in the words of its IKE version."""
     sa, at = e.sa, e.at
     if sa is None:
-        return f"{at} fails" if at else "fails"
+        return {"IP": "IP fragments never complete", "": "fails"}.get(at, f"{at} fails")
     up = sa.ike_sa_up()
     if sa.version == 1:
         if not up:
