@@ -236,6 +236,22 @@ def v1_phase2_iv(hash_name: str, last_phase1_block: bytes, message_id: int, bloc
     return _hash(hash_name, last_phase1_block, struct.pack("!I", message_id))[:block]
 
 
+# First IV of an exchange with a new message ID (Quick Mode, Informational, Transaction), as implementations
+# compute it; try them in order and keep the one whose result is `v1_plausible`.
+#   rfc2409          hash(last phase-1 CBC block | M-ID)                 RFC 2409 appendix B; strongSwan, Wireshark
+#   empty-phase1-iv  hash(M-ID): an Informational sent before phase 1 ended, when libreswan's "IV at end of
+#                    phase 1" (programs/pluto/state.h st_v1_ph1_iv, hashed by ikev1_quick.c) is still empty;
+#                    seen from pluto 4.10 answering a peer-ID mismatch at MM5 (lab ikev1-libreswan-peerid-mismatch)
+V1_IV_VARIANTS = ("rfc2409", "empty-phase1-iv")
+
+
+def v1_new_exchange_ivs(hash_name: str, last_phase1_block: bytes, message_id: int,
+                        block: int) -> list[tuple[str, bytes]]:
+    """(variant, IV) for the first message of an exchange with a new message ID, in `V1_IV_VARIANTS` order."""
+    return [("rfc2409", v1_phase2_iv(hash_name, last_phase1_block, message_id, block)),
+            ("empty-phase1-iv", v1_phase2_iv(hash_name, b"", message_id, block))]
+
+
 def v1_decrypt(ciphertext: bytes, key: bytes, iv: bytes, cipher: str) -> tuple[bytes, bytes]:
     """CBC-decrypt an IKEv1 message body; returns (plaintext with padding, next IV = last ciphertext block).
     `cipher` is des, 3des or aes-cbc (AES key length from the key). Raises ValueError on a key of the wrong

@@ -76,40 +76,60 @@ def _matches(pattern: str, addr: str) -> bool:
     return False
 
 
+def _bytes(key: IkeV2Keys) -> tuple[bytes, ...]:
+    return key.sk_ei, key.sk_er, key.sk_ai, key.sk_ar
+
+
 class KeyRing:
     """Keys by what a capture shows: IKEv1 initiator cookie, IKEv2 SPI pair, ESP SPI and addresses."""
 
     def __init__(self) -> None:
-        self._v1: dict[bytes, IkeV1Key] = {}
-        self._v2: dict[tuple[bytes, bytes], IkeV2Keys] = {}
+        self._v1: dict[bytes, list[IkeV1Key]] = {}
+        self._v2: dict[tuple[bytes, bytes], list[IkeV2Keys]] = {}
         self._esp: dict[int | None, list[EspKey]] = {}
 
     def add(self, key: IkeV1Key | IkeV2Keys | EspKey) -> None:
-        """Add a key; a later key for the same SA replaces the earlier one unless it lacks algorithms."""
+        """Add a key. Different keys for one IKE SA are all kept (two peers with different PSKs derive
+        different IKEv1 keys for the same cookies); the same key bytes are kept once, with algorithms if
+        any source gave them. An ESP key replaces one for the same SPI and addresses."""
         if isinstance(key, IkeV1Key):
-            self._v1[key.icookie] = key
+            known = self._v1.setdefault(key.icookie, [])
+            if key not in known:
+                known.append(key)
         elif isinstance(key, IkeV2Keys):
-            old = self._v2.get((key.spi_i, key.spi_r))
-            if not (old and old.encr and not key.encr):
-                self._v2[(key.spi_i, key.spi_r)] = key
+            known2 = self._v2.setdefault((key.spi_i, key.spi_r), [])
+            same = [i for i, k in enumerate(known2) if _bytes(k) == _bytes(key)]
+            if not same:
+                known2.append(key)
+            elif key.encr and not known2[same[0]].encr:
+                known2[same[0]] = key
         else:
             key = EspKey(key.spi, _addr(key.src), _addr(key.dst), key.encr, key.enc_key, key.integ,
                          key.auth_key, key.source)
-            same = self._esp.setdefault(key.spi, [])
-            old = [k for k in same if (k.src, k.dst) == (key.src, key.dst)]
+            same_spi = self._esp.setdefault(key.spi, [])
+            old = [k for k in same_spi if (k.src, k.dst) == (key.src, key.dst)]
             if old and old[0].encr and not key.encr:
                 return
-            same[:] = [k for k in same if (k.src, k.dst) != (key.src, key.dst)] + [key]
+            same_spi[:] = [k for k in same_spi if (k.src, k.dst) != (key.src, key.dst)] + [key]
 
     def update(self, other: KeyRing) -> None:
         for key in other.all():
             self.add(key)
 
     def ikev1(self, icookie: bytes) -> IkeV1Key | None:
-        return self._v1.get(bytes(icookie))
+        """The first key loaded for this initiator cookie (see `ikev1_all`)."""
+        return next(iter(self.ikev1_all(icookie)), None)
+
+    def ikev1_all(self, icookie: bytes) -> list[IkeV1Key]:
+        """Every distinct key for this cookie, in load order (one per peer when their PSKs differ)."""
+        return list(self._v1.get(bytes(icookie), []))
 
     def ikev2(self, spi_i: bytes, spi_r: bytes) -> IkeV2Keys | None:
-        return self._v2.get((bytes(spi_i), bytes(spi_r)))
+        """The first key set loaded for this SPI pair (see `ikev2_all`)."""
+        return next(iter(self.ikev2_all(spi_i, spi_r)), None)
+
+    def ikev2_all(self, spi_i: bytes, spi_r: bytes) -> list[IkeV2Keys]:
+        return list(self._v2.get((bytes(spi_i), bytes(spi_r)), []))
 
     def esp(self, spi: int, src: str, dst: str) -> EspKey | None:
         """The key for this SPI and outer addresses: exact addresses first, then `*` wildcards (a key table
@@ -129,13 +149,13 @@ class KeyRing:
         return next(iter(same.values())) if len(same) == 1 else None
 
     def all(self) -> list[IkeV1Key | IkeV2Keys | EspKey]:
-        return [*self._v1.values(), *self._v2.values(), *(k for ks in self._esp.values() for k in ks)]
+        return [k for table in (self._v1, self._v2, self._esp) for ks in table.values() for k in ks]
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many keys of each kind: {"ikev1": n, "ikev2": n, "esp": n}."""
-        return {"ikev1": len(self._v1), "ikev2": len(self._v2),
-                "esp": sum(len(ks) for ks in self._esp.values())}
+        """How many distinct keys of each kind: {"ikev1": n, "ikev2": n, "esp": n}."""
+        return {kind: sum(len(ks) for ks in table.values())
+                for kind, table in (("ikev1", self._v1), ("ikev2", self._v2), ("esp", self._esp))}
 
     def __bool__(self) -> bool:
         return any(self.counts.values())
