@@ -321,3 +321,13 @@ def test_charon_initial_iv_matches_rfc2409():
     ke = [p.body for _, _, _, kind, m in _frames(capture) if kind == "ike" and not m[19] & 1
           for p in decode_isakmp(m).payloads if p.type == 4]
     assert d.v1_phase1_iv("sha256", ke[0], ke[1], 16) == bytes.fromhex(row[1].replace(" ", ""))
+
+
+def test_directory_skips_files_without_keys_but_not_broken_tables(tmp_path):
+    _write(tmp_path, "charon.log", "2026-11-29 14:47:34.832 13[IKE] <lab|1> initiating IKE_SA lab[1] to 203.0.113.2\n")
+    (tmp_path / "capture.pcap").write_bytes(b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(16))
+    _write(tmp_path, "ikev1_decryption_table", "fafaeb49382a763c,735be0cb62f82675c4f7bf8fbab9b56834ba76d6ab4fa240\n")
+    assert load_keys([str(tmp_path)]).counts == {"ikev1": 1, "ikev2": 0, "esp": 0}
+    _write(tmp_path, "esp_sa", '"IPv4","*","*","1","AES-CBC [RFC3602]","0x00","NULL",""\n')
+    with pytest.raises(KeySourceError, match="esp_sa:1: the aes-cbc key is 1 octets"):
+        load_keys([str(tmp_path)])

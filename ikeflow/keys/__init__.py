@@ -24,23 +24,23 @@ def read_source(path: Path) -> KeyRing:
             raw = f.read(_MAX_FILE + 1)
     except OSError as e:
         raise KeySourceError(f"{path}: cannot read: {e.strerror or e}") from None
-    if len(raw) > _MAX_FILE:
-        raise KeySourceError(f"{path}: larger than {_MAX_FILE >> 20} MiB, not a key file")
+    if len(raw) > _MAX_FILE or b"\0" in raw[:4096]:
+        raise KeySourceError(f"{path}: a binary or very large file, not a key table or log", keyless=True)
     text = raw.decode("utf-8", "replace")
     if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
-        raise KeySourceError(f"{path}: no keys (the file is empty or holds only comments)")
+        raise KeySourceError(f"{path}: no keys (the file is empty or holds only comments)", keyless=True)
     for parser in (wireshark.by_name, charon.parse, pluto.parse, tcpdump.parse, wireshark.by_content):
         ring = parser(path.name, text, str(path))
         if ring is not None:
             return ring
     raise KeySourceError(f"{path}: not a key source ikeflow knows (Wireshark ikev1_decryption_table, "
                          "ikev2_decryption_table or esp_sa; charon log with ike/chd level 4; pluto log with "
-                         "plutodebug=private; tcpdump -E secrets)")
+                         "plutodebug=private; tcpdump -E secrets)", keyless=True)
 
 
 def load_keys(paths: list[str]) -> KeyRing:
-    """All keys in `paths` (files, or directories whose files are read; in a directory, files that are
-    not key sources are skipped, but a directory without any key is an error)."""
+    """All keys in `paths` (files, or directories whose files are read; in a directory, files without keys
+    are skipped, but a malformed key table or a directory without any key is an error)."""
     ring = KeyRing()
     for name in paths:
         path = Path(name)
@@ -50,7 +50,9 @@ def load_keys(paths: list[str]) -> KeyRing:
                 try:
                     ring.update(read_source(child))
                     found = True
-                except KeySourceError:
+                except KeySourceError as e:
+                    if not e.keyless:
+                        raise
                     continue
             if not found:
                 raise KeySourceError(f"{path}: no key table or key log in this directory")

@@ -76,9 +76,9 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
         if re.search(r"\d+\[(IKE|CFG|MGR)\] ", text):
             if _DUMP_HEAD.search(text) or re.search(r"\] <[^>]*> .* => \d+ bytes @", text):
                 raise KeySourceError(f"{where}: no keys were derived in this charon log (the negotiation "
-                                     "stopped before the key exchange)")
+                                     "stopped before the key exchange)", keyless=True)
             raise KeySourceError(f"{where}: no key dumps in this charon log (no keys were derived before the "
-                                 "negotiation stopped, or the ike and chd log levels are below 4)")
+                                 "negotiation stopped, or the ike and chd log levels are below 4)", keyless=True)
         return None
     sas: dict[str, _Sa] = {}
     ring = KeyRing()
@@ -159,7 +159,7 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
                                    keys.get("sk_ar", b""), "", where))
     if not ring:
         raise KeySourceError(f"{where}: the charon log has key dumps but no SPIs to pair them with (set the mgr "
-                             "log level to 2)")
+                             "log level to 2)", keyless=True)
     return ring
 
 

@@ -25,7 +25,7 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
     if not keys:
         why = "; ".join(unusable) or ("it prints IKEv2 keys only with plutodebug including private and only once "
                                       "an IKE SA is established, and no IKEv1 phase 1 keys")
-        raise KeySourceError(f"{where}: a pluto log without usable IKE keys ({why})")
+        raise KeySourceError(f"{where}: a pluto log without usable IKE keys ({why})", keyless=True)
     ring = KeyRing()
     for key in keys:
         ring.add(key)

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 
 class KeySourceError(Exception):
-    """A key file or directory that cannot be read or recognised; the message says which and why."""
+    """A key file or directory that cannot be read or recognised; the message says which and why.
+    `keyless`: the file is readable but holds no keys (another file, a log of a failed negotiation); a
+    directory skips such files, while a malformed key table is an error there too."""
+
+    def __init__(self, message: str, keyless: bool = False) -> None:
+        super().__init__(message)
+        self.keyless = keyless
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,3 @@ class KeyRing:
 
     def __bool__(self) -> bool:
         return any(self.counts.values())
-
-    def __len__(self) -> int:
-        return sum(self.counts.values())

@@ -70,5 +70,5 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
     for key in keys:
         ring.add(key)
     if not ring:
-        raise KeySourceError(f"{where}: no usable keys ({'; '.join(unusable)})")
+        raise KeySourceError(f"{where}: no usable keys ({'; '.join(unusable)})", keyless=True)
     return ring
