@@ -64,16 +64,17 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
                  else "No IKE or ESP traffic in this capture.", width, 2))
     errors, owners = first_errors(an, findings), an.owners
     heads = {key: headline(pair, verdicts.get(key, ""), errors.get(key)) for key, pair in an.pairs.items()}
+    counts: dict = {}
+    for f in findings:
+        if f.severity != INFO:
+            counts.setdefault(pair_of(f), Counter())[f.severity] += 1
+    told = {key: ", ".join(f"{n} {sev}{'s' if n > 1 else ''}" for sev, n in sorted(counts.get(key, {}).items()))
+            for key in an.pairs}
     if len(an.pairs) > 1:
-        counts: dict = {}
-        for f in findings:
-            if f.severity != INFO:
-                counts.setdefault(pair_of(f), Counter())[f.severity] += 1
         out(Text(""))
         out(grid(["peer pair", "IKE SAs", "findings", "what happened"],
-                 [[pair_words(key), str(len(pair.sas)),
-                   ", ".join(f"{n} {sev}{'s' if n > 1 else ''}" for sev, n in sorted(counts.get(key, {}).items())),
-                   Text(heads[key], style=_style(key, errors))] for key, pair in an.pairs.items()], width, right=(1,)))
+                 [[pair_words(key), str(len(pair.sas)), told[key], Text(heads[key], style=_style(key, errors))]
+                  for key, pair in an.pairs.items()], width, right=(1,)))
     elif quiet and an.pairs:
         key = next(iter(an.pairs))
         out(Text(""))
@@ -82,7 +83,8 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
         day = _day(min(times), utc) if times else None
         for key, pair in an.pairs.items():
             out(Text(""))
-            out(wrap(Text(f"━━ {pair_words(key)}  {heads[key]}", style=_style(key, errors)), width, 3))
+            more = f"  ({told[key]}: see Findings)" if told[key] and key not in errors else ""
+            out(wrap(Text(f"━━ {pair_words(key)}  {heads[key]}{more}", style=_style(key, errors)), width, 3))
             if key in errors:
                 out(wrap(f"   evidence: {errors[key].summary}", width, 3))
             out(_pair_table(pair, an.esp.directions(), owners, width))
