@@ -143,6 +143,9 @@ def _one_stdin(files) -> None:
 
 @main.command(help=READ_HELP)
 @click.argument("files", nargs=-1, required=True, metavar="FILE... (or - for stdin)")
+@click.option("--filter", "expr", default=None, metavar="EXPR",
+              help="Read only the frames this tcpdump filter expression keeps, e.g. 'host 203.0.113.7' "
+                   "(the others are counted as skipped: not kept by --filter).")
 @report_options
 @click.option("--html", "html", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the report as one self-contained HTML page (ladders drawn as pictures).")
@@ -152,13 +155,26 @@ def _one_stdin(files) -> None:
 @keys_option
 @analysis_options("Print one JSON document (see README \"JSON output\") instead of the report.")
 @click.version_option(__version__, prog_name="ikeflow")
-def read(files, **kw) -> None:
+def read(files, expr, **kw) -> None:
     _one_stdin(files)
     if kw["mermaid"] == "-" and kw["as_json"]:
         raise click.UsageError("--mermaid - and --json both print to standard output: give --mermaid a file")
     kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
     kw["keys"] = _keys(kw["keys"])
+    kw["keep"] = _frame_filter(expr)
     run_command(_read, list(files), kw)
+
+
+def _frame_filter(expr):
+    """The FrameFilter of --filter, or None; a bad expression is a usage error."""
+    if expr is None:
+        return None
+    from ikeflow.sources.bpf import FilterError, FrameFilter
+
+    try:
+        return FrameFilter(expr)
+    except FilterError as e:
+        raise click.UsageError(str(e)) from None
 
 
 LIVE_HELP = """Watch IKE/ESP negotiations on INTERFACE as they happen.
@@ -377,7 +393,7 @@ def _read(files: list[str], kw: dict) -> int:
     pipeline = Pipeline(options, [narrowing.listener(spool.add)] if spool else [])
     progress = _Progress(files, kw["no_color"]) if sys.stderr.isatty() and not as_json else None
     try:
-        pipeline.read(files, progress=progress.update if progress else None)
+        pipeline.read(files, progress=progress.update if progress else None, keep=kw["keep"])
     except CaptureError as e:
         click.echo(f"ikeflow: {e}", err=True)
         return EXIT_USAGE

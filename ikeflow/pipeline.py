@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ikeflow.keys import KeyRing
 
 COPY = "duplicate frame (the same packet captured twice)"  # the `skipped` reason of a copy the reader dropped
+FILTERED = "not kept by --filter"  # the `skipped` reason of a frame `keep` refused
 
 
 @dataclass(frozen=True)
@@ -64,21 +65,31 @@ class Pipeline:
         self._fast = None
         self._previous: Previous | None = None  # live: the frame before
 
-    def read(self, paths: list[str], esp_fast: bool = True, progress: Callable | None = None) -> None:
+    def read(self, paths: list[str], esp_fast: bool = True, progress: Callable | None = None,
+             keep: Callable[[int, bytes], bool] | None = None) -> None:
         """Every frame of the capture files, merged on time; `progress(infos)` after each batch.
 
         With `esp_fast`, one file's plain ESP is counted by the reader itself (no
-        per-packet event).  Raises sources.capture.CaptureError on unreadable input.
+        per-packet event).  `keep(linktype, frame)` (read --filter, sources.bpf.FrameFilter): only
+        the frames it keeps are analysed, the others are counted as skipped (FILTERED), and the
+        fast path is off.  Raises sources.capture.CaptureError on unreadable input.
         """
         record = self.model.record
-        for batch in read_files(paths, self.model.esp if esp_fast else None, self.infos):
+        filtered = 0
+        for batch in read_files(paths, self.model.esp if esp_fast and keep is None else None, self.infos):
             for rec in batch:
+                if keep is not None and not keep(rec.linktype, rec.data):
+                    filtered += 1
+                    continue
                 if len(rec.data) < rec.wirelen:
                     self._cut(rec.ref)
                 record(rec)
             if progress:
                 progress(self.infos)
         self._skip_copies(sum(info.quality.copies for info in self.infos))
+        if filtered:  # frames read --filter did not keep: counted, not lost
+            self.model.stats.skipped += filtered
+            self.model.skipped[FILTERED] += filtered
 
     def source(self, info: FileInfo) -> None:
         """A live source: its frames come through `frame`."""

@@ -308,3 +308,17 @@ def test_lab_comparisons_are_never_cut(inside):
         for line in text.splitlines():
             assert width is None or cell_len(line) <= width or " " not in line.strip(), line
         assert all(v in text for v in values), width
+
+
+def test_read_filter_counts_what_it_drops():
+    """read --filter keeps what tcpdump keeps with the same expression; the rest is counted as skipped."""
+    path = need_public() / NDPI
+    doc = json.loads(ikeflow("read", "--json", "--filter", "host 109.237.187.193", str(path)).stdout)
+    kept = subprocess.run(["tcpdump", "-nr", str(path), "host 109.237.187.193"], capture_output=True, text=True).stdout
+    assert doc["skipped"]["not kept by --filter"] == doc["stats"]["packets"] - len(kept.splitlines())
+    assert [(p["a"], p["b"]) for p in doc["peers"]] == [("192.168.2.100", "109.237.187.193")]
+
+
+def test_read_filter_bad_expression_is_a_usage_error():
+    r = ikeflow("read", "--filter", "udp port 99999", str(PCAPS / "lab/ikev2-ok.outside.pcap"))
+    assert r.returncode == 2 and "99999" in r.stderr and "Traceback" not in r.stderr
