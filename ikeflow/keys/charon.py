@@ -2,10 +2,11 @@
 
 What charon prints (strongSwan src/libcharon/sa/ikev2/keymat_v2.c, ikev1/keymat_v1.c, sa/ike_sa_manager.c,
 sa/child_sa.c): `Sk_ei secret => 16 bytes @ 0x...` followed by hex dump lines `   0: 73 F7 ...  s...`;
-IKEv1 `encryption key Ka => N bytes`; ESP `encryption initiator key`, `integrity responder key`, then
-`adding inbound ESP SA` / `  SPI 0x..., src A dst B`; the SA's SPIs in `checkin IKEv2 SA lab[1] with SPIs
-f357993b1a6e610a_i 357f27c7919ce90d_r`. Each line carries the IKE SA as `<name|unique id>`; a set of IKE keys belongs to the SPIs that the
-deriving thread checks in next (an IKE SA rekey derives the new SA's keys under the old SA's name).
+IKEv1 `SKEYID_e => N bytes` and `encryption key Ka => N bytes` (the key itself, RFC 2409 appendix B);
+ESP `encryption initiator key`, `integrity responder key`, then `adding inbound ESP SA` / `  SPI 0x...,
+src A dst B`; the SA's SPIs in `checkin IKEv2 SA lab[1] with SPIs f357993b1a6e610a_i 357f27c7919ce90d_r`.
+Each line carries the IKE SA as `<name|unique id>`; a set of IKE keys belongs to the SPIs that the deriving
+thread checks in next (an IKE SA rekey derives the new SA's keys under the old SA's name).
 
 The IKE keys' algorithms are not in these lines: IKEv2 keys come with encr/integ "" (fill them from the
 negotiated SA). ESP algorithms come from `using AES_CBC for encryption` / `using HMAC_SHA2_256_128 for integrity`.
@@ -36,7 +37,8 @@ INTEG_NAMES = {"HMAC_MD5_96": "hmac-md5-96", "HMAC_SHA1_96": "hmac-sha1-96", "HM
                "HMAC_SHA1_160": "hmac-sha1-160", "HMAC_SHA2_256_96": "hmac-sha2-256-96",
                "HMAC_SHA2_256_128": "hmac-sha2-256-128", "HMAC_SHA2_384_192": "hmac-sha2-384-192",
                "HMAC_SHA2_512_256": "hmac-sha2-512-256"}
-_IKE_DUMPS = {"Sk_d secret": "sk_d", "Sk_ei secret": "sk_ei", "Sk_er secret": "sk_er", "Sk_ai secret": "sk_ai", "Sk_ar secret": "sk_ar",
+_IKE_DUMPS = {"Sk_d secret": "sk_d", "SKEYID_e": "skeyid_e",
+              "Sk_ei secret": "sk_ei", "Sk_er secret": "sk_er", "Sk_ai secret": "sk_ai", "Sk_ar secret": "sk_ar",
               "encryption key Ka": "ka"}
 _CHILD_DUMPS = {"encryption initiator key": "ei", "encryption responder key": "er", "integrity initiator key": "ai",
                 "integrity responder key": "ar", "initiator SA seed": "seed_i", "responder SA seed": "seed_r"}
@@ -71,7 +73,7 @@ def _child_keys(sa: _Sa, where: str) -> list[EspKey]:
 
 def parse(name: str, text: str, where: str) -> KeyRing | None:
     """Keys in a charon log; None if the text is not a charon log with key dumps."""
-    if "Sk_ei secret =>" not in text and "encryption key Ka =>" not in text \
+    if "Sk_ei secret =>" not in text and "SKEYID_e =>" not in text \
             and "encryption initiator key =>" not in text:
         if re.search(r"\d+\[(IKE|CFG|MGR)\] ", text):
             if _DUMP_HEAD.search(text) or re.search(r"\] <[^>]*> .* => \d+ bytes @", text):
@@ -114,7 +116,7 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
         head = _DUMP_HEAD.match(message.strip())
         if head and (head[1] in _IKE_DUMPS or head[1] in _CHILD_DUMPS):
             key = _IKE_DUMPS.get(head[1]) or _CHILD_DUMPS[head[1]]
-            if key in ("sk_d", "ka"):           # the first dump of a new set of IKE keys
+            if key in ("sk_d", "skeyid_e"):     # the first dump of a new set of IKE keys
                 sa.ike.append([None, {}])
                 unpaired.setdefault(thread, []).append(sa.ike[-1])
             dump = (sa, key, int(head[2]), bytearray())
@@ -152,8 +154,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
             pair = pair or (sa.spis[-1] if sa.spis else None)
             if pair is None:
                 continue
-            if "ka" in keys:
-                ring.add(IkeV1Key(pair[0], keys["ka"], where))
+            if "skeyid_e" in keys:             # Ka is SKEYID_e cut or expanded to the cipher's key size
+                ring.add(IkeV1Key(pair[0], keys.get("ka", keys["skeyid_e"]), where))
             elif "sk_ei" in keys and "sk_er" in keys and any(pair[1]):
                 ring.add(IkeV2Keys(pair[0], pair[1], keys["sk_ei"], keys["sk_er"], "", keys.get("sk_ai", b""),
                                    keys.get("sk_ar", b""), "", where))
