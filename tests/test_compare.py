@@ -465,9 +465,9 @@ def test_test_vectors_with_fixed_spis_and_no_clock_are_unrelated():
 
 
 def test_lab_captures_of_different_scenarios_are_unrelated(tmp_path):
-    # taken one after the other in the lab: 2 s apart
+    # taken one after the other in the lab: 1.7 s apart (capinfos: last packet 436.998, first 438.668)
     f = captures_finding(run([LAB / "ikev2-ok.inside.pcap", LAB / "ikev2-nat-ok.outside.pcap"])[1])
-    assert f["code"] == "compare-unrelated" and "2.0 s apart" in f["summary"]
+    assert f["code"] == "compare-unrelated" and "1.7 s apart" in f["summary"]
     # moved to the same time: an IKEv1 and an IKEv2 tunnel between the same hosts, each answered, none in both
     b = shifted(LAB / "ikev2-ok.outside.pcap", tmp_path / "b.pcap", to=LAB / "ikev1-main-ok.inside.pcap")
     f = captures_finding(run([LAB / "ikev1-main-ok.inside.pcap", b])[1])

@@ -69,13 +69,13 @@ def test_terminal_rows_show_each_sa_its_own_esp():
 
 
 def test_ikev2_rekeys_keep_the_esp_on_the_sa_that_negotiated_it():
-    """strongSwan lab (ikev2-rekey-delete.init.log): CHILD_SA net{1} (5afa1bce_i bc1c1c54_o) from IKE_AUTH and
-    net{2} (a2c92e69_i f1a9c735_o) from the CHILD rekey (CREATE_CHILD_SA, request N(REKEY_SA) first: frames 9/10)
-    are both IKE_SA lab[1] (d932d378); its IKE rekey (frames 17/18, SA first) made fb3284fe, which negotiates no
+    """strongSwan lab (ikev2-rekey-delete.init.log): CHILD_SA net{1} (231de33c_i d799e1ee_o) from IKE_AUTH and
+    net{2} (e8c75914_i 8cf3eb1c_o) from the CHILD rekey (CREATE_CHILD_SA, request N(REKEY_SA) first: frames 9/10)
+    are both IKE_SA lab[1] (9a2cbc0f); its IKE rekey (frames 17/18, SA first) made 78acf139, which negotiates no
     child.  Two rekeys: 'vici rekey CHILD_SA' and 'vici rekey IKE_SA'."""
     for side in ("inside", "outside"):
         owners, r = _owners(LAB / f"ikev2-rekey-delete.{side}.pcap")
-        assert owners == dict.fromkeys(("5afa1bce", "bc1c1c54", "a2c92e69", "f1a9c735"), "d932d378")
+        assert owners == dict.fromkeys(("231de33c", "d799e1ee", "e8c75914", "8cf3eb1c"), "9a2cbc0f")
         (pair,) = r.model.pairs.values()
         assert r.model.owners.churn(pair) == {"rekeys": 2, "collisions": 0, "short_lived": 0}
         (verdict,) = r.verdicts.values()
@@ -83,18 +83,18 @@ def test_ikev2_rekeys_keep_the_esp_on_the_sa_that_negotiated_it():
 
 
 def test_ikev1_phase1_rekey_esp_is_on_the_older_sa():
-    """strongSwan lab (ikev1-rekey-delete.init.log): CHILD_SA net{1} (92657d3b_i f25d77ac_o) and, after the Quick
-    Mode rekey, net{2} (f4cb81cf_i 49933946_o) are established on <lab|1> (0ccd82db, Quick Modes in frames 7-9 and
-    14-16); IKE_SA lab[2] (f111cf36, Main Mode in frames 21-26) negotiates no Quick Mode.  The verdict is about
-    f111cf36, alive at the end, and must not present the ESP as its own."""
+    """strongSwan lab (ikev1-rekey-delete.init.log): CHILD_SA net{1} (d54b6102_i 65f826ee_o) and, after the Quick
+    Mode rekey, net{2} (e74584c4_i 12b815ef_o) are established on <lab|1> (2ab685f0, Quick Modes in frames 7-9 and
+    14-16); IKE_SA lab[2] (7fb7ff5b, Main Mode in frames 21-26) negotiates no Quick Mode.  The verdict is about
+    7fb7ff5b, alive at the end, and must not present the ESP as its own."""
     for side in ("inside", "outside"):
         owners, r = _owners(LAB / f"ikev1-rekey-delete.{side}.pcap")
-        assert owners == dict.fromkeys(("92657d3b", "f25d77ac", "f4cb81cf", "49933946"), "0ccd82db")
+        assert owners == dict.fromkeys(("d54b6102", "65f826ee", "e74584c4", "12b815ef"), "2ab685f0")
         (pair,) = r.model.pairs.values()
         assert r.model.owners.churn(pair) == {"rekeys": 2, "collisions": 0, "short_lived": 0}
         (verdict,) = r.verdicts.values()
         assert verdict == ("tunnel up: phase 1 up, no phase 2, ESP both ways "
-                           "(on the child SAs of IKE SA 0ccd82db1da956a4)")
+                           "(on the child SAs of IKE SA 2ab685f0e736c87a)")
 
 
 def test_parallel_quick_modes_are_children_not_rekeys():

@@ -56,12 +56,12 @@ def _first_frames(src, dst, n: int) -> None:
 
 
 def test_rekey_then_delete():
-    """strongSwan lab: the IKE SA d932d378 is rekeyed (CREATE_CHILD_SA, frames 17/18), the old one deleted
-    (frame 19: Delete first, frame 20: empty answer); the new SA fb3284fe appears without an IKE_SA_INIT of
+    """strongSwan lab: the IKE SA 9a2cbc0f is rekeyed (CREATE_CHILD_SA, frames 17/18), the old one deleted
+    (frame 19: Delete first, frame 20: empty answer); the new SA 78acf139 appears without an IKE_SA_INIT of
     its own and is deleted at the clean terminate (frames 25/26)."""
     sas, r = _sas(LAB / "ikev2-rekey-delete.inside.pcap")
-    assert sas["d932d378"].closed[:2] == ("replaced", 19)
-    assert sas["fb3284fe"].closed[:2] == ("delete", 25)
+    assert sas["9a2cbc0f"].closed[:2] == ("replaced", 19)
+    assert sas["78acf139"].closed[:2] == ("delete", 25)
     (verdict,) = r.verdicts.values()
     assert verdict == "IKE SA up, 2 CREATE_CHILD_SA, then deleted at frame 25, ESP both ways"
 
