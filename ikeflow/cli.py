@@ -214,14 +214,16 @@ elsewhere (macOS, BSD), or with --backend scapy, libpcap through Scapy.
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
               help="How to capture: ring (Linux packet ring, the fast one) or scapy (libpcap, portable). "
                    "Default: ring where Linux has it.")
+@keys_option
 @analysis_options("JSON lines (the default when stdout is not a terminal).")
 @click.version_option(__version__, prog_name="ikeflow")
-def live(interface, extra, write, count, duration, backend, as_json, ike_port, natt_port, no_color, limits) -> None:
+def live(interface, extra, write, count, duration, backend, keys, as_json, ike_port, natt_port, no_color,
+         limits) -> None:
     from ikeflow import live as body
     from ikeflow.sources.live import LiveError
 
     run_command(body.run, interface, extra, write, count, duration, as_json, ike_port, natt_port, no_color, backend,
-                limits, usage_errors=(LiveError,))
+                limits, _keys(keys), usage_errors=(LiveError,))
 
 
 COMPARE_HELP = """Compare captures taken at two (or more) points of the same path.
@@ -254,6 +256,7 @@ Exit codes: 0 nothing lost, 1 at least one error finding,
 @report_options
 @click.option("--html", "html", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the comparison as one self-contained HTML page, the points side by side.")
+@keys_option
 @analysis_options("Print one JSON document (kind compare, see README \"JSON output\").")
 @click.version_option(__version__, prog_name="ikeflow")
 def compare(files, **kw) -> None:
@@ -261,6 +264,7 @@ def compare(files, **kw) -> None:
         raise click.UsageError("compare needs at least two captures, in order along the path")
     _one_stdin(files)
     kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
+    kw["keys"] = _keys(kw["keys"])
     run_command(_compare, list(files), kw)
 
 
@@ -270,7 +274,7 @@ def _compare(files: list[str], kw: dict) -> int:
     from ikeflow.compare import Comparison
     from ikeflow.sources.capture import CaptureError
 
-    cmp = Comparison(files, kw["ike_port"], kw["natt_port"], kw["limits"])
+    cmp = Comparison(files, kw["ike_port"], kw["natt_port"], kw["limits"], kw["keys"])
     try:
         cmp.run()
     except CaptureError as e:

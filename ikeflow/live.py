@@ -33,6 +33,7 @@ from ikeflow.model.events import MessageSeen
 from ikeflow.sources.live import RETIRE_MS, PcapWriter, capture_filter, open_socket
 
 if TYPE_CHECKING:
+    from ikeflow.keys import KeyRing
     from ikeflow.diagnose.finding import Finding
     from ikeflow.model.esp import EspFlow
     from ikeflow.model.ikesa import IkeSa, Seen
@@ -273,7 +274,7 @@ def _finding_key(f: Finding) -> tuple:
 
 def run(interface: str, extra: str | None, write: str | None, count: int | None, duration: float | None,
         as_json: bool, ike_port: int, natt_port: int, no_color: bool, backend: str | None = None,
-        limits: Limits = DEFAULT) -> int:
+        limits: Limits = DEFAULT, keys: KeyRing | None = None) -> int:
     """The `live` command: capture on `interface` until a stop, show read's report; the exit code."""
     from ikeflow.pipeline import Options
 
@@ -292,7 +293,7 @@ def run(interface: str, extra: str | None, write: str | None, count: int | None,
             from ikeflow.render.live_terminal import TerminalSink
 
             sink = TerminalSink(Console(no_color=no_color, highlight=False), wait_shown=WAIT_SHOWN, rate_every=EVALUATE)
-        session = LiveRun(interface, expr, sock, sink, Options(ike_port, natt_port, limits), writer, count, duration)
+        session = LiveRun(interface, expr, sock, sink, Options(ike_port, natt_port, limits, keys=keys), writer, count, duration)
         session.capture()
     finally:
         sock.close()

@@ -322,3 +322,16 @@ def test_read_filter_counts_what_it_drops():
 def test_read_filter_bad_expression_is_a_usage_error():
     r = ikeflow("read", "--filter", "udp port 99999", str(PCAPS / "lab/ikev2-ok.outside.pcap"))
     assert r.returncode == 2 and "99999" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_keys_on_compare_decrypt_at_both_points():
+    """compare --keys: each point's IKE_AUTH is decrypted with the daemons' level-4 logs (the lab's keys)."""
+    lab = PCAPS / "lab"
+    name = "ikev2-psk-mismatch"
+    keys = [a for side in ("init", "resp") for a in ("--keys", str(lab / f"{name}.{side}.keys.log"))]
+    plain = ikeflow("compare", "--json", str(lab / f"{name}.inside.pcap"), str(lab / f"{name}.outside.pcap"))
+    r = ikeflow("compare", *keys, "--json", str(lab / f"{name}.inside.pcap"), str(lab / f"{name}.outside.pcap"))
+    assert r.returncode == plain.returncode and json.loads(r.stdout)["kind"] == "compare"
+    bad = ikeflow("compare", "--keys", "/nonexistent/keys", str(lab / f"{name}.inside.pcap"),
+                  str(lab / f"{name}.outside.pcap"))
+    assert bad.returncode == 2 and "--keys" in bad.stderr and "Traceback" not in bad.stderr

@@ -35,43 +35,6 @@ last KEEP message records per point; messages in the elided middle are not judge
 
 from __future__ import annotations
 
-import json
-import sys
-
-import click
-
 from ikeflow.compare.comparison import Comparison
-from ikeflow.diagnose.finding import ERROR
-from ikeflow.limits import Limits
-from ikeflow.sources.capture import CaptureError
 
-__all__ = ["Comparison", "run"]
-
-
-
-def run(files: list[str], as_json: bool, ike_port: int, natt_port: int, no_color: bool, limits: Limits) -> int:
-    """The command's body: compare the captures, print the report, return the exit code."""
-    from ikeflow import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
-
-    cmp = Comparison(files, ike_port, natt_port, limits)
-    try:
-        cmp.run()
-    except CaptureError as e:
-        click.echo(f"ikeflow: {e}", err=True)
-        return EXIT_USAGE
-    for p in cmp.points:
-        for info in p.infos:
-            if info.warning:
-                click.echo(f"ikeflow: warning: {info.name}: {info.warning}", err=True)
-    if as_json:
-        from ikeflow.render.compare_json import build
-
-        json.dump(build(cmp), sys.stdout, separators=(",", ":"))
-        sys.stdout.write("\n")
-    else:
-        from rich.console import Console
-
-        from ikeflow.render.compare_terminal import render
-
-        render(Console(no_color=no_color, highlight=False), cmp)
-    return EXIT_FINDINGS if any(f.severity == ERROR for f in cmp.findings()) else EXIT_OK
+__all__ = ["Comparison"]

@@ -3,12 +3,17 @@ compared step by step (see the package docstring for the method)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ikeflow.compare import between, clock, esp, matching
 from ikeflow.compare.findings import captures, findings
 from ikeflow.compare.points import Point
 from ikeflow.compare.segment import CompareFinding, Segment
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING
 from ikeflow.limits import DEFAULT, Limits
+
+if TYPE_CHECKING:
+    from ikeflow.keys import KeyRing
 
 
 def compare_points(x: Point, y: Point, ike_port: int, natt_port: int, first: bool, last: bool) -> Segment:
@@ -45,8 +50,9 @@ def compare_points(x: Point, y: Point, ike_port: int, natt_port: int, first: boo
 class Comparison:
     """Captures along a path, point by point; `segments[i]` compares point i with point i+1."""
 
-    def __init__(self, paths: list[str], ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT):
-        self.points = [Point(i, p, ike_port, natt_port, limits) for i, p in enumerate(paths)]
+    def __init__(self, paths: list[str], ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT,
+                 keys: KeyRing | None = None):
+        self.points = [Point(i, p, ike_port, natt_port, limits, keys) for i, p in enumerate(paths)]
         self.ike_port, self.natt_port = ike_port, natt_port
         self.segments: list[Segment] = []
 

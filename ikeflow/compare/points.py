@@ -7,11 +7,15 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ikeflow.limits import DEFAULT, Limits
 from ikeflow.model.events import EspSeen, MessageSeen
 from ikeflow.pipeline import Options, Pipeline
 from ikeflow.sources.capture import FileInfo, frame_ref, read_files, split_ref
+
+if TYPE_CHECKING:
+    from ikeflow.keys import KeyRing
 
 KEEP = 2048  # message records kept per IKE SA and point, at each end
 ESP_KEEP = 1 << 20  # ESP sequence numbers kept per SPI and point; past that, flows are compared by counts
@@ -54,10 +58,11 @@ def by_key(msgs: list[Msg]) -> dict[int, list[Msg]]:
 class Point:
     """One capture file run through the core, with compact IKE message records."""
 
-    def __init__(self, index: int, path: str, ike_port: int, natt_port: int, limits: Limits = DEFAULT):
+    def __init__(self, index: int, path: str, ike_port: int, natt_port: int, limits: Limits = DEFAULT,
+                 keys: KeyRing | None = None):
         self.index, self.path = index, path
         self.name = "-" if path == "-" else os.path.basename(path)
-        self.pipeline = Pipeline(Options(ike_port, natt_port, limits), [self._listen])
+        self.pipeline = Pipeline(Options(ike_port, natt_port, limits, keys=keys), [self._listen])
         self.an = self.pipeline.model
         self.infos: list[FileInfo] = self.pipeline.infos
         self.msgs: dict[tuple, list[Msg]] = {}  # IKE SA -> records in capture order
