@@ -406,3 +406,26 @@ def test_ikev1_wireshark_captures_agree_with_tshark(name, tshark_differs, tmp_pa
     assert ours and None not in ours.values()
     theirs = {f: [int(t) for t in rows[f][0] if t not in ("2", "3")] for f in ours}
     assert {f: t for f, t in theirs.items() if t != ours[f]} == tshark_differs
+
+
+def test_garbage_never_raises():
+    """Any bytes under any supported cipher give a result with a reason, never an exception."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    names = sorted(n for n in d.ENCR if n not in ("blowfish-cbc", "cast5-cbc"))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=200), st.integers(0, 80), st.sampled_from(names), st.booleans(), st.booleans())
+    def check(data, offset, encr, initiator, skf):
+        size = 24 if encr == "3des" else 8 if encr == "des" else 0 if encr == "null" else \
+            32 + d.ENCR[encr].salt if encr == "chacha20-poly1305" else 16 + d.ENCR[encr].salt
+        keys = _v2_keys(encr, bytes(size), "hmac-sha1-96", bytes(20))
+        opened = d.open_sk(data, offset, keys, initiator, skf)
+        assert opened.ok or opened.reason
+        esp = d.open_esp(data, EspKey(1, "*", "*", encr, bytes(size), "hmac-sha1-96", bytes(20)))
+        assert esp.ok or esp.reason
+        d.inner_summary(data[0] if data else 4, data)
+        d.v1_plausible(data, offset)
+
+    check()
