@@ -331,3 +331,15 @@ def test_directory_skips_files_without_keys_but_not_broken_tables(tmp_path):
     _write(tmp_path, "esp_sa", '"IPv4","*","*","1","AES-CBC [RFC3602]","0x00","NULL",""\n')
     with pytest.raises(KeySourceError, match="esp_sa:1: the aes-cbc key is 1 octets"):
         load_keys([str(tmp_path)])
+
+
+def test_charon_log_without_sa_names(tmp_path):
+    """A filelog without `ike_name = yes` has no `<lab|1>` prefixes: the same keys come out."""
+    import re
+    logs = [log for scenario in ("ikev2-rekey-delete", "ikev1-main-psk-mismatch", "ikev2-certs-ikefrag-ok")
+            for log in LAB.glob(f"{scenario}.*.keys.log")]
+    if not logs:
+        pytest.skip("no lab keys logs in pcaps/lab")
+    for log in logs:
+        bare = re.sub(r"(\d+\[\w+\]) <[^>]*> ", r"\1 ", log.read_text())
+        assert set(load_keys([_write(tmp_path, log.name, bare)]).all()) == set(load_keys([str(log)]).all())

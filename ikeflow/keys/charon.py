@@ -5,7 +5,8 @@ sa/child_sa.c): `Sk_ei secret => 16 bytes @ 0x...` followed by hex dump lines ` 
 IKEv1 `SKEYID_e => N bytes` and `encryption key Ka => N bytes` (the key itself, RFC 2409 appendix B);
 ESP `encryption initiator key`, `integrity responder key`, then `adding inbound ESP SA` / `  SPI 0x...,
 src A dst B`; the SA's SPIs in `checkin IKEv2 SA lab[1] with SPIs f357993b1a6e610a_i 357f27c7919ce90d_r`.
-Each line carries the IKE SA as `<name|unique id>`; a set of IKE keys belongs to the SPIs that the deriving
+Each line carries the IKE SA as `<name|unique id>` (with filelog's `ike_name = yes`; without it, a thread works
+on the SA its last `IKE_SA lab[1] ...` line named); a set of IKE keys belongs to the SPIs that the deriving
 thread checks in next (an IKE SA rekey derives the new SA's keys under the old SA's name).
 
 The IKE keys' algorithms are not in these lines: IKEv2 keys come with encr/integ "" (fill them from the
@@ -26,6 +27,7 @@ _LINE = re.compile(r"(\d+)\[(\w+)\] (?:<([^>|]*\|)?(\d+)> )?(.*)$")
 _DUMP_HEAD = re.compile(r"(.+?) => (\d+) bytes @ (?:0x)?[0-9a-fA-F]+$")
 _DUMP_ROW = re.compile(r"\s*(\d+): ((?:[0-9A-F]{2} ){1,16})")
 _SPIS = re.compile(r"IKEv([12]) SA .*with SPIs ([0-9a-f]{16})_i ([0-9a-f]{16})_r")
+_SA_NAME = re.compile(r"(?:IKE_SA|IKEv[12] SA) \S*?\[(\d+)\]")
 _ESP_SPI = re.compile(r"\s*SPI 0x([0-9a-f]{8}), src (\S+) dst (\S+)")
 
 # strongSwan's algorithm names (libstrongswan/crypto/crypters/crypter.c, signers/signer.c) -> ours.
@@ -85,6 +87,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
     sas: dict[str, _Sa] = {}
     ring = KeyRing()
     dump: tuple[_Sa, str, int, bytearray] | None = None
+    named = re.search(r"\d+\[\w+\] <[^>]*\d+> ", text) is not None   # filelog's ike_name = yes
+    current: dict[str, str] = {}                          # without names: thread -> the IKE SA it works on
     checked_out: dict[str, tuple[bytes, bytes]] = {}      # thread -> SPIs of a checkout line without an SA name
     unpaired: dict[str, list[list]] = {}                  # thread -> IKE key sets waiting for their SPIs
     for line in text.splitlines():
@@ -92,6 +96,11 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
         if not m:
             continue
         thread, group, uid, message = m[1], m[2], m[4], m[5]
+        if not named:
+            sa_name = _SA_NAME.search(message)
+            if sa_name:
+                current[thread] = sa_name[1]
+            uid = current.get(thread)
         if dump is not None:
             row = _DUMP_ROW.match(message)
             sa_, key, size, buf = dump
