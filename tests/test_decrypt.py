@@ -429,3 +429,22 @@ def test_garbage_never_raises():
         d.v1_plausible(data, offset)
 
     check()
+
+
+def test_esp_gcm_without_icv_length(tmp_path):
+    """Wireshark's deprecated "AES-GCM [RFC4106]" (the wiki's esp_sa.no_icv) opens all 24 packets; a
+    12-octet ICV under that name is found too."""
+    folder = need_public() / WIKI_V2
+    keys = load_keys([str(folder / "esp_sa.no_icv")])
+    opened = _open_esp(folder / "capture.pcapng", keys)
+    assert len(opened) == 24
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    key, salt, iv, head = bytes(range(16)), b"salt", b"IVIVIVIV", struct.pack("!II", 7, 1)
+    inner = H("45000054a6f200004001e778c6336405c0000205") + bytes(64)
+    plain = inner + bytes([1, 2, 2, 4])                      # padding 1 2, pad length 2, next header 4
+    enc = Cipher(algorithms.AES(key), modes.GCM(salt + iv)).encryptor()
+    enc.authenticate_additional_data(head)
+    ct = enc.update(plain) + enc.finalize()
+    packet = head + iv + ct + enc.tag[:12]
+    result = d.open_esp(packet, EspKey(7, "*", "*", "aes-gcm", key + salt, "unchecked-64", b""))
+    assert result.ok and result.inner == inner

@@ -46,7 +46,7 @@ def test_esp_sa_quoting_wildcards_and_ascii_keys(tmp_path):
     wild = ring.esp(77, "10.0.3.4", "192.0.2.9")
     assert wild.enc_key == b"aescbcencryption" and wild.integ == "hmac-sha1-96" and wild.spi is None
     gcm = ring.esp(10, "2001:db8:0::1", "2001:db8::2")
-    assert gcm.encr == "aes-gcm-8" and gcm.integ == "none" and len(gcm.enc_key) == 20
+    assert gcm.encr == "aes-gcm" and gcm.integ == "unchecked-64" and len(gcm.enc_key) == 20
     assert ring.esp(10, "192.0.2.1", "192.0.2.2").encr == "null"         # "10" is decimal, as strtoul reads it
     assert ring.esp(11, "10.1.0.1", "192.0.2.9") is None
 

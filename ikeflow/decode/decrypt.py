@@ -47,6 +47,7 @@ ENCR: dict[str, Encr] = {
     "aes-cbc": Encr("cbc", 16, 16, 0, 0, _AES),
     "aes-ctr": Encr("ctr", 1, 8, 0, 4, _AES),
     **{f"aes-gcm-{n}": Encr("gcm", 1, 8, n, 4, _AES) for n in (8, 12, 16)},
+    "aes-gcm": Encr("gcm", 1, 8, 16, 4, _AES),      # ICV length not given (Wireshark's "AES-GCM [RFC4106]")
     **{f"aes-ccm-{n}": Encr("ccm", 1, 8, n, 3, _AES) for n in (8, 12, 16)},
     "chacha20-poly1305": Encr("chacha", 1, 8, 16, 4, (32,)),
 }
@@ -297,14 +298,22 @@ def open_esp(packet_payload: bytes, key: EspKey) -> EspOpened:
     """Verify and decrypt one ESP packet starting at its SPI (UDP encapsulation already removed).
     ICV over SPI..trailer (RFC 4303 2.8); AES-GCM AAD is SPI | sequence number (RFC 4106 5, no ESN).
     The padding must be the default 1, 2, 3... (RFC 4303 2.4), which also tells a wrong key when
-    there is no integrity."""
+    there is no integrity. "aes-gcm" without an ICV length tries 16, 12 and 8 octets (strongSwan's
+    save-keys writes "ANY 64 bit" for the 12-octet ICV)."""
+    if key.encr == "aes-gcm":
+        tries = [_open_esp(packet_payload, key, f"aes-gcm-{n}") for n in (16, 12, 8)]
+        return next((t for t in tries if t.ok), tries[0])
+    return _open_esp(packet_payload, key, key.encr)
+
+
+def _open_esp(packet_payload: bytes, key: EspKey, encr: str) -> EspOpened:
     def fail(reason: str) -> EspOpened:
         return EspOpened(False, 0, b"", reason)
 
-    problem = key_problem(key.encr, key.enc_key) if key.encr != "null" else ""
+    problem = key_problem(encr, key.enc_key) if encr != "null" else ""
     if problem:
         return fail(problem)
-    spec = ENCR[key.encr]
+    spec = ENCR[encr]
     integ = "none" if spec.icv else key.integ
     if integ not in INTEG:
         return fail(f"integrity {integ or '(not given)'} is not supported")
@@ -318,10 +327,10 @@ def open_esp(packet_payload: bytes, key: EspKey) -> EspOpened:
     iv = packet_payload[8:8 + spec.iv]
     data = packet_payload[8 + spec.iv:body_end]
     if len(data) % spec.block:
-        return fail(f"the encrypted data is not a whole number of {spec.block}-octet {key.encr} blocks")
-    plain = decrypt_raw(key.encr, key.enc_key, iv, data, packet_payload[:8], icv)
+        return fail(f"the encrypted data is not a whole number of {spec.block}-octet {encr} blocks")
+    plain = decrypt_raw(encr, key.enc_key, iv, data, packet_payload[:8], icv)
     if plain is None:
-        return fail(f"the {key.encr} ICV does not verify")
+        return fail(f"the {encr} ICV does not verify")
     pad, next_header = plain[-2], plain[-1]
     if pad + 2 > len(plain) or plain[-2 - pad:-2] != bytes(range(1, pad + 1)):
         return fail("the ESP padding does not verify (wrong key?)")

@@ -32,7 +32,8 @@ V2_INTEG = {"HMAC_MD5_96 [RFC2403]": "hmac-md5-96", "HMAC_SHA1_96 [RFC2404]": "h
             "HMAC_SHA2_512_256 [RFC4868]": "hmac-sha2-512-256", "NONE [RFC4306]": "none",
             **{f"ANY {n}-bits of Authentication [No Checking]": f"unchecked-{n}" for n in (64, 96, 128, 160, 192, 256)}}
 # esp_sa names (packet-ipsec.c esp_encryption_type_vals / esp_authentication_type_vals) -> ours.
-# "AES-GCM [RFC4106]" names no ICV length: it comes from the "ANY n bit" authentication field (16 if NULL).
+# "AES-GCM [RFC4106]" names no ICV length ("aes-gcm": decryption tries 16, 12, 8); its authentication field
+# is kept as written (strongSwan's save-keys puts "ANY 64 bit" there for both the 8- and the 12-octet ICV).
 ESP_ENCR = {"NULL": "null", "TripleDES-CBC [RFC2451]": "3des", "AES-CBC [RFC3602]": "aes-cbc",
             "AES-CTR [RFC3686]": "aes-ctr", "DES-CBC [RFC2405]": "des", "CAST5-CBC [RFC2144]": "cast5-cbc",
             "BLOWFISH-CBC [RFC2451]": "blowfish-cbc", "TWOFISH-CBC": "twofish-cbc", "AES-GCM [RFC4106]": "aes-gcm",
@@ -166,9 +167,7 @@ def parse_esp(text: str, where: str) -> KeyRing:
             raise KeySourceError(f"{at}: unknown algorithm name {bad!r} (Wireshark's esp_sa names, e.g. "
                                  "\"AES-CBC [RFC3602]\", \"HMAC-SHA-1-96 [RFC2404]\")")
         ours, auth = ESP_ENCR[encr], ESP_INTEG[integ]
-        if ours == "aes-gcm":
-            ours = f"aes-gcm-{int(auth[10:]) // 8}" if auth.startswith("unchecked-") else "aes-gcm-16"
-        if ours.startswith("aes-gcm"):
+        if ours.startswith("aes-gcm-"):
             auth = "none"
         spi = spi.strip()
         try:
