@@ -2,13 +2,15 @@
 
 The captures are read with tshark (the oracle): every IKE SA that got past its Diffie-Hellman exchange
 (IKEv2 IKE_SA_INIT response, IKEv1 MM4/AM2 with a KE payload) and every ESP SPI seen on the wire must be
-found, with its key dumps, in the keys logs of the charon daemons that computed them.
+found, with its key dumps, in the keys logs of the charon daemons that computed them; and tshark, given
+those keys as Wireshark key tables, decrypts the IKE messages and the ESP of the captures.
 """
 
 import functools
 import ipaddress
 import json
 import re
+import os
 import subprocess
 
 import pytest
@@ -27,6 +29,13 @@ IKE_KEYS = {1: ("SKEYID_e", "encryption key Ka"), 2: ("Sk_ei secret", "Sk_er sec
 BEFORE_KEYS = ("MM1", "MM2", "MM3", "AM1", "IKE_SA_INIT")   # stall points before the responder's KE
 ESP_KEYS = ("encryption initiator key", "encryption responder key",
             "integrity initiator key", "integrity responder key")
+
+
+def dump(text: str, name: str) -> str:
+    """The first hex dump called `name` in a charon log, as lowercase hex."""
+    m = re.search(rf"> {re.escape(name)} => (\d+) bytes @ 0x\w+\n((?:.*\] <[^>]*> +\d+: .*\n)+)", text)
+    hexes = "".join(re.findall(r"\d+: ((?:[0-9A-F]{2} )+)", m.group(2))).replace(" ", "")
+    return hexes[:2 * int(m.group(1))].lower()
 
 
 def dumps(text: str) -> set[str]:
@@ -155,3 +164,63 @@ def test_only_documentation_addresses(sc):
         bad = [a for a in found if a != "0.0.0.0" and not a.startswith("127.")   # pluto names lo
                and not any(ipaddress.ip_address(a) in net for net in DOC_NETS)]
         assert not bad, f"{name}: {sorted(bad)}"
+
+
+# Wireshark's key tables (packet-isakmp.c, packet-ipsec.c) for the lab's aes128-sha256 proposals
+IKEV2_ALGS = ('"AES-CBC-128 [RFC3602]"', '"HMAC_SHA2_256_128 [RFC4868]"')
+ESP_ALGS = ('"AES-CBC [RFC3602]"', '"HMAC-SHA-256-128 [RFC4868]"')
+
+
+def tshark_with_keys(tmp_path, name: str, side: str | None, fields: list[str]) -> list[list[str]]:
+    """tshark's reading of NAME.inside.pcap with Wireshark key tables written from NAME.SIDE.keys.log
+    (side None: without keys)."""
+    text = (LAB / f"{name}.{side}.keys.log").read_text() if side else ""
+    if "Sk_ei secret" in text:
+        spi_i, spi_r = re.search(r"with SPIs (\w{16})_i (\w{16})_r", text[text.index("Sk_ei secret"):]).groups()
+        k = [dump(text, f"Sk_{x} secret") for x in ("ei", "er", "ai", "ar")]
+        (tmp_path / "ikev2_decryption_table").write_text(
+            f"{spi_i},{spi_r},{k[0]},{k[1]},{IKEV2_ALGS[0]},{k[2]},{k[3]},{IKEV2_ALGS[1]}\n")
+    elif "encryption key Ka" in text:
+        spi_i = re.search(r"with SPIs (\w{16})_i (\w{16})_r", text[text.index("encryption key Ka"):]).group(1)
+        (tmp_path / "ikev1_decryption_table").write_text(f"{spi_i},{dump(text, 'encryption key Ka')}\n")
+    if "encryption initiator key" in text:   # the first CHILD SA: initiator->responder keys first
+        keys = {d: (dump(text, f"encryption {d} key"), dump(text, f"integrity {d} key"))
+                for d in ("initiator", "responder")}
+        rows = [f'"IPv4","*","*","0x{spi}",{ESP_ALGS[0]},"0x{keys[d][0]}",{ESP_ALGS[1]},"0x{keys[d][1]}"'
+                for spi, src in re.findall(r"SPI 0x(\w{8}), src (\S+) dst", text)[:2]
+                for d in ["initiator" if src == "192.0.2.2" else "responder"]]
+        (tmp_path / "esp_sa").write_text("\n".join(rows) + "\n")
+    env = dict(os.environ, WIRESHARK_CONFIG_DIR=str(tmp_path))
+    out = subprocess.run([need_tshark(), "-r", str(LAB / f"{name}.inside.pcap"),
+                          "-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE",
+                          "-T", "fields", *sum((["-e", f] for f in fields), [])],
+                         capture_output=True, text=True, check=True, env=env).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("name", ["ikev2-ok", "ikev2-nat-ok", "ikev1-main-ok", "ikev1-aggr-ok"])
+def test_wireshark_decrypts_with_the_logged_keys(tmp_path, name):
+    """The keys logs are right: tshark, given them as its key tables, reads both IDs inside the encrypted
+    IKE messages and the pings inside the ESP (ICV verified)."""
+    rows = tshark_with_keys(tmp_path, name, "init", ["isakmp.id.data.fqdn", "icmp.type", "esp.icv_good"])
+    assert {"init.example.net", "resp.example.net"} <= {v for r in rows for v in r[0].split(",")}
+    pings = [r for r in rows if r[1] and r[2]]
+    assert len(pings) == 12 and all(r[2] == "1" for r in pings)   # 3 pings each way, echo + reply
+
+
+@pytest.mark.parametrize("name, side, ids, notifies", [
+    # IKEv2: the SK keys come from the DH exchange alone, so the AUTHENTICATION_FAILED answer decrypts
+    # (AUTHENTICATION_FAILED; from IKE_AUTH INITIAL_CONTACT, EAP_ONLY_AUTHENTICATION, IKEV2_MESSAGE_ID_SYNC_SUPPORTED)
+    ("ikev2-psk-mismatch", "init", {"init.example.net", "resp.example.net"}, {"24", "16384", "16417", "16420"}),
+    # IKEv1: the PSK is in SKEYID, so each side's keys decrypt only what that side sent: the initiator's MM5
+    ("ikev1-main-psk-mismatch", "init", {"init.example.net"}, {"24578"}),   # INITIAL-CONTACT
+    ("ikev1-main-psk-mismatch", "resp", set(), set())])
+def test_wireshark_decrypts_psk_mismatch_as_far_as_the_keys_agree(tmp_path, name, side, ids, notifies):
+    """What the keys add to tshark's reading: the IDs and notifies inside the encrypted messages."""
+    fields = ["isakmp.id.data.fqdn", "isakmp.notify.msgtype"]
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "none").mkdir()
+    keyed, plain = (tshark_with_keys(tmp_path / d, name, s, fields) for d, s in (("keys", side), ("none", None)))
+    for col, wanted in ((0, ids), (1, notifies)):
+        values = [{v for r in rows for v in r[col].split(",") if v} for rows in (keyed, plain)]
+        assert values[0] - values[1] == wanted
