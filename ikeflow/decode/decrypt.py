@@ -75,9 +75,6 @@ ENCR_IDS = {2: "des", 3: "3des", 6: "cast5-cbc", 7: "blowfish-cbc", 11: "null", 
             20: "aes-gcm-16", 28: "chacha20-poly1305"}
 INTEG_IDS = {0: "none", 1: "hmac-md5-96", 2: "hmac-sha1-96", 6: "hmac-md5-128", 7: "hmac-sha1-160",
              12: "hmac-sha2-256-128", 13: "hmac-sha2-384-192", 14: "hmac-sha2-512-256"}
-# IKEv1 ESP "Authentication Algorithm" attribute (RFC 2407 4.5, RFC 4868 for SHA2).
-V1_ESP_AUTH = {1: "hmac-md5-96", 2: "hmac-sha1-96", 5: "hmac-sha2-256-128", 6: "hmac-sha2-384-192",
-               7: "hmac-sha2-512-256"}
 # IKEv1 phase 1 "Encryption Algorithm" and "Hash Algorithm" attributes (RFC 2409 appendix A, RFC 3602, RFC 4868).
 V1_ENCR = {1: "des", 5: "3des", 7: "aes-cbc"}
 V1_HASH = {1: "md5", 2: "sha1", 4: "sha256", 5: "sha384", 6: "sha512"}
