@@ -130,6 +130,7 @@ class IkeMessage:
     # that do not verify, None no keys; `inner` the payloads inside SK/SKF or the IKEv1 encrypted body
     decrypted: bool | None = None
     inner: list[Payload] = field(default_factory=list)
+    decrypt_note: str | None = None  # why the keys did not verify, or how it decrypted where that is unusual
 
     @property
     def initiator(self) -> bool:

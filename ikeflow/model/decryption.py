@@ -32,9 +32,6 @@ FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 HASH_PAYLOAD = 8
 V1_IV_UNKNOWN = "IV unknown: the payloads after the HASH decrypted, the HASH's own first bytes are not readable"
 PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV chain
-# The IV of an IKEv1 Informational sent before phase 1 completed, as the implementations derive it; tried in
-# this order, the first that verifies is kept (strongSwan's ike_sa.c/keymat_v1.c and libreswan's
-# ikev1_send.c take hash(last phase-1 block | message ID); some older stacks keep the running phase-1 IV).
 PHASE1_MESSAGE = {(2, "I"): "MM5", (2, "R"): "MM6", (4, "I"): "AM3", (4, "R"): "AM2"}  # an encrypted one, by sender
 
 
@@ -44,8 +41,7 @@ class Opened:
 
     ok: bool
     inner: list[Payload]
-    fault: str | None = None  # why it did not verify, or the inner chain's fault
-    variant: str = ""  # IKEv1: which IV derivation verified, where there are several
+    note: str | None = None  # why it did not verify; or the inner chain's fault, or the IKEv1 IV that verified
 
 
 class Decryption:
@@ -95,6 +91,7 @@ class Decryption:
                 del self.opened[next(iter(self.opened))]
         into.decrypted = done.ok
         into.inner = done.inner
+        into.decrypt_note = done.note
 
     # -- IKEv1 ---------------------------------------------------------------------------
 
@@ -160,7 +157,7 @@ class Decryption:
                 inner, fault = decode_inner(1, msg.next_payload, plaintext)
                 if variant and len(self.variants) < KEEP_OPENED:
                     self.variants[mid] = variant
-                return Opened(True, inner, fault, variant)
+                return Opened(True, inner, fault or variant or None)
         return self._v1_tail(msg, body, key.enc_key, cipher, hash_name) or \
             Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)")
 
@@ -178,7 +175,7 @@ class Decryption:
                 head = Payload(HASH_PAYLOAD, "HASH", size, b"", {"length": size - 4})
                 if len(self.variants) < KEEP_OPENED:
                     self.variants[msg.message_id] = V1_IV_UNKNOWN
-                return Opened(True, [head, *inner], fault, V1_IV_UNKNOWN)
+                return Opened(True, [head, *inner], fault or V1_IV_UNKNOWN)
         return None
 
     # -- IKEv2 ---------------------------------------------------------------------------
@@ -283,7 +280,7 @@ def text(msg: IkeMessage) -> str:
     if msg.decrypted is None:
         return ""
     if not msg.decrypted:
-        return "keys do not verify"
+        return f"keys do not verify ({msg.decrypt_note})" if msg.decrypt_note else "keys do not verify"
     if msg.inner:
         return " ".join(describe(p) for p in msg.inner)
     skf = msg.payload("SKF")

@@ -22,7 +22,7 @@ from ikeflow.decode.proposals import summarize_sa
 from ikeflow.model import decryption
 
 # 2: ike_sas[].closed.by lost "expired", gained "superseded" and "delete-unanswered" (README)
-# 3: with --keys, messages[] gain decrypted, inner_payloads, inner_payload_types, inner and inner_text, notify
+# 3: with --keys, messages[] gain decrypted, inner_payloads, inner_payload_types, inner, inner_text, decrypt_note; notify
 #    lists the decrypted notifies too, and findings[] gain evidence
 SCHEMA = 3
 
@@ -57,11 +57,12 @@ class MessageSpool:
 def decrypted_json(msg: IkeMessage) -> str:
     """The `messages[]` fields of decryption, each after a comma: decrypted (true verified, false keys that
     do not verify, null no keys for this message), the inner payloads (names, types in wire order, decoded)
-    and the one-line text of them."""
+    the one-line text of them, and why the keys did not verify (or which IKEv1 IV did, where unusual)."""
     inner = msg.inner
     return (f',"decrypted":{compact(msg.decrypted)},"inner_payloads":{compact([p.name for p in inner])},'
             f'"inner_payload_types":{compact([p.type for p in inner])},'
-            f'"inner":{compact([_inner(p) for p in inner])},"inner_text":{compact(decryption.text(msg) or None)}')
+            f'"inner":{compact([_inner(p) for p in inner])},"inner_text":{compact(decryption.text(msg) or None)},'
+            f'"decrypt_note":{compact(msg.decrypt_note)}')
 
 
 def _inner(p: Payload) -> dict:
