@@ -123,16 +123,16 @@ class KeyRing:
             self.add(key)
 
     def ikev1(self, icookie: bytes) -> IkeV1Key | None:
-        """The first key loaded for this initiator cookie (see `ikev1_all`)."""
-        return next(iter(self.ikev1_all(icookie)), None)
+        """The key loaded last for this initiator cookie (`ikev1_all` gives every one)."""
+        return next(reversed(self.ikev1_all(icookie)), None)
 
     def ikev1_all(self, icookie: bytes) -> list[IkeV1Key]:
         """Every distinct key for this cookie, in load order (one per peer when their PSKs differ)."""
         return list(self._v1.get(bytes(icookie), []))
 
     def ikev2(self, spi_i: bytes, spi_r: bytes) -> IkeV2Keys | None:
-        """The first key set loaded for this SPI pair (see `ikev2_all`)."""
-        return next(iter(self.ikev2_all(spi_i, spi_r)), None)
+        """The key set loaded last for this SPI pair (`ikev2_all` gives every one)."""
+        return next(reversed(self.ikev2_all(spi_i, spi_r)), None)
 
     def ikev2_all(self, spi_i: bytes, spi_r: bytes) -> list[IkeV2Keys]:
         return list(self._v2.get((bytes(spi_i), bytes(spi_r)), []))
