@@ -22,8 +22,8 @@ from ikeflow.decode.proposals import summarize_sa
 from ikeflow.model import decryption
 
 # 2: ike_sas[].closed.by lost "expired", gained "superseded" and "delete-unanswered" (README)
-# 3: with --keys, messages[] gain decrypted, inner_payloads, inner_payload_types, inner, inner_text, decrypt_note; notify
-#    lists the decrypted notifies too, and findings[] gain evidence
+# 3: with --keys, messages[] gain decrypted, inner_payloads, inner_payload_types, inner, inner_text and
+#    decrypt_note, notify lists the decrypted notifies too, and findings[] gain evidence
 SCHEMA = 3
 
 
