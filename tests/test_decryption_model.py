@@ -84,7 +84,8 @@ def _payload(node) -> Inner:
         item.notify = int(fields["isakmp.notify.msgtype"].get("show"))
     if "isakmp.id.data" in fields:
         item.id = fields["isakmp.id.data"].get("showname").partition(":")[2]
-    starts = [f.get("show") for f in node.iter("field") if f.get("name") in ("isakmp.ts.start_ipv4", "isakmp.ts.start_ipv6")]
+    starts = [f.get("show") for f in node.iter("field") if f.get("name") in ("isakmp.ts.start_ipv4",
+                                                                            "isakmp.ts.start_ipv6")]
     ends = [f.get("show") for f in node.iter("field") if f.get("name") in ("isakmp.ts.end_ipv4", "isakmp.ts.end_ipv6")]
     item.ts = list(zip(starts, ends))
     return item

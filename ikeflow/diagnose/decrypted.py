@@ -29,6 +29,7 @@ V1_PSK = (1, 65001, 65002, 65003, 65004, 65005, 65006)  # Authentication Method:
 NO_PROPOSAL = ("NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN")
 AUTH_REFUSED = ("AUTHENTICATION-FAILED", "INVALID-HASH-INFORMATION", "INVALID-SIGNATURE")
 BAD_ID = "INVALID-ID-INFORMATION"
+CHILD_EXCHANGES = (sequences.IKE_AUTH, sequences.CREATE_CHILD_SA, sequences.QUICK_MODE)  # where an SA is accepted
 
 
 def decide(sa: IkeSa, at: str, frames: list[int]) -> tuple[str, str] | None:
@@ -56,8 +57,9 @@ def _v1(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
         if refusal is None:
             return None
         notify, answer = refusal
-        ids = " ".join(dict.fromkeys(decryption.describe(p) for m in sa.messages for p in (*m.msg.payloads, *m.msg.inner)
-                                     if p.name == "ID" and m.msg.exchange_type in sequences.PHASE1_V1)) or "no ID seen"
+        phase1 = [p for m in sa.messages if m.msg.exchange_type in sequences.PHASE1_V1
+                  for p in (*m.msg.payloads, *m.msg.inner) if p.name == "ID"]
+        ids = " ".join(dict.fromkeys(decryption.describe(p) for p in phase1)) or "no ID seen"
         says = f"the {_who(answer.sender)} says {notify} to {request.label} ({ids})"
         if request.label == "AM2":
             cause = "peer-id-mismatch" if notify == BAD_ID else "psk-mismatch"
@@ -103,7 +105,8 @@ def _v2(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
     if request.msg.exchange_type == sequences.IKE_AUTH:
         eap = answer.msg.inner_payload("EAP")
         if eap is not None and eap.info.get("code") == EAP_FAILURE:
-            rounds = len({m.msg.message_id for m in sa.messages if m.request and m.msg.exchange_type == sequences.IKE_AUTH})
+            rounds = len({m.msg.message_id for m in sa.messages
+                          if m.request and m.msg.exchange_type == sequences.IKE_AUTH})
             return "eap-failed", (f"the responder's last IKE_AUTH answer (round {rounds}) carries an EAP-Failure: "
                                   f"the user's credentials were refused ({auth_ids(sa)})")
     refusal = _notify([answer], ("TS_UNACCEPTABLE", *NO_PROPOSAL, "INVALID_KE_PAYLOAD"))
@@ -144,7 +147,7 @@ def _accepted_without_dh(sa: IkeSa, offered) -> str:
         if m.request or not m.msg.decrypted:
             continue
         chosen = m.msg.inner_payload("SA")
-        if chosen is None or m.msg.exchange_type not in (sequences.IKE_AUTH, sequences.CREATE_CHILD_SA, sequences.QUICK_MODE):
+        if chosen is None or m.msg.exchange_type not in CHILD_EXCHANGES:
             continue
         for p in chosen.info.get("proposals", []):
             if _no_dh(p) in want:
