@@ -283,3 +283,20 @@ def test_phase1_informational_iv(scenario, variant):
                                     pipeline.Options(keys=load_keys([str(keys_log)])))
     sa = next(iter(result.model.sas.values()))
     assert set(sa.decryption.variants.values()) == {variant}
+
+
+@pytest.mark.parametrize("scenario", ["ikev1-main-ok", "ikev1-aggr-ok", "ikev1-rekey-delete", "ikev2-ok",
+                                      "ikev2-rekey-delete", "ikev1-cert-untrusted", "ikev2-eap-failed"])
+def test_lab_keys_decrypt_every_message(scenario):
+    """With the initiator's charon log every encrypted message verifies: Aggressive Mode's AM3, Quick Modes and
+    Informationals after a rekey, IKEv1 fragments, EAP rounds, and the IKE SA that a CREATE_CHILD_SA rekeyed
+    (its algorithms come from that decrypted exchange: it has no IKE_SA_INIT)."""
+    keys_log = LAB / f"{scenario}.init.keys.log"
+    if not keys_log.is_file():
+        pytest.skip(f"{keys_log.name} not recorded")
+    result = pipeline.read_captures([str(LAB / f"{scenario}.outside.pcap")],
+                                    pipeline.Options(keys=load_keys([str(keys_log)])))
+    msgs = [m for sa in result.model.sas.values() for m in sa.messages
+            if m.msg.encrypted or m.msg.decrypted is not None]
+    assert msgs and all(m.msg.decrypted for m in msgs), [(m.label, m.msg.decrypt_note) for m in msgs
+                                                         if not m.msg.decrypted]

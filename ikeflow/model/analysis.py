@@ -76,6 +76,7 @@ class Analyzer:
     def __init__(self, ike_port: int = 500, natt_port: int = 4500, limits: Limits = DEFAULT, keys=None):
         self.ike_port, self.natt_port = ike_port, natt_port
         self.keys = keys  # a keys.KeyRing to decrypt IKE messages with, or None
+        self.rekeys: dict = {}  # see model.decryption.Decryption.rekeys
         self.limits = limits
         self.stats = Stats()
         self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
@@ -215,7 +216,7 @@ class Analyzer:
             return False  # the pair is past its cap (counted there)
         sa = self.sas[key] = self.half_open[key] = IkeSa(*key)
         if self.keys:
-            sa.decryption = Decryption(self.keys)
+            sa.decryption = Decryption(self.keys, self.rekeys)
         sa.after_child = sa.version == 2 and pair.child_answered is not None
         sa.index = pair.opened
         pair.opened += 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ikeflow.decode import decrypt
 from ikeflow.decode.ike import FLAG_ENCRYPTION, IkeMessage, Payload, decode_inner, decode_isakmp
 from ikeflow.decode.proposals import summarize_sa
+from ikeflow.model import sequences
 
 KEEP_OPENED = 256  # messages remembered per SA so that a re-sent one is not decrypted again
 KEEP_FRAGMENTS = 8  # fragmented messages collected at once per SA
@@ -47,11 +48,14 @@ class Opened:
 class Decryption:
     """Per IKE SA: the keys found for it and the IKEv1 IV chain."""
 
-    __slots__ = ("ring", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments", "pieces",
-                 "v2keys", "variants")
+    __slots__ = ("ring", "rekeys", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments",
+                 "pieces", "v2keys", "variants")
 
-    def __init__(self, ring):
+    def __init__(self, ring, rekeys: dict):
         self.ring = ring  # keys.KeyRing
+        # IKEv2 SPI -> the IKE proposal a decrypted CREATE_CHILD_SA rekeyed an IKE SA with (shared by all SAs):
+        # the new SA has no IKE_SA_INIT, so its algorithms come from there when the key source has none
+        self.rekeys = rekeys
         self.gx: dict[str, bytes] = {}  # IKEv1 phase 1: "I"/"R" -> its public DH value (KE payload data)
         self.phase1_iv: bytes | None = None  # IKEv1: the running phase-1 IV (the last phase-1 ciphertext block)
         self.phase1_ivs: list[tuple[str, bytes]] = []  # IKEv1: every phase-1 IV so far, (where from, IV)
@@ -189,9 +193,13 @@ class Decryption:
         opened = decrypt.open_sk(raw[:end], end - sk.length, keys, msg.initiator, skf=sk.name == "SKF")
         if not opened.ok:
             return Opened(False, [], opened.reason)
-        if sk.name == "SK":
-            return _parsed(sk.info["first_payload_type"], opened.plaintext)
-        return self._fragment(msg, sk, opened.plaintext)
+        done = _parsed(sk.info["first_payload_type"], opened.plaintext) if sk.name == "SK" else \
+            self._fragment(msg, sk, opened.plaintext)
+        if msg.exchange_type == sequences.CREATE_CHILD_SA:
+            for p in (x for payload in done.inner if payload.name == "SA" for x in payload.info.get("proposals", [])):
+                if p.protocol == 1 and len(self.rekeys) < KEEP_OPENED:
+                    self.rekeys[p.spi] = p
+        return done
 
     def _v2_keys(self, msg: IkeMessage, chosen: Payload | None):
         """The SPI pair's keys, their algorithms filled from the chosen proposal where the source had none."""
@@ -199,8 +207,9 @@ class Decryption:
             keys = self.ring.ikev2(msg.ispi, msg.rspi)
             if keys is None:
                 return None
-            if (not keys.encr or not keys.integ) and chosen is not None:
-                proposal = (chosen.info.get("proposals") or [None])[0]
+            if not keys.encr or not keys.integ:
+                proposal = (chosen.info.get("proposals") or [None])[0] if chosen is not None else \
+                    self.rekeys.get(msg.ispi) or self.rekeys.get(msg.rspi)
                 ids = {t.type: t.id for t in proposal.transforms} if proposal is not None else {}
                 keys = dataclasses.replace(keys, encr=keys.encr or decrypt.encr_from_transform(ids.get(1, -1)),
                                            integ=keys.integ or decrypt.integ_from_transform(ids.get(3, 0)))
