@@ -152,17 +152,37 @@ def _one_stdin(files) -> None:
 @click.option("--mermaid", "mermaid", default=None, type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help="Also write each IKE SA's ladder as a Mermaid sequence diagram in Markdown, for tickets and "
                    "wikis; '-' prints it instead of the report.")
+@click.option("--config", "configs", multiple=True, type=click.Path(), metavar="CONFIG",
+              help="Also read this end's configuration (a file or folder as for `ikeflow check`; once per end) and "
+                   "point each finding at the configuration lines that explain it.")
 @keys_option
 @analysis_options("Print one JSON document (see README \"JSON output\") instead of the report.")
 @click.version_option(__version__, prog_name="ikeflow")
 def read(files, expr, **kw) -> None:
     _one_stdin(files)
+    kw["check"] = _configs(kw.pop("configs"))
     if kw["mermaid"] == "-" and kw["as_json"]:
         raise click.UsageError("--mermaid - and --json both print to standard output: give --mermaid a file")
     kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
     kw["keys"] = _keys(kw["keys"])
     kw["keep"] = _frame_filter(expr)
     run_command(_read, list(files), kw)
+
+
+def _configs(paths):
+    """The configurations of --config, read and compared (a CheckResult), or None; unreadable ones are a usage
+    error."""
+    if not paths:
+        return None
+    if len(paths) > 2:
+        raise click.UsageError("--config: give one or two configurations (one per end)")
+    from ikeflow.check.command import run_check
+    from ikeflow.check.config import ConfigError
+
+    try:
+        return run_check(list(paths), [None], None)
+    except ConfigError as e:
+        raise click.UsageError(f"--config: {e}") from None
 
 
 def _frame_filter(expr):
@@ -409,6 +429,12 @@ def _read(files: list[str], kw: dict) -> int:
         if info.warning:
             click.echo(f"ikeflow: warning: {info.name}: {info.warning}", err=True)
     whole = pipeline.diagnose()
+    check = kw["check"]
+    if check:
+        from ikeflow.check.command import beside
+
+        check.captures, check.decrypted = files, kw["keys"] is not None
+        beside(check, whole.model.sas.values(), whole.findings)
     model, found, verdicts = narrowing.read(whole.model, whole.findings, whole.verdicts)
     result = Result(model, whole.infos, found, verdicts)  # the exit code follows what the report shows
     if kw["html"]:
@@ -435,13 +461,34 @@ def _read(files: list[str], kw: dict) -> int:
     if as_json:
         from ikeflow.render.read_json import build, write
 
-        write(sys.stdout, build(result.model, result.infos, result.findings, result.verdicts), spool)
+        doc = build(result.model, result.infos, result.findings, result.verdicts, _config_json(check, len(files)))
+        if check:
+            from ikeflow.render.check_json import beside_json
+
+            doc["configurations"] = beside_json(check)
+        write(sys.stdout, doc, spool)
     else:
         from ikeflow.render.read_terminal import FROM_CONSOLE, render
 
-        render(_console(kw["no_color"]), result.model, result.infos, result.findings, result.verdicts,
+        console = _console(kw["no_color"])
+        render(console, result.model, result.infos, result.findings, result.verdicts,
                width=kw["width"] or FROM_CONSOLE, quiet=kw["quiet"], utc=kw["utc"], narrowed=str(narrowing))
+        if check:
+            from ikeflow.render.check_terminal import render_beside
+
+            render_beside(console, check, kw["width"] or (console.width if console.is_terminal else None))
     return result.exit_code
+
+
+def _config_json(check, files: int):
+    """`read --config --json`: each finding's `config` list (None without --config)."""
+    if check is None:
+        return None
+    from ikeflow.render.check_json import config_list
+    from ikeflow.render.common import Frames
+
+    frame, by_finding = Frames(files), {id(n.finding): n for n in check.notes}
+    return lambda f: config_list(by_finding.get(id(f)), frame)
 
 
 class _Progress:

@@ -12,7 +12,7 @@ import click
 
 from ikeflow import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from ikeflow.check import ipsec_conf, secrets, swanctl
-from ikeflow.check.capture import Note, attach, wire
+from ikeflow.check.capture import Note, notes
 from ikeflow.check.compare import Pair, compare, pair
 from ikeflow.check.config import Config, ConfigError
 from ikeflow.check.defaults import DAEMONS
@@ -30,6 +30,7 @@ class CheckResult:
     captures: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)  # the capture's findings beside the configurations
     capture_breaks: bool = False
+    decrypted: bool = False  # --keys were given
 
     @property
     def exit_code(self) -> int:
@@ -108,6 +109,15 @@ def run_check(args: list[str], daemons: list[str | None], name: str | None) -> C
     return res
 
 
+def beside(res: CheckResult, sas, findings) -> None:
+    """Put a capture's IKE SAs and findings beside the configurations; each finding's causes are re-ranked in
+    place (explained first, ruled out last), so that every report of the capture shows that order."""
+    res.notes = notes(res.pairs, sas, findings)
+    for n in res.notes:
+        if n.pair is not None and n.causes:
+            n.finding.causes = list(n.causes)
+
+
 CHECK_HELP = """Read both ends' IPsec configurations and find the mismatch.
 
 \b
@@ -137,12 +147,17 @@ tunnel, 2 usage error or unreadable configuration.
               help="The daemon and version of each end (once for both, or twice in CONFIG order).")
 @click.option("--capture", "captures", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Also read this capture (repeatable) and point each of its findings at the configuration lines.")
+@click.option("--keys", "keys", multiple=True, type=click.Path(), metavar="PATH",
+              help="Decrypt the capture with these keys (as read --keys) and compare the IDs and subnets on the "
+                   "wire with the conns.")
 @click.option("--table", is_flag=True, help="Print the Configuration Table: both ends side by side.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (schema 1, kind check).")
 @click.option("--no-color", is_flag=True, help="No colours, even on a terminal.")
-def check(configs, name, daemon, captures, table, as_json, no_color) -> None:
+def check(configs, name, daemon, captures, keys, table, as_json, no_color) -> None:
     if len(configs) > 2:
         raise click.UsageError("give one or two CONFIGs (one per end)")
+    if keys and not captures:
+        raise click.UsageError("--keys decrypts a capture: give --capture FILE too")
     try:
         res = run_check(list(configs), list(daemon) or [None], name)
     except ConfigError as e:
@@ -150,15 +165,16 @@ def check(configs, name, daemon, captures, table, as_json, no_color) -> None:
         sys.exit(EXIT_USAGE)
     if captures:
         from ikeflow.diagnose.finding import ERROR
-        from ikeflow.pipeline import read_captures
+        from ikeflow.keys import KeySourceError, load_keys
+        from ikeflow.pipeline import Options, read_captures
         from ikeflow.sources.capture import CaptureError
         try:
-            result = read_captures(list(captures))
-        except (CaptureError, OSError) as e:
+            result = read_captures(list(captures), Options(keys=load_keys(list(keys)) if keys else None))
+        except (CaptureError, KeySourceError, OSError) as e:
             click.echo(f"ikeflow check: {e}", err=True)
             sys.exit(EXIT_USAGE)
-        res.captures = list(captures)
-        res.notes = wire(res.pairs, result.model.sas.values()) + attach(res.pairs, result.findings)
+        res.captures, res.decrypted = list(captures), bool(keys)
+        beside(res, result.model.sas.values(), result.findings)
         res.capture_breaks = any(f.severity == ERROR for f in result.findings)
     if as_json:
         from ikeflow.render import check_json

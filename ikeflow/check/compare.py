@@ -17,6 +17,16 @@ _NAMES = {"encr": "encryption algorithm", "integ": "integrity algorithm", "prf":
 
 
 @dataclass
+class ConfigFinding(Finding):
+    """A finding of the configurations, with the `file:line` of every setting that makes it."""
+    lines: list[str] = field(default_factory=list)
+
+
+def _at_lines(wheres) -> list[str]:
+    return list(dict.fromkeys(w for w in wheres if not w.startswith("default")))
+
+
+@dataclass
 class Pair:
     """Two conns that would talk to each other; `init` is the end that starts the negotiation."""
     init: Conn
@@ -40,7 +50,7 @@ def _addr_match(addrs: list[str], other: list[str]) -> int:
     return 1 if (set(addrs) | set(other)) & _ANY else 0
 
 
-def _id_match(expected: str, sent: str) -> bool:
+def id_match(expected: str, sent: str) -> bool:
     """The receiver takes the ID: it expects any, or this one (or the sender's is only known at run time)."""
     return expected.lower() in _ANY or sent.lower() in _ANY or norm_id(expected) == norm_id(sent)
 
@@ -48,7 +58,7 @@ def _id_match(expected: str, sent: str) -> bool:
 def _score(a: Conn, b: Conn) -> int:
     return (_addr_match(a["remote_addrs"].value, b["local_addrs"].value)
             + _addr_match(b["remote_addrs"].value, a["local_addrs"].value)
-            + _id_match(a["remote_id"].value, b["local_id"].value) + _id_match(b["remote_id"].value, a["local_id"].value))
+            + id_match(a["remote_id"].value, b["local_id"].value) + id_match(b["remote_id"].value, a["local_id"].value))
 
 
 def pair(left: list[Conn], right: list[Conn], name: str | None = None) -> list[Pair]:
@@ -126,9 +136,9 @@ def _who(c: Conn) -> str:
 
 def _finding(sev: str, code: str, at: str, summary: str, values: list[Value], causes: list[str],
              hint: str = "") -> Finding:
-    lines = [v.where for v in values]
-    where = "; ".join(dict.fromkeys(lines))
-    return Finding(sev, code, at, summary, hint or f"from {where}", causes=causes)
+    where = "; ".join(dict.fromkeys(v.where for v in values))
+    return ConfigFinding(sev, code, at, summary, hint or f"from {where}", causes=causes,
+                         lines=_at_lines(v.where for v in values))
 
 
 def _mode(p: Pair, aggr: bool) -> None:
@@ -229,7 +239,7 @@ def _ids(p: Pair, aggr: bool) -> None:
                                        f"expects {expected.value}: they match only if that is the address",
                                        [sent, expected], []))
             continue
-        if _id_match(expected.value, sent.value):
+        if id_match(expected.value, sent.value):
             continue
         nat = "" if sent.configured or expected.configured else \
             (": neither sets an ID, so each takes an address; with NAT in between the address the sender has is not "
@@ -253,6 +263,8 @@ def _psk(p: Pair, aggr: bool) -> None:
             remote = me["remote_id"].value  # Main Mode: the responder picks the PSK before the ID arrives
             how = " (IKEv1 Main Mode: before the initiator's ID arrives, so with its conn's remote ID)"
         found.append((me, lookup(me.secrets, "PSK", me["local_id"].value, remote), me["local_id"].value, remote, how))
+    lines = _at_lines([i["local_id"].where, r["local_id"].where, r["remote_id"].where]
+                      + [lk.secret.where for _, lk, *_ in found if lk.secret])
     texts = [f"{_who(me)} looks up local {lid}, remote {rid}{how}: "
              + (f"{lk.secret.where} (by {lk.how})" if lk.secret else "no PSK entry matches")
              for me, lk, lid, rid, how in found]
@@ -262,9 +274,11 @@ def _psk(p: Pair, aggr: bool) -> None:
     elif li.secret.value != lr.secret.value:
         summary = "the PSKs for this pair differ"
     else:
-        p.findings.append(Finding(INFO, "psk-match", at, "the PSKs for this pair match", "; ".join(texts)))
+        p.findings.append(ConfigFinding(INFO, "psk-match", at, "the PSKs for this pair match", "; ".join(texts),
+                                        lines=lines))
         return
-    p.findings.append(Finding(ERROR, "psk-mismatch", at, summary, "; ".join(texts), causes=["psk-mismatch"]))
+    p.findings.append(ConfigFinding(ERROR, "psk-mismatch", at, summary, "; ".join(texts), causes=["psk-mismatch"],
+                                    lines=lines))
 
 
 def _user_auth(p: Pair) -> None:
@@ -278,8 +292,8 @@ def _user_auth(p: Pair) -> None:
             sa = next((s for s in a if user in {norm_id(x) for x in s.ids} or not user), None)
             sb = next((s for s in b if user in {norm_id(x) for x in s.ids} or not user), None)
             if sa and sb and sa.value != sb.value:
-                p.findings.append(Finding(ERROR, code, at, f"the {kind} passwords for user {user or '(any)'} differ",
-                                          f"from {sa.where}; {sb.where}", causes=[code]))
+                p.findings.append(ConfigFinding(ERROR, code, at, f"the {kind} passwords for user {user or '(any)'} differ",
+                                                f"from {sa.where}; {sb.where}", causes=[code], lines=[sa.where, sb.where]))
 
 
 def _esp(p: Pair) -> None:
@@ -316,7 +330,7 @@ def _esp(p: Pair) -> None:
                                    [i["esp"], r["esp"], i["pfs_from_ike"], r["pfs_from_ike"]], ["pfs-mismatch"]))
 
 
-def _nets(ts: list[str]) -> list:
+def nets(ts: list[str]) -> list:
     out = []
     for t in ts:
         try:
@@ -326,11 +340,11 @@ def _nets(ts: list[str]) -> list:
     return out
 
 
-def _covers(outer: list, inner: list) -> bool:
+def covers(outer: list, inner: list) -> bool:
     return all(any(n.version == o.version and n.subnet_of(o) for o in outer) for n in inner)
 
 
-def _overlap(a: list, b: list) -> bool:
+def overlap(a: list, b: list) -> bool:
     return any(x.version == y.version and x.overlaps(y) for x in a for y in b)
 
 
@@ -338,10 +352,10 @@ def _subnets(p: Pair) -> None:
     i, r = p.init, p.resp
     v1 = p.version == 1
     for mine, theirs, label in (("local_ts", "remote_ts", "its own side"), ("remote_ts", "local_ts", "the far side")):
-        a, b = _nets(i[mine].value), _nets(r[theirs].value)
+        a, b = nets(i[mine].value), nets(r[theirs].value)
         if not a or not b or set(a) == set(b):
             continue
-        if _covers(b, a) or (not v1 and _overlap(a, b)):
+        if covers(b, a) or (not v1 and overlap(a, b)):
             p.findings.append(_finding(INFO, "subnet-narrowed", "QM1" if v1 else "IKE_AUTH",
                                        f"{_who(i)} proposes {', '.join(map(str, a))} for {label}, {_who(r)} has "
                                        f"{', '.join(map(str, b))}: the responder narrows to what both allow",
@@ -408,9 +422,9 @@ def table(p: Pair) -> list[tuple[str, str, str, bool]]:
         ("Phase 1 mode", mode(i), mode(r), p.version == 1 and mode(i) != mode(r)),
         ("Authentication", i["local_auth"].value, r["local_auth"].value, "auth-method-mismatch" in codes),
         ("ID sent / expected", f"{i['local_id']}", f"{r['remote_id']}",
-         not _id_match(r["remote_id"].value, i["local_id"].value)),
+         not id_match(r["remote_id"].value, i["local_id"].value)),
         ("ID expected / sent", f"{i['remote_id']}", f"{r['local_id']}",
-         not _id_match(i["remote_id"].value, r["local_id"].value)),
+         not id_match(i["remote_id"].value, r["local_id"].value)),
         ("Pre-shared key", "(set)" if any(s.kind == "PSK" for s in i.secrets) else "-",
          "(set)" if any(s.kind == "PSK" for s in r.secrets) else "-", "psk-mismatch" in codes),
         ("Phase 1 proposals", str(i["ike"]), str(r["ike"]), codes & {"proposal-mismatch", "dh-group-mismatch"}

@@ -268,6 +268,7 @@ def from_ipsec_conf(name: str, s: dict[str, Setting], cfg: Config, daemon: str, 
     else:
         v["dpd"] = Value(0, _dflt(conn, d, "dpd")[1], "off")
     _aggressive_psk(conn, d)
+    _libipsec(conn)
     auto = get("auto")
     v["auto"] = Value(auto.value, auto.where, auto.value) if auto else Value("ignore", "default: auto unset", "")
     return conn
@@ -287,6 +288,21 @@ def _aggressive_psk(conn: Conn, dialect: str) -> None:
         conn.v["aggressive_psk"] = Value(None if not conn.config.options else False,
                                          f"default: {row.source}" if row else "default",
                                          "unknown (no strongswan.conf read)" if not conn.config.options else "no")
+
+
+# docs.strongswan.org, kernel-libipsec plugin: "the plugin enforces UDP encapsulation (NAT-T)"; charon then fakes
+# NAT-D, so both ends float to 4500 without a NAT
+_LIBIPSEC = "charon.plugins.kernel-libipsec.load"
+
+
+def _libipsec(conn: Conn) -> None:
+    """charon with kernel-libipsec (strongswan.conf) always encapsulates ESP in UDP."""
+    opts = conn.config.options
+    load = opts.get("charon.load")
+    on = opts.get(_LIBIPSEC) if opts.get(_LIBIPSEC) and opts[_LIBIPSEC].value.lower() in ("yes", "1", "true") else \
+        load if load and "kernel-libipsec" in load.value.split() else None
+    if on and conn.daemon.startswith("strongswan") and str(conn["encap"]).lower() not in ("yes", "force"):
+        conn.v["encap"] = Value("yes", on.where, "yes (kernel-libipsec)")
 
 
 def _no_group_is_none(esp: Value) -> None:
@@ -366,6 +382,7 @@ def from_swanctl(sec: Section, cfg: Config, daemon: str, how: str) -> Conn:
     v["fragmentation"] = val("fragmentation", "fragmentation")
     v["dpd"] = val("dpd_delay", "dpd", seconds)
     _aggressive_psk(conn, d)
+    _libipsec(conn)
     start = s.get(f"children.{child}.start_action")
     v["auto"] = Value(start.value if start else "none", start.where if start else "default", start.value if start else "none")
     return conn

@@ -102,8 +102,9 @@ def write(out, doc: dict, spool: MessageSpool, end: str = "\n") -> None:
     out.write("}" + end)
 
 
-def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict) -> dict:
-    """The document without `messages` (see MessageSpool and write); the long arrays are iterators."""
+def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts: dict, config=None) -> dict:
+    """The document without `messages` (see MessageSpool and write); the long arrays are iterators. `config`
+    (read --config): a finding -> its `config` list."""
     frame = Frames(len(files))
     directions = an.esp.directions()
     owners = an.owners
@@ -127,13 +128,15 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "esp_flows": (_flow(f, frame, owners) for f in an.esp.flows.values()),
         "ah_flows": (_flow(f, frame, owners) for f in an.ah.flows.values()),
         "ike_sas": (_sa(sa, frame, owners) for sa in an.sas.values()),
-        "findings": (_finding(f, frame) for f in findings),
+        "findings": (_finding(f, frame, config) for f in findings),
     }
 
 
-def _finding(f: Finding, frame) -> dict:
-    """A finding; "evidence": "decrypted" when decrypted payloads decided its cause (only then)."""
-    return {**finding_json(f, frame), "evidence": f.evidence} if f.evidence else finding_json(f, frame)
+def _finding(f: Finding, frame, config=None) -> dict:
+    """A finding; "evidence": "decrypted" when decrypted payloads decided its cause (only then); "config" with
+    read --config."""
+    out = {**finding_json(f, frame), "evidence": f.evidence} if f.evidence else finding_json(f, frame)
+    return {**out, "config": config(f)} if config else out
 
 
 def _quality(f: FileInfo, frame) -> dict:
