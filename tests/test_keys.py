@@ -343,3 +343,22 @@ def test_charon_log_without_sa_names(tmp_path):
     for log in logs:
         bare = re.sub(r"(\d+\[\w+\]) <[^>]*> ", r"\1 ", log.read_text())
         assert set(load_keys([_write(tmp_path, log.name, bare)]).all()) == set(load_keys([str(log)]).all())
+
+
+def test_cli_export_with_ike_algorithms(tmp_path):
+    """Keys from a charon log are exported once the negotiated algorithms are given; tshark then decrypts
+    the lab capture's IKE_AUTH with them."""
+    log = LAB / "ikev2-ok.init.keys.log"
+    if not log.exists():
+        pytest.skip("no lab keys logs in pcaps/lab")
+    runner = CliRunner()
+    plain = runner.invoke(keys_command, ["export", "--from", str(log), "--out", str(tmp_path / "a")])
+    assert plain.exit_code == 0 and "give them with --ike-algorithms" in plain.output
+    out = runner.invoke(keys_command, ["export", "--from", str(log), "--out", str(tmp_path / "b"),
+                                       "--ike-algorithms", "aes-cbc/hmac-sha2-256-128"])
+    assert out.exit_code == 0 and "ikev2_decryption_table: 1 lines" in out.output
+    rows = _tshark(LAB / "ikev2-ok.inside.pcap", tmp_path / "b", ["isakmp.typepayload"])
+    assert sum(1 for r in rows.values() if r[0][:1] == ["46"] and len(r[0]) > 1) == 2      # IKE_AUTH both ways
+    bad = runner.invoke(keys_command, ["export", "--from", str(log), "--out", str(tmp_path / "c"),
+                                       "--ike-algorithms", "aes/sha"])
+    assert bad.exit_code == 2 and "not ENCR/INTEG" in bad.output

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
 from ikeflow import EXIT_USAGE
-from ikeflow.keys import EspKey, IkeV1Key, KeyRing, KeySourceError, load_keys
+from ikeflow.decode.decrypt import ENCR, INTEG
+from ikeflow.keys import EspKey, IkeV1Key, IkeV2Keys, KeyRing, KeySourceError, load_keys
 from ikeflow.keys.wireshark import export
 
 
@@ -67,8 +69,23 @@ def show(sources: tuple[str, ...], reveal: bool) -> None:
                              "into DIR (use it as Wireshark's configuration directory or copy the files there).")
 @_FROM
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="DIR")
-def export_command(sources: tuple[str, ...], out: str) -> None:
+@click.option("--ike-algorithms", "algorithms", default=None, metavar="ENCR/INTEG",
+              help="For IKEv2 keys whose source does not name them (charon and pluto logs): the negotiated "
+                   "algorithms, e.g. aes-cbc/hmac-sha2-256-128 or aes-gcm-16/none.")
+def export_command(sources: tuple[str, ...], out: str, algorithms: str | None) -> None:
     ring = _load(sources)
+    if algorithms:
+        encr, _, integ = algorithms.partition("/")
+        if encr not in ENCR or integ not in INTEG:
+            click.echo(f"ikeflow keys: --ike-algorithms {algorithms}: not ENCR/INTEG from "
+                       f"{', '.join(ENCR)} / {', '.join(INTEG)}", err=True)
+            sys.exit(EXIT_USAGE)
+        filled = KeyRing()
+        for key in ring.all():
+            if isinstance(key, IkeV2Keys) and not key.encr:
+                key = dataclasses.replace(key, encr=encr, integ=integ)
+            filled.add(key)
+        ring = filled
     try:
         written, skipped = export(ring, Path(out))
     except KeySourceError as e:

@@ -228,9 +228,13 @@ def export(ring: KeyRing, out: Path) -> tuple[dict[str, int], list[str]]:
             lines[V1_TABLE].append(f"{key.icookie.hex()},{key.enc_key.hex()}")
         elif isinstance(key, IkeV2Keys):
             encr, integ = _v2_encr_name(key.encr, key.sk_ei), _first(V2_INTEG, key.integ)
+            if not key.encr:
+                skipped.append(f"IKEv2 SA {key.spi_i.hex()}/{key.spi_r.hex()}: its source does not name the "
+                               "algorithms (give them with --ike-algorithms)")
+                continue
             if not encr or not integ:
                 skipped.append(f"IKEv2 SA {key.spi_i.hex()}/{key.spi_r.hex()}: Wireshark has no name for "
-                               f"{key.encr or 'an unknown cipher'}/{key.integ or 'unknown integrity'}")
+                               f"{key.encr}/{key.integ}")
                 continue
             lines[V2_TABLE].append(f'{key.spi_i.hex()},{key.spi_r.hex()},{key.sk_ei.hex()},{key.sk_er.hex()},'
                                    f'"{encr}",{key.sk_ai.hex()},{key.sk_ar.hex()},"{integ}"')
