@@ -572,3 +572,25 @@ def test_nat_d_faked_by_forced_encapsulation(tmp_path):
                                   "--config", str(tmp_path / f"{name}.resp.swanctl.conf")])
     differs = json.loads(r.output)["configurations"]["capture_differs"]
     assert len(differs) == 2 and all("NAT-D is faked" in f["summary"] for f in differs)
+
+
+def test_openswan_documentation_example():
+    """Openswan's own example (docs/examples.txt of github.com/xelerance/Openswan, as tests/configs/openswan-howto/
+    cites): its phase 1 and phase 2 lines, as that text gives them, in the Configuration Table; the also= template
+    without auto= is no conn of its own; userA pairs with its conn, userB has no partner."""
+    howto = CONFIGS / "openswan-howto"
+    r = CliRunner().invoke(check, [str(howto / "gateway.ipsec.conf"), str(howto / "userA.ipsec.conf"), "--table",
+                                   "--no-color"])
+    assert r.exit_code == 0, r.output
+    assert "openswan dialect, openswan-2.6" in r.output and "the configurations agree" in r.output
+    rows = {line.split("  ")[2].strip(): line for line in r.output.splitlines() if line.startswith("    ")}
+    assert rows["Phase 1 proposals"].count("3des-sha1;modp1024,aes256-sha2_256;modp2048") == 2
+    assert rows["Phase 2 proposals"].count("3des-sha1;modp1024") == 2
+    assert rows["IKE SA lifetime"].count("3h") == 2 and rows["IPsec SA lifetime"].count("3h") == 2
+    assert rows["Phase 1 mode"].count("Main") == 2  # aggrmode=no
+    assert "initiator: gateway" in r.output and "responder: user_userA" in r.output
+    assert "no partner on the other end for conn user_userB" in r.output and "roadwarriors_rsa" not in r.output.split("\n", 2)[0]
+    conns = ipsec_conf.conns(ipsec_conf.parse(howto / "gateway.ipsec.conf"))
+    assert list(conns) == ["user_userA", "user_userB"]
+    assert [s.text() for s in parse(conns["user_userA"]["ike"].value, "openswan").suites] == \
+        ["3des-sha1-modp1024", "aes256-sha256-modp2048"]

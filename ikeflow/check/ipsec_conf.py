@@ -104,7 +104,8 @@ def guess_dialect(cfg: Config) -> str:
 
 def conns(cfg: Config) -> dict[str, dict[str, Setting]]:
     """Each conn's settings after `also=` and `conn %default`, own settings first; conns with auto=ignore and
-    those that only serve as also= targets (no left= nor right=) are left out."""
+    also= targets that are templates (no left= and right=, or no auto= of their own: ipsec.conf(5), auto defaults to
+    ignore) are left out."""
     named = {s.name: s for s in cfg.sections if s.kind == "conn"}
     default = named.pop("%default", None)
     targets = {v for s in named.values() for k, st in s.settings.items() if k == "also" for v in st.value.split()}
@@ -115,7 +116,7 @@ def conns(cfg: Config) -> dict[str, dict[str, Setting]]:
             merged.setdefault(k, v)
         if merged.get("auto", Setting("", "")).value == "ignore":
             continue
-        if name in targets and not ({"left", "right"} <= merged.keys()):
+        if name in targets and not ({"left", "right", "auto"} <= merged.keys()):
             continue
         out[name] = merged
     return out
