@@ -187,6 +187,22 @@ def test_tcpdump_secrets(tmp_path):
             assert [plain[0], plain[struct.unpack_from("!H", plain, 2)[0]]] == [39, 0]   # IDi -> AUTH -> end
 
 
+def test_pluto_logs_decrypt_libreswan_ikev2(tmp_path):
+    """Real pluto 4.10 logs (tests/keys_data/record_pluto.py): both sides print the same `ikev2 I/R` lines;
+    their keys open both IKE_AUTH messages, and exported, tshark shows the same inner payloads (the response
+    carries the TS_UNACCEPTABLE pluto sends when it cannot install the child SA)."""
+    data = Path(__file__).parent / "keys_data"
+    ring = load_keys([str(data / "pluto-ikev2-psk.init.log"), str(data / "pluto-ikev2-psk.resp.log")])
+    assert ring.counts == {"ikev1": 0, "ikev2": 1, "esp": 0}
+    capture = data / "pluto-ikev2-psk.pcap"
+    ours = _inner_types(capture, ring)
+    export(ring, tmp_path)
+    rows = _tshark(capture, tmp_path, ["isakmp.typepayload", "isakmp.notify.msgtype"])
+    from tests.test_decrypt import _tshark_inner
+    assert len(ours) == 2 and ours == {f: _tshark_inner(rows, f) for f in ours}
+    assert rows[4][1] == ["38"]                                     # TS_UNACCEPTABLE (RFC 7296 3.10.1)
+
+
 def test_pluto_line_parsing(tmp_path):
     """The lines pluto prints once an IKEv2 SA is up (state.c DBG_tcpdump_ike_sa_keys); AEAD keys lack the salt."""
     log = ("Nov 29 14:49:02.704927: | ikev2 I 0x0011223344556677 0x8899aabbccddeeff sha256:0x" + "11" * 32
