@@ -594,3 +594,45 @@ def test_openswan_documentation_example():
     assert list(conns) == ["user_userA", "user_userB"]
     assert [s.text() for s in parse(conns["user_userA"]["ike"].value, "openswan").suites] == \
         ["3des-sha1-modp1024", "aes256-sha256-modp2048"]
+
+
+def test_check_help_teaches_with_working_examples():
+    """--help shows examples; every option an example uses is one check (or read) has."""
+    from ikeflow.cli import read
+    text = CliRunner().invoke(check, ["--help"]).output
+    examples = [line.split() for line in text.splitlines() if line.strip().startswith("ikeflow ")]
+    assert len(examples) >= 6 and any("--keys" in e for e in examples) and any("--capture" in e for e in examples)
+    known = {"check": {o for p in check.params for o in p.opts}, "read": {o for p in read.params for o in p.opts}}
+    for e in examples:
+        used = {w for w in e if w.startswith("--")}
+        assert used <= known[e[1]], (e, used - known[e[1]])
+    assert "explained by" in text and "ruled out" in text and "Exit codes" in text
+
+
+def test_check_keys_bad_input(tmp_path):
+    cap = LAB / "ikev2-psk-mismatch.outside.pcap"
+    if not cap.is_file():
+        pytest.skip("lab capture not present")
+    bad = tmp_path / "keys.txt"
+    bad.write_text("this is not a key table\n")
+    r = CliRunner().invoke(check, [str(CONFIGS / "stroke"), str(CONFIGS / "libreswan"), "--capture", str(cap),
+                                   "--keys", str(tmp_path / "missing.log")])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "missing.log" in r.output
+
+
+def test_check_capture_json_settles_and_never_prints_secrets():
+    """check --capture --keys --json: the settled cause per stall, the configuration lines of what explains it, and
+    no PSK (the lab's secrets are base64 in the swanctl.conf) anywhere in the output."""
+    name = "ikev1-main-psk-mismatch"
+    ends, cap = _lab_ends(name), LAB / f"{name}.outside.pcap"
+    if not cap.is_file():
+        pytest.skip("lab files not present")
+    r = CliRunner().invoke(check, [*map(str, ends), "--capture", str(cap), *_lab_keys(name), "--json"])
+    doc = json.loads(r.output)
+    assert doc["decrypted"] is True
+    (note,) = _stalls(doc)
+    assert note["cause"] == "psk-mismatch"
+    assert all(":" in line for line in note["explained_by"][0]["lines"])
+    secrets = [line.split("=", 1)[1].strip() for p in ends for line in p.read_text().splitlines()
+               if line.strip().startswith("secret =")]
+    assert secrets and not any(s in r.output or s.removeprefix("0s") in r.output for s in secrets)

@@ -121,22 +121,43 @@ def beside(res: CheckResult, sas, findings) -> None:
 CHECK_HELP = """Read both ends' IPsec configurations and find the mismatch.
 
 \b
-  ikeflow check left/ right/
-  ikeflow check gw-a/ipsec.conf gw-b/swanctl.conf --conn office
-  ikeflow check a/ b/ --table
+Compare the two ends (a file or a folder each):
+  ikeflow check gw-a/ gw-b/
+  ikeflow check west/ipsec.conf east/swanctl/swanctl.conf --conn office
+  ikeflow check gw-a/ gw-b/ --table       (the Configuration Table, side by side)
+  ikeflow check gw-a/ gw-b/ --daemon libreswan-5 --daemon strongswan-6
 
-A CONFIG is a file or a folder: swanctl.conf (strongSwan), ipsec.conf in
-the libreswan/Openswan dialect or strongSwan's stroke dialect, with
-ipsec.secrets and strongswan.conf read from the same folder (or, for
-NAME.ipsec.conf, NAME.ipsec.secrets).  Each conn is resolved with its
-daemon's defaults (--daemon, else guessed from the dialect and said), the
-two ends' conns are paired by addresses and IDs, and every mismatch is
-named with the cause and the message where the negotiation would stall.
-Pre-shared keys are compared, never printed.
+\b
+Put a capture beside them (decrypted with the daemons' keys if you have them):
+  ikeflow check gw-a/ gw-b/ --capture tun.pcap
+  ikeflow check gw-a/ gw-b/ --capture tun.pcap --keys charon.log
+  ikeflow read tun.pcap --config gw-a/ --config gw-b/    (the same, in the report)
+
+A CONFIG is swanctl.conf (strongSwan), or ipsec.conf in the libreswan /
+Openswan dialect or strongSwan's stroke dialect; ipsec.secrets and
+strongswan.conf are read from the same folder (for NAME.ipsec.conf:
+NAME.ipsec.secrets, NAME.strongswan.conf).  Each conn is resolved with its
+daemon's defaults (--daemon, else guessed from the dialect, and said), the
+conns of the two ends are paired by addresses and IDs, and every mismatch is
+named with its cause and the message where the negotiation stalls (e.g.
+"psk-mismatch at MM5"), with the file:line of the settings that make it.
+Pre-shared keys and passwords are compared, never printed.
+
+\b
+With --capture, each finding of the capture is shown with:
+  explained by   the configuration lines (or the frame on the wire) behind it
+  ruled out      the causes the configurations exclude, and why
+  cause          the one cause left, when the configurations settle it
+With --keys, the IDs, traffic selectors and Quick Mode IDs decrypted from
+the wire are compared with each conn too (an IKEv2 AUTHENTICATION_FAILED is
+then told apart: wrong ID or wrong PSK); a wire that shows other values than
+a conn says is a capture-differs-from-config warning: that daemon runs
+another configuration than the one given.
 
 \b
 Exit codes: 0 the configurations agree, 1 a mismatch that breaks the
-tunnel, 2 usage error or unreadable configuration.
+tunnel (or an error in the capture), 2 usage error or unreadable
+configuration (file:line: what is wrong).
 """
 
 
