@@ -636,3 +636,12 @@ def test_check_capture_json_settles_and_never_prints_secrets():
     secrets = [line.split("=", 1)[1].strip() for p in ends for line in p.read_text().splitlines()
                if line.strip().startswith("secret =")]
     assert secrets and not any(s in r.output or s.removeprefix("0s") in r.output for s in secrets)
+
+
+def test_read_config_one_end_says_so():
+    from ikeflow.cli import main
+    cap, init = LAB / "ikev2-ok.outside.pcap", LAB / "ikev2-ok.init.swanctl.conf"
+    if not cap.is_file() or not init.is_file():
+        pytest.skip("lab files not present")
+    r = CliRunner().invoke(main, ["read", str(cap), "-q", "--no-color", "--config", str(init)])
+    assert r.exit_code == 0 and "give the other end's too" in r.output

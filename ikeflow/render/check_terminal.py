@@ -120,7 +120,9 @@ def render_beside(console: Console, res: CheckResult, width: int | None) -> None
     for u in res.unpaired:
         out += wrap(Text(f"no partner on the other end for conn {u}", style="yellow"), width, 2)
     out += note_lines(res, width, _frames(len(res.captures)))
-    if not res.notes:
+    if len(res.ends) == 1:
+        out.append(Text("one configuration: give the other end's too (--config twice) to compare them", style="yellow"))
+    elif not res.notes:
         out.append(Text("no finding of the capture concerns the configurations", style="dim"))
     for line in out:
         console.print(line, overflow="ignore", crop=False)
