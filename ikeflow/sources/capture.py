@@ -71,6 +71,7 @@ _IP4 = struct.Struct(_IP).unpack_from
 # IPv6 header and the first 16 bytes of its payload: payload length, next header, destination (two halves),
 # then w0..w3 as for IPv4.
 _IP6 = struct.Struct(">4xHBx16xQQIIII").unpack_from
+_U32 = struct.Struct(">I").unpack_from
 IPV4_ETHERTYPE, IPV6_ETHERTYPE = 0x0800, 0x86DD
 VLAN_ETHERTYPES = frozenset(int.from_bytes(tag, "big") for tag in VLAN_TAGS)
 IKE_PORT = 500  # UDP between it and the NAT-T port is IKE to the decoder (a custom --ike-port is not known here)
@@ -648,7 +649,9 @@ class _PcapWalker:
             spi, seq, ports = w0, w1, 0
         elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and IKE_PORT not in (w0 >> 16, w0 & 0xFFFF):
             udp_end = body + (w1 >> 16)
-            if not body + 16 <= udp_end <= datagram_end or ike_without_marker(buf[body + 8 : udp_end]):
+            if not body + 16 <= udp_end <= datagram_end or (
+                    udp_end - body >= 36 and _U32(buf, body + 32)[0] == udp_end - body - 8  # (IKE's length field)
+                    and ike_without_marker(buf[body + 8 : udp_end])):
                 return OTHER  # a keepalive, cut short, or IKE without the non-ESP marker
             spi, seq, ports = w2, w3, w0
         else:
@@ -656,7 +659,7 @@ class _PcapWalker:
         if not spi:  # IKE after the non-ESP marker (SPI 0 is reserved, RFC 4303 2.1)
             return OTHER
         key |= spi
-        esp, pending = self.esp, self.pending.get(key)
+        esp, pending = self.esp, self.pending.get(key) if self.pending else None
         if pending is None and self.flood and ((f := esp.flows.get(key)) is None or f.first_frame >= self.flood):
             return OTHER  # a flow begun since: all of it to the decoder, as before
         if pending is None:
@@ -667,7 +670,7 @@ class _PcapWalker:
                 h[2] = ts
                 h[3] = ref
                 h[4] = seq
-                return self._counted(cut, ref)
+                return self._counted(ref) if cut else COUNTED
         if self._copy(buf, p - 16, end - p, ts, ref):
             return COPY
         addresses = (buf[ip + 8 : ip + 24], buf[ip + 24 : ip + 40]) if etype == IPV6_ETHERTYPE else \
@@ -675,10 +678,10 @@ class _PcapWalker:
         args = (key, "udp" if ports >> 16 else "esp", ports >> 16, ports & 0xFFFF, *addresses, seq, size, ts, ref)
         if pending is not None:
             pending.append(args)
-            return self._counted(cut, ref)
+            return self._counted(ref) if cut else COUNTED
         if key in esp.flows or (self.firsts is not None and key in self.firsts):
             esp.add(*args)  # "udp" by the source port, as the decoder says
-            return self._counted(cut, ref)
+            return self._counted(ref) if cut else COUNTED
         if self.firsts is not None:
             if len(self.firsts) < FIRSTS:
                 self.firsts.add(key)
@@ -688,11 +691,11 @@ class _PcapWalker:
             self.flood = ref
         return DECODE
 
-    def _counted(self, cut: bool, ref: int) -> int:
-        if cut:  # what the pipeline remembers of a cut frame it decodes
-            kept = self.quality.cut_decoded
-            if len(kept) < CUT_KEPT:
-                kept.add(ref)
+    def _counted(self, ref: int) -> int:
+        """COUNTED, for a cut frame: remembered as the pipeline remembers a cut frame it decodes."""
+        kept = self.quality.cut_decoded
+        if len(kept) < CUT_KEPT:
+            kept.add(ref)
         return COUNTED
 
     def settle(self, flows: dict | None = None) -> None:
