@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches
+RESIDENT = 1 << 20  # bytes of a mapped file read before its pages are let go
 PARALLEL_MIN = int(os.environ.get("IKEFLOW_PARALLEL_MIN", 64 << 20))  # bytes from which a second core helps
 PARENT_SHARE = 0.4  # of a file read on two cores, the part the parent reads: it also decodes all the records (measured)
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
@@ -361,8 +362,8 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
             mapped = _mapped(path)
             if mapped is not None:
                 with mapped:
-                    if esp is not None and len(mapped) >= PARALLEL_MIN and _cpus() > 1 and hasattr(os, "fork"):
-                        yield from _scan_pcap_parallel(mapped, endian, scale, file_index, info, esp)
+                    if esp is not None and len(mapped) >= PARALLEL_MIN and _cpus() > 1:
+                        yield from _scan_pcap_parallel(mapped, path, endian, scale, file_index, info, esp)
                     else:
                         yield from _scan_pcap_mapped(mapped, endian, scale, file_index, info, esp)
             else:
@@ -773,57 +774,36 @@ def _resync(mm, endian: str, scale: float, start: int) -> int | None:
     return None
 
 
-def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
-    """A big mapped pcap on two cores: a forked child counts the ESP of the later part and
-    spools its other records; this process reads the first part, then merges the child's
+def _scan_pcap_parallel(mm, path, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
+    """A big mapped pcap on two cores: a helper process (`_helper`) counts the ESP of the later part
+    and spools its other records; this process reads the first part, then merges the helper's
     ESP flows and replays its records in order, renumbered.  The flows whose first packet in
-    the later part the child handed over (`_PcapWalker._more`) are merged after the replay."""
+    the later part the helper handed over (`_PcapWalker._more`) are merged after the replay."""
     import pickle
     import tempfile
 
     split = _resync(mm, endian, scale, max(24, int(len(mm) * PARENT_SHARE)))
-    if split is None or split <= 24:
+    helper = None
+    if split is not None and split > 24:
+        info.linktypes = [_pcap_linktype(mm[:24], endian)]
+        spool = tempfile.TemporaryFile()
+        helper = _start_helper((path, split, endian, scale, info.linktypes[0], file_index, esp.fresh(),
+                                spool.fileno()), spool)
+    if helper is None:
         yield from _scan_pcap_mapped(mm, endian, scale, file_index, info, esp)
         return
-    info.linktypes = [_pcap_linktype(mm[:24], endian)]
-    spool = tempfile.TemporaryFile()
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: the part from `split` on
-        status = 1
-        try:
-            os.close(rfd)
-            theirs, firsts = esp.fresh(), set()
-            walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, theirs, Quality(), 24, firsts)
-            for batch in _walk_mapped(mm, walker, split, len(mm), info):  # one pickle a batch: no memo keeps
-                rows = [(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch]  # records; tuples: fast
-                pickle.dump(rows, spool, pickle.HIGHEST_PROTOCOL)
-            spool.flush()
-            after = type(theirs.flows)()  # the model's Flows, for the flows whose first packet is in the spool
-            for key in firsts & theirs.flows.keys():
-                after[key] = theirs.flows.pop(key)
-            result = (theirs.flows, after, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
-                      walker.corrupt, walker.quality)
-            with os.fdopen(wfd, "wb") as pipe:
-                pickle.dump(result, pipe, pickle.HIGHEST_PROTOCOL)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(wfd)
     try:
         walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
         for batch in _walk_mapped(mm, walker, 24, split, info):
             yield batch
         yield from _settled(walker)
-        if walker.corrupt is not None:  # the first part is broken: what the child read is not to be trusted
-            os.close(rfd)
+        if walker.corrupt is not None:  # the first part is broken: what the helper read is not to be trusted
             _pcap_end(walker, info, walker.corrupt, len(mm))
             return
-        with os.fdopen(rfd, "rb") as pipe:
-            try:
-                flows, after, frames, first, last, end, corrupt, quality = pickle.load(pipe)
-            except EOFError:
-                raise OSError("the helper process reading the second part of the file failed") from None
+        try:
+            flows, after, frames, first, last, end, corrupt, quality = pickle.load(helper.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            raise OSError("the helper process reading the second part of the file failed") from None
         shift = walker.ref - walker.base
         esp.merge(flows, shift)
         if first is not None and walker.last is not None and first <= walker.last:  # at the seam
@@ -845,21 +825,85 @@ def _scan_pcap_parallel(mm, endian, scale, file_index, info, esp) -> Iterator[li
         _pcap_end(walker, info, end, len(mm))
     finally:
         spool.close()
-        os.waitpid(pid, 0)
+        if helper.poll() is None:  # stopped early (or the first part is broken): the helper's work is not wanted
+            helper.kill()
+        helper.stdout.close()
+        helper.wait()
+
+
+def _start_helper(job: tuple, spool):
+    """The helper of a two-core read, started on `job` (the arguments of `_helper`); None if it cannot be.
+
+    A fresh interpreter that imports only this module: a forked copy of this process would count
+    all of this process's memory a second time in the resident set of the two."""
+    import pickle
+    import subprocess
+
+    if not sys.executable:
+        return None
+    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where ikeflow/ is
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")])))
+    try:
+        helper = subprocess.Popen([sys.executable, "-S", "-c", "from ikeflow.sources.capture import _helper; _helper()"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(spool.fileno(),), env=env)
+    except OSError:
+        spool.close()
+        return None
+    try:
+        with helper.stdin:
+            pickle.dump(job, helper.stdin, pickle.HIGHEST_PROTOCOL)
+    except OSError:  # it died at once: read on one core
+        helper.kill()
+        helper.wait()
+        spool.close()
+        return None
+    return helper
+
+
+def _helper() -> None:
+    """The helper process of a two-core read (`_scan_pcap_parallel`): counts the ESP of the file from
+    `split` on into `esp`, spools the records for the decoder to file descriptor `spool` (one pickle a
+    batch, as tuples: no pickler memo keeps records alive, and tuples are fast), and writes what it
+    counted to standard output."""
+    import pickle
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it ends this one
+    try:
+        path, split, endian, scale, linktype, file_index, esp, spool = pickle.load(sys.stdin.buffer)
+        mm, firsts, info = _mapped(path), set(), FileInfo(path)
+        walker = _PcapWalker(endian, scale, linktype, file_index, esp, Quality(), 24, firsts)
+        with os.fdopen(spool, "wb") as out:
+            for batch in _walk_mapped(mm, walker, split, len(mm), info):
+                pickle.dump([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], out,
+                            pickle.HIGHEST_PROTOCOL)
+        after = type(esp.flows)()  # the model's Flows, for the flows whose first packet is in the spool
+        for key in firsts & esp.flows.keys():
+            after[key] = esp.flows.pop(key)
+        pickle.dump((esp.flows, after, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
+                     walker.corrupt, walker.quality), sys.stdout.buffer, pickle.HIGHEST_PROTOCOL)
+        sys.stdout.flush()
+    except Exception:  # the main process says the helper failed (no traceback for the user)
+        sys.exit(1)
 
 
 def _walk_mapped(mm, walker: "_PcapWalker", off: int, stop: int, info: FileInfo) -> Iterator[list[Record]]:
-    """Walk records starting in mm[off:stop]; let go of the pages read as it goes."""
-    done = off
+    """Walk records starting in mm[off:stop], a batch for each MAPPED_SPAN bytes; let go of the pages read
+    every RESIDENT bytes (what the walker does in between depends only on the batches: they stay the same)."""
+    begun, done, batch = off, off, []
     while True:
-        new, batch = walker.walk(mm, off, len(mm), min(MAPPED_SPAN, stop - off))
+        new, more = walker.walk(mm, off, len(mm), min(RESIDENT, stop - off, begun + MAPPED_SPAN - off))
+        batch += more
         info.bytes_read, info.packets = new, walker.ref - walker.base
-        if batch:
+        if (new == off or new - begun >= MAPPED_SPAN) and batch:
             yield batch
+            batch = []
         if new == off:
             return
+        if new - begun >= MAPPED_SPAN:
+            begun = new
         off = new
-        if hasattr(mm, "madvise") and off - done >= MAPPED_SPAN:  # keep the resident set small
+        if hasattr(mm, "madvise") and off - done >= RESIDENT:  # keep the resident set small
             start = done - done % mmap.PAGESIZE
             end = off - off % mmap.PAGESIZE
             mm.madvise(mmap.MADV_DONTNEED, start, end - start)
@@ -930,7 +974,7 @@ def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Ite
                     yield batch
                 if walker.bad is not None:
                     break
-                if hasattr(mapped, "madvise") and off - done >= MAPPED_SPAN:  # keep the resident set small
+                if hasattr(mapped, "madvise") and off - done >= RESIDENT:  # keep the resident set small
                     mapped.madvise(mmap.MADV_DONTNEED, done, off - off % mmap.PAGESIZE - done)
                     done = off - off % mmap.PAGESIZE
             yield from _settled(walker)
