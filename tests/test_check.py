@@ -645,3 +645,30 @@ def test_read_config_one_end_says_so():
         pytest.skip("lab files not present")
     r = CliRunner().invoke(main, ["read", str(cap), "-q", "--no-color", "--config", str(init)])
     assert r.exit_code == 0 and "give the other end's too" in r.output
+
+
+def test_forced_encapsulation_against_a_capture_that_stays_on_500(tmp_path):
+    """A conn forcing UDP encapsulation against Wireshark's ikev2-decrypt-aes128ccm12 recording, whose NAT-D is
+    genuine and which stays on UDP 500: both are wire differences, at the frames tshark shows (the initiator's
+    IKE_SA_INIT, the first IKE_AUTH and its UDP port)."""
+    tshark = need_tshark()
+    cap = PCAPS.parent.parent / "shared" / "pcaps" / "public" / "wireshark" / "test" / "captures" / \
+        "ikev2-decrypt-aes128ccm12.pcap"
+    if not cap.is_file():
+        pytest.skip("public capture not present")
+    rows = [r.split("\t") for r in subprocess.run(
+        [tshark, "-r", str(cap), "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "udp.dstport",
+         "-e", "isakmp.exchangetype"], capture_output=True, text=True, check=True).stdout.splitlines()]
+    init_frame, init_addr, _, _ = rows[0]  # RFC 7296: 34 IKE_SA_INIT, 35 IKE_AUTH
+    auth_frame, _, auth_port, _ = next(r for r in rows if r[3] == "35")
+    resp_addr = next(r[1] for r in rows if r[1] != init_addr)
+    for end, local, remote, extra in (("a", init_addr, resp_addr, "    encap = yes\n"), ("b", resp_addr, init_addr, "")):
+        (tmp_path / f"{end}.swanctl.conf").write_text(
+            f"connections {{\n  gw {{\n    local_addrs = {local}\n    remote_addrs = {remote}\n{extra}"
+            f"    local {{\n      auth = psk\n    }}\n    remote {{\n      auth = psk\n    }}\n"
+            f"    children {{\n      net {{\n      }}\n    }}\n  }}\n}}\n")
+    r = CliRunner().invoke(check, [str(tmp_path / "a.swanctl.conf"), str(tmp_path / "b.swanctl.conf"),
+                                   "--capture", str(cap), "--json"])
+    natt = [f for f in _differs(json.loads(r.output)) if "encapsulation" in f["summary"]]
+    assert [f["frames"] for f in natt] == [[int(auth_frame)], [int(init_frame)]]
+    assert f"stays on UDP port {auth_port}" in natt[0]["summary"] and "NAT-D is genuine" in natt[1]["summary"]

@@ -30,6 +30,7 @@ _WHY_OUT = {"psk-mismatch": "the PSKs for this pair match", "peer-id-mismatch": 
             "xauth-failed": "the XAUTH passwords match (or none is set on one end)",
             "eap-failed": "the EAP passwords match (or none is set on one end)"}
 _FORCED = ("yes", "force")
+_BEFORE_FLOAT = {"IKE_SA_INIT", "MM1", "MM2", "MM3", "MM4", "AM1", "AM2"}  # NAT-D is exchanged before these end
 
 
 @dataclass
@@ -232,6 +233,13 @@ def _ts(w: Wire, m, how: str, shown: list, side: str, sender: Conn, receiver: Co
 def _natt(w: Wire, sa, p: Pair) -> None:
     """NAT-D against forced encapsulation: a sender the capture sees at its own configured address whose NAT-D
     claims a NAT fakes it, which only a conn forcing UDP encapsulation does (RFC 3947 / RFC 7296 2.23)."""
+    forced = [c for c in (p.init, p.resp) if str(c["encap"]).lower().startswith(_FORCED)]
+    later = next((m for m in sa.messages if not m.natt and m.label not in _BEFORE_FLOAT), None)
+    if forced and {m.sender for m in sa.natd} == {"I", "R"} and sa.float_at is None and later is not None:
+        w.differs.append(Finding(WARNING, "capture-differs-from-config", later.label,
+                                 f"{_who(forced[0])} forces UDP encapsulation, yet {later.label} stays on UDP port "
+                                 f"{later.dport} (both ends sent NAT-D): that daemon runs another configuration than "
+                                 f"this one", f"from {forced[0]['encap'].where}", frames=[later.ref]))
     told = set()
     for m in sa.natd:
         if m.sender in told or not m.natd or m.natd.get("sender_translated") is None:
