@@ -589,7 +589,8 @@ def test_openswan_documentation_example():
     assert rows["IKE SA lifetime"].count("3h") == 2 and rows["IPsec SA lifetime"].count("3h") == 2
     assert rows["Phase 1 mode"].count("Main") == 2  # aggrmode=no
     assert "initiator: gateway" in r.output and "responder: user_userA" in r.output
-    assert "no partner on the other end for conn user_userB" in r.output and "roadwarriors_rsa" not in r.output.split("\n", 2)[0]
+    assert "no partner on the other end for conn user_userB" in r.output
+    assert "roadwarriors_rsa" not in r.output.split("\n", 2)[0]
     conns = ipsec_conf.conns(ipsec_conf.parse(howto / "gateway.ipsec.conf"))
     assert list(conns) == ["user_userA", "user_userB"]
     assert [s.text() for s in parse(conns["user_userA"]["ike"].value, "openswan").suites] == \
@@ -662,7 +663,8 @@ def test_forced_encapsulation_against_a_capture_that_stays_on_500(tmp_path):
     init_frame, init_addr, _, _ = rows[0]  # RFC 7296: 34 IKE_SA_INIT, 35 IKE_AUTH
     auth_frame, _, auth_port, _ = next(r for r in rows if r[3] == "35")
     resp_addr = next(r[1] for r in rows if r[1] != init_addr)
-    for end, local, remote, extra in (("a", init_addr, resp_addr, "    encap = yes\n"), ("b", resp_addr, init_addr, "")):
+    for end, local, remote, extra in (("a", init_addr, resp_addr, "    encap = yes\n"),
+                                      ("b", resp_addr, init_addr, "")):
         (tmp_path / f"{end}.swanctl.conf").write_text(
             f"connections {{\n  gw {{\n    local_addrs = {local}\n    remote_addrs = {remote}\n{extra}"
             f"    local {{\n      auth = psk\n    }}\n    remote {{\n      auth = psk\n    }}\n"
@@ -672,3 +674,13 @@ def test_forced_encapsulation_against_a_capture_that_stays_on_500(tmp_path):
     natt = [f for f in _differs(json.loads(r.output)) if "encapsulation" in f["summary"]]
     assert [f["frames"] for f in natt] == [[int(auth_frame)], [int(init_frame)]]
     assert f"stays on UDP port {auth_port}" in natt[0]["summary"] and "NAT-D is genuine" in natt[1]["summary"]
+
+
+def test_quick_mode_client_id_forms():
+    """IKEv1 client IDs as decode/ike.py writes them (RFC 2407 4.6.2: address, subnet, range) read as networks;
+    anything else (a name) reads as nothing, never an error."""
+    from ikeflow.check.capture import _client_id
+    assert [str(n) for n in _client_id("192.0.2.0/28")] == ["192.0.2.0/28"]
+    assert [str(n) for n in _client_id("192.0.2.1")] == ["192.0.2.1/32"]
+    assert [str(n) for n in _client_id("192.0.2.0-192.0.2.23")] == ["192.0.2.0/28", "192.0.2.16/29"]
+    assert _client_id("host.example.net") == [] and _client_id("192.0.2.9-x") == []

@@ -158,7 +158,7 @@ def _wire(sa, p: Pair) -> Wire:
             how = "decrypted"
             for pl, mine, theirs, side in ((client_ids[0], "local_ts", "remote_ts", "its own side"),
                                            (client_ids[1], "remote_ts", "local_ts", "the far side")):
-                _ts(w, m, how, [_net(pl.info.get("value", ""))], side, sender, receiver, mine, theirs, v1=True)
+                _ts(w, m, how, _client_id(str(pl.info.get("value", ""))), side, sender, receiver, mine, theirs, v1=True)
         for pl, how in shown:
             if pl.name in ("TSi", "TSr") and m.request:  # TSi: the request sender's side
                 mine, theirs, side = (("local_ts", "remote_ts", "its own side") if pl.name == "TSi"
@@ -190,26 +190,27 @@ def _frame(ref: int) -> str:
     return f"{f + 1}:{n}" if f else str(n)
 
 
-def _net(text: str):
+def _client_id(text: str) -> list:
+    """An IKEv1 Quick Mode client ID (address, subnet or range, as decode/ike.py writes it) as networks."""
+    if "-" in text:
+        return _range({"start": text.split("-")[0], "end": text.split("-")[1]})
     try:
-        return ipaddress.ip_network(text, strict=False)
+        return [ipaddress.ip_network(text, strict=False)]
     except ValueError:
-        if "-" in text:
-            return _range({"start": text.split("-")[0], "end": text.split("-")[1]})[0]
-        return None
+        return []
 
 
 def _range(sel: dict) -> list:
     """An IKEv2 traffic selector's address range as networks."""
     try:
-        return list(ipaddress.summarize_address_range(ipaddress.ip_address(sel["start"]), ipaddress.ip_address(sel["end"])))
+        start, end = ipaddress.ip_address(sel["start"]), ipaddress.ip_address(sel["end"])
+        return list(ipaddress.summarize_address_range(start, end))
     except (ValueError, TypeError, KeyError):
         return []
 
 
 def _ts(w: Wire, m, how: str, shown: list, side: str, sender: Conn, receiver: Conn, mine: str, theirs: str,
         v1: bool) -> None:
-    shown = [n for n in shown if n is not None]
     own, allowed = nets(sender[mine].value), nets(receiver[theirs].value)
     if not shown or not own or not allowed:
         return

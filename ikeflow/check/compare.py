@@ -292,8 +292,10 @@ def _user_auth(p: Pair) -> None:
             sa = next((s for s in a if user in {norm_id(x) for x in s.ids} or not user), None)
             sb = next((s for s in b if user in {norm_id(x) for x in s.ids} or not user), None)
             if sa and sb and sa.value != sb.value:
-                p.findings.append(ConfigFinding(ERROR, code, at, f"the {kind} passwords for user {user or '(any)'} differ",
-                                                f"from {sa.where}; {sb.where}", causes=[code], lines=[sa.where, sb.where]))
+                p.findings.append(ConfigFinding(ERROR, code, at,
+                                                f"the {kind} passwords for user {user or '(any)'} differ",
+                                                f"from {sa.where}; {sb.where}", causes=[code],
+                                                lines=[sa.where, sb.where]))
 
 
 def _esp(p: Pair) -> None:

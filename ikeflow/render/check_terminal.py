@@ -56,7 +56,8 @@ def render(console: Console, res: CheckResult, table: bool = False, width: int |
         out.append(Text(""))
         out += wrap(Text.assemble(("capture ", "bold"), ", ".join(res.captures),
                                   " (decrypted with --keys)" if res.decrypted else "",
-                                  f": {len(res.notes)} finding{'s' if len(res.notes) != 1 else ''} beside the configurations"), width, 2)
+                                  f": {len(res.notes)} finding{'s' if len(res.notes) != 1 else ''} beside the "
+                                  "configurations"), width, 2)
     out += note_lines(res, width, frame)
     for u in res.unpaired:
         out += wrap(Text(f"no partner on the other end for conn {u}", style="yellow"), width, 2)
