@@ -300,3 +300,17 @@ def test_lab_keys_decrypt_every_message(scenario):
             if m.msg.encrypted or m.msg.decrypted is not None]
     assert msgs and all(m.msg.decrypted for m in msgs), [(m.label, m.msg.decrypt_note) for m in msgs
                                                          if not m.msg.decrypted]
+
+
+def test_skf_fragments_put_together():
+    """IKEv2 fragmentation (RFC 7383): each SKF fragment verifies on its own; the payloads of the whole message
+    are read on the fragment that completes it (lab: an IKE_AUTH request with a certificate in 2 fragments)."""
+    keys_log = LAB / "ikev2-cert-untrusted.init.keys.log"
+    if not keys_log.is_file():
+        pytest.skip(f"{keys_log.name} not recorded")
+    result = pipeline.read_captures([str(LAB / "ikev2-cert-untrusted.outside.pcap")],
+                                    pipeline.Options(keys=load_keys([str(keys_log)])))
+    fragments = [m.msg for sa in result.model.sas.values() for m in sa.messages if m.msg.payload("SKF")]
+    assert [m.decrypted for m in fragments] == [True, True]
+    assert fragments[0].inner == [] and decryption.text(fragments[0]) == "fragment 1/2"
+    assert [p.name for p in fragments[1].inner][:5] == ["IDi", "CERT", "N", "CERTREQ", "IDr"]
