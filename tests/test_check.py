@@ -512,6 +512,8 @@ def test_read_config_terminal_points_at_the_lines():
     assert "cause: psk-mismatch" in r.output
     ident = _read_config("ikev2-peerid-mismatch", "--no-color", "-q")
     assert "intruder.example.net" in ident.output and "cause: peer-id-mismatch" in ident.output
+    assert "→ Compare the identities" in ident.output  # what to check next follows the settled cause
+    assert "The configurations settle the cause: peer-id-mismatch" in ident.output
     prop = _read_config("ikev2-ike-proposal-mismatch", "--no-color", "-q")
     assert "explained by the configurations: phase 1:" in prop.output and "cause: proposal-mismatch" in prop.output
     net = _read_config("ikev2-udp4500-blocked", "--no-color", "-q")

@@ -17,6 +17,7 @@ from ikeflow.check.compare import Pair, compare, pair
 from ikeflow.check.config import Config, ConfigError
 from ikeflow.check.defaults import DAEMONS
 from ikeflow.check.resolve import Conn, conns
+from ikeflow.diagnose.causes import CHECK
 
 SCHEMA = 1
 
@@ -116,6 +117,9 @@ def beside(res: CheckResult, sas, findings) -> None:
     for n in res.notes:
         if n.pair is not None and n.causes:
             n.finding.causes = list(n.causes)
+        if n.cause:  # what to check next follows the settled cause
+            n.finding.hint = f"{CHECK[n.cause][0].upper()}{CHECK[n.cause][1:]}. The configurations settle the cause: " \
+                f"{n.cause} (see Configurations)."
 
 
 CHECK_HELP = """Read both ends' IPsec configurations and find the mismatch.
