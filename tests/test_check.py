@@ -162,6 +162,12 @@ def test_defaultroute_id_is_only_known_at_run_time(tmp_path):
     (p,) = res.pairs
     assert p.init.name == "west-east" and p.init["local_addrs"].value == ["%defaultroute"]
     assert not _errors(res) and any(f.code == "id-unknown" and f.at == "MM5" for f in p.findings)
+    from ikeflow.check.capture import notes
+    from ikeflow.diagnose.finding import Finding
+    stall = Finding("error", "stall", "MM5", "MM5 answered with an error", causes=["psk-mismatch", "peer-id-mismatch"])
+    (note,) = notes(res.pairs, [], [stall])
+    assert [c for c, _ in note.ruled_out] == ["psk-mismatch"]  # the ID is not known, so not ruled out
+    assert note.causes == ["peer-id-mismatch", "psk-mismatch"] and note.cause is None
 
 
 def test_ikev1_charon_offers_the_first_algorithm_only(tmp_path):

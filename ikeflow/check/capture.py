@@ -116,7 +116,8 @@ def _rank(note: Note, p: Pair, w: Wire) -> None:
         named = [c for c in wire + errors if cause in c.causes]
         if named:
             note.explained_by += [c for c in named if c not in note.explained_by]
-        elif cause in DECIDED and (not stopped or cause == "ike-version-mismatch"):
+        elif cause in DECIDED and (not stopped or cause == "ike-version-mismatch") and \
+                not (cause == "peer-id-mismatch" and "id-unknown" in codes):  # an ID known only at run time
             why = next((c.summary for c in p.findings if c.code in DECIDED[cause] & codes), _WHY_OUT[cause])
             note.ruled_out.append((cause, why))
     out = {c for c, _ in note.ruled_out}
