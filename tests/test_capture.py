@@ -349,9 +349,11 @@ def test_fast_path_equals_general_path(tmp_path):
             assert getattr(f, attr) == getattr(g, attr), attr
 
 
-def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
-    """A big file is read by two processes (capture._scan_pcap_parallel); the result must be
-    what one process gives: same ESP flows, same records in the same order with the same frames."""
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng", "pcapng-new-interface"])
+def test_two_core_read_equals_one_core(tmp_path, monkeypatch, fmt):
+    """A big file is read by two processes (capture._two_cores); the result must be
+    what one process gives: same ESP flows, same records in the same order with the same frames.
+    (pcapng with an interface described in the helper's part: the main process reads that part itself.)"""
     import ikeflow.sources.capture as capture
 
     pkts = []
@@ -366,22 +368,29 @@ def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
             pkts.append(esp(i // 3 + 1 + (i == 1500) * 5, spi=0x10 + i % 3))
         else:
             pkts.append(IP(src=B, dst=A) / UDP(sport=4500, dport=4500) / ESP(spi=0x77, seq=i // 3 + 1, data=b"z" * 30))
-    blob = pcap([(1000.0 + i / 100, eth(p)) for i, p in enumerate(pkts)])
+    if fmt == "pcap":
+        blob = pcap([(1000.0 + i / 100, eth(p)) for i, p in enumerate(pkts)])
+    else:
+        blob = pcapng([(0, 1000.0 + i / 100, eth(p)) for i, p in enumerate(pkts)])
+    if fmt == "pcapng-new-interface":  # an interface description two thirds in, never used
+        cut = blob.index(eth(pkts[2000]))
+        cut = blob.rindex(struct.pack("<I", 6), 0, cut)
+        blob = blob[:cut] + _block(1, struct.pack("<HHI", 113, 0, 0), "<") + blob[cut:]
 
     forks = []
-    parallel = capture._scan_pcap_parallel
+    parallel = capture._two_cores
 
     def counted(*args):
         forks.append(1)
-        yield from parallel(*args)
+        return (yield from parallel(*args))
 
-    monkeypatch.setattr(capture, "_scan_pcap_parallel", counted)
+    monkeypatch.setattr(capture, "_two_cores", counted)
     monkeypatch.setattr(capture, "_cpus", lambda: 2)
     monkeypatch.setattr(capture, "MAPPED_SPAN", 4096)
 
     def run_with(minimum):
         monkeypatch.setattr(capture, "PARALLEL_MIN", minimum)
-        return run(tmp_path, [blob])
+        return run(tmp_path, [blob], "c." + fmt[:6])
 
     one, one_info = run_with(1 << 60)
     assert not forks
@@ -396,3 +405,4 @@ def test_two_core_read_equals_one_core(tmp_path, monkeypatch):
                      "lost", "encap"):
             assert getattr(f, attr) == getattr(g, attr), attr
     assert [m.ref for sa in one.sas.values() for m in sa.messages] == [m.ref for sa in two.sas.values() for m in sa.messages]
+    assert one_info[0].linktypes == two_info[0].linktypes and one_info[0].warning == two_info[0].warning

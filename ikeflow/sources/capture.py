@@ -362,10 +362,7 @@ def scan(path: str, file_index: int, info: FileInfo, esp: EspTable | None) -> It
             mapped = _mapped(path)
             if mapped is not None:
                 with mapped:
-                    if esp is not None and len(mapped) >= PARALLEL_MIN and _cpus() > 1:
-                        yield from _scan_pcap_parallel(mapped, path, endian, scale, file_index, info, esp)
-                    else:
-                        yield from _scan_pcap_mapped(mapped, endian, scale, file_index, info, esp)
+                    yield from _scan_pcap_mapped(mapped, path, endian, scale, file_index, info, esp)
             else:
                 yield from _scan_pcap(stream, endian, scale, file_index, info, esp)
     except (OSError, EOFError) as e:  # gzip/zlib errors mid-stream are OSError/EOFError
@@ -611,7 +608,7 @@ class _PcapWalker:
         it gets to it), and the packets of the flow read before it did so are held back (`pending`) and
         counted, in order, right after (`settle`).  The helper of a two-core read (`firsts` set) has no
         decoder behind it: it hands over the first packet of each such flow and counts the rest, which
-        the main process adds to the flow after the first (`_scan_pcap_parallel`)."""
+        the main process adds to the flow after the first (`_two_cores`)."""
         linktype = self.linktype
         lt = LINK_TYPES[linktype]
         if lt.ethertype_at is None:  # raw IP: the version says
@@ -720,13 +717,28 @@ class _PcapWalker:
         self.quality.copy(ref, buf[back + 16 + ip : off] != buf[off + 16 + ip : off + 16 + caplen])
         return True
 
+    def intact(self, head) -> bool:
+        """The part read so far is fit to have a helper's part put after it (`_two_cores`)."""
+        return self.corrupt is None
+
+    def tail(self) -> tuple:
+        """What a helper that read the later part tells of it (`follow`)."""
+        return self.ref - self.base, self.first, self.last, self.corrupt
+
+    def follow(self, tail: tuple, shift: int) -> None:
+        """Go on as if this walker had read the later part that a helper read (`tail`) itself."""
+        frames, _, last, self.corrupt = tail
+        self.ref += frames
+        self.last = last if last is not None else self.last
+
 
 def _pcap_linktype(header: bytes, endian: str) -> int:
     return struct.unpack(endian + "I", header[20:24])[0] & 0x0FFFFFFF
 
 
-def _scan_pcap_mapped(mm, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
-    """Classic pcap from a memory-mapped file: no copies; pages already read are let go."""
+def _scan_pcap_mapped(mm, path, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
+    """Classic pcap from a memory-mapped file: no copies; pages already read are let go.  A big file is
+    read on two cores (`_two_cores`) from the first record boundary past PARENT_SHARE of it."""
     n = len(mm)
     if n < 24:
         info.truncated_at = n
@@ -734,9 +746,20 @@ def _scan_pcap_mapped(mm, endian, scale, file_index, info, esp) -> Iterator[list
         return
     info.linktypes = [_pcap_linktype(mm[:24], endian)]
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
-    yield from _walk_mapped(mm, walker, 24, n, info)
+    split = _resync(mm, endian, scale, max(24, int(n * PARENT_SHARE))) if _two(esp, n) else None
+    if split is None or split <= 24:
+        yield from _walk_mapped(mm, walker, 24, n, info)
+    elif not (yield from _two_cores(mm, walker, _walk_mapped, split, ("pcap", path, split, file_index,
+                                                                        (endian, scale, info.linktypes[0])), info, esp)):
+        if walker.corrupt is None:
+            yield from _walk_mapped(mm, walker, split, n, info)
     yield from _settled(walker)
     _pcap_end(walker, info, info.bytes_read, n)
+
+
+def _two(esp, size: int) -> bool:
+    """A file of `size` bytes is worth a second core (and there is one)."""
+    return esp is not None and size >= PARALLEL_MIN and _cpus() > 1
 
 
 def _cpus() -> int:
@@ -774,38 +797,33 @@ def _resync(mm, endian: str, scale: float, start: int) -> int | None:
     return None
 
 
-def _scan_pcap_parallel(mm, path, endian, scale, file_index, info, esp) -> Iterator[list[Record]]:
-    """A big mapped pcap on two cores: a helper process (`_helper`) counts the ESP of the later part
-    and spools its other records; this process reads the first part, then merges the helper's
-    ESP flows and replays its records in order, renumbered.  The flows whose first packet in
-    the later part the helper handed over (`_PcapWalker._more`) are merged after the replay."""
+def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) -> Iterator[list[Record]]:
+    """Read a mapped capture on two cores: a helper process (`_helper`, on `job`) counts the ESP of the
+    part from `split` on and spools its other records; this process reads the part before (`walk`, from
+    the walker's start), then merges the helper's ESP flows and replays its records in order, renumbered.
+    The flows whose first packet in the later part the helper handed over (`_PcapWalker._more`) are
+    merged after the replay.  Returns False when the helper did not read the later part (it could not be
+    started, or the part before is broken or not what the helper was told): the caller reads on from
+    `split`, if at all."""
     import pickle
     import tempfile
 
-    split = _resync(mm, endian, scale, max(24, int(len(mm) * PARENT_SHARE)))
-    helper = None
-    if split is not None and split > 24:
-        info.linktypes = [_pcap_linktype(mm[:24], endian)]
-        spool = tempfile.TemporaryFile()
-        helper = _start_helper((path, split, endian, scale, info.linktypes[0], file_index, esp.fresh(),
-                                spool.fileno()), spool)
-    if helper is None:
-        yield from _scan_pcap_mapped(mm, endian, scale, file_index, info, esp)
-        return
+    spool = tempfile.TemporaryFile()
+    helper = _start_helper((*job, esp.fresh(), spool.fileno()), spool)
     try:
-        walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
-        for batch in _walk_mapped(mm, walker, 24, split, info):
-            yield batch
-        yield from _settled(walker)
-        if walker.corrupt is not None:  # the first part is broken: what the helper read is not to be trusted
-            _pcap_end(walker, info, walker.corrupt, len(mm))
-            return
+        yield from walk(mm, walker, walker.start, split, info)
+        if helper is None or not walker.intact(job[-1]):
+            return False
         try:
-            flows, after, frames, first, last, end, corrupt, quality = pickle.load(helper.stdout)
+            flows, after, tail, end, quality = pickle.load(helper.stdout)
         except (EOFError, pickle.UnpicklingError):
             raise OSError("the helper process reading the second part of the file failed") from None
+        if tail is None:  # it met what only a read from the start can tell (pcapng: a new section or interface)
+            return False
+        yield from _settled(walker)
         shift = walker.ref - walker.base
         esp.merge(flows, shift)
+        first = tail[1]
         if first is not None and walker.last is not None and first <= walker.last:  # at the seam
             info.quality.order(walker.ref + 1, first, walker.last)
         info.quality.merge(quality, shift)
@@ -818,17 +836,16 @@ def _scan_pcap_parallel(mm, path, endian, scale, file_index, info, esp) -> Itera
             yield [Record(ref + shift, ts, linktype, data, wirelen) for ref, ts, linktype, data, wirelen in rows]
         yield FLUSH  # every record decoded before the flows they begin are merged
         esp.merge(after, shift)
-        walker.ref += frames
-        walker.last = last if last is not None else walker.last
-        walker.corrupt = corrupt
+        walker.follow(tail, shift)
         info.bytes_read, info.packets = end, walker.ref - walker.base
-        _pcap_end(walker, info, end, len(mm))
+        return True
     finally:
         spool.close()
-        if helper.poll() is None:  # stopped early (or the first part is broken): the helper's work is not wanted
-            helper.kill()
-        helper.stdout.close()
-        helper.wait()
+        if helper is not None:
+            if helper.poll() is None:  # stopped early, or its work is not wanted
+                helper.kill()
+            helper.stdout.close()
+            helper.wait()
 
 
 def _start_helper(job: tuple, spool):
@@ -847,41 +864,43 @@ def _start_helper(job: tuple, spool):
         helper = subprocess.Popen([sys.executable, "-S", "-c", "from ikeflow.sources.capture import _helper; _helper()"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(spool.fileno(),), env=env)
     except OSError:
-        spool.close()
         return None
     try:
         with helper.stdin:
             pickle.dump(job, helper.stdin, pickle.HIGHEST_PROTOCOL)
     except OSError:  # it died at once: read on one core
         helper.kill()
+        helper.stdout.close()
         helper.wait()
-        spool.close()
         return None
     return helper
 
 
 def _helper() -> None:
-    """The helper process of a two-core read (`_scan_pcap_parallel`): counts the ESP of the file from
-    `split` on into `esp`, spools the records for the decoder to file descriptor `spool` (one pickle a
-    batch, as tuples: no pickler memo keeps records alive, and tuples are fast), and writes what it
-    counted to standard output."""
+    """The helper process of a two-core read (`_two_cores`): counts the ESP of the file from `split` on
+    into `esp`, spools the records for the decoder to file descriptor `spool` (one pickle a batch, as
+    tuples: no pickler memo keeps records alive, and tuples are fast), and writes what it counted to
+    standard output."""
     import pickle
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it ends this one
     try:
-        path, split, endian, scale, linktype, file_index, esp, spool = pickle.load(sys.stdin.buffer)
+        fmt, path, split, file_index, head, esp, spool = pickle.load(sys.stdin.buffer)
         mm, firsts, info = _mapped(path), set(), FileInfo(path)
-        walker = _PcapWalker(endian, scale, linktype, file_index, esp, Quality(), 24, firsts)
+        if fmt == "pcap":
+            walker, walk = _PcapWalker(*head, file_index, esp, Quality(), 24, firsts), _walk_mapped
+        else:
+            walker, walk = _PcapngWalker(file_index, esp, info, head, firsts), _walk_pcapng
         with os.fdopen(spool, "wb") as out:
-            for batch in _walk_mapped(mm, walker, split, len(mm), info):
+            for batch in walk(mm, walker, split, len(mm), info):
                 pickle.dump([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], out,
                             pickle.HIGHEST_PROTOCOL)
         after = type(esp.flows)()  # the model's Flows, for the flows whose first packet is in the spool
         for key in firsts & esp.flows.keys():
             after[key] = esp.flows.pop(key)
-        pickle.dump((esp.flows, after, walker.ref - walker.base, walker.first, walker.last, info.bytes_read,
-                     walker.corrupt, walker.quality), sys.stdout.buffer, pickle.HIGHEST_PROTOCOL)
+        pickle.dump((esp.flows, after, walker.tail(), info.bytes_read, walker.quality), sys.stdout.buffer,
+                    pickle.HIGHEST_PROTOCOL)
         sys.stdout.flush()
     except Exception:  # the main process says the helper failed (no traceback for the user)
         sys.exit(1)
@@ -961,24 +980,23 @@ def _finish(info: FileInfo, frames: int, first, last) -> None:
 
 
 def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Iterator[list[Record]]:
-    """pcapng: memory-mapped when it can be (pages already read are let go), else chunk by chunk."""
+    """pcapng: memory-mapped when it can be (pages already read are let go; a big file on two cores, as
+    pcap), else chunk by chunk."""
     walker = _PcapngWalker(file_index, esp, info)
     mapped = _mapped(path)
-    if mapped is not None:  # batches end where the chunks of a stream would: the same records in each
+    if mapped is not None:
         with mapped:
-            off = done = 0
-            for limit in range(CHUNK, len(mapped) + CHUNK, CHUNK):
-                off, batch = walker.walk(mapped, off, min(limit, len(mapped)), len(mapped))
-                info.bytes_read, info.packets = min(limit, len(mapped)), walker.ref - walker.base
-                if batch:
-                    yield batch
-                if walker.bad is not None:
-                    break
-                if hasattr(mapped, "madvise") and off - done >= RESIDENT:  # keep the resident set small
-                    mapped.madvise(mmap.MADV_DONTNEED, done, off - off % mmap.PAGESIZE - done)
-                    done = off - off % mmap.PAGESIZE
+            n = len(mapped)
+            head = _pcapng_head(mapped, file_index) if _two(esp, n) else None
+            split = _pcapng_resync(mapped, head[0], int(n * PARENT_SHARE)) if head else None
+            if split is None:
+                yield from _walk_pcapng(mapped, walker, 0, n, info)
+            elif not (yield from _two_cores(mapped, walker, _walk_pcapng, split,
+                                            ("pcapng", path, split, file_index, head), info, esp)):
+                if walker.bad is None:
+                    yield from _walk_pcapng(mapped, walker, split, n, info)
             yield from _settled(walker)
-            walker.end(info, off, len(mapped))
+            walker.end(info, walker.stopped, n)
         return
     buf, off, consumed = b"", 0, 0  # consumed: where buf starts in the file
     while walker.bad is None:
@@ -997,17 +1015,78 @@ def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Ite
     walker.end(info, consumed + off, consumed + len(buf))
 
 
+def _walk_pcapng(mm, walker: _PcapngWalker, off: int, stop: int, info: FileInfo) -> Iterator[list[Record]]:
+    """Blocks of a mapped pcapng from `off` that end by `stop`, a batch for each CHUNK of the file (where
+    the chunks of a stream end: the same records in each); pages already read are let go."""
+    walker.stopped, done = off, off - off % mmap.PAGESIZE
+    for limit in range(off - off % CHUNK + CHUNK, stop + CHUNK, CHUNK):
+        off, batch = walker.walk(mm, off, min(limit, stop), len(mm))
+        walker.stopped = off
+        info.bytes_read, info.packets = min(limit, stop), walker.ref - walker.base
+        if batch:
+            yield batch
+        if walker.bad is not None:
+            return
+        if hasattr(mm, "madvise") and off - done >= RESIDENT:  # keep the resident set small
+            mm.madvise(mmap.MADV_DONTNEED, done, off - off % mmap.PAGESIZE - done)
+            done = off - off % mmap.PAGESIZE
+
+
+def _pcapng_head(mm, file_index: int) -> tuple | None:
+    """(byte order, interfaces, link types) that the blocks in front of the first packet block describe;
+    None if they describe no interface."""
+    walker, off = _PcapngWalker(file_index, None, FileInfo("")), 0
+    while off + 8 <= len(mm) and struct.unpack_from(walker.endian + "I", mm, off)[0] not in (2, 3, 6):
+        off = walker._block(mm, off, len(mm))[0]
+        if off is None:
+            return None
+    return (walker.endian, walker.ifaces, walker.info.linktypes) if walker.ifaces else None
+
+
+def _pcapng_resync(mm, endian: str, start: int) -> int | None:
+    """The first Enhanced Packet Block at or after `start` that begins a chain of 16 blocks whose lengths
+    agree at both ends; None if not found nearby."""
+    u32, n = struct.Struct(endian + "I").unpack_from, len(mm)
+
+    def after(off: int) -> int:  # where the block at `off` ends, if it looks like one; else 0
+        if off + 12 > n:
+            return 0
+        blen = u32(mm, off + 4)[0]
+        if blen < 12 or blen % 4 or blen > MAX_RECORD + 64 or off + blen > n or u32(mm, off + blen - 4)[0] != blen:
+            return 0
+        return off + blen
+
+    for pos in range(start - start % 4, min(start + (1 << 20), n - 12), 4):
+        if u32(mm, pos)[0] != 6:
+            continue
+        off, chained = pos, 0
+        while chained < 16 and (end := after(off)):
+            off, chained = end, chained + 1
+            if off == n:
+                return pos
+        if chained == 16:
+            return pos
+    return None
+
+
 class _PcapngWalker(_PcapWalker):
     """The hot loop over the Enhanced Packet Blocks of a pcapng file (and the other blocks on the way).
 
     The frame before is kept for the copy check, by IP datagram (`Previous`, whatever the link layers)."""
 
-    def __init__(self, file_index: int, esp: EspTable | None, info: FileInfo):
+    def __init__(self, file_index: int, esp: EspTable | None, info: FileInfo, head: tuple | None = None,
+                 firsts: set[int] | None = None):
+        """`head` and `firsts`: for the helper of a two-core read, which starts past the blocks that `head`
+        (`_pcapng_head`) describes and stops at a section header or an interface description."""
         self.esp, self.quality, self.info = esp, info.quality, info
         self.base = self.ref = self.decoded = frame_ref(file_index, 0)
         self.first = self.last = None
-        self.firsts, self.pending, self.flood = None, {}, 0
+        self.firsts, self.pending, self.flood = firsts, {}, 0
         self.endian, self.ifaces = "<", []  # ifaces: (linktype, ts scale, ts offset) of each interface described
+        self.sealed = head is not None
+        if head is not None:
+            self.endian, self.ifaces, info.linktypes = head[0], list(head[1]), list(head[2])
+        self.start = self.stopped = 0  # where the walk begins and where it stopped
         self.linktype = -1
         self.unknown = self.unknown_first = 0  # packet blocks on an interface never described, the first's frame
         self.bad: str | None = None
@@ -1138,6 +1217,9 @@ class _PcapngWalker(_PcapWalker):
         record of a simple packet block."""
         if off + 12 > n:
             return None, None
+        if self.sealed and (buf[off : off + 4] == PCAPNG_MAGIC or struct.unpack_from(self.endian + "I", buf, off)[0] == 1):
+            self.bad = SEALED
+            return None, None
         if buf[off : off + 4] == PCAPNG_MAGIC:
             bom = buf[off + 8 : off + 12]
             self.endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
@@ -1197,6 +1279,23 @@ class _PcapngWalker(_PcapWalker):
         self.quality.copy(ref, pbuf[pp + pip : pp + pip + size] != buf[p + ip : p + ip + size])
         return True
 
+    def intact(self, head) -> bool:
+        return self.bad is None and (self.endian, self.ifaces) == head[:2]
+
+    def tail(self) -> tuple | None:
+        """As _PcapWalker.tail; None if it stopped where it could not go on (a new section or interface)."""
+        if self.bad is SEALED:
+            return None
+        return self.ref - self.base, self.first, self.last, self.bad, self.stopped, self.unknown, self.unknown_first
+
+    def follow(self, tail: tuple, shift: int) -> None:
+        frames, _, last, self.bad, self.stopped, unknown, unknown_first = tail
+        self.ref += frames
+        self.last = last if last is not None else self.last
+        if unknown:
+            self.unknown += unknown
+            self.unknown_first = self.unknown_first or unknown_first + shift
+
     def end(self, info: FileInfo, off: int, n: int) -> None:
         """What the file's end tells: damage, a block cut short, packets on undescribed interfaces."""
         if self.bad:
@@ -1215,6 +1314,7 @@ class _PcapngWalker(_PcapWalker):
 
 
 _MIN_BLOCK = {0x0A0D0D0A: 28, 1: 20, 2: 32, 3: 16, 6: 32}  # block type -> smallest valid length
+SEALED = "a section header or interface description in the part of the file a two-core read's helper reads"
 
 
 def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, float]:
