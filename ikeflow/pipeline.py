@@ -76,7 +76,8 @@ class Pipeline:
         """
         record = self.model.record
         filtered = 0
-        for batch in read_files(paths, self.model.esp if esp_fast and keep is None else None, self.infos):
+        fast = esp_fast and keep is None and self.model.esp_inner is None  # ESP keys: every packet is opened
+        for batch in read_files(paths, self.model.esp if fast else None, self.infos):
             for rec in batch:
                 if keep is not None and not keep(rec.linktype, rec.data):
                     filtered += 1
@@ -94,7 +95,7 @@ class Pipeline:
     def source(self, info: FileInfo) -> None:
         """A live source: its frames come through `frame`."""
         self.infos.append(info)
-        self._fast = FAST.get(info.linktypes[0])
+        self._fast = FAST.get(info.linktypes[0]) if self.model.esp_inner is None else None
         self._previous = Previous(info.quality)
 
     def frame(self, ref: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:

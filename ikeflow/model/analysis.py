@@ -14,6 +14,7 @@ from ikeflow.decode import packet as pk
 from ikeflow.sources.capture import Record
 from ikeflow.model import attribution, lifecycle
 from ikeflow.model.esp import EspTable, esp_key
+from ikeflow.model.esp_inner import EspInner
 from ikeflow.model.events import EspSeen, IcmpError, MessageSeen, pair_key
 from ikeflow.decode.ike import IkeMessage, decode_isakmp
 from ikeflow.decode.names import AUTHIP_EXCHANGES
@@ -77,6 +78,8 @@ class Analyzer:
         self.ike_port, self.natt_port = ike_port, natt_port
         self.keys = keys  # a keys.KeyRing to decrypt IKE messages with, or None
         self.rekeys: dict = {}  # see model.decryption.Decryption.rekeys
+        # ESP opened with the keys' ESP SAs (inner hosts per SPI), or None without ESP keys
+        self.esp_inner = EspInner(keys) if keys and keys.counts["esp"] else None
         self.limits = limits
         self.stats = Stats()
         self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
@@ -151,6 +154,8 @@ class Analyzer:
         seq = int.from_bytes(body[4:8], "big")
         encap = "udp" if pkt.sport else "esp"
         self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
+        if self.esp_inner is not None:
+            self.esp_inner.add(pkt.src, pkt.dst, body, ts)
         if self.listeners:
             self._emit(EspSeen(spi, seq, ts, ref, pkt.size))
         self._pair(pkt.src, pkt.dst, ts)

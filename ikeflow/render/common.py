@@ -280,6 +280,8 @@ def headline(pair, verdict: str, error: Finding | None) -> str:
     if error is None:
         return verdict or "no IKE or ESP"
     causes = [PLAIN.get(c, c) for c in error.causes[:2]]
+    if causes and error.evidence == "decrypted":  # the decrypted payloads prove it: no look-alike to name
+        return f"{failing(error)} — {causes[0]} (shown by the decrypted payloads)"
     why = f" — {causes[0]} likely" + (f" (or {causes[1]})" if len(causes) > 1 else "") if causes else ""
     return failing(error) + why
 

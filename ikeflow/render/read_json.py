@@ -10,16 +10,17 @@ import json
 from collections.abc import Iterator
 
 from ikeflow import __version__
-from ikeflow.model.analysis import Analyzer, PeerPair
-from ikeflow.model.attribution import Owners
-from ikeflow.sources.capture import FileInfo
-from ikeflow.diagnose.finding import Finding
-from ikeflow.render.common import Frames, compact, finding_json, flow_json, ip, message_json
-from ikeflow.model.events import MessageSeen
-from ikeflow.model.ikesa import IkeSa
 from ikeflow.decode.ike import IkeMessage, Payload
 from ikeflow.decode.proposals import summarize_sa
+from ikeflow.diagnose.finding import Finding
 from ikeflow.model import decryption
+from ikeflow.model.analysis import Analyzer, PeerPair
+from ikeflow.model.attribution import Owners
+from ikeflow.model.esp_inner import EspInner, InnerTraffic
+from ikeflow.model.events import MessageSeen
+from ikeflow.model.ikesa import IkeSa
+from ikeflow.render.common import Frames, compact, finding_json, flow_json, ip, message_json
+from ikeflow.sources.capture import FileInfo
 
 # 2: ike_sas[].closed.by lost "expired", gained "superseded" and "delete-unanswered" (README)
 # 3: with --keys, messages[] gain decrypted, inner_payloads, inner_payload_types, inner, inner_text and
@@ -125,7 +126,7 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
         "skipped": dict(an.skipped.most_common()),
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
         "peers": (_pair(p, directions, verdicts.get(k), frame, owners.churn(p)) for k, p in an.pairs.items()),
-        "esp_flows": (_flow(f, frame, owners) for f in an.esp.flows.values()),
+        "esp_flows": (_flow(f, frame, owners, an.esp_inner) for f in an.esp.flows.values()),
         "ah_flows": (_flow(f, frame, owners) for f in an.ah.flows.values()),
         "ike_sas": (_sa(sa, frame, owners) for sa in an.sas.values()),
         "findings": (_finding(f, frame, config) for f in findings),
@@ -149,9 +150,26 @@ def _quality(f: FileInfo, frame) -> dict:
             "no_time": q.no_time(f.packets)}
 
 
-def _flow(f, frame, owners: Owners) -> dict:
+def _flow(f, frame, owners: Owners, inner: EspInner | None = None) -> dict:
     sa = owners.sa[f]
-    return {**flow_json(f, frame), "ike_sa": sa.ispi.hex() if sa else None}
+    out = {**flow_json(f, frame), "ike_sa": sa.ispi.hex() if sa else None}
+    if inner is not None:  # --keys with ESP keys
+        out["inner"] = _opened(inner.traffic.get((f.src, f.dst, f.spi)))
+    return out
+
+
+def _opened(seen: InnerTraffic | None) -> dict | None:
+    """What the flow's packets carried, opened with its key (None: no key for this SA)."""
+    if seen is None:
+        return None
+    return {
+        "decrypted": seen.verified, "opened": seen.opened, "failed": seen.failed, "reason": seen.reason or None,
+        "key_source": seen.key_source,
+        "flows": [{"src": g.src or None, "dst": g.dst or None, "protocol": g.proto, "sport": g.sport,
+                   "dport": g.dport, "packets": g.packets, "bytes": g.bytes, "first_time": g.first,
+                   "last_time": g.last} for g in seen.flows.values()],
+        "other_packets": seen.other,
+    }
 
 
 def _carried(flows) -> list[dict]:

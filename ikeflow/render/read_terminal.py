@@ -15,9 +15,11 @@ from rich.text import Text
 from ikeflow.decode.proposals import summarize_sa
 from ikeflow.diagnose.finding import ERROR, INFO, WARNING, Finding
 from ikeflow.diagnose.findings import first_errors
+from ikeflow.model import decryption
 from ikeflow.model.analysis import Analyzer
 from ikeflow.model.attribution import Owners
 from ikeflow.model.esp import EspTable
+from ikeflow.model.esp_inner import EspInner, protocol_name
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.render.common import (PROPOSAL_STRINGS, grid, headline, ip, merge_info, nat_text, pair_of,
                                    pair_words, relative, span_text, stamp, where, wrap)
@@ -93,6 +95,8 @@ def render(console: Console, an: Analyzer, files: list[FileInfo], findings: list
         if an.esp.flows:
             out(Text(""))
             out(_esp_table(an.esp, frame, owners, width))
+            if an.esp_inner is not None:
+                out(_inner_table(an.esp, an.esp_inner, width))
         if an.ah.flows:
             out(Text(""))
             out(_esp_table(an.ah, frame, owners, width, "AH flows"))
@@ -226,7 +230,9 @@ def _notes(m: Seen, natted: str, ike_port: int) -> str:
     for p in msg.payloads:
         if p.name == "N":
             continue
-        if p.name == "SK":  # the first inner payload's type is in clear (RFC 7296 3.14)
+        if p.name in ("SK", "ENC", "SKF") and msg.decrypted is not None:  # --keys: what it held, or why not
+            names.append(f"decrypted [{decryption.text(msg)}]" if msg.decrypted else f"[{decryption.text(msg)}]")
+        elif p.name == "SK":  # the first inner payload's type is in clear (RFC 7296 3.14)
             first = msg.encrypted_first
             names.append(f"encrypted {p.info.get('encrypted_length', '')}B "
                          + ("(empty)" if first == "NONE" else f"({first} first)"))
@@ -241,7 +247,9 @@ def _notes(m: Seen, natted: str, ike_port: int) -> str:
             names.append(f"FRAG {p.info.get('number')}{' last' if p.info.get('last') else ''}")
         else:
             names.append(p.name)
-    names += [f"N({n})" for _, n in msg.notifies]
+    names += [f"N({p.info['notify_name']})" for p in msg.payloads if p.name == "N" and "notify_type" in p.info]
+    if msg.decrypted is None:
+        names += [f"N({p.info['notify_name']})" for p in msg.inner if p.name == "N" and "notify_type" in p.info]
     text = " ".join(lead + names)
     if m.fragments:
         text += f"  [{len(m.fragments)} IP fragments]"
@@ -282,6 +290,27 @@ def _proposal(sa: IkeSa, width: int | None) -> list[Text]:
     if len(rows) > 6:
         lines.append(Text(f"   ({len(rows) - 6} more proposals not shown; --json lists them all)", style="dim"))
     return lines
+
+
+def _inner_table(table: EspTable, inner: EspInner, width: int | None) -> list[Text]:
+    """What the ESP carried, opened with --keys: per ESP SA its inner hosts, protocol and ports."""
+    rows = []
+    for f in sorted(table.flows.values(), key=lambda f: f.first_time):
+        seen = inner.traffic.get((f.src, f.dst, f.spi))
+        if seen is None:
+            rows.append([f"{f.spi:08x}", "no key for this SA", "", "", ""])
+            continue
+        if seen.failed:
+            rows.append([f"{f.spi:08x}", f"{seen.failed} packet{'s' if seen.failed > 1 else ''} did not open: "
+                         f"{seen.reason}", "", str(seen.failed), ""])
+        for g in seen.flows.values():
+            what = protocol_name(g.proto) + (f" {g.sport}→{g.dport}" if g.sport is not None else "")
+            hosts = f"{g.src} → {g.dst}" if g.src else "transport mode (outer addresses)"
+            rows.append([f"{f.spi:08x}", hosts, what, str(g.packets), f"{g.last - g.first:.1f} s"])
+        if seen.other:
+            rows.append([f"{f.spi:08x}", "other inner flows", "", str(seen.other), ""])
+    return [Text(""), Text("Inside the ESP (opened with --keys)", style="bold")] + grid(
+        ["SPI", "inner from → to", "protocol", "packets", "time"], rows, width, right=(3, 4))
 
 
 def _esp_table(table: EspTable, frame, owners: Owners, width: int | None, title: str = "ESP flows") -> list[Text]:
