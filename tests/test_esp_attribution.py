@@ -61,7 +61,7 @@ def test_terminal_rows_show_each_sa_its_own_esp():
     _, r = _owners(need_public() / "arkime/tests/pcap/IKEv2.pcap")
     out = io.StringIO()
     read_terminal.render(Console(file=out, width=250), r.model, r.infos, r.findings, r.verdicts)
-    rows = {line.split()[1]: line for line in out.getvalue().splitlines() if "→ " in line and "│" in line[:3]}
+    rows = {line.split()[0]: line for line in out.getvalue().splitlines() if "→ " in line and line.startswith("   ")}
     assert "2003:51:6012::2→ 14, ← 14" in rows["8e7779464044673e"]
     assert "2003:51:6012::2→ 67, ← 67" in rows["e5bc67550fd4d3ea"]
     assert "2003:51:6012::2→ 81, ← 81" in next(line for line in out.getvalue().splitlines() if "pair total" in line)
