@@ -8,8 +8,14 @@ starts from hash(last phase-1 block | message ID) and chains per message ID.  An
 before phase 1 completed has an IV that implementations derive differently: from the last phase-1 block
 the sender itself took (one that could not decrypt MM5 never took MM5's: strongSwan's iv_manager.c
 confirms an IV only once the message verified), hashed with the message ID or used as it is; every
-phase-1 IV so far is tried both ways, newest first, and the one that verified is kept (`variants`).
-A re-sent message (the same bytes) decrypts as it did the first time and leaves the chain alone.
+phase-1 IV so far is tried both ways, newest first, then hash(message ID) alone (libreswan: its phase-1 IV
+is still empty, `decrypt.v1_new_exchange_ivs`); the one that verified is kept (`variants`).  A re-sent
+message (the same bytes) decrypts as it did the first time and leaves the chain alone.
+
+Every distinct key given for the SA is tried on every message (`KeyRing.ikev1_all`/`ikev2_all`): with both
+daemons' logs of an IKEv1 PSK mismatch each end's messages open under its own key only.  Which key (and which
+IV) opened each message is kept (`opener`), and `proof` says what that shows: the two ends derived different
+keys for the same exchange.
 
 IKEv2: SK (RFC 7296 3.14) with the keys of its SPI pair, and SKF fragments (RFC 7383 2.6) each
 verified on its own, their plaintexts joined once all are in.
@@ -21,6 +27,7 @@ import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 from ikeflow.decode import decrypt
 from ikeflow.decode.ike import FLAG_ENCRYPTION, IkeMessage, Payload, decode_inner, decode_isakmp
@@ -28,12 +35,26 @@ from ikeflow.decode.proposals import summarize_sa
 from ikeflow.model import sequences
 
 KEEP_OPENED = 256  # messages remembered per SA so that a re-sent one is not decrypted again
+KEEP_OPENERS = 4096  # messages per SA whose opening key is remembered (`Decryption.opener`)
 KEEP_FRAGMENTS = 8  # fragmented messages collected at once per SA
 FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 HASH_PAYLOAD = 8
 V1_IV_UNKNOWN = "IV unknown: the payloads after the HASH decrypted, the HASH's own first bytes are not readable"
+V1_IV_EMPTY = "hash(message ID)"  # libreswan's phase-1 Informational: its phase-1 IV still empty (decrypt.py)
+WHO = {"I": "initiator", "R": "responder"}
 PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV chain
 PHASE1_MESSAGE = {(2, "I"): "MM5", (2, "R"): "MM6", (4, "I"): "AM3", (4, "R"): "AM2"}  # an encrypted one, by sender
+
+
+@dataclass(frozen=True, slots=True)
+class Opener:
+    """Which of an SA's keys opened a message: its place among the distinct keys given for the SA (load order),
+    where that key was read (a file; "" when not known) and, IKEv1, the IV derivation that verified ("" the
+    one RFC 2409 gives: the phase-1 chain, hash(last phase-1 block | message ID), or the exchange's chain)."""
+
+    key: int
+    source: str
+    iv: str = ""
 
 
 @dataclass(slots=True)
@@ -43,13 +64,14 @@ class Opened:
     ok: bool
     inner: list[Payload]
     note: str | None = None  # why it did not verify; or the inner chain's fault, or the IKEv1 IV that verified
+    opener: Opener | None = None  # which key opened it (ok only)
 
 
 class Decryption:
     """Per IKE SA: the keys found for it and the IKEv1 IV chain."""
 
     __slots__ = ("ring", "rekeys", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments",
-                 "pieces", "v2keys", "variants")
+                 "pieces", "v2keys", "variants", "openers", "keys")
 
     def __init__(self, ring, rekeys: dict):
         self.ring = ring  # keys.KeyRing
@@ -65,7 +87,9 @@ class Decryption:
         self.opened: dict[int, Opened] = {}  # hash of the message bytes -> what they gave
         self.fragments: dict[tuple, dict] = {}  # IKEv2 SKF: (sender I flag, response, message ID) -> pieces
         self.pieces: dict[tuple, dict] = {}  # IKEv1 fragments: (sender, fragment ID) -> {number: data, 0: last}
-        self.v2keys = None
+        self.v2keys: tuple[tuple[bytes, bytes], list] | None = None  # IKEv2: SPI pair, its keys with algorithms
+        self.openers: dict[int, tuple[IkeMessage, Opener]] = {}  # id(message) -> (it, the key that opened it)
+        self.keys: list = []  # the distinct keys given for this SA, in load order (the last IKE SPIs looked up)
 
     def open(self, msg: IkeMessage, raw: bytes, sender: str, chosen: Payload | None) -> None:
         """Decrypt `msg` (its bytes `raw`, sent by "I" or "R") when it is encrypted and there are keys for it;
@@ -96,6 +120,46 @@ class Decryption:
         into.decrypted = done.ok
         into.inner = done.inner
         into.decrypt_note = done.note
+        if done.opener is not None:
+            self.openers[id(into)] = (into, done.opener)
+            if len(self.openers) > KEEP_OPENERS:
+                del self.openers[next(iter(self.openers))]
+
+    def opener(self, msg: IkeMessage) -> Opener | None:
+        """Which key (and IKEv1 IV) opened `msg`; None when it did not decrypt or was not tried."""
+        held = self.openers.get(id(msg))
+        return held[1] if held is not None and held[0] is msg else None
+
+    def proof(self, messages) -> str | None:
+        """With several keys given for this SA (both daemons' logs), which messages open under which key, when
+        no message opens under two: the keys the two ends derived differ (IKEv1 with a PSK: the pre-shared keys
+        differ, RFC 2409 5).  `messages` are the SA's `Seen`; None when there is nothing to prove."""
+        if len(self.keys) < 2:
+            return None
+        opened: dict[int, dict[str, list[str]]] = {}
+        for m in messages:
+            how = self.opener(m.msg)
+            if how is not None:
+                labels = opened.setdefault(how.key, {}).setdefault(m.sender, [])
+                if m.label not in labels:
+                    labels.append(m.label)
+        if not opened:
+            return None
+        said = []
+        for index, key in enumerate(self.keys):
+            name = _source_name(key.source, index)
+            sides = opened.get(index)
+            if sides is None:
+                said.append(f"the key from {name} opens none of them")
+            else:
+                said.append(f"the key from {name} opens " + " and ".join(
+                    f"the {WHO[sender]}'s {', '.join(labels)}" for sender, labels in sorted(sides.items())))
+        split = len(opened) > 1 and all(len(sides) == 1 for sides in opened.values())
+        why = "the two ends derived different keys for this IKE SA"
+        if getattr(self.keys[0], "icookie", None) is not None:
+            why += " (IKEv1 derives them from the pre-shared key, RFC 2409 5: the PSKs differ)"
+        return "; ".join(said) + (f": each end's messages open only under its own key, {why}" if split else
+                                  f": {why}")
 
     # -- IKEv1 ---------------------------------------------------------------------------
 
@@ -120,11 +184,12 @@ class Decryption:
         return whole if len(whole) > FLAG_BYTE and whole[FLAG_BYTE] & FLAG_ENCRYPTION else None
 
     def _v1(self, msg: IkeMessage, sender: str, chosen: Payload | None) -> Opened | None:
-        key = self.ring.ikev1(msg.ispi)
+        keys = self.ring.ikev1_all(msg.ispi)
         suite = _v1_suite(chosen)
-        if key is None or suite is None:
+        if not keys or suite is None:
             return None
-        cipher, hash_name, block = suite
+        self.keys = keys
+        cipher, hash_name, block, size = suite
         body = msg.payloads[0].body
         if not body or len(body) % block:
             return Opened(False, [], f"encrypted body of {len(body)} bytes is not whole {block}-byte blocks")
@@ -138,11 +203,14 @@ class Decryption:
             tries = [("", self.phase1_iv)]
         elif mid in self.ivs:
             tries = [("", self.ivs[mid])]
-        elif msg.exchange_type == 5 and not self.phase1_done:
-            tries = [t for where, iv in reversed(self.phase1_ivs) for t in (
-                (f"hash({where} | message ID)", decrypt.v1_phase2_iv(hash_name, iv, mid, block)), (where, iv))]
         else:
-            tries = [("", decrypt.v1_phase2_iv(hash_name, self.phase1_iv, mid, block))]
+            fresh = dict(decrypt.v1_new_exchange_ivs(hash_name, self.phase1_iv, mid, block))
+            if msg.exchange_type == 5 and not self.phase1_done:
+                tries = [t for where, iv in reversed(self.phase1_ivs) for t in (
+                    (f"hash({where} | message ID)", decrypt.v1_phase2_iv(hash_name, iv, mid, block)), (where, iv))]
+            else:
+                tries = [("", fresh["rfc2409"])]
+            tries.append((V1_IV_EMPTY, fresh["empty-phase1-iv"]))
         last = body[-block:]
         if msg.exchange_type in PHASE1 and mid == 0:
             self.phase1_iv = last  # CBC chains on ciphertext: the next IV whether or not this key fits
@@ -152,27 +220,53 @@ class Decryption:
             self.ivs[mid] = last
             if len(self.ivs) > KEEP_OPENED:
                 del self.ivs[next(iter(self.ivs))]
-        for variant, iv in tries:
-            try:
-                plaintext, _ = decrypt.v1_decrypt(body, key.enc_key, iv, cipher)
-            except ValueError as exc:
-                return Opened(False, [], str(exc))
-            if decrypt.v1_plausible(plaintext, msg.next_payload):
-                inner, fault = decode_inner(1, msg.next_payload, plaintext)
-                if variant and len(self.variants) < KEEP_OPENED:
-                    self.variants[mid] = variant
-                return Opened(True, inner, fault or variant or None)
-        return self._v1_tail(msg, body, key.enc_key, cipher, hash_name) or \
-            Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)")
+        found: list[tuple[int, str, bytes]] = []  # (key index, IV variant, plaintext) of each key that verified
+        problems = []
+        for index, key in enumerate(keys):
+            for variant, iv in tries:
+                try:
+                    plaintext, _ = decrypt.v1_decrypt(body, key.enc_key[:size], iv, cipher)
+                except ValueError as exc:
+                    problems.append(_keyed(str(exc), key, index, len(keys)))
+                    break
+                if decrypt.v1_plausible(plaintext, msg.next_payload):
+                    found.append((index, variant, plaintext))
+                    break
+        if found:
+            index, variant, plaintext = found[0]
+            inner, fault = decode_inner(1, msg.next_payload, plaintext)
+            if variant and len(self.variants) < KEEP_OPENED:
+                self.variants[mid] = variant
+            opener = Opener(index, keys[index].source, variant)
+            return Opened(True, inner, _note(fault, variant, self._which(opener, len(found))), opener)
+        for index, key in enumerate(keys):
+            tail = self._v1_tail(msg, body, key.enc_key[:size], cipher, hash_name)
+            if tail is not None:
+                opener = Opener(index, key.source, V1_IV_UNKNOWN)
+                return Opened(True, tail.inner, _note(tail.note, self._which(opener, 1)), opener)
+        if problems:
+            return Opened(False, [], "; ".join(problems))
+        return Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)" if len(keys) == 1
+                      else f"none of the {len(keys)} keys given decrypts it (padding or payload chain inconsistent)")
+
+    def _which(self, opener: Opener, verified: int) -> str | None:
+        """With several keys for the SA: which one opened the message, for its note."""
+        if len(self.keys) < 2:
+            return None
+        name = _source_name(opener.source, opener.key)
+        return f"under the key from {name}" + (" only" if verified == 1 else f" (and {verified - 1} more)")
 
     def _v1_tail(self, msg: IkeMessage, body: bytes, key: bytes, cipher: str, hash_name: str) -> Opened | None:
-        """A message that starts with HASH under an IV none of the variants gives (libreswan's phase-1
-        Informational): in CBC the IV touches the first block only, which lies inside the HASH, so the payloads
-        after the HASH decrypt all the same.  The key fits when they chain to the end; the HASH is not readable."""
+        """A message that starts with HASH under an IV none of the variants gives: in CBC the IV touches the
+        first block only, which lies inside the HASH, so the payloads after the HASH decrypt all the same.  The
+        key fits when they chain to the end; the HASH is not readable."""
         size = 4 + hashlib.new(hash_name).digest_size
         if msg.next_payload != HASH_PAYLOAD or len(body) < size + 4:
             return None
-        plaintext, _ = decrypt.v1_decrypt(body, key, bytes(len(body[:decrypt.ENCR[cipher].block])), cipher)
+        try:
+            plaintext, _ = decrypt.v1_decrypt(body, key, bytes(len(body[:decrypt.ENCR[cipher].block])), cipher)
+        except ValueError:
+            return None
         for nxt in (11, 12, 14, 1):  # N, D, ATTR, SA: what follows HASH in an Informational, Transaction or QM
             if decrypt.v1_plausible(plaintext[size:], nxt):
                 inner, fault = decode_inner(1, nxt, plaintext[size:])
@@ -186,35 +280,56 @@ class Decryption:
 
     def _v2(self, msg: IkeMessage, raw: bytes, chosen: Payload | None) -> Opened | None:
         keys = self._v2_keys(msg, chosen)
-        if keys is None:
+        if not keys:
             return None
         sk = msg.payloads[-1]
         end = min(msg.length, len(raw))
-        opened = decrypt.open_sk(raw[:end], end - sk.length, keys, msg.initiator, skf=sk.name == "SKF")
-        if not opened.ok:
-            return Opened(False, [], opened.reason)
-        done = _parsed(sk.info["first_payload_type"], opened.plaintext) if sk.name == "SK" else \
-            self._fragment(msg, sk, opened.plaintext)
+        found: list[tuple[int, Opened]] = []
+        reasons = []
+        for index, key in enumerate(keys):
+            if not key.encr:
+                reasons.append(_keyed("the cipher is not known (neither the key source nor the negotiated SA "
+                                      "names it)", key, index, len(keys)))
+                continue
+            opened = decrypt.open_sk(raw[:end], end - sk.length, key, msg.initiator, skf=sk.name == "SKF")
+            if not opened.ok:
+                reasons.append(_keyed(opened.reason, key, index, len(keys)))
+                continue
+            done = _parsed(sk.info["first_payload_type"], opened.plaintext) if sk.name == "SK" else Opened(True, [])
+            if done.ok:
+                found.append((index, done, opened.plaintext))
+            else:
+                reasons.append(_keyed(done.note or "", key, index, len(keys)))
+        if not found:
+            return Opened(False, [], "; ".join(reasons)) if reasons else None
+        index, done, plaintext = found[0]
+        if sk.name == "SKF":
+            done = self._fragment(msg, sk, plaintext)
+        done.opener = Opener(index, keys[index].source)
+        done.note = _note(done.note, self._which(done.opener, len(found)))
         if msg.exchange_type == sequences.CREATE_CHILD_SA:
             for p in (x for payload in done.inner if payload.name == "SA" for x in payload.info.get("proposals", [])):
                 if p.protocol == 1 and len(self.rekeys) < KEEP_OPENED:
                     self.rekeys[p.spi] = p
         return done
 
-    def _v2_keys(self, msg: IkeMessage, chosen: Payload | None):
-        """The SPI pair's keys, their algorithms filled from the chosen proposal where the source had none."""
-        if self.v2keys is None or (self.v2keys.spi_i, self.v2keys.spi_r) != (msg.ispi, msg.rspi):
-            keys = self.ring.ikev2(msg.ispi, msg.rspi)
-            if keys is None:
-                return None
-            if not keys.encr or not keys.integ:
+    def _v2_keys(self, msg: IkeMessage, chosen: Payload | None) -> list:
+        """The SPI pair's key sets, their algorithms filled from the chosen proposal where the source had none."""
+        spis = (msg.ispi, msg.rspi)
+        if self.v2keys is None or self.v2keys[0] != spis:
+            keys = self.ring.ikev2_all(*spis)
+            if not keys:
+                return []
+            self.keys = keys
+            if any(not k.encr or not k.integ for k in keys):
                 proposal = (chosen.info.get("proposals") or [None])[0] if chosen is not None else \
                     self.rekeys.get(msg.ispi) or self.rekeys.get(msg.rspi)
                 ids = {t.type: t.id for t in proposal.transforms} if proposal is not None else {}
-                keys = dataclasses.replace(keys, encr=keys.encr or decrypt.encr_from_transform(ids.get(1, -1)),
-                                           integ=keys.integ or decrypt.integ_from_transform(ids.get(3, 0)))
-            self.v2keys = keys
-        return self.v2keys if self.v2keys.encr else None
+                keys = [dataclasses.replace(k, encr=k.encr or decrypt.encr_from_transform(ids.get(1, -1)),
+                                            integ=k.integ or decrypt.integ_from_transform(ids.get(3, 0)))
+                        for k in keys]
+            self.v2keys = (spis, keys)
+        return self.v2keys[1] if any(k.encr for k in self.v2keys[1]) else []
 
     def _fragment(self, msg: IkeMessage, skf: Payload, plaintext: bytes) -> Opened:
         """One verified SKF fragment; the whole message's payloads once every fragment is in (on the
@@ -234,6 +349,20 @@ class Decryption:
         return _parsed(pieces["first"], b"".join(parts[n] for n in range(1, total + 1)))
 
 
+def _note(*parts: str | None) -> str | None:
+    return "; ".join(p for p in parts if p) or None
+
+
+def _source_name(source: str, index: int) -> str:
+    """A key's source as the admin named it: the file name (the folder is noise), or its place when not known."""
+    return Path(source).name if source else f"key source {index + 1}"
+
+
+def _keyed(reason: str, key, index: int, count: int) -> str:
+    """A key's reason for not opening a message, naming the key when several were tried."""
+    return reason if count == 1 else f"{_source_name(key.source, index)}: {reason}"
+
+
 def _parsed(first: int, plaintext: bytes) -> Opened:
     """IKEv2 plaintext that passed the integrity check: its payloads, or not verified when they do not
     parse (with an AEAD the tag covers the key; with a separate integrity key, SK_e may still be wrong)."""
@@ -244,14 +373,19 @@ def _parsed(first: int, plaintext: bytes) -> Opened:
     return Opened(True, inner)
 
 
-def _v1_suite(chosen: Payload | None) -> tuple[str, str, int] | None:
-    """(cipher, hash, block size) of the chosen IKEv1 phase-1 transform, or None when not seen or not known."""
+def _v1_suite(chosen: Payload | None) -> tuple[str, str, int, int | None] | None:
+    """(cipher, hash, block size, key octets or None for all) of the chosen IKEv1 phase-1 transform, or None
+    when not seen or not known.  The key is the first octets of what the source gives (RFC 2409 appendix B:
+    SKEYID_e, or Ka where SKEYID_e is too short) when the transform names a key length."""
     for proposal in chosen.info.get("proposals", [])[:1] if chosen else []:
         for t in proposal.transforms[:1]:
             cipher = decrypt.V1_ENCR.get(t.attributes.get("encryption"))
             hash_name = decrypt.V1_HASH.get(t.attributes.get("hash"))
             if cipher and hash_name:
-                return cipher, hash_name, decrypt.ENCR[cipher].block
+                size = (t.attributes.get("key_length") or 0) // 8
+                if not size and cipher != "aes-cbc":
+                    size = decrypt.ENCR[cipher].key_sizes[0]  # DES 8, 3DES 24 octets
+                return cipher, hash_name, decrypt.ENCR[cipher].block, size or None
     return None
 
 
