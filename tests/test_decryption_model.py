@@ -21,7 +21,7 @@ import pytest
 
 from conftest import need_public, need_tshark
 from ikeflow import pipeline
-from ikeflow.keys import KeyRing, load_keys
+from ikeflow.keys import KeyRing, KeySourceError, load_keys
 from ikeflow.model import decryption
 from ikeflow.render.read_json import MessageSpool, build, write
 from ikeflow.sources.capture import split_ref
@@ -323,3 +323,122 @@ def test_skf_fragments_put_together():
     assert [m.decrypted for m in fragments] == [True, True]
     assert fragments[0].inner == [] and decryption.text(fragments[0]) == "fragment 1/2"
     assert [p.name for p in fragments[1].inner][:5] == ["IDi", "CERT", "N", "CERTREQ", "IDr"]
+
+
+# -- both daemons' keys logs (issue 11 follow-ups) ---------------------------------------------
+
+SCENARIOS = json.loads((LAB / "scenarios.json").read_text())["scenarios"] if (LAB / "scenarios.json").is_file() else []
+RESPONDER = bytes([203, 0, 113, 2])  # scenarios.json "addresses": the responder, the same at both capture points
+GENERATING = re.compile(r"generating \S+ (?:request|response) (\d+) \[ (.*) \]")
+
+
+def _both(scenario: str) -> KeyRing:
+    """The keys of both daemons' logs; a log without keys (pluto's, a failed negotiation) is left out."""
+    return load_keys([str(LAB / f"{scenario}.{side}.keys.log") for side in ("init", "resp")], warn=lambda _: None)
+
+
+def _generated(log: Path) -> set[tuple[int, tuple[str, ...]]]:
+    """(message ID, payload names in wire order) of each message a charon log says it generated, in our names
+    (notify types and EAP codes dropped: charon shortens them)."""
+    names = {"No": "NONCE", "CR": "CERTREQ", "CPRQ": "CP", "CPRP": "CP", "CPS": "CP", "CPA": "CP"}
+    return {(int(m[1]), tuple(names.get(t, t) for t in re.sub(r"\([^)]*\)|/\S*", "", m[2]).split()))
+            for m in GENERATING.finditer(log.read_text(errors="replace"))}
+
+
+@pytest.mark.parametrize("sc", [s for s in SCENARIOS if (LAB / s["files"]["init_keys"]).is_file()],
+                         ids=lambda s: s["scenario"])
+def test_lab_both_logs_every_message_as_its_sender_logged(sc):
+    """With both daemons' keys logs every encrypted message of the lab verifies (PSK mismatches too: each side's
+    messages under its own key), and what it holds is what its sender's charon log says it generated: the same
+    payloads in the same order for that message ID (pluto logs name none; its messages are checked for
+    decrypting only)."""
+    name = sc["scenario"]
+    try:
+        ring = _both(name)
+    except KeySourceError:
+        return  # no keys derived on either side (a phase-1 proposal refused, nothing answered): nothing encrypted
+    logs = {side: _generated(LAB / f"{name}.{side}.log") for side in ("init", "resp")}
+    result = pipeline.read_captures([str(LAB / f"{name}.inside.pcap")], pipeline.Options(keys=ring))
+    seen = [m for sa in result.model.sas.values() for m in sa.messages
+            if m.msg.encrypted or m.msg.decrypted is not None]
+    assert all(m.msg.decrypted for m in seen), [(m.ref, m.label, m.msg.decrypt_note) for m in seen
+                                                if not m.msg.decrypted]
+    for m in seen:
+        side = "resp" if m.src == RESPONDER else "init"
+        if m.msg.inner and logs[side]:
+            ours = tuple({"ATTR": "CP", "CR": "CERTREQ"}.get(p.name, p.name) for p in m.msg.inner)
+            assert (m.msg.message_id, ours) in logs[side], (m.ref, m.label, ours)
+
+
+def _dump(log: Path, name: str) -> bytes:
+    """The first hex dump called `name` in a charon log."""
+    text = log.read_text(errors="replace")
+    m = re.search(rf"> {re.escape(name)} => (\d+) bytes @ 0x\w+\n((?:.*\] <[^>]*> +\d+: .*\n)+)", text)
+    return bytes.fromhex("".join(re.findall(r"\d+: ((?:[0-9A-F]{2} )+)", m[2])).replace(" ", ""))[:int(m[1])]
+
+
+@pytest.mark.parametrize("scenario,truth", [
+    # each daemon could not read the other's messages: the responder 4 MM5s, the initiator 4 INFOs
+    ("ikev1-main-psk-mismatch", [("resp", "could not decrypt payloads", 4), ("init", "could not decrypt payloads", 4)]),
+    # only the initiator's INFO refusing AM2 is encrypted (AM2 is clear): it found HASH_R wrong
+    ("ikev1-aggr-psk-mismatch", [("init", r"calculated HASH does not match HASH payload", 1)]),
+])
+def test_psk_mismatch_both_logs_each_side_opens_under_its_own_key(scenario, truth):
+    """IKEv1 PSK mismatch with both logs: every encrypted message decrypts, each under the key of its sender's
+    own log and not the other's (the other daemon's log says it could not read it), and `proof` says so."""
+    ring = _both(scenario)
+    assert len(ring.ikev1_all(ring.all()[0].icookie)) == 2  # one cookie, two different keys
+    for side, said, count in truth:
+        assert len(re.findall(said, (LAB / f"{scenario}.{side}.log").read_text())) == count, (side, said)
+    result = pipeline.read_captures([str(LAB / f"{scenario}.outside.pcap")], pipeline.Options(keys=ring))
+    (sa,) = result.model.sas.values()
+    seen = [m for m in sa.messages if m.msg.encrypted]
+    assert seen and all(m.msg.decrypted for m in seen)
+    for m in seen:
+        own = f"{scenario}.{'init' if m.sender == 'I' else 'resp'}.keys.log"
+        assert Path(sa.decryption.opener(m.msg).source).name == own and f"{own} only" in m.msg.decrypt_note
+    proof = sa.decryption.proof(sa.messages)
+    assert f"{scenario}.init.keys.log opens the initiator's" in proof and "different keys" in proof
+    if len(truth) == 2:
+        assert f"{scenario}.resp.keys.log opens the responder's INFO" in proof and "its own key" in proof
+    else:
+        assert f"{scenario}.resp.keys.log opens none of them" in proof
+
+
+@pytest.mark.parametrize("scenario,side", [
+    ("ikev1-main-psk-mismatch", "resp"),  # charon's INFO refusing MM5 it could not decrypt
+    ("ikev1-aggr-psk-mismatch", "init"),  # charon's INFO refusing AM2
+    ("ikev1-libreswan-peerid-mismatch", "init"),  # pluto's, IV hash(message ID); same PSK: the initiator's SKEYID_a
+])
+def test_phase1_informational_hash_verifies(scenario, side):
+    """The whole of an Informational sent before phase 1 ended decrypts, its HASH included: HASH(1) =
+    prf(SKEYID_a, M-ID | N) (RFC 2409 5.7) with SKEYID_a from the charon log, so the IV variant is right."""
+    import hmac
+    result = pipeline.read_captures([str(LAB / f"{scenario}.outside.pcap")], pipeline.Options(keys=_both(scenario)))
+    (sa,) = result.model.sas.values()
+    skeyid_a = _dump(LAB / f"{scenario}.{side}.keys.log", "SKEYID_a")
+    infos = [m.msg for m in sa.messages if m.label == "INFO"]
+    assert infos
+    for msg in infos:
+        head, *rest = msg.inner
+        chained = b"".join(bytes([nxt.type if nxt else 0, 0]) + p.length.to_bytes(2, "big") + p.body
+                           for p, nxt in zip(rest, [*rest[1:], None]))
+        want = hmac.digest(skeyid_a, msg.message_id.to_bytes(4, "big") + chained, "sha256")
+        assert head.name == "HASH" and head.body == want, msg.message_id
+
+
+def test_second_phase1_has_its_own_cookie_and_key():
+    """IKEv1 rekeyed phase 1 (lab ikev1-rekey-delete): the new ISAKMP SA has another initiator cookie and its own
+    key; both SAs decrypt whole under the key logged for their cookie, and their Delete payloads name them."""
+    ring = _both("ikev1-rekey-delete")
+    result = pipeline.read_captures([str(LAB / "ikev1-rekey-delete.outside.pcap")], pipeline.Options(keys=ring))
+    sas = [sa for sa in result.model.sas.values() if sa.version == 1]
+    assert len(sas) == 2 and sas[0].ispi != sas[1].ispi
+    log = (LAB / "ikev1-rekey-delete.init.log").read_text()
+    assert "IKE_SA lab[1] established" in log and "IKE_SA lab[2] established" in log
+    deleted = set()
+    for sa in sas:
+        assert [k.icookie for k in sa.decryption.keys] == [sa.ispi]
+        assert all(m.msg.decrypted for m in sa.messages if m.msg.encrypted)
+        deleted |= {s for m in sa.messages for p in m.msg.inner if p.name == "D" for s in p.info["spis"]}
+    assert {sa.ispi + sa.rspi for sa in sas} <= deleted

@@ -378,3 +378,36 @@ def test_cli_export_with_ike_algorithms(tmp_path):
     bad = runner.invoke(keys_command, ["export", "--from", str(log), "--out", str(tmp_path / "c"),
                                        "--ike-algorithms", "aes/sha"])
     assert bad.exit_code == 2 and "not ENCR/INTEG" in bad.output
+
+
+def test_keyless_source_among_several_is_a_note(tmp_path):
+    """pluto 4.10 prints no IKEv1 phase-1 keys and IKEv2 keys only once an SA is up, so a libreswan responder's
+    log of the lab holds none.  Given with other sources it is a warning and the read goes on; given alone it
+    stays an error (exit 2 on the command line); a directory names it but not its captures or configurations."""
+    from ikeflow.cli import main
+    charon, pluto = (str(LAB / f"ikev1-libreswan-psk-mismatch.{side}.keys.log") for side in ("init", "resp"))
+    if not Path(pluto).is_file():
+        pytest.skip("no lab keys logs in pcaps/lab")
+    said: list[str] = []
+    ring = load_keys([charon, pluto], warn=said.append)
+    assert ring.counts["ikev1"] == 1 and ring.notes == said and len(said) == 1
+    assert said[0].startswith(pluto) and "a pluto log without usable IKE keys" in said[0]
+    with pytest.raises(KeySourceError, match="a pluto log without usable IKE keys"):
+        load_keys([pluto])
+    with pytest.raises(KeySourceError, match="no usable keys in any source given: .*pluto log.*no key dumps"):
+        load_keys([pluto, str(LAB / "ikev1-libreswan-psk-mismatch.init.log")], warn=said.append)
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    for src in (charon, pluto, str(LAB / "ikev1-libreswan-psk-mismatch.outside.pcap"),
+                str(LAB / "ikev1-libreswan-psk-mismatch.resp.ipsec.conf")):
+        (folder / Path(src).name).write_bytes(Path(src).read_bytes())
+    said.clear()
+    assert load_keys([str(folder)], warn=said.append).counts["ikev1"] == 1
+    assert len(said) == 1 and "pluto log without usable IKE keys" in said[0]
+    capture = str(LAB / "ikev1-libreswan-psk-mismatch.outside.pcap")
+    both = CliRunner().invoke(main, ["read", "--json", "--keys", charon, "--keys", pluto, capture])
+    assert both.exit_code in (0, 1) and "Traceback" not in both.output
+    assert "ikeflow: warning: " in both.stderr and "pluto log without usable IKE keys" in both.stderr
+    assert '"decrypted":true' in both.stdout.replace(" ", "")
+    alone = CliRunner().invoke(main, ["read", "--keys", pluto, capture])
+    assert alone.exit_code == 2 and "pluto log without usable IKE keys" in alone.stderr

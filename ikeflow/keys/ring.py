@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 
 class KeySourceError(Exception):
     """A key file or directory that cannot be read or recognised; the message says which and why.
-    `keyless`: the file is readable but holds no keys (another file, a log of a failed negotiation); a
-    directory skips such files, while a malformed key table is an error there too."""
+    `keyless`: the file is readable but holds no keys (another file, a log of a failed negotiation); among
+    several sources such a file is a note (`load_keys`), while a malformed key table is an error there too.
+    `unknown`: keyless because it is no key source at all (a capture, a configuration): a directory skips it
+    without a note."""
 
-    def __init__(self, message: str, keyless: bool = False) -> None:
+    def __init__(self, message: str, keyless: bool = False, unknown: bool = False) -> None:
         super().__init__(message)
         self.keyless = keyless
+        self.unknown = unknown
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class KeyRing:
         self._v1: dict[bytes, list[IkeV1Key]] = {}
         self._v2: dict[tuple[bytes, bytes], list[IkeV2Keys]] = {}
         self._esp: dict[int | None, list[EspKey]] = {}
+        self.notes: list[str] = []  # sources given that held no usable keys (load_keys), each with why
 
     def add(self, key: IkeV1Key | IkeV2Keys | EspKey) -> None:
         """Add a key. Different keys for one IKE SA are all kept (two peers with different PSKs derive
