@@ -113,13 +113,12 @@ def warm(path: Path) -> None:
 
 
 def ikeflow_cmd(override: str | None) -> list[str]:
+    """The ikeflow of this tree (`python -m ikeflow` with the tree first on PYTHONPATH: an installed console
+    script may run another tree), unless --ikeflow says otherwise."""
     if override:
         return shlex.split(override)
-    beside = Path(sys.executable).parent / "ikeflow"  # the console script, not a pyenv/venv shim
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return [str(beside)]
-    found = shutil.which("ikeflow")
-    return [found] if found else [sys.executable, "-m", "ikeflow"]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parents[1]), os.environ.get("PYTHONPATH")]))
+    return [sys.executable, "-m", "ikeflow"]
 
 
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
