@@ -80,7 +80,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
         if re.search(r"\d+\[(IKE|CFG|MGR)\] ", text):
             if _DUMP_HEAD.search(text) or re.search(r"\] <[^>]*> .* => \d+ bytes @", text):
                 raise KeySourceError(f"{where}: no keys were derived in this charon log (the negotiation "
-                                     "stopped before the key exchange)", keyless=True)
+                                     "stopped before the key exchange; an IKEv2 responder derives its keys only "
+                                     "once the first IKE_AUTH request arrives)", keyless=True)
             raise KeySourceError(f"{where}: no key dumps in this charon log (no keys were derived before the "
                                  "negotiation stopped, or the ike and chd log levels are below 4)", keyless=True)
         return None
