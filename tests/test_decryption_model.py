@@ -163,6 +163,24 @@ def test_wrong_key_is_reported():
         assert all("under the key from " in m.decrypt_note and " only" in m.decrypt_note for _, m in seen)
 
 
+def test_several_wrong_keys_are_each_tried_and_named():
+    """Two IKEv1 keys for one cookie, neither right: every message is decrypted False, the note says that none of
+    the keys given decrypts it, and there is no opener and no proof."""
+    public = need_public()
+    ring = KeyRing()
+    for key in load_keys([str(public / WIRESHARK / "config")]).all():
+        if hasattr(key, "icookie"):
+            for flip, name in ((0x22, "one"), (0x44, "two")):
+                ring.add(dataclasses.replace(key, enc_key=bytes(b ^ flip for b in key.enc_key), source=name))
+    result = _read(WIRESHARK / "captures/ikev1-certs.pcap", ring)
+    (sa,) = result.model.sas.values()
+    msgs = [m.msg for m in sa.messages if m.msg.encrypted]
+    assert msgs and all(m.decrypted is False and sa.decryption.opener(m) is None for m in msgs)
+    assert all(m.decrypt_note == "none of the 2 keys given decrypts it (padding or payload chain inconsistent)"
+               for m in msgs)
+    assert sa.decryption.proof(sa.messages) is None
+
+
 def test_retransmission_keeps_the_iv_chain():
     """ikev1-certs: QM1 is sent twice (frames 7, 8) before QM2; QM2 and QM3 still decrypt, so the copy did
     not move the chain."""

@@ -42,6 +42,7 @@ HASH_PAYLOAD = 8
 V1_IV_UNKNOWN = "IV unknown: the payloads after the HASH decrypted, the HASH's own first bytes are not readable"
 V1_IV_EMPTY = "hash(message ID)"  # libreswan's phase-1 Informational: its phase-1 IV still empty (decrypt.py)
 WHO = {"I": "initiator", "R": "responder"}
+V1_PSK = (1, 65001, 65002)  # Authentication Method: pre-shared key, XAUTHInitPreShared, XAUTHRespPreShared
 PHASE1 = (2, 4)  # IKEv1 Main and Aggressive Mode: message ID 0, the phase-1 IV chain
 PHASE1_MESSAGE = {(2, "I"): "MM5", (2, "R"): "MM6", (4, "I"): "AM3", (4, "R"): "AM2"}  # an encrypted one, by sender
 
@@ -71,7 +72,7 @@ class Decryption:
     """Per IKE SA: the keys found for it and the IKEv1 IV chain."""
 
     __slots__ = ("ring", "rekeys", "gx", "phase1_iv", "phase1_ivs", "phase1_done", "ivs", "opened", "fragments",
-                 "pieces", "v2keys", "variants", "openers", "keys")
+                 "pieces", "v2keys", "variants", "openers", "keys", "psk")
 
     def __init__(self, ring, rekeys: dict):
         self.ring = ring  # keys.KeyRing
@@ -90,6 +91,7 @@ class Decryption:
         self.v2keys: tuple[tuple[bytes, bytes], list] | None = None  # IKEv2: SPI pair, its keys with algorithms
         self.openers: dict[int, tuple[IkeMessage, Opener]] = {}  # id(message) -> (it, the key that opened it)
         self.keys: list = []  # the distinct keys given for this SA, in load order (the last IKE SPIs looked up)
+        self.psk = False  # IKEv1: the chosen phase-1 authentication is by pre-shared key (the keys derive from it)
 
     def open(self, msg: IkeMessage, raw: bytes, sender: str, chosen: Payload | None) -> None:
         """Decrypt `msg` (its bytes `raw`, sent by "I" or "R") when it is encrypted and there are keys for it;
@@ -156,7 +158,7 @@ class Decryption:
                     f"the {WHO[sender]}'s {', '.join(labels)}" for sender, labels in sorted(sides.items())))
         split = len(opened) > 1 and all(len(sides) == 1 for sides in opened.values())
         why = "the two ends derived different keys for this IKE SA"
-        if getattr(self.keys[0], "icookie", None) is not None:
+        if self.psk and getattr(self.keys[0], "icookie", None) is not None:
             why += " (IKEv1 derives them from the pre-shared key, RFC 2409 5: the PSKs differ)"
         return "; ".join(said) + (f": each end's messages open only under its own key, {why}" if split else
                                   f": {why}")
@@ -189,6 +191,7 @@ class Decryption:
         if not keys or suite is None:
             return None
         self.keys = keys
+        self.psk = _v1_auth(chosen) in V1_PSK
         cipher, hash_name, block, size = suite
         body = msg.payloads[0].body
         if not body or len(body) % block:
@@ -244,10 +247,11 @@ class Decryption:
             if tail is not None:
                 opener = Opener(index, key.source, V1_IV_UNKNOWN)
                 return Opened(True, tail.inner, _note(tail.note, self._which(opener, 1)), opener)
-        if problems:
-            return Opened(False, [], "; ".join(problems))
-        return Opened(False, [], "the key does not decrypt it (padding or payload chain inconsistent)" if len(keys) == 1
-                      else f"none of the {len(keys)} keys given decrypts it (padding or payload chain inconsistent)")
+        if len(problems) < len(keys):
+            problems.append("the key does not decrypt it (padding or payload chain inconsistent)" if len(keys) == 1
+                            else f"{'none' if not problems else 'no other'} of the {len(keys)} keys given decrypts it "
+                                 "(padding or payload chain inconsistent)")
+        return Opened(False, [], "; ".join(problems))
 
     def _which(self, opener: Opener, verified: int) -> str | None:
         """With several keys for the SA: which one opened the message, for its note."""
@@ -371,6 +375,14 @@ def _parsed(first: int, plaintext: bytes) -> Opened:
         return Opened(False, [], f"the integrity check passes but the decrypted payloads do not parse ({fault}): "
                                  "SK_e does not fit")
     return Opened(True, inner)
+
+
+def _v1_auth(chosen: Payload | None) -> int | None:
+    """The chosen IKEv1 phase-1 Authentication Method (attribute value), if seen."""
+    for proposal in chosen.info.get("proposals", [])[:1] if chosen else []:
+        for t in proposal.transforms[:1]:
+            return t.attributes.get("auth")
+    return None
 
 
 def _v1_suite(chosen: Payload | None) -> tuple[str, str, int, int | None] | None:
