@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,9 @@ from ikeflow.decode.proposals import summarize_sa
 from ikeflow.model import sequences
 
 KEEP_OPENED = 256  # messages remembered per SA so that a re-sent one is not decrypted again
-KEEP_OPENERS = 4096  # messages per SA whose opening key is remembered (`Decryption.opener`)
+# messages per SA whose opening key is remembered (`Decryption.opener`): the first ones and the latest, as the
+# SA keeps its messages (ikesa.KEEP at each end)
+KEEP_OPENERS_FIRST, KEEP_OPENERS = 64, 256
 KEEP_FRAGMENTS = 8  # fragmented messages collected at once per SA
 FLAG_BYTE = 19  # offset of the flags in the ISAKMP header
 HASH_PAYLOAD = 8
@@ -125,7 +128,7 @@ class Decryption:
         if done.opener is not None:
             self.openers[id(into)] = (into, done.opener)
             if len(self.openers) > KEEP_OPENERS:
-                del self.openers[next(iter(self.openers))]
+                del self.openers[next(itertools.islice(self.openers, KEEP_OPENERS_FIRST, None))]
 
     def opener(self, msg: IkeMessage) -> Opener | None:
         """Which key (and IKEv1 IV) opened `msg`; None when it did not decrypt or was not tried."""
