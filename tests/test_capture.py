@@ -7,6 +7,8 @@ independent writer.
 
 import gzip
 import struct
+import subprocess
+import sys
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -406,3 +408,12 @@ def test_two_core_read_equals_one_core(tmp_path, monkeypatch, fmt):
             assert getattr(f, attr) == getattr(g, attr), attr
     assert [m.ref for sa in one.sas.values() for m in sa.messages] == [m.ref for sa in two.sas.values() for m in sa.messages]
     assert one_info[0].linktypes == two_info[0].linktypes and one_info[0].warning == two_info[0].warning
+
+    def failing(job, spool):  # a helper that dies at once: its part is read by the main process
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(capture, "_start_helper", failing)
+    alone, alone_info = run_with(0)
+    assert alone.stats == one.stats and alone_info[0].warning is None
+    assert {k: f.packets for k, f in alone.esp.flows.items()} == {k: f.packets for k, f in one.esp.flows.items()}

@@ -803,8 +803,8 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
     the walker's start), then merges the helper's ESP flows and replays its records in order, renumbered.
     The flows whose first packet in the later part the helper handed over (`_PcapWalker._more`) are
     merged after the replay.  Returns False when the helper did not read the later part (it could not be
-    started, or the part before is broken or not what the helper was told): the caller reads on from
-    `split`, if at all."""
+    started, it failed, or the part before is broken or not what the helper was told): the caller reads
+    on from `split`, if at all."""
     import pickle
     import tempfile
 
@@ -816,8 +816,8 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
             return False
         try:
             flows, after, tail, end, quality = pickle.load(helper.stdout)
-        except (EOFError, pickle.UnpicklingError):
-            raise OSError("the helper process reading the second part of the file failed") from None
+        except (EOFError, pickle.UnpicklingError):  # it failed: read its part here
+            return False
         if tail is None:  # it met what only a read from the start can tell (pcapng: a new section or interface)
             return False
         yield from _settled(walker)
@@ -862,7 +862,8 @@ def _start_helper(job: tuple, spool):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")])))
     try:
         helper = subprocess.Popen([sys.executable, "-S", "-c", "from ikeflow.sources.capture import _helper; _helper()"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(spool.fileno(),), env=env)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  pass_fds=(spool.fileno(),), env=env)
     except OSError:
         return None
     try:
@@ -902,7 +903,7 @@ def _helper() -> None:
         pickle.dump((esp.flows, after, walker.tail(), info.bytes_read, walker.quality), sys.stdout.buffer,
                     pickle.HIGHEST_PROTOCOL)
         sys.stdout.flush()
-    except Exception:  # the main process says the helper failed (no traceback for the user)
+    except Exception:  # the main process reads this part itself
         sys.exit(1)
 
 
