@@ -22,6 +22,7 @@ import pytest
 from conftest import need_public, need_tshark
 from ikeflow import pipeline
 from ikeflow.keys import KeyRing, KeySourceError, load_keys
+from ikeflow.diagnose.stalls import said
 from ikeflow.model import decryption
 from ikeflow.render.read_json import MessageSpool, build, write
 from ikeflow.sources.capture import split_ref
@@ -247,7 +248,8 @@ def test_lab_tie_gets_one_cause_with_keys(scenario, keys, cause, proven, truth, 
     found = stalls[0]
     assert found.causes[0] == cause, found.summary
     if proven:
-        assert found.evidence == "decrypted" and f"likely {cause}: " in found.summary, found.summary
+        assert found.evidence == "decrypted" and f"The decrypted payloads show {said(cause)}: " in found.summary, \
+            found.summary
     else:
         assert found.evidence == ""
 

@@ -59,7 +59,7 @@ def _v1(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
         notify, answer = refusal
         phase1 = [p for m in sa.messages if m.msg.exchange_type in sequences.PHASE1_V1
                   for p in (*m.msg.payloads, *m.msg.inner) if p.name == "ID"]
-        ids = " ".join(dict.fromkeys(decryption.describe(p) for p in phase1)) or "no ID seen"
+        ids = ", ".join(dict.fromkeys(decryption.describe(p) for p in phase1)) or "no ID seen"
         says = f"the {_who(answer.sender)} says {notify} to {request.label} ({ids})"
         if request.label == "AM2":
             cause = "peer-id-mismatch" if notify == BAD_ID else "psk-mismatch"
@@ -68,11 +68,12 @@ def _v1(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
             return cause, f"{says}: {why}"
         if method not in V1_PSK:
             if notify == BAD_ID:
-                return "peer-id-mismatch", f"{says}: authentication by certificate, and the identity is refused"
-            return "cert-untrusted", f"{says}: authentication by certificate (no PSK involved), which it cannot verify"
+                return "peer-id-mismatch", f"{says}: with certificate authentication, it refuses the identity"
+            return "cert-untrusted", f"{says}: it cannot verify the certificate (certificate authentication, no PSK)"
         if request.msg.decrypted and notify in ("AUTHENTICATION-FAILED", BAD_ID):
             return "peer-id-mismatch", (f"{says}; {request.label} and the answer decrypt under the same keys, so both "
-                                        "ends hold the same PSK (IKEv1 keys derive from it): the identity is refused")
+                                        "ends hold the same PSK (IKEv1 keys derive from it), and it refuses the "
+                                        "identity")
         return None
     refusal = _notify(answers, (BAD_ID, *NO_PROPOSAL, "INVALID-KEY-INFORMATION"))
     return _child(sa, request, *refusal) if refusal else None
@@ -134,8 +135,8 @@ def _child(sa: IkeSa, request: Seen, notify: str, answer: Seen) -> tuple[str, st
     if accepted:
         return "pfs-mismatch", (f"{says} to {offered} with a KE payload (PFS), and {accepted} was accepted without a "
                                 "DH group: only the PFS group differs")
-    return "pfs-mismatch", (f"{says} to {offered} with a KE payload (PFS): a responder without PFS or with another "
-                            "PFS group refuses it (if it lacks these ciphers too, fix the ESP proposal as well)")
+    return "pfs-mismatch", (f"{says} to {offered} with a KE payload (PFS), which a responder without PFS or with "
+                            "another PFS group refuses (if it lacks these ciphers too, fix the ESP proposal as well)")
 
 
 def _accepted_without_dh(sa: IkeSa, offered) -> str:

@@ -224,8 +224,7 @@ def verdicts(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes],
         plane = _plane(flows)
         e = errors.get(key)
         if e:
-            phase = "phase 1" if e.sa and not e.sa.ike_sa_up() else "tunnel"
-            out[key] = f"{phase} fails at {e.at}: {e.summary}"
+            out[key] = f"{fails(e)} — {stalls.without_exchange(e.summary)}"
         elif pair.alive:  # the IKE SA alive at the end of the capture
             out[key] = f"{'tunnel up: ' if plane else ''}{pair.alive.state()}, {_carried(pair.alive, flows, owners)}"
         elif pair.last_up:  # every SA that came up has ended since
@@ -268,10 +267,30 @@ ENDED = {  # model.lifecycle's reasons, in a verdict
     "delete": "then deleted at frame {frame}",
     "collision": "then dropped in a collision at frame {frame}",
     "replaced": "then replaced at frame {frame}",
-    "delete-unanswered": "then Delete sent at frame {frame}, unanswered (of the IKE SA or of a child SA: its size "
-                         "does not tell)",
-    "superseded": "then the peers started over at frame {frame} (a new negotiation, no Delete of this one)",
+    "delete-unanswered": "then a Delete at frame {frame}, unanswered",
+    "superseded": "then the peers started over at frame {frame}, without a Delete",
 }
+
+
+def fails(e: Finding) -> str:
+    """Where a peer pair's first error stops it, in the words of its IKE version (a verdict's opening)."""
+    sa, at = e.sa, e.at
+    if sa is None:
+        return {"IP": "IP fragments never complete", "": "fails"}.get(at, f"{at} fails")
+    up = sa.ike_sa_up()
+    if sa.version == 1:
+        if not up:
+            return f"phase 1 fails at {at}"
+        if at.startswith("QM"):
+            return f"Quick Mode fails at {at}"
+        if at == "CFG":
+            return "XAUTH / Mode Config fails"
+    else:
+        if not up:
+            return f"{at} fails"
+        if at in ("IKE_AUTH", "CREATE_CHILD_SA"):
+            return f"child SA fails in {at}"
+    return f"tunnel fails at {at}"
 
 
 def first_errors(an: Analyzer, findings: list[Finding]) -> dict[tuple[bytes, bytes], Finding]:

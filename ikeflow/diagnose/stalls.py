@@ -255,18 +255,17 @@ CHILD = ("QM1", "CREATE_CHILD_SA")
 TABLE: list[Row] = [
     # -- a request nobody answers ------------------------------------------------------------------
     Row("peer-down", (U,), None, has("icmp_from_peer"), 12,
-        "the peer's own address answered with ICMP {icmp_text}: the host is up but no IKE daemon listens"),
+        "the host is up but no IKE daemon listens (ICMP {icmp_text} from the peer's own address)"),
     Row("path-blocked", (U,), None, has("icmp_prohibited"), 12,
-        "{icmp_from} answered with ICMP {icmp_text}: a filter on the path"),
+        "{icmp_from} answered with ICMP {icmp_text}, which a filter on the path sends"),
     Row("peer-down", (U,), None, has("icmp_unreachable"), 8,
         "{icmp_from} answered with ICMP {icmp_text}: the peer is not reachable"),
     Row("fragments-dropped", (U,), None, has("icmp_too_big"), 10,
-        "{icmp_from} answered with ICMP {icmp_text}"),
+        "{icmp_from} answered with ICMP {icmp_text}: {label} is too big for the path"),
     Row("fragments-dropped", (U,), None, has("fragmented"), 9,
-        "{label} left as {fragmented} IP fragments ({size} bytes) and was never answered: fragments are dropped "
-        "on the path"),
+        "{label} ({size} bytes) left as {fragmented} IP fragments, and the path drops fragments"),
     Row("fragments-dropped", (U,), None, both(has("oversize"), lacks("fragmented")), 4,
-        "{label} is {size} bytes, more than one {mtu}-byte packet carries"),
+        "{label} is {size} bytes, more than one {mtu}-byte packet carries, so it leaves as IP fragments"),
     Row("udp4500-blocked", (U,), None, has("after_float"), 7,
         "{label} is the first message after the NAT-T float to UDP 4500, and UDP 500 worked before"),
     Row("path-blocked", (U,), PHASE1_OPEN, lacks("icmp"), 3,
@@ -289,42 +288,44 @@ TABLE: list[Row] = [
         "{label} left as {fragmented} IP fragments: the fragments are lost on the way back"),
     # IKEv1: MM5 reached this point, yet the responder re-sends MM4 (libreswan's pluto, checked in the lab)
     Row("peer-id-mismatch", (L,), ("MM5",), has("encrypted_info"), 13,
-        "the responder answered MM5 with an encrypted INFO ({encrypted_info} times) and kept re-sending MM4: it "
-        "decrypted MM5, so the PSK matches, and refused the identity (libreswan: INVALID_ID_INFORMATION)"),
+        "the responder could decrypt MM5, so the PSK matches, and it refused the identity (libreswan sends "
+        "INVALID_ID_INFORMATION, encrypted)"),
     Row("psk-mismatch", (L,), ("MM5",), lacks("encrypted_info", "fragmented"), 11,
-        "the responder kept re-sending MM4 although MM5 reached this point: it could not use MM5; libreswan does "
-        "this when it cannot decrypt MM5 (another PSK)"),
+        "MM5 reached this point, yet the responder could not use it; libreswan does this when it cannot decrypt "
+        "MM5 (another PSK)"),
     Row("reply-path-lost", (L,), None, lacks("dpd_restart", "encrypted_info"), 10,
-        "the {answerer} answered with {label}, but the {requester} kept re-sending {request}: the answers are lost "
-        "on the way back"),
+        "the {requester} kept re-sending {request} as if no answer came, so the {answerer}'s answers do not reach "
+        "it"),
     Row("reply-path-lost", (L,), None, has("dpd_restart"), 10,
-        "the {requester} declared the {answerer} dead although every probe was answered here: the answers are lost "
-        "on the way back"),
+        "every probe was answered here, yet the {requester} declared the {answerer} dead, so the answers never "
+        "reached it"),
     Row("udp4500-blocked", (L,), None, both(has("after_float"), lacks("encrypted_info")), 3,
         "{label} is the first answer on UDP 4500"),
     # -- the next message never shows up -------------------------------------------------------------
     Row("fragments-dropped", (F,), None, both(has("certs"), lacks("ike_fragmentation")), 7,
-        "certificate authentication without IKE fragmentation: {label} carries the certificates, more than one "
-        "{mtu}-byte packet holds"),
+        "{label} carries the certificates, more than one {mtu}-byte packet holds, and the peers do not both "
+        "support IKE fragmentation"),
     Row("udp4500-blocked", (F,), None, has("natt_expected"), 6,
         "NAT-D found a NAT, so {label} moves to UDP 4500, and it never arrived here after a clean exchange on UDP 500"),
     Row("xauth-failed", (F,), ("CFG",), has("xauth"), 12,
-        "phase 1 worked, the responder asked for the user's XAUTH credentials and no Quick Mode followed: it "
-        "answered them with status FAIL (the status is encrypted)"),
+        "the responder refused the user's credentials (XAUTH status FAIL, which is encrypted), since a client whose "
+        "login passes goes on to Mode Config or Quick Mode at once"),
     Row("path-blocked", (F,), None, lacks("xauth"), 2, "{label} was lost between the {silent} and this capture point"),
     # -- answered with an error ------------------------------------------------------------------------
     Row("ike-version-mismatch", (J,), None, has("other_version"), 12,
         "the peer answered {label} with an IKEv{other_version} message"),
-    Row("ike-version-mismatch", (J,), None, notify(*BAD_VERSION), 12, "the {answerer} answered {label} with {notify}"),
+    Row("ike-version-mismatch", (J,), None, notify(*BAD_VERSION), 12,
+        "the {answerer} does not speak this IKE version ({notify})"),
     Row("ike-version-mismatch", (J,), ("MM1", "AM1"), both(notify(*NO_PROPOSAL), has("no_spi")), 9,
-        "the {notify} carries no SPI: the responder refused before it created any state for this IKE SA, without "
-        "looking at the proposals, so it has no IKEv1 connection for this peer (IKEv2 only?)"),
+        "the {notify} carries no SPI, so the responder refused before it looked at the proposals, as when it has no "
+        "IKEv1 connection for this peer (perhaps IKEv2 only)"),
     # the responder's default proposals (named by its Vendor ID) refuse everything offered: say what to configure
     Row("dh-group-mismatch", (J,), PHASE1_OPEN, both(notify(*NO_PROPOSAL), has("default_dh_only")), 9,
         "{default_refused}"),
     Row("proposal-mismatch", (J,), PHASE1_OPEN, both(notify(*NO_PROPOSAL), has("default_refused"),
                                                      lacks("default_dh_only")), 11, "{default_refused}"),
-    Row("proposal-mismatch", (J,), None, notify(*NO_PROPOSAL), 10, "the {answerer} answered {label} with {notify}"),
+    Row("proposal-mismatch", (J,), None, notify(*NO_PROPOSAL), 10,
+        "the {answerer} accepts none of the proposals in {label} ({notify})"),
     Row("dh-group-mismatch", (J,), ("MM1", "AM1", "IKE_SA_INIT"), notify(*NO_PROPOSAL), 8,
         "a DH group missing on the responder is refused the same way (the group is part of the proposal)"),
     Row("ike-version-mismatch", (J,), ("MM1", "AM1"), notify(*NO_PROPOSAL), 2,
@@ -332,81 +333,85 @@ TABLE: list[Row] = [
     Row("dh-group-mismatch", (J,), ("IKE_SA_INIT",), notify("INVALID_KE_PAYLOAD"), 12,
         "the responder asked for DH group {ke_group} (INVALID_KE_PAYLOAD) and the initiator did not retry with it"),
     Row("aggressive-mode-refused", (J,), ("AM1",), notify(*AUTH_FAILED, *BAD_ID), 12,
-        "the responder answered AM1 with {notify} before any authentication data could be checked: it refuses "
-        "Aggressive Mode (with PSK)"),
+        "the responder refused AM1 before it could check any authentication data, so it does not allow Aggressive "
+        "Mode (with PSK)"),
     Row("peer-id-mismatch", (J,), ("AM1",), notify(*AUTH_FAILED, *BAD_ID), 6,
         "or it has no connection for the identity that AM1 carries"),
-    Row("psk-mismatch", (J,), AUTH, notify(*AUTH_FAILED), 10, "the {answerer} answered {label} with {notify}"),
+    Row("psk-mismatch", (J,), AUTH, notify(*AUTH_FAILED), 10,
+        "the {answerer} refused the authentication in {label} ({notify}), which a different pre-shared key causes"),
     Row("peer-id-mismatch", (J,), AUTH, both(notify(*AUTH_FAILED), lacks("cert_auth")), 8,
         "an unknown identity is refused the same way"),
     Row("peer-id-mismatch", (J,), ("MM5", "AM2", "AM3", "MM6"), notify(*BAD_ID), 10,
-        "the {answerer} answered {label} with {notify}"),
+        "the {answerer} refused the identity in {label} ({notify})"),
     Row("subnet-mismatch", (J,), ("QM1", "QM2", "IKE_AUTH", "CREATE_CHILD_SA"), notify(*BAD_TS), 10,
-        "the {answerer} answered {label} with {notify}"),
-    Row("psk-mismatch", (J,), None, notify(*BAD_HASH), 10, "the {answerer} answered {label} with {notify}"),
+        "the {answerer} refused the subnets (traffic selectors) of {label} ({notify})"),
+    Row("psk-mismatch", (J,), None, notify(*BAD_HASH), 10,
+        "the {answerer} could not read or verify {label} ({notify}), as when the two ends derive their keys from "
+        "different pre-shared keys"),
     Row("pfs-mismatch", (J,), CHILD, both(notify(*NO_PROPOSAL), has("ke_in_request")), 6,
-        "{label} carries a KE payload (PFS)"),
+        "{label} asks for PFS (it carries a KE payload), and a PFS group the {answerer} lacks is refused the same "
+        "way"),
     # IKEv1 phase 1, refused under encryption
     Row("psk-mismatch", (J,), ("MM5",), both(has("encrypted"), has("requester_resent")), 10,
-        "the initiator kept re-sending MM5 after the responder's encrypted INFO: neither side can decrypt the other, "
-        "and IKEv1 PSK keys derive from the PSK"),
+        "neither side can decrypt the other's messages, and IKEv1 derives the keys from the PSK"),
     Row("psk-mismatch", (J,), ("MM5",), both(has("encrypted"), has("answer_on_500")), 2,
-        "the INFO came from UDP 500, not 4500: the responder never got as far as processing MM5"),
+        "the INFO came from UDP 500, not 4500, so the responder never got as far as processing MM5"),
     Row("peer-id-mismatch", (J,), ("MM5",), both(has("encrypted"), has("requester_resent")), 3,
         "an identity refused before decryption looks alike"),
     Row("cert-untrusted", (J,), ("MM5",), both(has("encrypted"), has("cert_auth")), 12,
-        "the chosen phase-1 authentication is by certificate, so no PSK is involved: the responder could not verify "
-        "the certificate (an untrusted CA, or expired) or refused its identity"),
+        "phase 1 authenticates by certificate (no PSK involved), so the responder could not verify the certificate "
+        "(an untrusted CA, or expired) or refused its identity"),
     Row("peer-id-mismatch", (J,), ("MM5",), both(has("encrypted"), lacks("requester_resent")), 10,
-        "the initiator took the responder's encrypted INFO and stopped: both ends derive the same keys, so the PSK "
+        "the initiator read the responder's encrypted INFO and stopped, so both ends derive the same keys: the PSK "
         "matches and the responder refused the identity"),
     Row("psk-mismatch", (J,), ("MM5",), both(has("encrypted"), lacks("requester_resent")), 4,
-        "or refused the authentication itself"),
+        "or the responder refused the authentication itself"),
     Row("psk-mismatch", (J,), ("AM2",), has("encrypted"), 10,
-        "the initiator answered AM2 with an encrypted INFO instead of AM3: it could not verify the responder's "
-        "HASH_R, which derives from the PSK"),
+        "the initiator could not verify the responder's HASH_R, which derives from the PSK"),
     Row("peer-id-mismatch", (J,), ("AM2",), has("encrypted"), 5, "or it does not accept the responder's identity"),
     # IKEv1 Quick Mode, refused under encryption
     Row("pfs-mismatch", (J,), ("QM1",), both(has("encrypted"), has("ke_in_request")), 7,
-        "QM1 is large enough for a KE payload ({size} bytes, phase-1 KE {ke_size}): PFS is on, and another PFS "
-        "group on the responder is refused this way"),
+        "QM1 ({size} bytes) has room for a KE payload (phase-1 KE {ke_size} bytes), so PFS is on, and the responder "
+        "refuses a PFS group it does not have this way"),
     Row("proposal-mismatch", (J,), ("QM1", "QM2"), has("encrypted"), 6,
-        "the {answerer} answered {label} with an encrypted INFO instead of {expected}: the ESP proposals "
-        "(NO_PROPOSAL_CHOSEN)"),
+        "the {answerer} most often answers this way (an encrypted NO_PROPOSAL_CHOSEN) when it accepts none of the "
+        "ESP proposals"),
     Row("subnet-mismatch", (J,), ("QM1", "QM2"), has("encrypted"), 5,
-        "or the subnets (INVALID_ID_INFORMATION)"),
+        "or the {answerer} refuses the subnets (INVALID_ID_INFORMATION)"),
     Row("pfs-mismatch", (J,), ("QM1",), both(has("encrypted"), lacks("ke_in_request")), 1,
-        "or a responder that requires PFS"),
+        "or the responder requires PFS"),
     Row("proposal-mismatch", (J,), ("MM1", "MM3", "AM1"), has("encrypted"), 3,
-        "the {answerer} answered {label} with an encrypted INFO"),
+        "the {answerer} refused {label} with an encrypted INFO"),
     # IKEv2, refused under encryption: the size of the answer tells
     Row("eap-failed", (J,), ("IKE_AUTH",), both(has("error_only"), has("eap_rounds")), 12,
         "IKE_AUTH went {eap_rounds} rounds (EAP, after the responder's own AUTH) and the last answer holds at most "
-        "{plaintext} bytes: an EAP-Failure, the user's credentials were refused"),
+        "{plaintext} bytes, the size of an EAP-Failure, so the user's credentials were refused"),
     Row("cert-untrusted", (J,), ("IKE_AUTH",), both(has("error_only"), has("cert_auth"), lacks("eap_rounds")), 12,
-        "the IKE_AUTH request is {request_size} bytes, the size of a certificate, and the answer holds at most "
-        "{plaintext} bytes: AUTHENTICATION_FAILED for the certificate (an untrusted CA, or expired)"),
+        "the IKE_AUTH request ({request_size} bytes) carries a certificate and the answer holds at most {plaintext} "
+        "bytes, so the certificate was refused (AUTHENTICATION_FAILED: an untrusted CA, or expired)"),
     Row("psk-mismatch", (J,), ("IKE_AUTH",), both(has("error_only"), lacks("eap_rounds")), 10,
-        "the IKE_AUTH response holds at most {plaintext} bytes, too few for IDr + AUTH ({auth_min}): an error "
-        "notify such as AUTHENTICATION_FAILED"),
+        "{plaintext} bytes are too few for IDr + AUTH ({auth_min}), so the answer is an error notify such as "
+        "AUTHENTICATION_FAILED, which a different pre-shared key gives"),
     Row("peer-id-mismatch", (J,), ("IKE_AUTH",), both(has("error_only"), lacks("eap_rounds")), 9,
         "an unknown identity gets the same answer"),
     Row("proposal-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 6,
-        "the IKE_AUTH response ({plaintext} bytes) fits IDr + AUTH but not SA + TSi + TSr ({child_min}): the IKE SA "
-        "is up, the CHILD_SA was refused -- NO_PROPOSAL_CHOSEN (esp=)"),
-    Row("subnet-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 5, "or TS_UNACCEPTABLE (the subnets)"),
+        "the IKE_AUTH response ({plaintext} bytes) fits IDr + AUTH but not SA + TSi + TSr ({child_min}), so the IKE "
+        "SA is up and the CHILD_SA was refused, most often with NO_PROPOSAL_CHOSEN (the ESP proposals, esp=)"),
+    Row("subnet-mismatch", (J,), ("IKE_AUTH",), has("child_failed"), 5,
+        "or the responder refused the subnets (TS_UNACCEPTABLE)"),
     Row("pfs-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("ke_in_request"), lacks("new_child")),
         8, "the CREATE_CHILD_SA request carries a KE payload ({plaintext_request} bytes) and got an error-only "
-        "answer: the PFS group"),
+        "answer, as when the PFS groups (the DH group of the child SA) differ"),
     Row("pfs-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("ke_in_request"), has("new_child")),
         3, "the request carries a KE payload: a PFS group the responder lacks is refused the same way"),
     Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), has("new_child")), 7,
         "it asks for another CHILD_SA (its encrypted part starts with SA, not N(REKEY_SA)), which the first IKE_AUTH "
         "child did not need: its traffic selectors (TS_UNACCEPTABLE) or proposals are new to the responder"),
     Row("proposal-mismatch", (J,), ("CREATE_CHILD_SA",), has("error_only"), 6,
-        "the CREATE_CHILD_SA response holds at most {plaintext} bytes: an error notify, no new SA"),
+        "the CREATE_CHILD_SA response holds at most {plaintext} bytes, an error notify and no new SA: the "
+        "responder may accept none of the proposals"),
     Row("subnet-mismatch", (J,), ("CREATE_CHILD_SA",), both(has("error_only"), lacks("ke_in_request")), 5,
-        "or TS_UNACCEPTABLE (the subnets)"),
+        "or the responder refused the subnets (TS_UNACCEPTABLE)"),
     # -- decrypted with the admin's keys: the payloads name the cause (outweighs every row above) --------
     *(Row(cause, (U, L, F, J), None, proven(cause), DECIDED, "{decisive}")
       for cause in ("psk-mismatch", "peer-id-mismatch", "cert-untrusted", "subnet-mismatch", "proposal-mismatch",
@@ -415,7 +420,7 @@ TABLE: list[Row] = [
     Row("peer-dead", (D,), None, lacks("peer_elsewhere"), 10,
         "the peer stopped answering once the tunnel was up"),
     Row("udp4500-blocked", (D,), None, both(has("peer_elsewhere"), has("natt_checks")), 10,
-        "the peer is alive: it answered another IKE SA on {peer_elsewhere}, but not the checks on UDP 4500: UDP "
+        "the peer is alive (it answered another IKE SA on {peer_elsewhere}) but not the checks on UDP 4500, so UDP "
         "4500 is lost between the peers"),
     Row("path-blocked", (D,), None, has("peer_elsewhere"), 6,
         "the peer is alive (it answered another IKE SA on {peer_elsewhere}): the checks or their answers are lost "
@@ -423,19 +428,19 @@ TABLE: list[Row] = [
     Row("path-blocked", (D,), None, lacks("icmp", "peer_elsewhere"), 2, "an expired NAT mapping or firewall state for UDP {port} "
         "looks the same; a capture at the peer shows whether the checks arrive there and are answered"),
     Row("reply-path-lost", (D,), None, lacks("icmp"), 1, "or the answers are lost on the way back"),
-    Row("peer-down", (D,), None, has("icmp_from_peer"), 12, "ICMP {icmp_text} from the peer: its IKE daemon is gone"),
+    Row("peer-down", (D,), None, has("icmp_from_peer"), 12,
+        "the peer's IKE daemon is gone (its host answered with ICMP {icmp_text})"),
     # -- the data plane ------------------------------------------------------------------------------
     Row("nat-mapping-expired", (E,), None, has("nat_idle"), 12,
-        "the {natted} behind the NAT sent nothing for {nat_idle:.0f} s, not even a NAT-T keepalive, and its NAT "
-        "then answered the peer's packets with ICMP {icmp_text}: the NAT had forgotten the mapping"),
+        "the NAT forgot the {natted}'s mapping after {nat_idle:.0f} s without traffic, and now answers for it with "
+        "ICMP {icmp_text}"),
     Row("peer-down", (E,), None, has("nat_idle"), 3,
         "or the {natted}'s IKE daemon is gone and the NAT passes its host's ICMP on"),
     Row("peer-down", (E,), None, both(has("icmp_from_peer"), lacks("nat_idle")), 12,
-        "the peer's host answers the ESP with ICMP {icmp_text}: no IPsec stack there takes ESP (its IPsec "
-        "service or kernel module is not running, or it has no SA and rejects the protocol)"),
+        "no IPsec stack on the peer's host takes ESP (its IPsec service or kernel module is not running, or it has "
+        "no SA and rejects the protocol)"),
     Row("esp-blocked", (E,), None, lacks("nat_idle", "icmp_from_peer"), 10,
-        "the SAs are up and ESP leaves one way, so ESP (protocol 50, or UDP 4500 when encapsulated) is dropped on "
-        "the way back"),
+        "the SAs are up, so ESP (IP protocol 50, or UDP 4500 when encapsulated) is dropped on the way back"),
     Row("subnet-mismatch", (E,), None, lacks("nat_idle", "icmp_from_peer"), 1, "or the far end does not route the "
         "answers into the tunnel"),
 ]
@@ -482,7 +487,8 @@ def _fmt(text: str, stall: Stall) -> str:
 
 def to_finding(stall: Stall, an: Analyzer) -> Finding:
     """The finding for a stall: causes ranked by the table, summary and hint in an admin's words, and
-    the capture limits that applied."""
+    the capture limits that applied.  The summary is sentences: what the wire shows, then the likely
+    cause in words (`SAID`) and why; the JSON `causes` keep the cause names."""
     ranked = rank(stall)
     causes = [c for c, _, _ in ranked]
     summary, hint = stall.story, ""
@@ -490,29 +496,64 @@ def to_finding(stall: Stall, an: Analyzer) -> Finding:
         summary += f" (capture: {'; '.join(stall.limits.values())})"
     moot = stall.facts.superseded or stall.facts.impossible
     if moot:
-        summary += f"; {moot}: nothing to diagnose"
+        summary += f". Nothing to diagnose: {moot}"
         return Finding(WARNING, _code(stall), stall.at, summary, "", sorted(set(stall.frames)), [], stall.sa,
                        stall.pair)
     if capture_limits.voided(stall.limits) is None:
-        summary += ": no cause ranked, the capture cannot show one"
-        if stall.severity == ERROR:
-            summary += " (not counted as a failure)"
+        summary += (". The capture cannot show why, so no cause is ranked" +
+                    (" and it is not counted as a failure" if stall.severity == ERROR else ""))
         hint = " ".join(LIMITS[name].todo + "." for name in stall.limits if LIMITS[name].voids is None)
         return Finding(WARNING, _code(stall), stall.at, summary, hint,
                        sorted(set(stall.frames)), [], stall.sa, stall.pair)
     if ranked:
         best, score, whys = ranked[0]
         close = [] if stall.facts.decrypted else [c for c, s, _ in ranked[1:] if s >= score - TIE_MARGIN][:1]
-        summary += f"; likely {best}" + (f" or {close[0]}" if close else "") + f": {whys[0]}"
+        lead = "The decrypted payloads show" if best == stall.facts.decrypted else "Likely"
+        summary += f". {lead} {said(best)}" + (f" or {said(close[0])}" if close else "") + f": {whys[0]}"
         hint = CHECK[best][0].upper() + CHECK[best][1:] + "."
         if close:
             hint += f" If that is fine: {CHECK[close[0]]}. {_tell(best, close[0])[0].upper()}{_tell(best, close[0])[1:]}."
         elif len(ranked) > 1:
-            hint += f" Next suspect: {ranked[1][0]} ({ranked[1][2][0]})."
+            hint += f" Next suspect: {said(ranked[1][0])} — {ranked[1][2][0].removeprefix('or ')}."
     severity, summary = _demote(an, stall, summary)
     proven_ = bool(ranked) and ranked[0][0] == stall.facts.decrypted
     return Finding(severity, _code(stall), stall.at, summary, hint, sorted(set(stall.frames)), causes, stall.sa,
                    stall.pair, evidence="decrypted" if proven_ else "")
+
+
+# The causes of diagnose.causes.CHECK as a finding's sentence names them ("Likely a PSK mismatch: ...").
+SAID = {
+    "path-blocked": "a filter on the path",
+    "peer-down": "a peer that is down",
+    "peer-ignores": "a peer ignoring the request",
+    "reply-path-lost": "answers lost on the way back",
+    "udp4500-blocked": "UDP 4500 blocked",
+    "fragments-dropped": "IP fragments dropped on the path",
+    "proposal-mismatch": "a proposal mismatch",
+    "ike-version-mismatch": "an IKE version mismatch",
+    "dh-group-mismatch": "a DH group mismatch",
+    "pfs-mismatch": "a PFS mismatch",
+    "psk-mismatch": "a PSK mismatch",
+    "peer-id-mismatch": "a peer ID mismatch",
+    "subnet-mismatch": "a subnet mismatch",
+    "aggressive-mode-refused": "Aggressive Mode refused by the responder",
+    "esp-blocked": "ESP blocked one way",
+    "peer-dead": "a dead peer",
+    "mtu-blackhole": "an MTU black hole",
+    "nat-mapping-expired": "an expired NAT mapping",
+    "cert-untrusted": "an untrusted certificate",
+    "xauth-failed": "a failed XAUTH login",
+    "eap-failed": "a failed EAP login",
+}
+
+
+if set(SAID) != set(CHECK):  # a new cause needs its words here too
+    raise ValueError(f"SAID and causes.CHECK differ: {', '.join(sorted(set(SAID) ^ set(CHECK)))}")
+
+
+def said(cause: str) -> str:
+    """A cause as a sentence names it."""
+    return SAID.get(cause, cause)
 
 
 def _code(stall: Stall) -> str:
@@ -537,7 +578,7 @@ def _demote(an: Analyzer, stall: Stall, summary: str) -> tuple[str, str]:
     """A failure that a later attempt between the same peers overcame is a warning."""
     if (stall.severity == ERROR and stall.sa is not None and stall.kind not in (D, E) and not stall.facts.dpd_restart
             and later_success(an, stall.sa)):
-        return WARNING, summary + " (a later IKE SA between these peers came up)"
+        return WARNING, summary + ". A later IKE SA between these peers came up"
     return stall.severity, summary
 
 
@@ -561,7 +602,24 @@ def _before(a: Seen, b: Seen) -> bool:
 
 
 def _mode(sa: IkeSa, run: Run) -> str:
+    """The exchange a stall is in, as a summary names it first: "Main Mode", "Quick Mode", "IKEv2"."""
     return run.exchange.name if sa.version == 1 and run.exchange.phase != 1 else sa.mode()
+
+
+# What a stall's summary opens with, the exchange it is in ("Main Mode: ", "Quick Mode: ", "IKEv2: ", "XAUTH: ").
+EXCHANGE_NAMES = frozenset({x.name for x in sequences.EXCHANGES.values()}
+                           | {"IKEv2", "XAUTH", "IKEv1 (phase 1 not seen)"})
+
+
+def without_exchange(summary: str) -> str:
+    """A finding's summary without the exchange a stall's summary opens with, for a verdict that names the place."""
+    head, sep, rest = summary.partition(": ")
+    return rest if sep and head in EXCHANGE_NAMES else summary
+
+
+def _informational(sa: IkeSa) -> str:
+    """The liveness checks' exchange: "Informational" (IKEv1), "IKEv2"."""
+    return "Informational" if sa.version == 1 else sa.mode()
 
 
 def _sends(run: Run, last: Seen) -> list[Seen]:
@@ -759,14 +817,15 @@ def _unanswered(an: Analyzer, sa: IkeSa, run: Run, last: Seen, sends: list[Seen]
         story += f"; the {_who(peer_role)} re-sent {resent[0].label} meanwhile"
     stall = Stall(U, last.label, story, frames, sa, facts=facts)
     if sa.version == 2 and last.label == "IKE_SA_INIT" and role == "R":
-        facts.impossible = (f"frame {split_ref(last.ref)[1]} is an IKE_SA_INIT request without the Initiator flag, "
-                            f"message ID {last.msg.message_id}: no daemon sends that (a crafted or corrupted packet)")
+        facts.impossible = (f"frame {split_ref(last.ref)[1]} is an IKE_SA_INIT request without the Initiator flag "
+                            f"(message ID {last.msg.message_id}), which no daemon sends (a crafted or corrupted "
+                            "packet)")
     elif len(sends) == 1 and not facts.icmp and not capture_limits.ends_early(waited):
         other = _worked_instead(an, sa, last)
         if other is not None:
-            facts.superseded = (f"sent once and never re-sent, while IKE SA {other.ispi.hex()} between the same "
-                                f"peers came up on the same ports (frame {split_ref(other.messages[0].ref)[1]}): "
-                                "the attempt was given up, not lost")
+            facts.superseded = (f"it was sent once and never re-sent, while IKE SA {other.ispi.hex()} between the "
+                                f"same peers came up on the same ports (frame {split_ref(other.messages[0].ref)[1]}), "
+                                "so the attempt was given up, not lost")
     if len(sends) == 1 and not facts.icmp and capture_limits.ends_early(waited):
         # re-sent, the request waited the requester's own interval; sent once, a live requester re-sends it
         # unless the capture stopped first
@@ -794,20 +853,20 @@ def _not_followed(an: Analyzer, sa: IkeSa, run: Run, last: Seen, nxt: sequences.
     waited = an.last_time - last.time
     silent_addr = _addr(sa, silent)
     elsewhere = an.sent_after(silent_addr, last.time, sa)
-    story = f"{sa.mode()}: {last.label} answered, then no {nxt.label} from the {_who(silent)}"
+    story = f"{_mode(sa, run)}: {last.label} answered, then no {nxt.label} from the {_who(silent)}"
     if float_next:
         story += " (it should come on UDP 4500 after the NAT-T float)"
     severity = ERROR if reason and not elsewhere else WARNING
     limits = {}
     if elsewhere:
-        facts.superseded = f"the {_who(silent)} went on with other IKE SAs, so it abandoned this one"
+        facts.superseded = f"the {_who(silent)} went on with other IKE SAs, so it gave this one up"
     elif severity == WARNING and capture_limits.ends_early(waited):
         # Without a reason for the next message to get lost, silence this short is the capture stopping.  With
         # one (the float to UDP 4500, certificates in fragments) the silence is the evidence: past a hop that
         # drops that message, nothing else comes, and a capture file does not say when it was stopped.
         limits[ENDS_EARLY] = f"ends {duration(waited)} after {last.label}"
     elif severity == WARNING:
-        story += f" (capture ends {waited:.1f} s later)"
+        story += f"; the capture ends {waited:.1f} s later"
     request = [m for m in run.messages if m.sender == silent]
     return Stall(F, at, story, [m.ref for m in request[-1:] + [last]], sa, severity=severity, facts=facts,
                  limits=limits)
@@ -841,9 +900,12 @@ def _v1_rejected(an: Analyzer, sa: IkeSa, run: Run, last: Seen, replies: list[Se
             facts.ke_in_request = True
             facts.ke_size = ke
     sends = _sends(run, last)
-    kinds = "notify " + names[0] if names else ("encrypted INFO" if facts.encrypted else "INFO")
-    story = (f"{sa.mode()}: {last.label} answered with {kinds}"
-             f"{' x' + str(len(replies)) if len(replies) > 1 else ''} instead of {nxt.label}")
+    n = len(replies)
+    if names:
+        kinds = names[0] + (f" ({times(n)})" if n > 1 else "")
+    else:
+        kinds = f"{'an' if n == 1 else n} {'encrypted ' if facts.encrypted else ''}INFO{'s' if n > 1 else ''}"
+    story = f"{_mode(sa, run)}: {last.label} answered with {kinds} instead of {nxt.label}"
     if resent:
         story += f"; the {_who(last.sender)} re-sent {last.label} {times(len(resent))} regardless"
     return Stall(J, last.label, story, [m.ref for m in sends + replies], sa, facts=facts)
@@ -982,12 +1044,12 @@ def _dpd(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]) -> Sta
                 if facts.peer_elsewhere else f"nothing else came from the {_who(peer_role)}")
     if answered:
         nth = answered + 1
-        story = (f"{sa.mode()}: the {_who(peer_role)} answered the {_who(role)}'s first {answered} {label} "
+        story = (f"{_informational(sa)}: the {_who(peer_role)} answered the {_who(role)}'s first {answered} {label} "
                  f"({what}{'s' if answered > 1 else ''}) at once, then none from the {_ordinal(nth)} on (frame "
                  f"{split_ref(first.ref)[1]}, {first.time - found[0].sends[0].time:.1f} s after the first): "
                  f"{label} sent {times(len(sends))} over {facts.span:.1f} s unanswered; {peer_did}")
     else:
-        story = (f"{sa.mode()}: {label} ({what}) sent {times(len(sends))} over {facts.span:.1f} s by the "
+        story = (f"{_informational(sa)}: {label} ({what}) sent {times(len(sends))} over {facts.span:.1f} s by the "
                  f"{_who(role)} after the tunnel was up, never answered; {peer_did}")
     if facts.icmp_from_peer:
         story += f"; its host answered with ICMP {facts.icmp_text}"
@@ -1012,8 +1074,8 @@ def _dpd_restart(an: Analyzer, sa: IkeSa, role: str, found: list[liveness.Probe]
         return None
     again = min(new, key=lambda m: m.time)
     facts = Facts(answerer=_who(_other(role)), requester=_who(role), request="R-U-THERE", dpd_restart=True)
-    story = (f"{sa.mode()}: the {_who(_other(role))} answered all {len(found)} of the {_who(role)}'s DPD probes "
-             f"here, yet {again.time - last.time:.1f} s after the last one the {_who(role)} started a new "
+    story = (f"{_informational(sa)}: the {_who(_other(role))} answered all {len(found)} of the {_who(role)}'s DPD "
+             f"probes here, yet {again.time - last.time:.1f} s after the last one the {_who(role)} started a new "
              f"{again.label} (frame {split_ref(again.ref)[1]}) and sent nothing more on this SA, not even a Delete: "
              "its DPD timed out without seeing the answers")
     frames = [m.ref for p in found[-2:] for m in p.sends + p.answers] + [again.ref]
@@ -1055,9 +1117,9 @@ def _xauth(an: Analyzer, sa: IkeSa) -> Stall | None:
         return None
     # Like the float to UDP 4500 in _not_followed, the XAUTH status is a reason for the silence: a client whose
     # credentials were accepted goes on at once (Mode Config, Quick Mode), so a short capture still tells.
-    story = (f"{sa.mode()}: phase 1 up, then XAUTH ({len(cfg)} Transaction messages from frame "
-             f"{split_ref(cfg[0].ref)[1]}, the responder asking for the user's credentials) and no Quick Mode "
-             f"(capture ends {duration(an.last_time - last.time)} later)")
+    story = (f"XAUTH: phase 1 up, then the responder asked for the user's credentials ({len(cfg)} Transaction "
+             f"messages from frame {split_ref(cfg[0].ref)[1]}) and no Quick Mode followed (capture ends "
+             f"{duration(an.last_time - last.time)} later)")
     return Stall(F, "CFG", story, [m.ref for m in cfg], sa, facts=Facts(xauth=True, silent="initiator"))
 
 
