@@ -45,7 +45,8 @@ def _where(seg: Segment, d: Direction) -> str:
 
 
 def _frames(ms: list[Msg]) -> str:
-    return ", ".join(str(split_ref(m.ref)[1]) for m in ms[:8])
+    """The frame numbers of the first 8 messages, and how many more."""
+    return ", ".join(str(split_ref(m.ref)[1]) for m in ms[:8]) + (f" and {len(ms) - 8} more" if len(ms) > 8 else "")
 
 
 def _lost(seg: Segment, d: Direction, pair) -> list[CompareFinding]:
@@ -106,7 +107,7 @@ def _describe(seg: Segment, ms: list[Msg]) -> str:
     port = f"UDP {m.dport}" + (" after the non-ESP marker" if m.natt else "")
     frag = f", {m.fragments} IP fragments" if m.fragments else ""
     return (f"{m.label} ({m.size} bytes, {port}{frag}) sent {times(len(ms))} at {seg.point(m.point).name} "
-            f"(frame{'s' if len(ms) > 1 else ''} {_frames(ms)}{'…' if len(ms) > 8 else ''})")
+            f"(frame{'s' if len(ms) > 1 else ''} {_frames(ms)})")
 
 
 def _esp(seg: Segment, d: Direction, sa: EspSa, pair) -> CompareFinding:

@@ -6,7 +6,7 @@ them into findings.  `no_time(files)` tells the diagnosis that no timing conclus
 
 from __future__ import annotations
 
-from ikeflow.diagnose.finding import INFO, WARNING, Finding
+from ikeflow.diagnose.finding import INFO, WARNING, Finding, times
 from ikeflow.model.analysis import Analyzer
 from ikeflow.sources.capture import COPY_GAP, HOLD, FileInfo, split_ref
 
@@ -22,9 +22,11 @@ def _name(f: FileInfo, files: list[FileInfo]) -> str:
     return f"{f.name}: " if len(files) > 1 else ""
 
 
-def _frames(refs: list[int], more: int = 0) -> str:
+def _frames(refs: list[int], total: int = 0) -> str:
+    """"frames 3, 7, 9 and 12 more" for the listed refs of `total` frames."""
     listed = ", ".join(str(split_ref(r)[1]) for r in refs)
-    return f"frame{'s' if len(refs) > 1 else ''} {listed}{', …' if more > len(refs) else ''}"
+    rest = f" and {total - len(refs)} more" if total > len(refs) else ""
+    return f"frame{'s' if len(refs) > 1 or rest else ''} {listed}{rest}"
 
 
 def duplicates(an: Analyzer, files: list[FileInfo]):
@@ -71,7 +73,7 @@ def snaplen(an: Analyzer, files: list[FileInfo]):
         hidden.append("ESP is counted in full (SPI, sequence number and length come first)")
         yield Finding(WARNING, "capture-snaplen", "capture",
                       f"{_name(f, files)}{q.cut} of {f.packets} frames captured shorter than they were on the wire "
-                      f"(cut at {q.cut_at} bytes; from {_frames(q.cut_frames[:3], q.cut)}): " + "; ".join(hidden),
+                      f"(cut at {q.cut_at} bytes: {_frames(q.cut_frames[:3], q.cut)}): " + "; ".join(hidden),
                       "Capture whole packets: tcpdump -s 0 (the default since tcpdump 4.0), no 'limit each packet' in "
                       "Wireshark, no editcap -s.",
                       q.cut_frames)
@@ -83,7 +85,7 @@ def order(an: Analyzer, files: list[FileInfo]):
         if not q.back:
             continue
         most = f"{q.back_most * 1000:.3f} ms" if q.back_most < 1 else f"{q.back_most:.3f} s"
-        text = (f"{_name(f, files)}time goes back {q.back} time{'s' if q.back > 1 else ''} (first at "
+        text = (f"{_name(f, files)}time goes back {times(q.back)} (at "
                 f"{_frames(q.back_frames[:3], q.back)}; at most {most} back): IKE and the other decoded frames are "
                 "analysed in time order (retransmission intervals, ladders), ESP by its sequence numbers")
         if q.late:
