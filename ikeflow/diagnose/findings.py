@@ -97,12 +97,12 @@ def esp(an: Analyzer, files):
     for f in an.esp.flows.values():
         if f.lost:
             yield Finding(WARNING, "esp-loss", "ESP",
-                          f"ESP SPI {f.spi:08x} {f.src_ip} -> {f.dst_ip}: {f.lost} of {f.seq_max - f.seq_min + 1} "
+                          f"ESP SPI {f.spi:08x} {f.src_ip} → {f.dst_ip}: {f.lost} of {f.seq_max - f.seq_min + 1} "
                           f"sequence numbers missing", "Loss before the capture point, or the capture dropped packets.",
                           [f.first_frame, f.last_frame])
         if f.duplicates:
             yield Finding(WARNING, "esp-duplicates", "ESP",
-                          f"ESP SPI {f.spi:08x} {f.src_ip} -> {f.dst_ip}: {f.duplicates} duplicated sequence numbers",
+                          f"ESP SPI {f.spi:08x} {f.src_ip} → {f.dst_ip}: {f.duplicates} duplicated sequence numbers",
                           "Replayed or duplicated packets (a capture on two interfaces, or a looping path).",
                           [f.first_frame])
     directions = an.esp.directions()
