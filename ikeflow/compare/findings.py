@@ -90,7 +90,7 @@ def _lost(seg: Segment, d: Direction, pair) -> list[CompareFinding]:
         says = row.says.format(**facts, fragments=fragments)
         out.append(_finding(
             seg, row, gs[0][0].label,
-            f"{d.src} → {d.dst}: {'; '.join(_describe(seg, ms) for ms in gs)}, never arrived at {down.name}: "
+            f"{d.src} → {d.dst}: {_describe_all(seg, gs)}, never arrived at {down.name}: "
             f"{says}{', later messages got through' if recovered else ''}",
             row.hint.format(**facts), [up.ref(m.ref) for m in msgs] + [f.frames[0] for f in incomplete], pair,
             WARNING if recovered else None))
@@ -102,11 +102,24 @@ def _lost(seg: Segment, d: Direction, pair) -> list[CompareFinding]:
     return out
 
 
-def _describe(seg: Segment, ms: list[Msg]) -> str:
+def _describe_all(seg: Segment, groups: list[list[Msg]]) -> str:
+    """The lost messages, each with its sends; messages alike (label, size, port, point) said once, counted."""
+    alike: dict[tuple, list[list[Msg]]] = {}
+    for ms in groups:
+        m = ms[0]
+        alike.setdefault((m.label, m.size, m.dport, m.natt, m.fragments, m.point), []).append(ms)
+    return "; ".join(_describe(seg, gs[0]) if len(gs) == 1 else _describe(seg, [m for ms in gs for m in ms], len(gs))
+                     for gs in alike.values())
+
+
+def _describe(seg: Segment, ms: list[Msg], messages: int = 1) -> str:
+    """One message and its sends ("MM5 (124 bytes, UDP 4500) sent 4 times at P (frames ...)"), or `messages` alike."""
     m = ms[0]
     port = f"UDP {m.dport}" + (" after the non-ESP marker" if m.natt else "")
     frag = f", {m.fragments} IP fragments" if m.fragments else ""
-    return (f"{m.label} ({m.size} bytes, {port}{frag}) sent {times(len(ms))} at {seg.point(m.point).name} "
+    what = f"{m.label} ({m.size} bytes" if messages == 1 else f"{messages} {m.label} messages ({m.size} bytes each"
+    sent = times(len(ms)) if messages == 1 else f"{len(ms)} times in all" if len(ms) > messages else "once each"
+    return (f"{what}, {port}{frag}) sent {sent} at {seg.point(m.point).name} "
             f"(frame{'s' if len(ms) > 1 else ''} {_frames(ms)})")
 
 
