@@ -207,7 +207,11 @@ LAB = Path(__file__).resolve().parents[1] / "pcaps" / "lab"
 TIES = [
     ("ikev1-main-psk-mismatch", "init", "psk-mismatch", True, "resp", [r"could not decrypt payloads"]),
     ("ikev1-main-psk-mismatch", "resp", "psk-mismatch", True, "resp", [r"could not decrypt payloads"]),
+    # both daemons' logs: with a PSK mismatch each end's messages open only under its own key
+    ("ikev1-main-psk-mismatch", "both", "psk-mismatch", True, "resp", [r"could not decrypt payloads"]),
+    ("ikev1-aggr-psk-mismatch", "both", "psk-mismatch", True, "init", [r"calculated HASH does not match HASH payload"]),
     ("ikev1-peerid-mismatch", "init", "peer-id-mismatch", True, "resp", [r"no peer config found"]),
+    ("ikev1-peerid-mismatch", "both", "peer-id-mismatch", True, "resp", [r"no peer config found"]),
     ("ikev1-libreswan-peerid-mismatch", "init", "peer-id-mismatch", True, "resp",
      [r"Peer ID '@intruder.example.net' mismatched"]),
     ("ikev1-aggr-psk-mismatch", "init", "psk-mismatch", True, "init", [r"calculated HASH does not match HASH payload"]),
@@ -236,13 +240,15 @@ TIES = [
 def test_lab_tie_gets_one_cause_with_keys(scenario, keys, cause, proven, truth, says):
     """With one side's keys, each look-alike of the lab gets the cause its daemon log states, as the single top
     cause with evidence "decrypted" where the decrypted payloads prove it."""
-    keys_log, log = LAB / f"{scenario}.{keys}.keys.log", LAB / f"{scenario}.{truth}.log"
-    if not keys_log.is_file():
-        pytest.skip(f"{keys_log.name} not recorded (pcaps/lab/record.py records the keys logs)")
+    logs = [LAB / f"{scenario}.{side}.keys.log" for side in (("init", "resp") if keys == "both" else (keys,))]
+    log = LAB / f"{scenario}.{truth}.log"
+    for keys_log in logs:
+        if not keys_log.is_file():
+            pytest.skip(f"{keys_log.name} not recorded (pcaps/lab/record.py records the keys logs)")
     text = log.read_text(errors="replace")
     assert all(re.search(s, text) for s in says), f"{log.name} no longer says {says}"
     result = pipeline.read_captures([str(LAB / f"{scenario}.outside.pcap")],
-                                    pipeline.Options(keys=load_keys([str(keys_log)])))
+                                    pipeline.Options(keys=load_keys([str(k) for k in logs])))
     stalls = [f for f in result.findings if f.code == "stall"]
     assert len(stalls) == 1, [f.summary for f in stalls]
     found = stalls[0]

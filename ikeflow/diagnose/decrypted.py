@@ -25,7 +25,7 @@ from ikeflow.decode.ike import IkeMessage
 from ikeflow.model import decryption, sequences
 from ikeflow.model.ikesa import EAP_FAILURE, IkeSa, Seen
 
-V1_PSK = (1, 65001, 65002, 65003, 65004, 65005, 65006)  # Authentication Method: pre-shared key, XAUTH/hybrid PSK
+V1_PSK = (1, 65001, 65002)  # Authentication Method: pre-shared key, XAUTHInitPreShared, XAUTHRespPreShared (65003-65006 are XAUTH with DSS/RSA signatures)
 NO_PROPOSAL = ("NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN")
 AUTH_REFUSED = ("AUTHENTICATION-FAILED", "INVALID-HASH-INFORMATION", "INVALID-SIGNATURE")
 BAD_ID = "INVALID-ID-INFORMATION"
@@ -70,7 +70,7 @@ def _v1(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
             if notify == BAD_ID:
                 return "peer-id-mismatch", f"{says}: with certificate authentication, it refuses the identity"
             return "cert-untrusted", f"{says}: it cannot verify the certificate (certificate authentication, no PSK)"
-        if request.msg.decrypted and notify in ("AUTHENTICATION-FAILED", BAD_ID):
+        if request.msg.decrypted and _same_key(sa, request, answer) and notify in ("AUTHENTICATION-FAILED", BAD_ID):
             return "peer-id-mismatch", (f"{says}; {request.label} and the answer decrypt under the same keys, so both "
                                         "ends hold the same PSK (IKEv1 keys derive from it), and it refuses the "
                                         "identity")
@@ -79,8 +79,18 @@ def _v1(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
     return _child(sa, request, *refusal) if refusal else None
 
 
+def _same_key(sa: IkeSa, a: Seen, b: Seen) -> bool:
+    """Both messages opened under the same key given (with both daemons' logs each may open under its own)."""
+    x, y = sa.decryption.opener(a.msg), sa.decryption.opener(b.msg)
+    return x is not None and y is not None and x.key == y.key
+
+
 def _v1_keys(sa: IkeSa) -> tuple[str, str] | None:
-    """IKEv1 PSK: the phase-1 messages of one side decrypt under the keys given, the other side's do not."""
+    """IKEv1 PSK: the phase-1 messages of one side decrypt under the keys given, the other side's do not; or,
+    with both daemons' logs, each side's open only under its own log's key (`Decryption.proof`)."""
+    proof = sa.decryption.proof(sa.messages)
+    if proof:
+        return "psk-mismatch", proof
     p1 = [m for m in sa.messages if m.msg.decrypted is not None and not m.retransmission
           and (m.msg.exchange_type in sequences.PHASE1_V1 or m.msg.exchange_type == sequences.INFORMATIONAL_V1)]
     good = {m.sender for m in p1 if m.msg.decrypted}
