@@ -15,6 +15,7 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from ikeflow.diagnose.finding import INFO, Finding
+from ikeflow.diagnose.findings import fails
 from ikeflow.model.events import pair_key
 from ikeflow.model.ikesa import IkeSa, Seen
 from ikeflow.sources.capture import split_ref
@@ -254,36 +255,15 @@ def pair_words(key: tuple[bytes, bytes]) -> str:
     return f"{ip(key[0])} ⇄ {ip(key[1])}"
 
 
-def failing(e: Finding) -> str:
-    """Where a peer pair's first error stops it, in the words of its IKE version."""
-    sa, at = e.sa, e.at
-    if sa is None:
-        return {"IP": "IP fragments never complete", "": "fails"}.get(at, f"{at} fails")
-    up = sa.ike_sa_up()
-    if sa.version == 1:
-        if not up:
-            return f"phase 1 fails at {at}"
-        if at.startswith("QM"):
-            return f"Quick Mode fails at {at}"
-        if at == "CFG":
-            return "XAUTH / Mode Config fails"
-    else:
-        if not up:
-            return f"{at} fails"
-        if at in ("IKE_AUTH", "CREATE_CHILD_SA"):
-            return f"child SA fails in {at}"
-    return f"tunnel fails at {at}"
-
-
 def headline(pair, verdict: str, error: Finding | None) -> str:
     """A peer pair's verdict in plain words: where it fails and the most likely cause, or its state."""
     if error is None:
         return verdict or "no IKE or ESP"
     causes = [PLAIN.get(c, c) for c in error.causes[:2]]
     if causes and error.evidence == "decrypted":  # the decrypted payloads prove it: no look-alike to name
-        return f"{failing(error)} — {causes[0]} (shown by the decrypted payloads)"
+        return f"{fails(error)} — {causes[0]} (shown by the decrypted payloads)"
     why = f" — {causes[0]} likely" + (f" (or {causes[1]})" if len(causes) > 1 else "") if causes else ""
-    return failing(error) + why
+    return fails(error) + why
 
 
 # -- findings ----------------------------------------------------------------------------------------------
