@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from ikeflow.decode.linktypes import ETHERNET, LINK_TYPES
-from ikeflow.decode.packet import ike_without_marker
 
 if TYPE_CHECKING:
     from ikeflow.model.esp import EspTable  # the ESP fast path counts into the model's table
@@ -464,12 +463,24 @@ def fast_esp(buf: bytes, p: int, end: int, fast, esp: EspTable, ts: float, ref: 
         h[2] = ts
         h[3] = ref
         h[4] = seq
-    elif ports and ike_without_marker(buf[ip + 28 : ip + size]):
+    elif ports and _ike_without_marker(buf, ip + 28, ip + size):
         return False  # the general decoder reports it
     else:
         esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF, buf[ip + 12 : ip + 16],
                 buf[ip + 16 : ip + 20], seq, size, ts, ref)
     return True
+
+
+def _ike_without_marker(buf, p: int, end: int) -> bool:
+    """decode.packet.ike_without_marker(buf[p:end]), its cheap half first: an ISAKMP length field (at 24) equal
+    to the length of the payload.  The decoder is imported only for such a payload: the helper of a two-core
+    read seldom meets one, and is smaller without it."""
+    end = min(end, len(buf))
+    if end - p < 28 or _U32(buf, p + 24)[0] != end - p:
+        return False
+    from ikeflow.decode.packet import ike_without_marker
+
+    return ike_without_marker(buf[p:end])
 
 
 def _mapped(path: str):
@@ -570,7 +581,7 @@ class _PcapWalker:
                             h[4] = seq
                         elif not self._copy(buf, off, caplen, ts, ref):  # a copy repeats a sequence number
                             ip = off + 16 + l2
-                            if ports and ike_without_marker(buf[ip + 28 : ip + size]):  # for the general decoder
+                            if ports and _ike_without_marker(buf, ip + 28, ip + size):  # for the general decoder
                                 batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
                                 decoded = ref
                             else:
@@ -647,9 +658,7 @@ class _PcapWalker:
             spi, seq, ports = w0, w1, 0
         elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and IKE_PORT not in (w0 >> 16, w0 & 0xFFFF):
             udp_end = body + (w1 >> 16)
-            if not body + 16 <= udp_end <= datagram_end or (
-                    udp_end - body >= 36 and _U32(buf, body + 32)[0] == udp_end - body - 8  # (IKE's length field)
-                    and ike_without_marker(buf[body + 8 : udp_end])):
+            if not body + 16 <= udp_end <= datagram_end or _ike_without_marker(buf, body + 8, udp_end):
                 return OTHER  # a keepalive, cut short, or IKE without the non-ESP marker
             spi, seq, ports = w2, w3, w0
         else:
@@ -1181,7 +1190,7 @@ class _PcapngWalker(_PcapWalker):
                             self.before = (pbuf, pp, plen, pts, plt)
                             if not self._copy(buf, off + 12, caplen, ts, ref):
                                 ip = p + l2
-                                if ports and ike_without_marker(buf[ip + 28 : ip + size]):
+                                if ports and _ike_without_marker(buf, ip + 28, ip + size):
                                     batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
                                     decoded = ref
                                 else:
