@@ -93,18 +93,23 @@ def malformed(an: Analyzer, files):
                       [ref for ref, _ in listed])
 
 
+def _owner(an: Analyzer, flow):
+    """The IKE SA an ESP flow is attributed to (model.attribution), or None."""
+    return an.owners.sa[flow] if an.owners else None
+
+
 def esp(an: Analyzer, files):
     for f in an.esp.flows.values():
         if f.lost:
             yield Finding(WARNING, "esp-loss", "ESP",
                           f"ESP SPI {f.spi:08x} {f.src_ip} → {f.dst_ip}: {f.lost} of {f.seq_max - f.seq_min + 1} "
                           f"sequence numbers missing", "Loss before the capture point, or the capture dropped packets.",
-                          [f.first_frame, f.last_frame])
+                          [f.first_frame, f.last_frame], sa=_owner(an, f), pair=pair_key(f.src, f.dst))
         if f.duplicates:
             yield Finding(WARNING, "esp-duplicates", "ESP",
                           f"ESP SPI {f.spi:08x} {f.src_ip} → {f.dst_ip}: {f.duplicates} duplicated sequence numbers",
                           "Replayed or duplicated packets (a capture on two interfaces, or a looping path).",
-                          [f.first_frame])
+                          [f.first_frame], sa=_owner(an, f), pair=pair_key(f.src, f.dst))
     directions = an.esp.directions()
     heard = None
     for (src, dst), flows in directions.items():
