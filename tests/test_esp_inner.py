@@ -98,3 +98,14 @@ def test_a_wrong_esp_key_is_reported_not_used(tmp_path):
         inner = read_captures([str(public / ESP_BUG[0])], Options(keys=load_keys([str(wrong)]))).model.esp_inner
         bad = [t for t in inner.traffic.values() if t.spi == 0x070883C2]
         assert bad and bad[0].verified is False and bad[0].failed == 3 and why in bad[0].reason and not bad[0].flows
+
+
+def test_json_says_which_keys_were_given():
+    """`keys` (only with --keys): how many keys of each kind, and the sources that held none, with why."""
+    name = "ikev2-libreswan-psk-mismatch"
+    r = subprocess.run([sys.executable, "-m", "ikeflow", "read", "--json", "--keys", str(LAB / f"{name}.init.keys.log"),
+                        "--keys", str(LAB / f"{name}.resp.keys.log"), str(LAB / f"{name}.outside.pcap")],
+                       capture_output=True, text=True)
+    doc = json.loads(r.stdout)
+    assert doc["keys"]["ikev2"] == 1 and doc["keys"]["esp"] == 0
+    assert len(doc["keys"]["notes"]) == 1 and "pluto" in doc["keys"]["notes"][0] and "warning" in r.stderr

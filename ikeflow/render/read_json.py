@@ -122,6 +122,7 @@ def build(an: Analyzer, files: list[FileInfo], findings: list[Finding], verdicts
             "first_time": min(times) if times else None,
             "last_time": max(times) if times else None,
         },
+        **({"keys": {**an.keys.counts, "notes": an.keys.notes}} if an.keys else {}),  # --keys: what was given
         "stats": vars(an.stats).copy(),
         "skipped": dict(an.skipped.most_common()),
         "malformed": [{"frame": frame(ref), "reason": why} for ref, why in an.malformed],
