@@ -411,3 +411,16 @@ def test_keyless_source_among_several_is_a_note(tmp_path):
     assert '"decrypted":true' in both.stdout.replace(" ", "")
     alone = CliRunner().invoke(main, ["read", "--keys", pluto, capture])
     assert alone.exit_code == 2 and "pluto log without usable IKE keys" in alone.stderr
+
+
+def test_save_keys_3des_spelling_is_read_and_exported_as_wiresharks(tmp_path):
+    """strongSwan 5.9's save-keys plugin names 3DES "TripleDes-CBC" in esp_sa (tests/keys_data/save-keys/README.md);
+    it is read, and export writes Wireshark's "TripleDES-CBC" so that tshark loads the table."""
+    table = tmp_path / "esp_sa"
+    table.write_text('"IPv4","192.0.2.2","203.0.113.2","0x0badcafe","TripleDes-CBC [RFC2451]",'
+                     '"0x' + "11" * 24 + '","HMAC-SHA-1-96 [RFC2404]","0x' + "22" * 20 + '"\n')
+    ring = load_keys([str(table)])
+    key = ring.esp(0x0BADCAFE, "192.0.2.2", "203.0.113.2")
+    assert key is not None and key.encr == "3des"
+    export(ring, tmp_path / "out")
+    assert '"TripleDES-CBC [RFC2451]"' in (tmp_path / "out" / "esp_sa").read_text()

@@ -34,7 +34,10 @@ V2_INTEG = {"HMAC_MD5_96 [RFC2403]": "hmac-md5-96", "HMAC_SHA1_96 [RFC2404]": "h
 # esp_sa names (packet-ipsec.c esp_encryption_type_vals / esp_authentication_type_vals) -> ours.
 # "AES-GCM [RFC4106]" names no ICV length ("aes-gcm": decryption tries 16, 12, 8); its authentication field
 # is kept as written (strongSwan's save-keys puts "ANY 64 bit" there for both the 8- and the 12-octet ICV).
-ESP_ENCR = {"NULL": "null", "TripleDES-CBC [RFC2451]": "3des", "AES-CBC [RFC3602]": "aes-cbc",
+# strongSwan 5.9's save-keys plugin writes "TripleDes-CBC [RFC2451]" (which tshark 4.0 refuses): read it too;
+# export writes Wireshark's spelling (the first name of a cipher).
+ESP_ENCR = {"NULL": "null", "TripleDES-CBC [RFC2451]": "3des", "TripleDes-CBC [RFC2451]": "3des",
+            "AES-CBC [RFC3602]": "aes-cbc",
             "AES-CTR [RFC3686]": "aes-ctr", "DES-CBC [RFC2405]": "des", "CAST5-CBC [RFC2144]": "cast5-cbc",
             "BLOWFISH-CBC [RFC2451]": "blowfish-cbc", "TWOFISH-CBC": "twofish-cbc", "AES-GCM [RFC4106]": "aes-gcm",
             **{f"AES-GCM with {n} octet ICV [RFC4106]": f"aes-gcm-{n}" for n in (8, 12, 16)}}
