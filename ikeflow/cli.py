@@ -288,6 +288,16 @@ def compare(files, **kw) -> None:
     run_command(_compare, list(files), kw)
 
 
+def _html(write, report, kw: dict) -> bool:
+    """--html: write the page with `write` (render.html); False, with a one-line message, when it cannot be."""
+    try:
+        write(report, kw["html"], utc=kw["utc"])
+    except OSError as e:
+        click.echo(f"ikeflow: cannot write {kw['html']}: {e.strerror or e}", err=True)
+        return False
+    return True
+
+
 def _compare(files: list[str], kw: dict) -> int:
     """Compare the captures, write the report, return the exit code."""
     from ikeflow import EXIT_FINDINGS
@@ -308,10 +318,7 @@ def _compare(files: list[str], kw: dict) -> int:
     if kw["html"]:
         from ikeflow.render.html import write_compare_html
 
-        try:
-            write_compare_html(cmp, kw["html"], utc=kw["utc"])
-        except OSError as e:
-            click.echo(f"ikeflow: cannot write {kw['html']}: {e.strerror or e}", err=True)
+        if not _html(write_compare_html, cmp, kw):
             return EXIT_USAGE
     if kw["as_json"]:
         import json
@@ -440,10 +447,7 @@ def _read(files: list[str], kw: dict) -> int:
     if kw["html"]:
         from ikeflow.render.html import write_read_html
 
-        try:
-            write_read_html(result, kw["html"], utc=kw["utc"])
-        except OSError as e:
-            click.echo(f"ikeflow: cannot write {kw['html']}: {e.strerror or e}", err=True)
+        if not _html(write_read_html, result, kw):
             return EXIT_USAGE
     if kw["mermaid"]:
         from ikeflow.render.mermaid import read_mermaid
