@@ -232,6 +232,11 @@ TIES = [
     # and IKEv2 keys do not derive from the PSK, so the payloads cannot decide; ranked as without keys
     ("ikev2-cert-untrusted", "init", "cert-untrusted", False, "resp", [r"no trusted RSA public key found"]),
     ("ikev2-psk-mismatch", "init", "psk-mismatch", False, "resp", [r"MAC mismatched"]),
+    # ... which the responder's own keys log settles: the AUTH it computed with its PSK differs, or it computed none
+    ("ikev2-psk-mismatch", "resp", "psk-mismatch", True, "resp", [r"MAC mismatched"]),
+    ("ikev2-psk-mismatch", "both", "psk-mismatch", True, "resp", [r"MAC mismatched"]),
+    ("ikev2-peerid-mismatch", "both", "peer-id-mismatch", True, "resp", [r"no matching peer config found"]),
+    ("ikev2-peerid-mismatch", "resp", "peer-id-mismatch", True, "resp", [r"no matching peer config found"]),
 ]
 
 

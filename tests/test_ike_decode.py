@@ -353,7 +353,7 @@ def test_v2_auth_payloads_unencrypted():
     assert m.payload("IDr").info == {"id_type": 2, "id_type_name": "ID_FQDN", "value": "gw.example.net"}
     assert m.payload("CERT").info["encoding"] == 12 and m.payload("CERT").info["data"] == b"http://x/c.der"
     assert m.payload("CERTREQ").info["encoding"] == 4
-    assert m.payload("AUTH").info == {"method": 2, "method_name": "PSK", "length": 32}
+    assert m.payload("AUTH").info == {"method": 2, "method_name": "PSK", "length": 32, "data": b"\x99" * 32}
     assert m.payload("TSi").info == {"selectors": [{"type": 7, "protocol": 6, "start_port": 1, "end_port": 1024,
                                                     "start": "10.0.0.0", "end": "10.0.0.255"}]}
     assert m.payload("TSr").info["selectors"] == [{"type": 8, "protocol": 0, "start_port": 0, "end_port": 65535,

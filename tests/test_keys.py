@@ -424,3 +424,23 @@ def test_save_keys_3des_spelling_is_read_and_exported_as_wiresharks(tmp_path):
     assert key is not None and key.encr == "3des"
     export(ring, tmp_path / "out")
     assert '"TripleDES-CBC [RFC2451]"' in (tmp_path / "out" / "esp_sa").read_text()
+
+
+def test_charon_logs_say_which_auth_each_end_computed():
+    """charon at ike level 4 dumps every AUTH it computes with a PSK (its own, and the one it expects from the
+    peer): on the lab's ikev2-ok each end's own AUTH is the one on the wire (decrypted from the capture), and the
+    responder also computed the initiator's; ikev2-peerid-mismatch's responder computed none (no peer config)."""
+    from ikeflow.pipeline import Options, read_captures
+
+    logs = [str(LAB / f"ikev2-ok.{side}.keys.log") for side in ("init", "resp")]
+    ring = load_keys(logs)
+    result = read_captures([str(LAB / "ikev2-ok.outside.pcap")], Options(keys=ring))
+    sa = next(iter(result.model.sas.values()))
+    wire = {m.sender: m.msg.inner_payload("AUTH").info["data"] for m in sa.messages
+            if m.msg.exchange == "IKE_AUTH" and m.msg.inner_payload("AUTH") is not None}
+    roles = {log.role: log.values for log in ring.auth_logs(sa.ispi, sa.rspi)}
+    assert set(wire) == {"I", "R"} and wire["I"] in roles["initiator"]
+    assert set(roles["responder"]) == {wire["I"], wire["R"]}
+    refused = load_keys([str(LAB / "ikev2-peerid-mismatch.resp.keys.log")])
+    key = refused.all()[0]
+    assert [(log.role, log.values) for log in refused.auth_logs(key.spi_i, key.spi_r)] == [("responder", ())]

@@ -11,7 +11,7 @@ Payload `info` keys by short name (both versions unless noted):
   ID/IDi/IDr  id_type, id_type_name, value; v1 also protocol, port
   CERT/CR/CERTREQ  encoding, encoding_name, data
   HASH/SIG/NONCE   length
-  AUTH (v2)        method, method_name, length
+  AUTH (v2)        method, method_name, length, data
   N        notify_type, notify_name, protocol, spi, data; v1 also doi;
            accepted_group (v2 INVALID_KE_PAYLOAD), sequence (v1 DPD)
   D        protocol, protocol_name, spis; v1 also doi
@@ -559,7 +559,7 @@ def _id_v2(body: bytes, nxt: int) -> dict:
 def _auth_v2(body: bytes, nxt: int) -> dict:
     _need(body, 0, 4, "AUTH header")
     return {"method": body[0], "method_name": names.AUTH_METHODS_V2.get(body[0], f"method {body[0]}"),
-            "length": len(body) - 4}
+            "length": len(body) - 4, "data": body[4:]}
 
 
 def _notify_v2(body: bytes, nxt: int) -> dict:

@@ -14,9 +14,12 @@ refusal and the request shows what was asked:
                       -> proposal-mismatch, with one (PFS on) -> pfs-mismatch
   IKEv2 EAP           an EAP-Failure (RFC 3748 4.2) in the last IKE_AUTH answer -> eap-failed
 
-IKEv2 AUTHENTICATION_FAILED to a PSK IKE_AUTH is not decided here: charon answers an unknown identity
-("no matching peer config found") and a wrong PSK with the same lone notify, and the IKEv2 keys do not
-derive from the PSK.  The request's IDs are quoted (`auth_ids`) so the admin compares them.
+  IKEv2 PSK           AUTHENTICATION_FAILED to a PSK IKE_AUTH: charon answers an unknown identity ("no matching
+                      peer config found") and a wrong PSK with the same lone notify, and the IKEv2 keys do not
+                      derive from the PSK, so the payloads alone cannot tell.  The responder's own log can
+                      (keys.AuthLog, charon level 4): the AUTH it computed with its PSK differs from the
+                      initiator's -> psk-mismatch; it computed none -> it never got to a PSK: peer-id-mismatch.
+                      With the initiator's keys only, the request's IDs are quoted (`auth_ids`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ V1_PSK = (1, 65001, 65002)  # Authentication Method: pre-shared key, XAUTHInitPr
 NO_PROPOSAL = ("NO-PROPOSAL-CHOSEN", "NO_PROPOSAL_CHOSEN")
 AUTH_REFUSED = ("AUTHENTICATION-FAILED", "INVALID-HASH-INFORMATION", "INVALID-SIGNATURE")
 BAD_ID = "INVALID-ID-INFORMATION"
+SHARED_KEY_MIC = 2  # IKEv2 Authentication Method: Shared Key Message Integrity Code (RFC 7296 3.8)
 CHILD_EXCHANGES = (sequences.IKE_AUTH, sequences.CREATE_CHILD_SA, sequences.QUICK_MODE)  # where an SA is accepted
 
 
@@ -120,8 +124,34 @@ def _v2(sa: IkeSa, request: Seen, answers: list[Seen]) -> tuple[str, str] | None
                           if m.request and m.msg.exchange_type == sequences.IKE_AUTH})
             return "eap-failed", (f"the responder's last IKE_AUTH answer (round {rounds}) carries an EAP-Failure: "
                                   f"the user's credentials were refused ({auth_ids(sa)})")
+        psk = _v2_psk(sa, request, answer)
+        if psk:
+            return psk
     refusal = _notify([answer], ("TS_UNACCEPTABLE", *NO_PROPOSAL, "INVALID_KE_PAYLOAD"))
     return _child(sa, request, *refusal) if refusal else None
+
+
+def _v2_psk(sa: IkeSa, request: Seen, answer: Seen) -> tuple[str, str] | None:
+    """IKEv2 AUTHENTICATION_FAILED to a PSK IKE_AUTH, decided by the responder's own log (keys.AuthLog): it computed
+    the initiator's AUTH with its PSK and got another value (the PSKs differ), or it derived the SA's keys but
+    computed no AUTH at all (no configuration for these identities: it never got to a PSK)."""
+    auth = request.msg.inner_payload("AUTH")
+    if auth is None or auth.info.get("method") != SHARED_KEY_MIC or not _notify([answer], ("AUTHENTICATION_FAILED",)):
+        return None
+    logs = [log for log in sa.decryption.ring.auth_logs(sa.ispi, sa.rspi) if log.role == "responder"]
+    if not logs:
+        return None
+    log, where = logs[-1], logs[-1].source.rsplit("/", 1)[-1]
+    says = f"the responder says AUTHENTICATION_FAILED to IKE_AUTH ({auth_ids(sa)})"
+    if not log.values:
+        return "peer-id-mismatch", (f"{says}; its log ({where}) holds this IKE SA's keys but no AUTH computed with a "
+                                    "pre-shared key: it found no configuration for these identities and never got "
+                                    "to a PSK")
+    if auth.info.get("data") in log.values:
+        return "peer-id-mismatch", (f"{says}; its log ({where}) computed the initiator's AUTH with its pre-shared "
+                                    "key and got the same value, so the PSKs match: it refuses the identity")
+    return "psk-mismatch", (f"{says}; the AUTH it computed with its pre-shared key (its log, {where}) differs from "
+                            "the one the initiator sent over the same octets: the PSKs differ")
 
 
 def _child(sa: IkeSa, request: Seen, notify: str, answer: Seen) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ikeflow.keys.ring import EspKey, IkeV1Key, IkeV2Keys, KeyRing, KeySourceError
+from ikeflow.keys.ring import AuthLog, EspKey, IkeV1Key, IkeV2Keys, KeyRing, KeySourceError
 
 _LINE = re.compile(r"(\d+)\[(\w+)\] (?:<([^>|]*\|)?(\d+)> )?(.*)$")
 _DUMP_HEAD = re.compile(r"(.+?) => (\d+) bytes @ (?:0x)?[0-9a-fA-F]+$")
@@ -41,7 +41,7 @@ INTEG_NAMES = {"HMAC_MD5_96": "hmac-md5-96", "HMAC_SHA1_96": "hmac-sha1-96", "HM
                "HMAC_SHA2_512_256": "hmac-sha2-512-256"}
 _IKE_DUMPS = {"Sk_d secret": "sk_d", "SKEYID_e": "skeyid_e",
               "Sk_ei secret": "sk_ei", "Sk_er secret": "sk_er", "Sk_ai secret": "sk_ai", "Sk_ar secret": "sk_ar",
-              "encryption key Ka": "ka"}
+              "encryption key Ka": "ka", "AUTH = prf(prf(secret, keypad), octets)": "auth"}
 _CHILD_DUMPS = {"encryption initiator key": "ei", "encryption responder key": "er", "integrity initiator key": "ai",
                 "integrity responder key": "ar", "initiator SA seed": "seed_i", "responder SA seed": "seed_r"}
 
@@ -56,6 +56,8 @@ class _Sa:
     integ: str = ""
     initiating_child: bool = False
     esp: list[tuple[bool, int, str, str]] = field(default_factory=list)      # (inbound, spi, src, dst)
+    role: str = ""  # of the IKE SA: "initiator" ("initiating IKE_SA"), "responder" ("... is initiating an IKE_SA")
+    auth: list[bytes] = field(default_factory=list)  # every AUTH it computed with a PSK (own, and to verify)
 
 
 def _child_keys(sa: _Sa, where: str) -> list[EspKey]:
@@ -142,6 +144,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
             continue
         if message.startswith("establishing CHILD_SA"):
             sa.initiating_child = True
+        elif message.startswith("initiating IKE_SA") or message.endswith("is initiating an IKE_SA"):
+            sa.role = sa.role or ("initiator" if message.startswith("initiating") else "responder")
         elif group == "CHD" and message.strip().startswith("using "):
             words = message.split()
             if message.endswith("for encryption"):
@@ -169,6 +173,8 @@ def parse(name: str, text: str, where: str) -> KeyRing | None:
             elif "sk_ei" in keys and "sk_er" in keys and any(pair[1]):
                 ring.add(IkeV2Keys(pair[0], pair[1], keys["sk_ei"], keys["sk_er"], "", keys.get("sk_ai", b""),
                                    keys.get("sk_ar", b""), "", where))
+                if sa.role and keys is sa.ike[0][1]:  # IKE_AUTH runs on the SA's first keys only
+                    ring.add_auth(AuthLog(pair[0], pair[1], sa.role, tuple(sa.auth), where))
     if not ring:
         raise KeySourceError(f"{where}: the charon log has key dumps but no SPIs to pair them with (set the mgr "
                              "log level to 2)", keyless=True)
@@ -185,7 +191,9 @@ def _add_spis(sa: _Sa, pair: tuple[bytes, bytes]) -> None:
 
 
 def _store(sa: _Sa, key: str, value: bytes) -> None:
-    if key in _IKE_DUMPS.values():
+    if key == "auth":
+        sa.auth.append(value)
+    elif key in _IKE_DUMPS.values():
         if sa.ike:
             sa.ike[-1][1][key] = value
     else:

@@ -47,6 +47,18 @@ class IkeV2Keys:
 
 
 @dataclass(frozen=True)
+class AuthLog:
+    """What one daemon's log says of an IKEv2 SA's PSK authentication: its role and every AUTH value it computed
+    with its pre-shared key (charon level 4: `AUTH = prf(prf(secret, keypad), octets)`, RFC 7296 2.15), for its
+    own IKE_AUTH and to verify the peer's. A responder that logged the SA's keys but no AUTH never got to a PSK."""
+    spi_i: bytes
+    spi_r: bytes
+    role: str  # "initiator" or "responder" of the IKE SA
+    values: tuple[bytes, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class EspKey:
     """One direction of an ESP SA; src/dst "*" match any address, spi None any SPI (Wireshark's `*`).
     encr/integ "" = not given by the source."""
@@ -95,6 +107,7 @@ class KeyRing:
     def __init__(self) -> None:
         self._v1: dict[bytes, list[IkeV1Key]] = {}
         self._v2: dict[tuple[bytes, bytes], list[IkeV2Keys]] = {}
+        self._auth: dict[tuple[bytes, bytes], list[AuthLog]] = {}
         self._esp: dict[int | None, list[EspKey]] = {}
         self.notes: list[str] = []  # sources given that held no usable keys (load_keys), each with why
 
@@ -122,9 +135,19 @@ class KeyRing:
                 return
             same_spi[:] = [k for k in same_spi if (k.src, k.dst) != (key.src, key.dst)] + [key]
 
+    def add_auth(self, log: AuthLog) -> None:
+        self._auth.setdefault((log.spi_i, log.spi_r), []).append(log)
+
+    def auth_logs(self, spi_i: bytes, spi_r: bytes) -> list[AuthLog]:
+        """What the daemons' logs say of this IKEv2 SA's PSK authentication (see AuthLog)."""
+        return list(self._auth.get((bytes(spi_i), bytes(spi_r)), []))
+
     def update(self, other: KeyRing) -> None:
         for key in other.all():
             self.add(key)
+        for logs in other._auth.values():
+            for log in logs:
+                self.add_auth(log)
 
     def ikev1(self, icookie: bytes) -> IkeV1Key | None:
         """The key loaded last for this initiator cookie (`ikev1_all` gives every one)."""
