@@ -53,7 +53,7 @@ def _live_module():
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
-NOT_CAPTURES = {".log", ".md", ".json", ".py"}  # skipped under pcaps/
+NOT_CAPTURES = {".log", ".md", ".json", ".py", ".conf", ".secrets"}  # skipped under pcaps/ (the lab's logs, configs)
 CAPTURES = (".pcap", ".pcapng", ".cap", ".gz")  # the public files that are paired for compare
 MAX_PUBLIC_PAIRS = 60
 ENV = {k: v for k, v in os.environ.items()
