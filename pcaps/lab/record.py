@@ -288,6 +288,21 @@ def conn_conf(role: str, o: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# charon's log files: name, file, log levels (the full log, the trimmed one kept as NAME.*.log, the keys log)
+FILELOGS = [
+    ("full", "charon-full.log", {"default": 1, "ike": 2, "cfg": 2}),
+    ("trimmed", "charon.log", {"default": -1, "ike": 1, "cfg": 1, "net": 1, "enc": 1, "job": 1}),
+    ("keys", "charon-keys.log", {"default": -1, "ike": 4, "chd": 4, "mgr": 2}),
+]
+
+
+def _filelog(name: str, path: str, levels: dict) -> str:
+    """One strongswan.conf filelog section with the lab's time format."""
+    lines = [f"path = {path}", "time_format = %Y-%m-%d %H:%M:%S", "time_add_ms = yes", "ike_name = yes",
+             "append = no", "flush_line = yes", *(f"{k} = {v}" for k, v in levels.items())]
+    return f"    {name} {{\n" + "".join(f"      {line}\n" for line in lines) + "    }"
+
+
 def strongswan_conf(inst: Path, extra: dict, auth_plugins: bool = False) -> str:
     wanted = WANTED_PLUGINS + (AUTH_PLUGINS if auth_plugins else [])
     plugins = [p for p in wanted if (PLUGIN_DIR / f"libstrongswan-{p}.so").exists()]
@@ -298,6 +313,7 @@ def strongswan_conf(inst: Path, extra: dict, auth_plugins: bool = False) -> str:
     }
     charon.update(extra)
     body = "\n".join(f"  {k} = {v}" for k, v in charon.items())
+    filelogs = "\n".join(_filelog(name, f"{inst}/{file}", levels) for name, file, levels in FILELOGS)
     return f"""charon {{
 {body}
   syslog {{
@@ -306,43 +322,7 @@ def strongswan_conf(inst: Path, extra: dict, auth_plugins: bool = False) -> str:
     }}
   }}
   filelog {{
-    full {{
-      path = {inst}/charon-full.log
-      time_format = %Y-%m-%d %H:%M:%S
-      time_add_ms = yes
-      ike_name = yes
-      append = no
-      flush_line = yes
-      default = 1
-      ike = 2
-      cfg = 2
-    }}
-    trimmed {{
-      path = {inst}/charon.log
-      time_format = %Y-%m-%d %H:%M:%S
-      time_add_ms = yes
-      ike_name = yes
-      append = no
-      flush_line = yes
-      default = -1
-      ike = 1
-      cfg = 1
-      net = 1
-      enc = 1
-      job = 1
-    }}
-    keys {{
-      path = {inst}/charon-keys.log
-      time_format = %Y-%m-%d %H:%M:%S
-      time_add_ms = yes
-      ike_name = yes
-      append = no
-      flush_line = yes
-      default = -1
-      ike = 4
-      chd = 4
-      mgr = 2
-    }}
+{filelogs}
   }}
   plugins {{
     vici {{
