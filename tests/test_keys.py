@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ikeflow.decode import decrypt as d
-from ikeflow.keys import EspKey, IkeV2Keys, KeyRing, KeySourceError, load_keys
+from ikeflow.keys import EspKey, IkeV2Keys, KeyRing, KeySourceError, load_keys, read_source
 from ikeflow.keys.command import keys as keys_command
 from ikeflow.keys.wireshark import export
 from tests.conftest import PCAPS, need_public
@@ -444,3 +444,15 @@ def test_charon_logs_say_which_auth_each_end_computed():
     refused = load_keys([str(LAB / "ikev2-peerid-mismatch.resp.keys.log")])
     key = refused.all()[0]
     assert [(log.role, log.values) for log in refused.auth_logs(key.spi_i, key.spi_r)] == [("responder", ())]
+
+
+def test_a_markdown_table_is_not_a_pluto_log(tmp_path):
+    """Rows of a Markdown table start with "| " as pluto's debug lines do: pcaps/lab/SCENARIOS.md (which quotes
+    pluto's log lines) is no key source, while the lab's pluto keys logs are still read as pluto logs."""
+    scenarios = tmp_path / "SCENARIOS.md"
+    scenarios.write_text((LAB / "SCENARIOS.md").read_text())
+    with pytest.raises(KeySourceError) as e:
+        read_source(scenarios)
+    assert e.value.unknown
+    with pytest.raises(KeySourceError, match="a pluto log without usable IKE keys"):
+        read_source(LAB / "ikev2-libreswan-psk-mismatch.resp.keys.log")

@@ -14,7 +14,10 @@ import re
 from ikeflow.keys.ring import KeyRing, KeySourceError
 from ikeflow.keys.tcpdump import ike_lines
 
-_PLUTO = re.compile(r"^(?:\w{3} +\d+ [\d:.]+: |\S+ pluto\[\d+\]: )?(?:\| |\"[^\"]+\"(?:\[\d+\])? .*#\d+: )", re.M)
+# A pluto line: a debug line ("| ...") after pluto's time stamp or syslog prefix, or a state line ("conn"[n] ... #n:)
+# with or without one; a bare "| " line is not enough (a Markdown table starts its rows so).
+_PLUTO = re.compile(r"^(?:(?:\w{3} +\d+ [\d:.]+: |\S+ pluto\[\d+\]: )(?:\| |\"[^\"]+\"(?:\[\d+\])? .*#\d+: )"
+                    r"|\"[^\"]+\"(?:\[\d+\])? .*#\d+: )", re.M)
 
 
 def parse(name: str, text: str, where: str) -> KeyRing | None:
