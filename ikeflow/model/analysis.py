@@ -154,7 +154,7 @@ class Analyzer:
         seq = int.from_bytes(body[4:8], "big")
         encap = "udp" if pkt.sport else "esp"
         self.esp.add(esp_key(pkt.dst, spi), encap, pkt.sport, pkt.dport, pkt.src, pkt.dst, seq, pkt.size, ts, ref)
-        if self.esp_inner is not None:
+        if self.esp_inner is not None and esp_key(pkt.dst, spi) in self.esp.flows:  # kept flows only: bounded
             self.esp_inner.add(pkt.src, pkt.dst, body, ts)
         if self.listeners:
             self._emit(EspSeen(spi, seq, ts, ref, pkt.size))
