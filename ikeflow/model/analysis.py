@@ -371,6 +371,8 @@ class Analyzer:
             self._pair(src, dst, 0.0)
         self.stats.packets = frames
         self.stats.esp = self.esp.packets
+        self.esp.in_frame_order()
+        self.ah.in_frame_order()
         for f in (*self.esp.flows.values(), *self.ah.flows.values()):
             self._pair(f.src, f.dst, f.first_time)
             self.last_time = max(self.last_time, f.last_time)

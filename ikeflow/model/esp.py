@@ -103,6 +103,13 @@ class EspTable:
             out.setdefault((f.src, f.dst), []).append(f)
         return out
 
+    def in_frame_order(self) -> None:
+        """Order the flows by their first frame: the order in which readers counted them depends on how
+        the capture was cut into batches and between cores, the report's must not."""
+        ordered = sorted(self.flows.items(), key=lambda kv: kv[1].first_frame)
+        self.flows.clear()
+        self.flows.update(ordered)
+
     def _turn_away(self, packets: int, cap: str = "esp_flows") -> None:
         """Past a cap: the packets of a flow are counted, the flow is not kept."""
         self.flows.uncounted += packets
