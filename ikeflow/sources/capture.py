@@ -46,6 +46,10 @@ CUT_KEPT = 4096  # cut frames handed to the decoder that are remembered (to tell
 HOLD = 256  # decoded frames held back from one batch to the next to put them in time order (HOLD_BYTES at most)
 HOLD_BYTES = 1 << 20
 LOOKBACK = 1 << 16  # bytes of the last chunk kept when streaming, for the copy check of the next frame
+BULK_AFTER = int(os.environ.get("IKEFLOW_BULK_AFTER", 1 << 16))  # frames of a capture read one by one before bulk
+BULK_ROWS = int(os.environ.get("IKEFLOW_BULK_ROWS", 256))  # a chunk of fewer records is read one by one
+BULK_SPAN = 4 << 20  # bytes of a mapped file walked at a time in bulk
+BULK_ROW = 120  # bytes of each record that bulk looks at (bulk.ROW)
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -502,6 +506,27 @@ def _mapped(path: str):
     return mm
 
 
+def _inline(fast) -> tuple:
+    """The inline path's reader of a frame's IPv4 header (a FAST entry, None: no inline path), its offset
+    from the record header and the link header's length (no inline path: a length no record reaches)."""
+    if fast is None:
+        return None, 16, 1 << 40
+    unpack, at, l2 = fast
+    if at is None:  # no ethertype: read the IP header with a fake one in front
+        raw = unpack
+        unpack, at = (lambda b, o: (IPV4_ETHERTYPE, *raw(b, o))), 0
+    return unpack, at + 16, l2
+
+
+def _numpy() -> bool:
+    """numpy, which bulk needs, can be imported."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class _PcapWalker:
     """The hot loop over classic pcap records, shared by the mapped and the streamed reader.
 
@@ -511,102 +536,144 @@ class _PcapWalker:
     def __init__(self, endian: str, scale: float, linktype: int, file_index: int, esp: EspTable | None,
                  quality: Quality, start: int, firsts: set[int] | None = None):
         self.rec = struct.Struct(endian + "IIII").unpack_from
-        self.scale, self.linktype, self.esp = scale, linktype, esp
+        self.caplen = struct.Struct(endian + "8xI").unpack_from
+        self.endian, self.scale, self.linktype, self.esp = endian, scale, linktype, esp
         self.quality, self.start = quality, start
         self.base = self.ref = self.decoded = frame_ref(file_index, 0)  # decoded: the last frame not counted inline
         self.first = self.last = None
         self.fast = FAST.get(linktype) if esp is not None else None
+        self.unpack, self.ip_at, self.l2 = _inline(self.fast)
+        self.need = self.l2 + 36  # IPv4 header and 16 bytes of payload
         self.corrupt: int | None = None  # offset of a record header with an impossible length
         self.firsts = firsts
         self.pending: dict[int, list[tuple]] = {}  # flow key -> esp.add arguments held back (see _more)
         self.flood = 0  # the frame from which there were too many flows pending: the decoder counts the newer flows
+        self.bulk = False  # chunks go to sources.bulk (see walk)
+
+    @property
+    def span(self) -> int:
+        """Bytes of a mapped file to walk at a time: more in bulk, where a chunk's cost is mostly per flow."""
+        return BULK_SPAN if self._bulk() else RESIDENT
+
+    def _bulk(self) -> bool:
+        """Whether chunks go to bulk: past BULK_AFTER frames, with an ESP table and numpy."""
+        if not self.bulk and self.esp is not None and self.ref - self.base >= BULK_AFTER:
+            self.bulk = _numpy()
+        return self.bulk
 
     def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
         """Records starting in buf[off:off+span] that end by n; returns where it stopped and the
-        records for the general decoder.  Stops early at a record cut short by the end of buf."""
-        rec, scale, linktype, esp, q = self.rec, self.scale, self.linktype, self.esp, self.quality
-        if self.fast is None:  # no fast path: an IP offset that no record reaches
-            unpack, at, l2 = None, 0, 1 << 40
-        else:
-            unpack, at, l2 = self.fast
-            if at is None:  # no ethertype: read the IP header with a fake one in front
-                raw = unpack
-                unpack, at = (lambda b, o: (IPV4_ETHERTYPE, *raw(b, o))), 0
-        at += 16  # unpack from the record header's offset
-        need = l2 + 36  # IPv4 header and 16 bytes of payload
-        hot_get = esp.hot.get if esp is not None else None
-        natt = esp.natt_port if esp is not None else 0
-        more = self._more
+        records for the general decoder.  Stops early at a record cut short by the end of buf.
+
+        Past BULK_AFTER frames of a capture with an inline ESP path, whole chunks go to `sources.bulk`,
+        which counts the in-sequence packets of known flows at once; the other records, and all records
+        before, go through `_record` one by one."""
+        q, esp = self.quality, self.esp
         if self.pending:
             self.settle(esp.flows)
-        ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
-        batch: list[Record] = []
         stop = min(n - 15, off + span)
         if self.first is None and off < stop:
-            sec, frac = rec(buf, off)[:2]
-            self.first = sec + frac * scale
+            sec, frac = self.rec(buf, off)[:2]
+            self.first = sec + frac * self.scale
             if not self.first:
                 q.zero_time += 1
+        offs: list[int] = []
+        heads: list | None = [] if self.fast is not None and self._bulk() else None
+        caplen_at, keep, row = self.caplen, offs.append, BULK_ROW
         while off < stop:
-            sec, frac, caplen, wirelen = rec(buf, off)
-            end = off + 16 + caplen
+            end = off + 16 + caplen_at(buf, off)[0]
             if end > n:
-                if caplen > MAX_RECORD:
+                if end - off - 16 > MAX_RECORD:
                     self.corrupt = off
                 break
-            ref += 1
-            t = sec + frac * scale
-            if t <= ts:
-                q.clock(ref, t, ts)
-            ts = t
-            if caplen < wirelen:
-                q.cut_short(ref, caplen)
-            # Fast path: the steps of fast_esp, inline (a call per packet costs a third of the speed).
-            if caplen >= need:
-                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
-                if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
-                    if proto == 50:
-                        spi, seq, ports = w0, w1, 0
-                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
-                        spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
-                    else:
-                        spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
-                    if spi:
-                        h = hot_get(spi)
-                        if h is not None and h[5] == dst and seq == h[4] + 1:
-                            h[0] += 1
-                            h[1] += size
-                            h[2] = ts
-                            h[3] = ref
-                            h[4] = seq
-                        elif not self._copy(buf, off, caplen, ts, ref):  # a copy repeats a sequence number
-                            ip = off + 16 + l2
-                            if ports and _ike_without_marker(buf, ip + 28, ip + size):  # for the general decoder
-                                batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
-                                decoded = ref
-                            else:
-                                esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
-                                        buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
-                        off = end
-                        continue
-                else:  # IPv6, or behind VLAN tags
-                    got = more(buf, off + 16, end, etype, caplen < wirelen, ts, ref)
-                    if got:
-                        if got == DECODE:
-                            batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
-                        elif got == COUNTED:  # it keeps its place among the records put in time order
-                            batch.append(Record(ref, ts, MARK, b"", caplen))
-                        decoded = ref
-                        off = end
-                        continue
-            if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
-                batch.append(Record(ref, ts, linktype, buf[off + 16 : end], wirelen))
-            decoded = ref
+            keep(off)
+            if heads is not None:
+                heads.append(buf[off : off + row])
             off = end
+        ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
+        batch: list[Record] = []
+        plan = self._plan(heads, ref, ts) if heads and len(heads) >= BULK_ROWS else None
+        if plan is None:
+            rec, scale, record = self.rec, self.scale, self._record
+            for at in offs:
+                sec, frac, caplen, wirelen = rec(buf, at)
+                ref += 1
+                t = sec + frac * scale
+                if t <= ts:
+                    q.clock(ref, t, ts)
+                ts = t
+                if caplen < wirelen:
+                    q.cut_short(ref, caplen)
+                decoded = record(buf, at, caplen, wirelen, ts, ref, decoded, batch)
+        else:
+            todo, marks, times, caplens, wirelens = plan
+            record = self._record
+            for i, mark in zip(todo, marks):
+                if mark:  # counted by bulk for _more: it keeps its place, as _more's frames do
+                    decoded = ref + 1 + i
+                    batch.append(Record(decoded, times[i], MARK, b"", caplens[i]))
+                else:
+                    decoded = record(buf, offs[i], caplens[i], wirelens[i], times[i], ref + 1 + i, decoded, batch)
+            ref += len(offs)
+            ts = times[-1]
         self.ref, self.decoded = ref, decoded
         if ref != self.base:
             self.last = ts
         return off, batch
+
+    def _plan(self, heads: list, ref: int, ts: float) -> tuple | None:
+        """A chunk counted in bulk (see walk, bulk.settle); None if it is not for bulk."""
+        from ikeflow.sources import bulk
+
+        chunk = bulk.Chunk(bulk.table(heads), self.endian)
+        esp = self.esp
+        if not bulk.classify(chunk, self.linktype, LINK_TYPES[self.linktype], esp.natt_port):
+            return None
+        return bulk.settle(chunk, bulk.pcap_times(chunk, self.scale), ref, ts, self.quality, esp.hot, self.pending,
+                           self.flood)
+
+    def _record(self, buf, off: int, caplen: int, wirelen: int, ts: float, ref: int, decoded: int,
+                batch: list[Record]) -> int:
+        """One record at `off` (its clock and cut already counted): counted as ESP here, or put in `batch`
+        for the decoder, or dropped as a copy.  Returns the last frame not counted inline (`decoded`)."""
+        end = off + 16 + caplen
+        if caplen >= self.need:
+            etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = self.unpack(buf, off + self.ip_at)
+            if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
+                esp, natt = self.esp, self.esp.natt_port
+                if proto == 50:
+                    spi, seq, ports = w0, w1, 0
+                elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
+                    spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
+                else:
+                    spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
+                if spi:
+                    h = esp.hot.get(spi)
+                    if h is not None and h[5] == dst and seq == h[4] + 1:  # fast_esp's steps
+                        h[0] += 1
+                        h[1] += size
+                        h[2] = ts
+                        h[3] = ref
+                        h[4] = seq
+                    elif not self._copy(buf, off, caplen, ts, ref):  # a copy repeats a sequence number
+                        ip = off + 16 + self.l2
+                        if ports and _ike_without_marker(buf, ip + 28, ip + size):  # for the general decoder
+                            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+                            return ref
+                        esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
+                                buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
+                    return decoded
+            else:  # IPv6, or behind VLAN tags
+                got = self._more(buf, off + 16, end, etype, caplen < wirelen, ts, ref)
+                if got:
+                    if got == DECODE:
+                        batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+                    elif got == COUNTED:  # it keeps its place among the records put in time order
+                        batch.append(Record(ref, ts, MARK, b"", caplen))
+                    return ref
+        if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
+            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+        return ref
 
     def _more(self, buf, p: int, end: int, etype: int, cut: bool, ts: float, ref: int) -> int:
         """The ESP that the inline IPv4 path leaves to the decoder, at buf[p:end] (the frame; `etype`: what
@@ -868,7 +935,8 @@ def _start_helper(job: tuple, spool):
     if not sys.executable:
         return None
     home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where ikeflow/ is
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")])))
+    # without site (-S, which costs time) but with this process's path: numpy, for bulk, is in site-packages
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([home, *(p for p in sys.path if p and os.path.isdir(p))]))
     try:
         helper = subprocess.Popen([sys.executable, "-S", "-c", "from ikeflow.sources.capture import _helper; _helper()"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -921,7 +989,7 @@ def _walk_mapped(mm, walker: "_PcapWalker", off: int, stop: int, info: FileInfo)
     every RESIDENT bytes (what the walker does in between depends only on the batches: they stay the same)."""
     begun, done, batch = off, off, []
     while True:
-        new, more = walker.walk(mm, off, len(mm), min(RESIDENT, stop - off, begun + MAPPED_SPAN - off))
+        new, more = walker.walk(mm, off, len(mm), min(walker.span, stop - off, begun + MAPPED_SPAN - off))
         batch += more
         info.bytes_read, info.packets = new, walker.ref - walker.base
         if (new == off or new - begun >= MAPPED_SPAN) and batch:
@@ -1102,125 +1170,116 @@ class _PcapngWalker(_PcapWalker):
         self.bad: str | None = None
         self.at = 0  # where the buffer walked starts in the file
         self.before = (b"", 0, -1, NEVER, -1)  # the frame before: buffer, where, captured length, time, link type
+        self.bulk = False
 
     def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
-        """Blocks starting in buf[off:off+span] that end by n, as _PcapWalker.walk."""
-        esp, q = self.esp, self.quality
-        hot_get = esp.hot.get if esp is not None else None
-        natt = esp.natt_port if esp is not None else 0
+        """Blocks starting in buf[off:off+span] that end by n, as _PcapWalker.walk: each run of packet blocks
+        on one interface is read as a pcap's records are (`_run`)."""
+        esp = self.esp
         if self.pending:
             self.settle(esp.flows)
-        epb = struct.Struct(self.endian + "IIIIIII").unpack_from
-        ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
-        pbuf, pp, plen, pts, plt = self.before
+        epb = struct.Struct(self.endian + "III").unpack_from
         batch: list[Record] = []
         stop = min(n - 11, off + span)
-        iface = current = -1
-        while off < stop:
-            if off + 28 <= n:
-                btype, blen, iface, hi, lo, caplen, wirelen = epb(buf, off)
+        while off < stop and self.bad is None:
+            btype, _, iface = epb(buf, off) if off + 28 <= n else (-1, 0, 0)  # too short for a packet block
+            if btype == 6 or btype == 2:
+                number = iface & 0xFFFF if btype == 2 else iface
+                linktype, scale, tsoff = self.ifaces[number] if number < len(self.ifaces) else (-1, 1e-6, 0.0)
+                self.linktype = linktype
+                self.fast = FAST.get(linktype) if esp is not None else None
+                self.unpack, self.ip_at, self.l2 = _inline(self.fast)
+                self.need = self.l2 + 36
+                new = self._run(buf, off, n, stop, btype, iface, number, scale, tsoff, batch)
+                if new == off:
+                    break
+                off = new
             else:
-                btype = -1
-            if btype != 6 and btype != 2 or iface != current:
-                self.ref, self.decoded, self.before = ref, decoded, (pbuf, pp, plen, pts, plt)
-                self.last = None if ts == NEVER else ts
-                if btype == 6 or btype == 2:  # a packet block on another interface: its settings
-                    current = iface
-                    if btype == 2:
-                        iface &= 0xFFFF
-                    linktype, scale, tsoff = self.ifaces[iface] if iface < len(self.ifaces) else (-1, 1e-6, 0.0)
-                    self.linktype = linktype
-                    fast = FAST.get(linktype) if esp is not None else None
-                    unpack, at, l2 = fast if fast is not None else (None, 0, 1 << 40)
-                    if at is None:  # no ethertype: read the IP header with a fake one in front
-                        unpack, at = (lambda b, o, raw=unpack: (IPV4_ETHERTYPE, *raw(b, o))), 0
-                    at += 28
-                    need = l2 + 36
-                else:
-                    new, record = self._block(buf, off, n)
-                    if new is None:
-                        break
-                    off, current = new, -1
-                    epb = struct.Struct(self.endian + "IIIIIII").unpack_from  # a section header may change it
-                    ref, ts, decoded, (pbuf, pp, plen, pts, plt) = self.ref, self.last, self.decoded, self.before
-                    ts = NEVER if ts is None else ts
-                    if record is not None:
-                        batch.append(record)
-                    continue
+                new, record = self._block(buf, off, n)
+                if new is None:
+                    break
+                off = new
+                epb = struct.Struct(self.endian + "III").unpack_from  # a section header may change it
+                if record is not None:
+                    batch.append(record)
+        return off, batch
+
+    def _run(self, buf, off: int, n: int, stop: int, btype: int, iface: int, number: int, scale: float,
+             tsoff: float, batch: list[Record]) -> int:
+        """The packet blocks of type `btype` from `off` on, while on interface word `iface` (`number`);
+        returns where they end."""
+        epb = struct.Struct(self.endian + "IIIIIII").unpack_from
+        offs: list[int] = []
+        heads: list | None = [] if self.fast is not None and self._bulk() else None
+        keep, row = offs.append, BULK_ROW
+        while off < stop and off + 28 <= n:
+            kind, blen, word, _, _, caplen, _ = epb(buf, off)
+            if kind != btype or word != iface:
+                break
             if blen < 32 or blen % 4 or blen > MAX_RECORD + 64 or caplen > blen - 32:
                 why = f"captured length {caplen} > block" if blen >= 32 and caplen > blen - 32 else f"length {blen}"
                 self.bad = f"corrupt pcapng block at byte {self.at + off} ({why})"
                 break
-            end = off + blen
-            if end > n:
+            if off + blen > n:
                 break
-            ref += 1
-            if iface >= len(self.ifaces):
-                self.unknown, self.unknown_first = self.unknown + 1, self.unknown_first or ref - self.base
-            t = ((hi << 32) | lo) * scale + tsoff
-            if self.first is None:
-                self.first = t
-                if not t:
-                    q.zero_time += 1
-            elif t <= ts:
-                q.clock(ref, t, ts)
-            ts = t
-            if caplen < wirelen:
-                q.cut_short(ref, caplen)
-            p = off + 28
-            # Fast path: the steps of _PcapWalker.walk, inline.
-            if caplen >= need:
-                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
-                if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
-                    if proto == 50:
-                        spi, seq, ports = w0, w1, 0
-                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
-                        spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
-                    else:
-                        spi = 0
-                    if spi:
-                        h = hot_get(spi)
-                        if h is not None and h[5] == dst and seq == h[4] + 1:
-                            h[0] += 1
-                            h[1] += size
-                            h[2] = ts
-                            h[3] = ref
-                            h[4] = seq
-                        else:
-                            self.before = (pbuf, pp, plen, pts, plt)
-                            if not self._copy(buf, off + 12, caplen, ts, ref):
-                                ip = p + l2
-                                if ports and _ike_without_marker(buf, ip + 28, ip + size):
-                                    batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
-                                    decoded = ref
-                                else:
-                                    esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
-                                            buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
-                        pbuf, pp, plen, pts, plt = buf, p, caplen, ts, linktype
-                        off = end
-                        continue
+            keep(off)
+            if heads is not None:
+                heads.append(buf[off + 12 : off + 12 + row])
+            off += blen
+        if not offs:
+            return off
+        q, ref, decoded, linktype = self.quality, self.ref, self.decoded, self.linktype
+        ts = self.last if self.last is not None else NEVER
+        if number >= len(self.ifaces):
+            self.unknown, self.unknown_first = self.unknown + len(offs), self.unknown_first or ref + 1 - self.base
+        if self.first is None:
+            _, _, _, hi, lo, _, _ = epb(buf, offs[0])
+            self.first = ((hi << 32) | lo) * scale + tsoff
+            if not self.first:
+                q.zero_time += 1
+        before, record = self.before, self._record
+        plan = self._plan_run(heads, ref, ts, scale, tsoff) if heads and len(heads) >= BULK_ROWS else None
+        if plan is None:
+            for at in offs:
+                _, _, _, hi, lo, caplen, wirelen = epb(buf, at)
+                ref += 1
+                t = ((hi << 32) | lo) * scale + tsoff
+                if t <= ts:
+                    q.clock(ref, t, ts)
+                ts = t
+                if caplen < wirelen:
+                    q.cut_short(ref, caplen)
+                self.before = before
+                decoded = record(buf, at + 12, caplen, wirelen, ts, ref, decoded, batch)
+                before = (buf, at + 28, caplen, ts, linktype)
+        else:
+            todo, marks, times, caplens, wirelens = plan
+            for i, mark in zip(todo, marks):
+                t, caplen = times[i], caplens[i]
+                if mark:  # counted by bulk for _more: it keeps its place, as _more's frames do
+                    decoded = ref + 1 + i
+                    batch.append(Record(decoded, t, MARK, b"", caplen))
                 else:
-                    self.before = (pbuf, pp, plen, pts, plt)
-                    got = self._more(buf, p, p + caplen, etype, caplen < wirelen, ts, ref)
-                    if got:
-                        if got == DECODE:
-                            batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
-                        elif got == COUNTED:
-                            batch.append(Record(ref, ts, MARK, b"", caplen))
-                        decoded = ref
-                        pbuf, pp, plen, pts, plt = buf, p, caplen, ts, linktype
-                        off = end
-                        continue
-            self.before = (pbuf, pp, plen, pts, plt)
-            if decoded != ref - 1 or not self._copy(buf, off + 12, caplen, ts, ref):
-                batch.append(Record(ref, ts, linktype, buf[p : p + caplen], wirelen))
-            decoded = ref
-            pbuf, pp, plen, pts, plt = buf, p, caplen, ts, linktype
-            off = end
-        self.ref, self.decoded, self.before = ref, decoded, (pbuf, pp, plen, pts, plt)
-        if ref != self.base:
-            self.last = ts
-        return off, batch
+                    if i:
+                        before = (buf, offs[i - 1] + 28, caplens[i - 1], times[i - 1], linktype)
+                    self.before = before
+                    decoded = record(buf, offs[i] + 12, caplen, wirelens[i], t, ref + 1 + i, decoded, batch)
+            ref += len(offs)
+            ts = times[-1]
+            before = (buf, offs[-1] + 28, caplens[-1], ts, linktype)
+        self.ref, self.decoded, self.before, self.last = ref, decoded, before, ts
+        return off
+
+    def _plan_run(self, heads: list, ref: int, ts: float, scale: float, tsoff: float) -> tuple | None:
+        """A run counted in bulk (bulk.settle), or None if it is not for bulk."""
+        from ikeflow.sources import bulk
+
+        chunk = bulk.Chunk(bulk.table(heads), self.endian)
+        esp = self.esp
+        if not bulk.classify(chunk, self.linktype, LINK_TYPES[self.linktype], esp.natt_port):
+            return None
+        times = bulk.pcapng_times(chunk, scale, tsoff)
+        return bulk.settle(chunk, times, ref, ts, self.quality, esp.hot, self.pending, self.flood)
 
     def _block(self, buf, off: int, n: int) -> tuple[int | None, Record | None]:
         """Any block but a packet block at buf[off:]: where the next begins (None: stop here) and the
