@@ -1,25 +1,36 @@
 """Decryption of IKEv1, IKEv2 (SK/SKF) and ESP: pure functions of (bytes, keys), no I/O.
 
-Every primitive comes from `cryptography`. A key that does not verify gives `ok=False` and the
+Every primitive comes from `cryptography`, imported on first use (`_lib`): a read without keys does not
+load it (11 MiB and 30 ms). A key that does not verify gives `ok=False` and the
 reason, never plaintext. Cipher names are one vocabulary (`ENCR`, `INTEG`); the key sources and
 the negotiated SA both map onto it (`encr_from_transform`, `integ_from_transform`, ...).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
+import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, TripleDES
-from cryptography.hazmat.primitives import constant_time, hashes, hmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
-
 if TYPE_CHECKING:
     from ikeflow.keys import EspKey, IkeV2Keys
+
+
+@functools.cache
+def _lib() -> types.SimpleNamespace:
+    """The primitives of `cryptography` this module uses."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, TripleDES
+    from cryptography.hazmat.primitives import constant_time, hashes, hmac
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
+
+    return types.SimpleNamespace(InvalidTag=InvalidTag, CAST5=CAST5, Blowfish=Blowfish, TripleDES=TripleDES,
+                                 constant_time=constant_time, hashes=hashes, hmac=hmac, Cipher=Cipher,
+                                 algorithms=algorithms, modes=modes, AESCCM=AESCCM, ChaCha20Poly1305=ChaCha20Poly1305)
 
 
 @dataclass(frozen=True)
@@ -119,15 +130,16 @@ def _fail(reason: str) -> Opened:
 
 
 def _block_cipher(encr: str, key: bytes):
+    c = _lib()
     if encr == "3des":
-        return TripleDES(key)
+        return c.TripleDES(key)
     if encr == "des":
-        return TripleDES(key * 3)
+        return c.TripleDES(key * 3)
     if encr == "blowfish-cbc":
-        return Blowfish(key)
+        return c.Blowfish(key)
     if encr == "cast5-cbc":
-        return CAST5(key)
-    return algorithms.AES(key)
+        return c.CAST5(key)
+    return c.algorithms.AES(key)
 
 
 def decrypt_raw(encr: str, key: bytes, iv: bytes, data: bytes, aad: bytes = b"", icv: bytes = b"") -> bytes | None:
@@ -137,24 +149,29 @@ def decrypt_raw(encr: str, key: bytes, iv: bytes, data: bytes, aad: bytes = b"",
     if spec.mode == "null":
         return data
     secret, salt = (key[:-spec.salt], key[-spec.salt:]) if spec.salt else (key, b"")
+    c = _lib()
     if spec.mode == "cbc":
-        return Cipher(_block_cipher(encr, secret), modes.CBC(iv)).decryptor().update(data)
+        return c.Cipher(_block_cipher(encr, secret), c.modes.CBC(iv)).decryptor().update(data)
     if spec.mode == "ctr":
-        return Cipher(algorithms.AES(secret), modes.CTR(salt + iv + b"\0\0\0\1")).decryptor().update(data)
+        return c.Cipher(c.algorithms.AES(secret), c.modes.CTR(salt + iv + b"\0\0\0\1")).decryptor().update(data)
     try:
         if spec.mode == "gcm":
-            dec = Cipher(algorithms.AES(secret), modes.GCM(salt + iv, icv, min_tag_length=len(icv))).decryptor()
+            dec = c.Cipher(c.algorithms.AES(secret), c.modes.GCM(salt + iv, icv, min_tag_length=len(icv))).decryptor()
             dec.authenticate_additional_data(aad)
             return dec.update(data) + dec.finalize()
         if spec.mode == "ccm":
-            return AESCCM(secret, tag_length=len(icv)).decrypt(salt + iv, data + icv, aad)
-        return ChaCha20Poly1305(secret).decrypt(salt + iv, data + icv, aad)
-    except InvalidTag:
+            return c.AESCCM(secret, tag_length=len(icv)).decrypt(salt + iv, data + icv, aad)
+        return c.ChaCha20Poly1305(secret).decrypt(salt + iv, data + icv, aad)
+    except c.InvalidTag:
         return None
 
 
-_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
-           "sha512": hashes.SHA512}
+_HASHES = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}  # cryptography's
+
+
+def _hash_of(name: str):
+    """A fresh hash object of `cryptography` for a name of _HASHES."""
+    return getattr(_lib().hashes, _HASHES[name])()
 
 
 def integrity_icv(integ: str, key: bytes, data: bytes) -> bytes:
@@ -162,13 +179,13 @@ def integrity_icv(integ: str, key: bytes, data: bytes) -> bytes:
     algo, size = INTEG[integ]
     if algo is None:
         return b""
-    mac = hmac.HMAC(key, _HASHES[algo]())
+    mac = _lib().hmac.HMAC(key, _hash_of(algo))
     mac.update(data)
     return mac.finalize()[:size]
 
 
 def _mac_ok(integ: str, key: bytes, signed: bytes, icv: bytes) -> bool:
-    return INTEG[integ][0] is None or constant_time.bytes_eq(integrity_icv(integ, key, signed), icv)
+    return INTEG[integ][0] is None or _lib().constant_time.bytes_eq(integrity_icv(integ, key, signed), icv)
 
 
 def open_sk(message: bytes, sk_offset: int, keys: IkeV2Keys, from_initiator: bool, skf: bool = False) -> Opened:
@@ -218,7 +235,7 @@ def open_sk(message: bytes, sk_offset: int, keys: IkeV2Keys, from_initiator: boo
 # ---------------------------------------------------------------- IKEv1 (RFC 2409 appendix B)
 
 def _hash(name: str, *parts: bytes) -> bytes:
-    h = hashes.Hash(_HASHES[name]())
+    h = _lib().hashes.Hash(_hash_of(name))
     for p in parts:
         h.update(p)
     return h.finalize()
@@ -262,7 +279,8 @@ def v1_decrypt(ciphertext: bytes, key: bytes, iv: bytes, cipher: str) -> tuple[b
         raise ValueError(f"{cipher} is not an IKEv1 CBC cipher with a {len(iv)}-octet IV")
     if not ciphertext or len(ciphertext) % spec.block:
         raise ValueError(f"the encrypted data is not a whole number of {spec.block}-octet {cipher} blocks")
-    plain = Cipher(_block_cipher(cipher, key), modes.CBC(iv)).decryptor().update(ciphertext)
+    c = _lib()
+    plain = c.Cipher(_block_cipher(cipher, key), c.modes.CBC(iv)).decryptor().update(ciphertext)
     return plain, ciphertext[-spec.block:]
 
 
