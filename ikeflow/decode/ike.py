@@ -168,11 +168,17 @@ class IkeMessage:
 
     def inner_payload(self, name: str) -> Payload | None:
         """First decrypted payload with this short name, or None."""
-        return next((p for p in self.inner if p.name == name), None)
+        for p in self.inner:
+            if p.name == name:
+                return p
+        return None
 
     def payload(self, name: str) -> Payload | None:
-        """First payload with this short name, or None."""
-        return next((p for p in self.payloads if p.name == name), None)
+        """First payload with this short name, or None (a loop: the model asks several times a message)."""
+        for p in self.payloads:
+            if p.name == name:
+                return p
+        return None
 
     @property
     def encrypted_first(self) -> str | None:
