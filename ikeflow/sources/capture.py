@@ -46,7 +46,8 @@ CUT_KEPT = 4096  # cut frames handed to the decoder that are remembered (to tell
 HOLD = 256  # decoded frames held back from one batch to the next to put them in time order (HOLD_BYTES at most)
 HOLD_BYTES = 1 << 20
 LOOKBACK = 1 << 16  # bytes of the last chunk kept when streaming, for the copy check of the next frame
-BULK_AFTER = int(os.environ.get("IKEFLOW_BULK_AFTER", 1 << 16))  # frames of a capture read one by one before bulk
+BULK_AFTER = int(os.environ.get("IKEFLOW_BULK_AFTER", 1 << 17))  # frames of a capture read one by one before bulk
+NO_BULK = 1 << 62  # (bulk_from) never: a two-core read, whose tree of processes would pass 100 MiB with numpy in it
 BULK_ROWS = int(os.environ.get("IKEFLOW_BULK_ROWS", 256))  # a chunk of fewer records is read one by one
 BULK_SPAN = 4 << 20  # bytes of a mapped file walked at a time in bulk
 BULK_ROW = 120  # bytes of each record that bulk looks at (bulk.ROW)
@@ -549,6 +550,7 @@ class _PcapWalker:
         self.pending: dict[int, list[tuple]] = {}  # flow key -> esp.add arguments held back (see _more)
         self.flood = 0  # the frame from which there were too many flows pending: the decoder counts the newer flows
         self.bulk = False  # chunks go to sources.bulk (see walk)
+        self.bulk_from = BULK_AFTER  # frames read one by one before
 
     @property
     def span(self) -> int:
@@ -557,7 +559,7 @@ class _PcapWalker:
 
     def _bulk(self) -> bool:
         """Whether chunks go to bulk: past BULK_AFTER frames, with an ESP table and numpy."""
-        if not self.bulk and self.esp is not None and self.ref - self.base >= BULK_AFTER:
+        if not self.bulk and self.esp is not None and self.ref - self.base >= self.bulk_from:
             self.bulk = _numpy()
         return self.bulk
 
@@ -577,49 +579,58 @@ class _PcapWalker:
             self.first = sec + frac * self.scale
             if not self.first:
                 q.zero_time += 1
-        offs: list[int] = []
-        heads: list | None = [] if self.fast is not None and self._bulk() else None
-        caplen_at, keep, row = self.caplen, offs.append, BULK_ROW
-        while off < stop:
-            end = off + 16 + caplen_at(buf, off)[0]
-            if end > n:
-                if end - off - 16 > MAX_RECORD:
-                    self.corrupt = off
-                break
-            keep(off)
-            if heads is not None:
-                heads.append(buf[off : off + row])
-            off = end
         ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
-        plan = self._plan(heads, ref, ts) if heads and len(heads) >= BULK_ROWS else None
-        if plan is None:
-            rec, scale, record = self.rec, self.scale, self._record
-            for at in offs:
-                sec, frac, caplen, wirelen = rec(buf, at)
-                ref += 1
-                t = sec + frac * scale
-                if t <= ts:
-                    q.clock(ref, t, ts)
-                ts = t
-                if caplen < wirelen:
-                    q.cut_short(ref, caplen)
-                decoded = record(buf, at, caplen, wirelen, ts, ref, decoded, batch)
-        else:
-            todo, marks, times, caplens, wirelens = plan
-            record = self._record
-            for i, mark in zip(todo, marks):
-                if mark:  # counted by bulk for _more: it keeps its place, as _more's frames do
-                    decoded = ref + 1 + i
-                    batch.append(Record(decoded, times[i], MARK, b"", caplens[i]))
-                else:
-                    decoded = record(buf, offs[i], caplens[i], wirelens[i], times[i], ref + 1 + i, decoded, batch)
-            ref += len(offs)
-            ts = times[-1]
+        if self.fast is not None and self._bulk():
+            offs, heads, end = self._chunk(buf, off, n, stop)
+            plan = self._plan(heads, ref, ts) if len(heads) >= BULK_ROWS else None
+            if plan is not None:
+                todo, marks, times, caplens, wirelens = plan
+                record = self._record
+                for i, mark in zip(todo, marks):
+                    if mark:  # counted by bulk for _more: it keeps its place, as _more's frames do
+                        decoded = ref + 1 + i
+                        batch.append(Record(decoded, times[i], MARK, b"", caplens[i]))
+                    else:
+                        decoded = record(buf, offs[i], caplens[i], wirelens[i], times[i], ref + 1 + i, decoded, batch)
+                self.ref, self.decoded, self.last = ref + len(offs), decoded, times[-1]
+                return end, batch
+        rec, scale, record = self.rec, self.scale, self._record  # one by one
+        while off < stop:
+            sec, frac, caplen, wirelen = rec(buf, off)
+            end = off + 16 + caplen
+            if end > n:
+                if caplen > MAX_RECORD:
+                    self.corrupt = off
+                break
+            ref += 1
+            t = sec + frac * scale
+            if t <= ts:
+                q.clock(ref, t, ts)
+            ts = t
+            if caplen < wirelen:
+                q.cut_short(ref, caplen)
+            decoded = record(buf, off, caplen, wirelen, ts, ref, decoded, batch)
+            off = end
         self.ref, self.decoded = ref, decoded
         if ref != self.base:
             self.last = ts
         return off, batch
+
+    def _chunk(self, buf, off: int, n: int, stop: int) -> tuple[list[int], list, int]:
+        """For bulk: where the records starting in buf[off:stop] that end by n start, their first BULK_ROW
+        bytes, and where they end (a corrupt record header is left to the one-by-one loop)."""
+        offs: list[int] = []
+        heads: list = []
+        caplen_at, keep, head, row = self.caplen, offs.append, heads.append, BULK_ROW
+        while off < stop:
+            end = off + 16 + caplen_at(buf, off)[0]
+            if end > n:
+                break
+            keep(off)
+            head(buf[off : off + row])
+            off = end
+        return offs, heads, off
 
     def _plan(self, heads: list, ref: int, ts: float) -> tuple | None:
         """A chunk counted in bulk (see walk, bulk.settle); None if it is not for bulk."""
@@ -886,8 +897,10 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
 
     spool = tempfile.TemporaryFile()
     helper = _start_helper((*job, esp.fresh(), spool.fileno()), spool)
+    bulk_from, walker.bulk_from = walker.bulk_from, NO_BULK  # numpy in both would break the memory bound
     try:
         yield from walk(mm, walker, walker.start, split, info)
+        walker.bulk_from = bulk_from  # if it reads on past `split` itself
         if helper is None or not walker.intact(job[-1]):
             return False
         try:
@@ -935,8 +948,7 @@ def _start_helper(job: tuple, spool):
     if not sys.executable:
         return None
     home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where ikeflow/ is
-    # without site (-S, which costs time) but with this process's path: numpy, for bulk, is in site-packages
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([home, *(p for p in sys.path if p and os.path.isdir(p))]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")])))
     try:
         helper = subprocess.Popen([sys.executable, "-S", "-c", "from ikeflow.sources.capture import _helper; _helper()"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -970,6 +982,7 @@ def _helper() -> None:
             walker, walk = _PcapWalker(*head, file_index, esp, Quality(), 24, firsts), _walk_mapped
         else:
             walker, walk = _PcapngWalker(file_index, esp, info, head, firsts), _walk_pcapng
+        walker.bulk_from = NO_BULK
         with os.fdopen(spool, "wb") as out:
             for batch in walk(mm, walker, split, len(mm), info):
                 pickle.dump([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], out,
@@ -1036,7 +1049,7 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 0)
     buf, off, consumed = b"", 0, 24  # consumed: where buf starts in the file
     while walker.corrupt is None:
-        chunk = stream.read(CHUNK)
+        chunk = stream.read(walker.span // 2)  # more at a time in bulk
         if not chunk:
             break
         info.bytes_read += len(chunk)
@@ -1168,9 +1181,9 @@ class _PcapngWalker(_PcapWalker):
         self.linktype = -1
         self.unknown = self.unknown_first = 0  # packet blocks on an interface never described, the first's frame
         self.bad: str | None = None
+        self.bulk, self.bulk_from = False, BULK_AFTER
         self.at = 0  # where the buffer walked starts in the file
         self.before = (b"", 0, -1, NEVER, -1)  # the frame before: buffer, where, captured length, time, link type
-        self.bulk = False
 
     def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
         """Blocks starting in buf[off:off+span] that end by n, as _PcapWalker.walk: each run of packet blocks
