@@ -46,11 +46,6 @@ CUT_KEPT = 4096  # cut frames handed to the decoder that are remembered (to tell
 HOLD = 256  # decoded frames held back from one batch to the next to put them in time order (HOLD_BYTES at most)
 HOLD_BYTES = 1 << 20
 LOOKBACK = 1 << 16  # bytes of the last chunk kept when streaming, for the copy check of the next frame
-BULK_AFTER = int(os.environ.get("IKEFLOW_BULK_AFTER", 1 << 17))  # frames of a capture read one by one before bulk
-NO_BULK = 1 << 62  # (bulk_from) never: a two-core read, whose tree of processes would pass 100 MiB with numpy in it
-BULK_ROWS = int(os.environ.get("IKEFLOW_BULK_ROWS", 256))  # a chunk of fewer records is read one by one
-BULK_SPAN = 4 << 20  # bytes of a mapped file walked at a time in bulk
-BULK_ROW = 120  # bytes of each record that bulk looks at (bulk.ROW)
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -519,15 +514,6 @@ def _inline(fast) -> tuple:
     return unpack, at + 16, l2
 
 
-def _numpy() -> bool:
-    """numpy, which bulk needs, can be imported."""
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class _PcapWalker:
     """The hot loop over classic pcap records, shared by the mapped and the streamed reader.
 
@@ -549,27 +535,14 @@ class _PcapWalker:
         self.firsts = firsts
         self.pending: dict[int, list[tuple]] = {}  # flow key -> esp.add arguments held back (see _more)
         self.flood = 0  # the frame from which there were too many flows pending: the decoder counts the newer flows
-        self.bulk = False  # chunks go to sources.bulk (see walk)
-        self.bulk_from = BULK_AFTER  # frames read one by one before
-
-    @property
-    def span(self) -> int:
-        """Bytes of a mapped file to walk at a time: more in bulk, where a chunk's cost is mostly per flow."""
-        return BULK_SPAN if self._bulk() else RESIDENT
-
-    def _bulk(self) -> bool:
-        """Whether chunks go to bulk: past BULK_AFTER frames, with an ESP table and numpy."""
-        if not self.bulk and self.esp is not None and self.ref - self.base >= self.bulk_from:
-            self.bulk = _numpy()
-        return self.bulk
 
     def walk(self, buf, off: int, n: int, span: int) -> tuple[int, list[Record]]:
         """Records starting in buf[off:off+span] that end by n; returns where it stopped and the
         records for the general decoder.  Stops early at a record cut short by the end of buf.
 
-        Past BULK_AFTER frames of a capture with an inline ESP path, whole chunks go to `sources.bulk`,
-        which counts the in-sequence packets of known flows at once; the other records, and all records
-        before, go through `_record` one by one."""
+        The next in-sequence packet of a known plain IPv4 ESP flow, most of a gateway's traffic, is
+        counted right in the loop (a call per packet would cost a third of the speed); every other
+        record goes through `_record`."""
         q, esp = self.quality, self.esp
         if self.pending:
             self.settle(esp.flows)
@@ -581,21 +554,9 @@ class _PcapWalker:
                 q.zero_time += 1
         ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
-        if self.fast is not None and self._bulk():
-            offs, heads, end = self._chunk(buf, off, n, stop)
-            plan = self._plan(heads, ref, ts) if len(heads) >= BULK_ROWS else None
-            if plan is not None:
-                todo, marks, times, caplens, wirelens = plan
-                record = self._record
-                for i, mark in zip(todo, marks):
-                    if mark:  # counted by bulk for _more: it keeps its place, as _more's frames do
-                        decoded = ref + 1 + i
-                        batch.append(Record(decoded, times[i], MARK, b"", caplens[i]))
-                    else:
-                        decoded = record(buf, offs[i], caplens[i], wirelens[i], times[i], ref + 1 + i, decoded, batch)
-                self.ref, self.decoded, self.last = ref + len(offs), decoded, times[-1]
-                return end, batch
-        rec, scale, record = self.rec, self.scale, self._record  # one by one
+        rec, scale, record = self.rec, self.scale, self._record
+        unpack, at, need = self.unpack, self.ip_at, self.need
+        hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop:
             sec, frac, caplen, wirelen = rec(buf, off)
             end = off + 16 + caplen
@@ -610,38 +571,29 @@ class _PcapWalker:
             ts = t
             if caplen < wirelen:
                 q.cut_short(ref, caplen)
+            if caplen >= need:  # the next in-sequence packet of a known plain IPv4 flow: _record's first case
+                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
+                if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
+                    if proto == 50:
+                        spi, seq = w0, w1
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
+                        spi, seq = w2, w3
+                    else:
+                        spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
+                    if spi and (h := hot_get(spi)) is not None and h[5] == dst and seq == h[4] + 1:
+                        h[0] += 1
+                        h[1] += size
+                        h[2] = ts
+                        h[3] = ref
+                        h[4] = seq
+                        off = end
+                        continue
             decoded = record(buf, off, caplen, wirelen, ts, ref, decoded, batch)
             off = end
         self.ref, self.decoded = ref, decoded
         if ref != self.base:
             self.last = ts
         return off, batch
-
-    def _chunk(self, buf, off: int, n: int, stop: int) -> tuple[list[int], list, int]:
-        """For bulk: where the records starting in buf[off:stop] that end by n start, their first BULK_ROW
-        bytes, and where they end (a corrupt record header is left to the one-by-one loop)."""
-        offs: list[int] = []
-        heads: list = []
-        caplen_at, keep, head, row = self.caplen, offs.append, heads.append, BULK_ROW
-        while off < stop:
-            end = off + 16 + caplen_at(buf, off)[0]
-            if end > n:
-                break
-            keep(off)
-            head(buf[off : off + row])
-            off = end
-        return offs, heads, off
-
-    def _plan(self, heads: list, ref: int, ts: float) -> tuple | None:
-        """A chunk counted in bulk (see walk, bulk.settle); None if it is not for bulk."""
-        from ikeflow.sources import bulk
-
-        chunk = bulk.Chunk(bulk.table(heads), self.endian)
-        esp = self.esp
-        if not bulk.classify(chunk, self.linktype, LINK_TYPES[self.linktype], esp.natt_port):
-            return None
-        return bulk.settle(chunk, bulk.pcap_times(chunk, self.scale), ref, ts, self.quality, esp.hot, self.pending,
-                           self.flood)
 
     def _record(self, buf, off: int, caplen: int, wirelen: int, ts: float, ref: int, decoded: int,
                 batch: list[Record]) -> int:
@@ -897,10 +849,8 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
 
     spool = tempfile.TemporaryFile()
     helper = _start_helper((*job, esp.fresh(), spool.fileno()), spool)
-    bulk_from, walker.bulk_from = walker.bulk_from, NO_BULK  # numpy in both would break the memory bound
     try:
         yield from walk(mm, walker, walker.start, split, info)
-        walker.bulk_from = bulk_from  # if it reads on past `split` itself
         if helper is None or not walker.intact(job[-1]):
             return False
         try:
@@ -982,7 +932,6 @@ def _helper() -> None:
             walker, walk = _PcapWalker(*head, file_index, esp, Quality(), 24, firsts), _walk_mapped
         else:
             walker, walk = _PcapngWalker(file_index, esp, info, head, firsts), _walk_pcapng
-        walker.bulk_from = NO_BULK
         with os.fdopen(spool, "wb") as out:
             for batch in walk(mm, walker, split, len(mm), info):
                 pickle.dump([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], out,
@@ -1002,7 +951,7 @@ def _walk_mapped(mm, walker: "_PcapWalker", off: int, stop: int, info: FileInfo)
     every RESIDENT bytes (what the walker does in between depends only on the batches: they stay the same)."""
     begun, done, batch = off, off, []
     while True:
-        new, more = walker.walk(mm, off, len(mm), min(walker.span, stop - off, begun + MAPPED_SPAN - off))
+        new, more = walker.walk(mm, off, len(mm), min(RESIDENT, stop - off, begun + MAPPED_SPAN - off))
         batch += more
         info.bytes_read, info.packets = new, walker.ref - walker.base
         if (new == off or new - begun >= MAPPED_SPAN) and batch:
@@ -1049,7 +998,7 @@ def _scan_pcap(stream, endian, scale, file_index, info, esp) -> Iterator[list[Re
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 0)
     buf, off, consumed = b"", 0, 24  # consumed: where buf starts in the file
     while walker.corrupt is None:
-        chunk = stream.read(walker.span // 2)  # more at a time in bulk
+        chunk = stream.read(CHUNK)
         if not chunk:
             break
         info.bytes_read += len(chunk)
@@ -1181,7 +1130,6 @@ class _PcapngWalker(_PcapWalker):
         self.linktype = -1
         self.unknown = self.unknown_first = 0  # packet blocks on an interface never described, the first's frame
         self.bad: str | None = None
-        self.bulk, self.bulk_from = False, BULK_AFTER
         self.at = 0  # where the buffer walked starts in the file
         self.before = (b"", 0, -1, NEVER, -1)  # the frame before: buffer, where, captured length, time, link type
 
@@ -1219,80 +1167,65 @@ class _PcapngWalker(_PcapWalker):
 
     def _run(self, buf, off: int, n: int, stop: int, btype: int, iface: int, number: int, scale: float,
              tsoff: float, batch: list[Record]) -> int:
-        """The packet blocks of type `btype` from `off` on, while on interface word `iface` (`number`);
-        returns where they end."""
+        """The packet blocks of type `btype` from `off` on, while on interface word `iface` (`number`), read as
+        _PcapWalker.walk reads records; returns where they end."""
         epb = struct.Struct(self.endian + "IIIIIII").unpack_from
-        offs: list[int] = []
-        heads: list | None = [] if self.fast is not None and self._bulk() else None
-        keep, row = offs.append, BULK_ROW
+        q, ref, decoded, linktype, record = self.quality, self.ref, self.decoded, self.linktype, self._record
+        ts = self.last if self.last is not None else NEVER
+        before, unknown = self.before, number >= len(self.ifaces)
+        unpack, ip_at, need = self.unpack, self.ip_at + 12, self.need
+        esp = self.esp
+        hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop and off + 28 <= n:
-            kind, blen, word, _, _, caplen, _ = epb(buf, off)
+            kind, blen, word, hi, lo, caplen, wirelen = epb(buf, off)
             if kind != btype or word != iface:
                 break
             if blen < 32 or blen % 4 or blen > MAX_RECORD + 64 or caplen > blen - 32:
                 why = f"captured length {caplen} > block" if blen >= 32 and caplen > blen - 32 else f"length {blen}"
                 self.bad = f"corrupt pcapng block at byte {self.at + off} ({why})"
                 break
-            if off + blen > n:
+            end = off + blen
+            if end > n:
                 break
-            keep(off)
-            if heads is not None:
-                heads.append(buf[off + 12 : off + 12 + row])
-            off += blen
-        if not offs:
-            return off
-        q, ref, decoded, linktype = self.quality, self.ref, self.decoded, self.linktype
-        ts = self.last if self.last is not None else NEVER
-        if number >= len(self.ifaces):
-            self.unknown, self.unknown_first = self.unknown + len(offs), self.unknown_first or ref + 1 - self.base
-        if self.first is None:
-            _, _, _, hi, lo, _, _ = epb(buf, offs[0])
-            self.first = ((hi << 32) | lo) * scale + tsoff
-            if not self.first:
-                q.zero_time += 1
-        before, record = self.before, self._record
-        plan = self._plan_run(heads, ref, ts, scale, tsoff) if heads and len(heads) >= BULK_ROWS else None
-        if plan is None:
-            for at in offs:
-                _, _, _, hi, lo, caplen, wirelen = epb(buf, at)
-                ref += 1
-                t = ((hi << 32) | lo) * scale + tsoff
-                if t <= ts:
-                    q.clock(ref, t, ts)
-                ts = t
-                if caplen < wirelen:
-                    q.cut_short(ref, caplen)
-                self.before = before
-                decoded = record(buf, at + 12, caplen, wirelen, ts, ref, decoded, batch)
-                before = (buf, at + 28, caplen, ts, linktype)
-        else:
-            todo, marks, times, caplens, wirelens = plan
-            for i, mark in zip(todo, marks):
-                t, caplen = times[i], caplens[i]
-                if mark:  # counted by bulk for _more: it keeps its place, as _more's frames do
-                    decoded = ref + 1 + i
-                    batch.append(Record(decoded, t, MARK, b"", caplen))
-                else:
-                    if i:
-                        before = (buf, offs[i - 1] + 28, caplens[i - 1], times[i - 1], linktype)
-                    self.before = before
-                    decoded = record(buf, offs[i] + 12, caplen, wirelens[i], t, ref + 1 + i, decoded, batch)
-            ref += len(offs)
-            ts = times[-1]
-            before = (buf, offs[-1] + 28, caplens[-1], ts, linktype)
-        self.ref, self.decoded, self.before, self.last = ref, decoded, before, ts
+            ref += 1
+            if unknown:
+                self.unknown, self.unknown_first = self.unknown + 1, self.unknown_first or ref - self.base
+            t = ((hi << 32) | lo) * scale + tsoff
+            if self.first is None:
+                self.first = t
+                if not t:
+                    q.zero_time += 1
+            elif t <= ts:
+                q.clock(ref, t, ts)
+            ts = t
+            if caplen < wirelen:
+                q.cut_short(ref, caplen)
+            if caplen >= need:  # as in _PcapWalker.walk: the next in-sequence packet of a known IPv4 flow
+                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + ip_at)
+                if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
+                    if proto == 50:
+                        spi, seq = w0, w1
+                    elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
+                        spi, seq = w2, w3
+                    else:
+                        spi = 0
+                    if spi and (h := hot_get(spi)) is not None and h[5] == dst and seq == h[4] + 1:
+                        h[0] += 1
+                        h[1] += size
+                        h[2] = ts
+                        h[3] = ref
+                        h[4] = seq
+                        before = (buf, off + 28, caplen, ts, linktype)
+                        off = end
+                        continue
+            self.before = before
+            decoded = record(buf, off + 12, caplen, wirelen, ts, ref, decoded, batch)
+            before = (buf, off + 28, caplen, ts, linktype)
+            off = end
+        self.ref, self.decoded, self.before = ref, decoded, before
+        if ref != self.base:
+            self.last = ts
         return off
-
-    def _plan_run(self, heads: list, ref: int, ts: float, scale: float, tsoff: float) -> tuple | None:
-        """A run counted in bulk (bulk.settle), or None if it is not for bulk."""
-        from ikeflow.sources import bulk
-
-        chunk = bulk.Chunk(bulk.table(heads), self.endian)
-        esp = self.esp
-        if not bulk.classify(chunk, self.linktype, LINK_TYPES[self.linktype], esp.natt_port):
-            return None
-        times = bulk.pcapng_times(chunk, scale, tsoff)
-        return bulk.settle(chunk, times, ref, ts, self.quality, esp.hot, self.pending, self.flood)
 
     def _block(self, buf, off: int, n: int) -> tuple[int | None, Record | None]:
         """Any block but a packet block at buf[off:]: where the next begins (None: stop here) and the
