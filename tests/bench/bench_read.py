@@ -38,6 +38,7 @@ This is a measurement, not a test: it never fails on a missed target
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -118,6 +119,9 @@ def ikeflow_cmd(override: str | None) -> list[str]:
     if override:
         return shlex.split(override)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parents[1]), os.environ.get("PYTHONPATH")]))
+    # its bytecode written first, as an installed package has it: with PYTHONDONTWRITEBYTECODE set (as on the
+    # project's build machine) each run would compile every module edited since, 0.1-0.3 s a run
+    compileall.compile_dir(str(HERE.parents[1] / "ikeflow"), quiet=1)
     return [sys.executable, "-m", "ikeflow"]
 
 
