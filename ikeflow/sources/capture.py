@@ -554,7 +554,7 @@ class _PcapWalker:
                 q.zero_time += 1
         ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
-        rec, scale, record = self.rec, self.scale, self._record
+        rec, scale, record, beyond = self.rec, self.scale, self._record, self._beyond
         unpack, at, need = self.unpack, self.ip_at, self.need
         hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop:
@@ -588,6 +588,10 @@ class _PcapWalker:
                         h[4] = seq
                         off = end
                         continue
+                else:  # IPv6, or behind VLAN tags: read once
+                    decoded = beyond(buf, off, caplen, wirelen, etype, ts, ref, decoded, batch)
+                    off = end
+                    continue
             decoded = record(buf, off, caplen, wirelen, ts, ref, decoded, batch)
             off = end
         self.ref, self.decoded = ref, decoded
@@ -626,15 +630,24 @@ class _PcapWalker:
                         esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
                                 buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
                     return decoded
-            else:  # IPv6, or behind VLAN tags
-                got = self._more(buf, off + 16, end, etype, caplen < wirelen, ts, ref)
-                if got:
-                    if got == DECODE:
-                        batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
-                    elif got == COUNTED:  # it keeps its place among the records put in time order
-                        batch.append(Record(ref, ts, MARK, b"", caplen))
-                    return ref
+            else:
+                return self._beyond(buf, off, caplen, wirelen, etype, ts, ref, decoded, batch)
         if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
+            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+        return ref
+
+    def _beyond(self, buf, off: int, caplen: int, wirelen: int, etype: int, ts: float, ref: int, decoded: int,
+                batch: list[Record]) -> int:
+        """`_record` for a frame that is not plain IPv4 where the inline path looks (`etype`): IPv6, or behind
+        VLAN tags (`_more`), else for the decoder."""
+        end = off + 16 + caplen
+        got = self._more(buf, off + 16, end, etype, caplen < wirelen, ts, ref)
+        if got:
+            if got == DECODE:
+                batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+            elif got == COUNTED:  # it keeps its place among the records put in time order
+                batch.append(Record(ref, ts, MARK, b"", caplen))
+        elif decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
             batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
         return ref
 
@@ -1218,6 +1231,12 @@ class _PcapngWalker(_PcapWalker):
                         before = (buf, off + 28, caplen, ts, linktype)
                         off = end
                         continue
+                else:  # IPv6, or behind VLAN tags: read once
+                    self.before = before
+                    decoded = self._beyond(buf, off + 12, caplen, wirelen, etype, ts, ref, decoded, batch)
+                    before = (buf, off + 28, caplen, ts, linktype)
+                    off = end
+                    continue
             self.before = before
             decoded = record(buf, off + 12, caplen, wirelen, ts, ref, decoded, batch)
             before = (buf, off + 28, caplen, ts, linktype)
