@@ -210,8 +210,6 @@ class Analyzer:
             self._link_redirect(msg, pkt.src, pkt.dst)
         if self.listeners:
             self._emit(MessageSeen(sa, seen))
-        for p in msg.payloads:  # every listener has seen the raw bodies; what stays of them is decoded (`info`)
-            p.body = b""
 
     def _new_sa(self, key: tuple[int, bytes], pkt: pk.Packet, ts: float) -> bool:
         """Keep a new IKE SA in `sas` and its peer pair's list, unless a cap says no."""
