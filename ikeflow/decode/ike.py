@@ -146,7 +146,10 @@ class IkeMessage:
     def encrypted(self) -> bool:
         """IKEv1 E flag; IKEv2: an SK or SKF payload is present."""
         if self.version == 2:
-            return any(p.type in (46, 53) for p in self.payloads)
+            for p in self.payloads:  # a loop: asked several times a message
+                if p.type == 46 or p.type == 53:
+                    return True
+            return False
         return bool(self.flags & FLAG_ENCRYPTION)
 
     @property

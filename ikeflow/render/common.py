@@ -85,8 +85,10 @@ def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
     every IKE message, and building a dict to encode costs twice as much."""
     msg = m.msg
     file, number = split_ref(m.ref)
-    names = _text(tuple(p.name for p in msg.payloads)) if msg.payloads else "[]"
-    notify = ",".join(f'{{"type":{t},"name":{_text(n)}}}' for t, n in msg.notifies)
+    payloads = msg.payloads
+    names = _text(tuple([p.name for p in payloads])) if payloads else "[]"
+    types = ",".join([str(p.type) for p in payloads])
+    notify = ",".join([f'{{"type":{t},"name":{_text(n)}}}' for t, n in msg.notifies])
     fragments = ",".join(compact(frame(r)) for r in m.fragments)
     return (
         f'{{"frame":{number},"time":{m.time!r},"src":"{ip(m.src)}","dst":"{ip(m.dst)}",'
@@ -97,7 +99,7 @@ def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
         f'"encrypted":{_BOOL[msg.encrypted]},"commit":{_BOOL[msg.commit]}}},'
         f'"label":{_text(m.label)},"sender":"{"initiator" if m.sender == "I" else "responder"}",'
         f'"request":{_BOOL[m.request]},"size":{m.size},"payloads":{names},'
-        f'"payload_types":[{",".join(str(p.type) for p in msg.payloads)}],"notify":[{notify}],'
+        f'"payload_types":[{types}],"notify":[{notify}],'
         f'"retransmission":{_BOOL[m.retransmission]},"retry":{_text(m.retry)},'
         f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)},"encrypted_first":{_text(msg.encrypted_first)}'
         + (f',"file":{file}}}' if several else "}")
