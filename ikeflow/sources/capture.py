@@ -523,8 +523,7 @@ class _PcapWalker:
     def __init__(self, endian: str, scale: float, linktype: int, file_index: int, esp: EspTable | None,
                  quality: Quality, start: int, firsts: set[int] | None = None):
         self.rec = struct.Struct(endian + "IIII").unpack_from
-        self.caplen = struct.Struct(endian + "8xI").unpack_from
-        self.endian, self.scale, self.linktype, self.esp = endian, scale, linktype, esp
+        self.scale, self.linktype, self.esp = scale, linktype, esp
         self.quality, self.start = quality, start
         self.base = self.ref = self.decoded = frame_ref(file_index, 0)  # decoded: the last frame not counted inline
         self.first = self.last = None
