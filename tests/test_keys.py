@@ -266,6 +266,17 @@ def _inner_types(capture: Path, ring: KeyRing) -> dict[int, list[int]]:
     return out
 
 
+def _lab_ring(scenario: str) -> KeyRing:
+    """The keys of a lab scenario's daemon logs (a log without usable keys is passed over)."""
+    ring = KeyRing()
+    for log in LAB.glob(f"{scenario}.*.keys.log"):
+        try:
+            ring.update(load_keys([str(log)]))
+        except KeySourceError:
+            continue
+    return ring
+
+
 def test_lab_ikev2_with_charon_keys_agrees_with_tshark(tmp_path):
     """For every strongSwan IKEv2 lab scenario: keys from both daemons' logs, algorithms from the negotiation,
     exported as Wireshark tables; tshark decrypts the inside capture with them and shows the same inner payload
@@ -276,12 +287,7 @@ def test_lab_ikev2_with_charon_keys_agrees_with_tshark(tmp_path):
         pytest.skip("no lab keys logs in pcaps/lab")
     compared = 0
     for scenario in scenarios:
-        ring = KeyRing()
-        for log in LAB.glob(f"{scenario}.*.keys.log"):
-            try:
-                ring.update(load_keys([str(log)]))
-            except KeySourceError:
-                continue
+        ring = _lab_ring(scenario)
         capture = LAB / f"{scenario}.inside.pcap"
         if not ring or not capture.exists():
             continue
@@ -308,12 +314,7 @@ def test_lab_ikev1_with_charon_keys():
     from tests.test_decrypt import _open_ikev1
     opened = 0
     for scenario in [s for s in _lab_scenarios() if s.startswith("ikev1")]:
-        ring = KeyRing()
-        for log in LAB.glob(f"{scenario}.*.keys.log"):
-            try:
-                ring.update(load_keys([str(log)]))
-            except KeySourceError:
-                continue
+        ring = _lab_ring(scenario)
         capture = LAB / f"{scenario}.inside.pcap"
         if ring.counts["ikev1"] and capture.exists():
             result = _open_ikev1(capture, ring)
