@@ -540,8 +540,8 @@ class _PcapWalker:
         records for the general decoder.  Stops early at a record cut short by the end of buf.
 
         The next in-sequence packet of a known plain IPv4 ESP flow, most of a gateway's traffic, is
-        counted right in the loop (a call per packet would cost a third of the speed); every other
-        record goes through `_record`."""
+        counted right in the loop (a call per packet would cost a third of the speed); other plain IPv4
+        ESP goes to `_esp_v4`, IPv6 and tagged frames to `_beyond`, the rest to `_general`."""
         q, esp = self.quality, self.esp
         if self.pending:
             self.settle(esp.flows)
@@ -553,7 +553,7 @@ class _PcapWalker:
                 q.zero_time += 1
         ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
-        rec, scale, record, beyond = self.rec, self.scale, self._record, self._beyond
+        rec, scale, esp_v4, beyond, general = self.rec, self.scale, self._esp_v4, self._beyond, self._general
         unpack, at, need = self.unpack, self.ip_at, self.need
         hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop:
@@ -570,13 +570,13 @@ class _PcapWalker:
             ts = t
             if caplen < wirelen:
                 q.cut_short(ref, caplen)
-            if caplen >= need:  # the next in-sequence packet of a known plain IPv4 flow: _record's first case
+            if caplen >= need:
                 etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + at)
                 if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
-                        spi, seq = w0, w1
+                        spi, seq, ports = w0, w1, 0
                     elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
-                        spi, seq = w2, w3
+                        spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
                     else:
                         spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
                     if spi and (h := hot_get(spi)) is not None and h[5] == dst and seq == h[4] + 1:
@@ -587,67 +587,52 @@ class _PcapWalker:
                         h[4] = seq
                         off = end
                         continue
-                else:  # IPv6, or behind VLAN tags: read once
+                    decoded = (esp_v4(buf, off, caplen, wirelen, ts, ref, decoded, batch, dst, spi, seq, ports, size)
+                               if spi else general(buf, off, caplen, wirelen, ts, ref, decoded, batch))
+                else:  # IPv6, or behind VLAN tags
                     decoded = beyond(buf, off, caplen, wirelen, etype, ts, ref, decoded, batch)
-                    off = end
-                    continue
-            decoded = record(buf, off, caplen, wirelen, ts, ref, decoded, batch)
+            else:
+                decoded = general(buf, off, caplen, wirelen, ts, ref, decoded, batch)
             off = end
         self.ref, self.decoded = ref, decoded
         if ref != self.base:
             self.last = ts
         return off, batch
 
-    def _record(self, buf, off: int, caplen: int, wirelen: int, ts: float, ref: int, decoded: int,
-                batch: list[Record]) -> int:
-        """One record at `off` (its clock and cut already counted): counted as ESP here, or put in `batch`
-        for the decoder, or dropped as a copy.  Returns the last frame not counted inline (`decoded`)."""
-        end = off + 16 + caplen
-        if caplen >= self.need:
-            etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = self.unpack(buf, off + self.ip_at)
-            if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
-                esp, natt = self.esp, self.esp.natt_port
-                if proto == 50:
-                    spi, seq, ports = w0, w1, 0
-                elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
-                    spi, seq, ports = w2, w3, w0  # (a UDP length that holds SPI and sequence, as the decoder asks)
-                else:
-                    spi = 0  # SPI 0 is reserved (RFC 4303 2.1): not ESP
-                if spi:
-                    h = esp.hot.get(spi)
-                    if h is not None and h[5] == dst and seq == h[4] + 1:  # fast_esp's steps
-                        h[0] += 1
-                        h[1] += size
-                        h[2] = ts
-                        h[3] = ref
-                        h[4] = seq
-                    elif not self._copy(buf, off, caplen, ts, ref):  # a copy repeats a sequence number
-                        ip = off + 16 + self.l2
-                        if ports and _ike_without_marker(buf, ip + 28, ip + size):  # for the general decoder
-                            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
-                            return ref
-                        esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
-                                buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
-                    return decoded
-            else:
-                return self._beyond(buf, off, caplen, wirelen, etype, ts, ref, decoded, batch)
-        if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
-            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+    def _esp_v4(self, buf, off: int, caplen: int, wirelen: int, ts: float, ref: int, decoded: int,
+                batch: list[Record], dst: int, spi: int, seq: int, ports: int, size: int) -> int:
+        """Plain IPv4 ESP at `off` (its clock and cut counted) that is not the next in sequence of a known
+        flow: a copy of the frame before is dropped (it repeats a sequence number), UDP that may be IKE
+        without the non-ESP marker goes to the decoder, the rest is counted (`EspTable.add`).  Returns the
+        last frame not counted inline (`decoded`)."""
+        if self._copy(buf, off, caplen, ts, ref):
+            return decoded
+        ip = off + 16 + self.l2
+        if ports and _ike_without_marker(buf, ip + 28, ip + size):
+            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : off + 16 + caplen], wirelen))
+            return ref
+        self.esp.add(dst << 32 | spi, "udp" if ports else "esp", ports >> 16, ports & 0xFFFF,
+                     buf[ip + 12 : ip + 16], buf[ip + 16 : ip + 20], seq, size, ts, ref)
+        return decoded
+
+    def _general(self, buf, off: int, caplen: int, wirelen: int, ts: float, ref: int, decoded: int,
+                 batch: list[Record]) -> int:
+        """A frame for the decoder, unless it is a copy of the decoded frame before it."""
+        if decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):
+            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : off + 16 + caplen], wirelen))
         return ref
 
     def _beyond(self, buf, off: int, caplen: int, wirelen: int, etype: int, ts: float, ref: int, decoded: int,
                 batch: list[Record]) -> int:
-        """`_record` for a frame that is not plain IPv4 where the inline path looks (`etype`): IPv6, or behind
-        VLAN tags (`_more`), else for the decoder."""
-        end = off + 16 + caplen
-        got = self._more(buf, off + 16, end, etype, caplen < wirelen, ts, ref)
-        if got:
-            if got == DECODE:
-                batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
-            elif got == COUNTED:  # it keeps its place among the records put in time order
-                batch.append(Record(ref, ts, MARK, b"", caplen))
-        elif decoded != ref - 1 or not self._copy(buf, off, caplen, ts, ref):  # a copy follows its original
-            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : end], wirelen))
+        """A frame that is not plain IPv4 where the inline path looks (`etype`): IPv6, or behind VLAN tags
+        (`_more`), else `_general`."""
+        got = self._more(buf, off + 16, off + 16 + caplen, etype, caplen < wirelen, ts, ref)
+        if not got:
+            return self._general(buf, off, caplen, wirelen, ts, ref, decoded, batch)
+        if got == DECODE:
+            batch.append(Record(ref, ts, self.linktype, buf[off + 16 : off + 16 + caplen], wirelen))
+        elif got == COUNTED:  # it keeps its place among the records put in time order
+            batch.append(Record(ref, ts, MARK, b"", caplen))
         return ref
 
     def _more(self, buf, p: int, end: int, etype: int, cut: bool, ts: float, ref: int) -> int:
@@ -1182,10 +1167,11 @@ class _PcapngWalker(_PcapWalker):
         """The packet blocks of type `btype` from `off` on, while on interface word `iface` (`number`), read as
         _PcapWalker.walk reads records; returns where they end."""
         epb = struct.Struct(self.endian + "IIIIIII").unpack_from
-        q, ref, decoded, linktype, record = self.quality, self.ref, self.decoded, self.linktype, self._record
+        q, ref, decoded, linktype = self.quality, self.ref, self.decoded, self.linktype
+        esp_v4, beyond, general = self._esp_v4, self._beyond, self._general
         ts = self.last if self.last is not None else NEVER
         before, unknown = self.before, number >= len(self.ifaces)
-        unpack, ip_at, need = self.unpack, self.ip_at + 12, self.need
+        unpack, ip_at, need = self.unpack, self.ip_at, self.need
         esp = self.esp
         hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop and off + 28 <= n:
@@ -1212,13 +1198,14 @@ class _PcapngWalker(_PcapWalker):
             ts = t
             if caplen < wirelen:
                 q.cut_short(ref, caplen)
-            if caplen >= need:  # as in _PcapWalker.walk: the next in-sequence packet of a known IPv4 flow
-                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + ip_at)
+            at = off + 12  # where a pcap record header would start: the methods of _PcapWalker read from there
+            if caplen >= need:  # as in _PcapWalker.walk
+                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, at + ip_at)
                 if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
-                        spi, seq = w0, w1
+                        spi, seq, ports = w0, w1, 0
                     elif proto == 17 and ((w0 >> 16) == natt or (w0 & 0xFFFF) == natt) and 16 <= w1 >> 16 <= size - 20:
-                        spi, seq = w2, w3
+                        spi, seq, ports = w2, w3, w0
                     else:
                         spi = 0
                     if spi and (h := hot_get(spi)) is not None and h[5] == dst and seq == h[4] + 1:
@@ -1227,17 +1214,16 @@ class _PcapngWalker(_PcapWalker):
                         h[2] = ts
                         h[3] = ref
                         h[4] = seq
-                        before = (buf, off + 28, caplen, ts, linktype)
-                        off = end
-                        continue
-                else:  # IPv6, or behind VLAN tags: read once
+                    else:
+                        self.before = before  # the frame before, for the copy check
+                        decoded = (esp_v4(buf, at, caplen, wirelen, ts, ref, decoded, batch, dst, spi, seq, ports, size)
+                                   if spi else general(buf, at, caplen, wirelen, ts, ref, decoded, batch))
+                else:  # IPv6, or behind VLAN tags
                     self.before = before
-                    decoded = self._beyond(buf, off + 12, caplen, wirelen, etype, ts, ref, decoded, batch)
-                    before = (buf, off + 28, caplen, ts, linktype)
-                    off = end
-                    continue
-            self.before = before
-            decoded = record(buf, off + 12, caplen, wirelen, ts, ref, decoded, batch)
+                    decoded = beyond(buf, at, caplen, wirelen, etype, ts, ref, decoded, batch)
+            else:
+                self.before = before
+                decoded = general(buf, at, caplen, wirelen, ts, ref, decoded, batch)
             before = (buf, off + 28, caplen, ts, linktype)
             off = end
         self.ref, self.decoded, self.before = ref, decoded, before
