@@ -435,3 +435,13 @@ def test_two_cores_same_json_on_a_gateway_mix(tmp_path):
                               capture_output=True, check=False)
         out[minimum] = done.returncode, done.stdout
     assert out["0"][1].startswith(b"{") and out["0"] == out[str(1 << 60)]
+
+
+@pytest.mark.parametrize("value", ["", "64M", "-1"])
+def test_parallel_min_that_is_not_a_size_is_ignored(value):
+    """IKEFLOW_PARALLEL_MIN (a knob for tests and benchmarks) set to something that is not a byte count
+    leaves the default, rather than ending every read with a traceback."""
+    env = dict(os.environ, IKEFLOW_PARALLEL_MIN=value, PYTHONPATH=str(Path(__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-c", "import ikeflow.sources.capture as c; print(c.PARALLEL_MIN)"],
+                          env=env, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, str(64 << 20), "")

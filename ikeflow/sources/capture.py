@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 MAPPED_SPAN = 8 << 20  # bytes of a mapped file walked between two batches
 RESIDENT = 1 << 20  # bytes of a mapped file read before its pages are let go
-PARALLEL_MIN = int(os.environ.get("IKEFLOW_PARALLEL_MIN", 64 << 20))  # bytes from which a second core helps
+PARALLEL_MIN = 64 << 20  # bytes from which a second core helps; IKEFLOW_PARALLEL_MIN sets it (tests, benchmarks)
+if os.environ.get("IKEFLOW_PARALLEL_MIN", "").strip().isdigit():  # anything else is not a size: ignored
+    PARALLEL_MIN = int(os.environ["IKEFLOW_PARALLEL_MIN"])
 PARENT_SHARE = 0.4  # of a file read on two cores, the part the parent reads: it also decodes all the records (measured)
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
