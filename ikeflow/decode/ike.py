@@ -271,33 +271,34 @@ def decode_inner(version: int, first: int, plaintext: bytes) -> tuple[list[Paylo
 def _chain(data: bytes, off: int, end: int, version: int, ptype: int, out: list[Payload], outer: bool) -> str | None:
     """Decode payloads from `off` following next-payload from `ptype` into `out`; return the first fault."""
     table = names.PAYLOADS_V2 if version == 2 else names.PAYLOADS_V1
+    decoders = _DECODERS[version]
     index, fault = 0, None
     while ptype != 0:
         index += 1
-        pname = names.payload_name(version, ptype)
-        label = f"payload {index} ({pname})"
+        pname = table.get(ptype) or names.payload_name(version, ptype)
         if off + 4 > end:
             left = end - off
-            return fault or (f"{label} missing: message ends at offset {off}" if left <= 0
-                             else f"{label} header truncated: {left} bytes left")
-        nxt, pflags, plen = data[off], data[off + 1], struct.unpack_from("!H", data, off + 2)[0]
+            return fault or (f"{_label(index, pname)} missing: message ends at offset {off}" if left <= 0
+                             else f"{_label(index, pname)} header truncated: {left} bytes left")
+        nxt, pflags, plen = _PAYLOAD_HEADER(data, off)
         if plen < 4:
-            return fault or f"{label} length {plen} < 4"
+            return fault or f"{_label(index, pname)} length {plen} < 4"
         if off + plen > end:
-            return fault or f"{label} length {plen} runs past end ({end - off} bytes left)"
+            return fault or f"{_label(index, pname)} length {plen} runs past end ({end - off} bytes left)"
         body = data[off + 4:off + plen]
-        payload = Payload(type=ptype, name=pname, length=plen, body=body, flags=pflags)
+        payload = Payload(ptype, pname, plen, body, {}, pflags)
         out.append(payload)
         if ptype not in table or ptype in (2, 3):
             if version == 1 or pflags & CRITICAL:
-                fault = fault or f"{label}: unknown{' critical' if version == 2 else ''} payload type {ptype}"
+                fault = fault or (f"{_label(index, pname)}: unknown{' critical' if version == 2 else ''} "
+                                  f"payload type {ptype}")
         elif not outer and ptype in (46, 53):
-            fault = fault or f"{label} inside an encrypted payload"
+            fault = fault or f"{_label(index, pname)} inside an encrypted payload"
         else:
             try:
-                payload.info = _DECODERS[version].get(ptype, _no_info)(body, nxt)
+                payload.info = decoders.get(ptype, _no_info)(body, nxt)
             except (_Bad, ValueError, struct.error) as exc:
-                fault = fault or f"{label} {exc}"
+                fault = fault or f"{_label(index, pname)} {exc}"
         off += plen
         if outer and version == 2 and ptype in (46, 53):
             if off < end:
@@ -307,6 +308,14 @@ def _chain(data: bytes, off: int, end: int, version: int, ptype: int, out: list[
     if off < end and (outer or version == 2):
         fault = fault or f"{end - off} bytes after last payload"
     return fault
+
+
+_PAYLOAD_HEADER = struct.Struct("!BBH").unpack_from  # next payload, flags, length
+
+
+def _label(index: int, name: str) -> str:
+    """How a fault names the payload it is in (written only when there is a fault)."""
+    return f"payload {index} ({name})"
 
 
 # --- shared helpers --------------------------------------------------------
