@@ -8,7 +8,7 @@ detection read these tables; a new exchange is a new row here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ENC = "ENC"  # the message body is encrypted (IKEv1 E flag, IKEv2 SK/SKF)
 
@@ -41,6 +41,12 @@ class Exchange:
     phase: int  # 1: builds the IKE SA; 2: builds child/IPsec SAs; 0: neither
     per_message_id: bool  # IKEv1 Quick Mode / Informational / Transaction: one run per message ID
     request_response: bool = False  # IKEv2: every request is answered by a response
+    # sender -> its steps in order, each with its marks as a set (label_step runs for every message)
+    own: dict[str, tuple[tuple[Step, frozenset[str]], ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "own", {who: tuple((s, frozenset(s.marks)) for s in self.steps if s.sender == who)
+                                         for who in "IR"})
 
 
 def _v2(name: str, type_: int, phase: int) -> Exchange:
@@ -96,16 +102,16 @@ def label_step(ex: Exchange, sender: str, marks: set[str], done: list[Step]) -> 
 
     `done` holds the steps already seen in this run of the exchange.
     """
-    own = [s for s in ex.steps if s.sender == sender]
+    own = ex.own[sender]
     if not own:  # a one-sided exchange answered anyway (IKEv1 DPD ack, notify replies)
         return ex.steps[0]
-    for s in own:
-        if s.marks and marks & set(s.marks) and s not in done:
+    for s, its_marks in own:
+        if its_marks and not its_marks.isdisjoint(marks) and s not in done:
             return s
-    for s in own:
+    for s, _ in own:
         if s not in done:
             return s
-    return own[-1]
+    return own[-1][0]
 
 
 def next_step(ex: Exchange, step: Step) -> Step | None:
