@@ -15,7 +15,7 @@ from ikeflow.model import natt, sequences
 from ikeflow.decode import proposals
 from ikeflow.decode.ike import FLAG_ENCRYPTION, IkeMessage, decode_isakmp, draft_natt
 from ikeflow.model.decryption import Decryption
-from ikeflow.model.sequences import ENC, PHASE1_V1
+from ikeflow.model.sequences import ENC, EXCHANGES, PHASE1_V1
 
 ZERO_SPI = b"\0" * 8
 NOTIFY_NATD_SRC, NOTIFY_NATD_DST = 16388, 16389
@@ -98,9 +98,9 @@ class IkeSa:
         self.retransmitted: dict[str, int] = {}  # label -> retransmissions
         self.retransmission_frames: list[int] = []  # the first few
         self.runs: dict[tuple, Run] = {}  # the last KEEP_RUNS runs, phase 1 always kept
-        # (sender, hash) -> a weak reference to the run it belongs to: a run that `runs` let go (KEEP_RUNS) is
+        # 2 * hash + (sender is R) -> a weak reference to the run it belongs to: a run that `runs` let go (KEEP_RUNS) is
         # freed, not kept alive by the digests of its messages
-        self._digests: dict[tuple[str, int], weakref.ref[Run] | None] = {}
+        self._digests: dict[int, weakref.ref[Run] | None] = {}
         self._fragmented: dict[tuple, str] = {}  # (sender, IKEv1 fragment ID) -> label of the whole message
         self._pending: dict[tuple, _Pieces] = {}  # (sender, IKEv1 fragment ID) -> its fragments so far, the newest last
         self.float_at: str | None = None  # label of the first message on the NAT-T port after some on the IKE port
@@ -125,12 +125,22 @@ class IkeSa:
     def add(self, msg: IkeMessage, raw: bytes, ref: int, ts: float, src: bytes, dst: bytes,
             sport: int, dport: int, natt_: bool, fragments: list[int]) -> Seen:
         """Record one message of this SA and label it."""
-        if msg.rspi != ZERO_SPI and self.rspi == ZERO_SPI:
+        if self.rspi == ZERO_SPI and msg.rspi != ZERO_SPI:
             self.rspi = msg.rspi
+        # the SA's own SPIs and endpoints for the copies each message brings: kept messages weigh less
+        if msg.ispi == self.ispi:
+            msg.ispi = self.ispi
+        if msg.rspi == self.rspi:
+            msg.rspi = self.rspi
         sender = self._sender(msg, src, sport, dst, dport)
+        me, peer = (self.initiator, self.responder) if src == self.initiator[0] else (self.responder, self.initiator)
+        if src == me[0] and dst == peer[0]:
+            src, dst = me[0], peer[0]
+            if sport == me[1] and dport == peer[1]:
+                sport, dport = me[1], peer[1]
         seen = Seen(ref, ts, src, dst, sport, dport, natt_, msg, len(raw), sender, fragments=fragments)
-        digest = (sender, hash(raw))
-        sk = msg.payload("SK")
+        digest = 2 * hash(raw) + (sender == "R")  # the sender and the bytes: a copy has both the same
+        sk = msg.payload("SK") if self.version == 2 else None  # (an SA's messages are of its version)
         if sk is not None:
             chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
             seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
@@ -153,7 +163,7 @@ class IkeSa:
             self.float_at = seen.label
         if not msg.malformed:
             self._learn(seen, msg)
-            whole = self._reassemble(seen)
+            whole = self._reassemble(seen) if self.version == 1 else None  # IKEv1 fragments (IKEv2's are SKF)
             if whole is not None:
                 self._learn(seen, whole)
         if self._pending and self.up_time is not None:
@@ -246,15 +256,16 @@ class IkeSa:
             return "R"
         return "I" if sport == self.initiator[1] else "R"  # both ends on one address
 
-    def _label(self, seen: Seen, digest: tuple) -> None:
+    def _label(self, seen: Seen, digest: int) -> None:
         msg = seen.msg
-        ex = sequences.exchange(msg.version, msg.exchange_type)
+        v2 = msg.version == 2
+        ex = EXCHANGES.get((msg.version, msg.exchange_type))
         if ex is None:
             seen.retransmission = digest in self._digests
             self._digests[digest] = None
             seen.label = msg.exchange
             return
-        if msg.version == 2:
+        if v2:
             seen.request = not msg.response
             requester = seen.sender if seen.request else ("R" if seen.sender == "I" else "I")
             key = (msg.exchange_type, msg.message_id, requester)
@@ -264,7 +275,7 @@ class IkeSa:
             key = (msg.exchange_type,)
         run = self.runs.get(key)
         if run is None:
-            starter = requester if msg.version == 2 else seen.sender
+            starter = requester if v2 else seen.sender
             if not ex.per_message_id:  # IKEv1 phase 1: the SA's initiator starts it
                 starter = "I"
             run = self.runs[key] = Run(ex, starter, seen.time)
@@ -272,21 +283,21 @@ class IkeSa:
         ref = self._digests.get(digest)
         seen.retransmission = ref is not None and ref() is run
         self._digests[digest] = weakref.ref(run)
-        if msg.version == 2 and seen.request and not seen.retransmission and any(not m.request for m in run.messages):
+        if v2 and seen.request and not seen.retransmission and any(not m.request for m in run.messages):
             # a new request under an answered message ID: IKE_SA_INIT retried after COOKIE/INVALID_KE
             answer = next(m for m in reversed(run.messages) if not m.request)
             retry = [n for _, n in answer.msg.notifies if n in sequences.RETRY_NOTIFIES]
             seen.retry = retry[0] if retry else "new request"
             run.done.clear()
         role = "I" if seen.sender == run.starter else "R"
-        if msg.version == 1:
+        if not v2:
             seen.request = role == "I"
         marks = {p.name for p in msg.payloads}
         if msg.encrypted:
             marks.add(ENC)
-        frag = msg.payload("FRAG")  # IKEv1 fragmentation: each fragment is a message of its own
+        frag = None if v2 else msg.payload("FRAG")  # IKEv1 fragmentation: each fragment is a message of its own
         whole = (seen.sender, frag.info.get("fragment_id")) if frag is not None else None
-        if whole in self._fragmented:  # another fragment of a message already labelled
+        if whole is not None and whole in self._fragmented:  # another fragment of a message already labelled
             seen.label = self._fragmented[whole]
         elif seen.retransmission:
             same = [m for m in run.messages if m.sender == seen.sender and m.size == seen.size]
@@ -330,10 +341,14 @@ class IkeSa:
 
     def _check_natd(self, seen: Seen, msg: IkeMessage) -> None:
         if msg.version == 2:
-            about_src = [p.info.get("data", b"") for p in msg.payloads
-                         if p.name == "N" and p.info.get("notify_type") == NOTIFY_NATD_SRC]
-            about_dst = [p.info.get("data", b"") for p in msg.payloads
-                         if p.name == "N" and p.info.get("notify_type") == NOTIFY_NATD_DST]
+            about_src, about_dst = [], []
+            for p in msg.payloads:
+                if p.name == "N":
+                    kind = p.info.get("notify_type")
+                    if kind == NOTIFY_NATD_SRC:
+                        about_src.append(p.info.get("data", b""))
+                    elif kind == NOTIFY_NATD_DST:
+                        about_dst.append(p.info.get("data", b""))
         else:
             hashes = [p.info.get("hash", b"") for p in msg.payloads if p.name == "NAT-D"]
             about_dst, about_src = hashes[:1], hashes[1:]
