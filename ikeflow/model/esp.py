@@ -86,6 +86,7 @@ class EspTable:
         # cap -> packets of the flows it turned away; the flows carry it when pickled (two-core read)
         self.overflow = self.flows.overflow = {} if overflow is None else overflow
         self.new: OrderedDict[int, EspFlow] = OrderedDict()  # flows that had one packet when added, oldest first
+        self.held: list[tuple] = []  # packets added while held (`hold`)
 
     def fresh(self) -> EspTable:
         """An empty table with the same settings, for a second reader of the same capture."""
@@ -168,6 +169,19 @@ class EspTable:
                 f.reordered += 1
                 if seq < f.seq_min:
                     f.seq_min = seq
+
+    def hold(self) -> None:
+        """Keep the packets added from now on, in order, instead of counting them (until `release`): a two-core
+        read merges its helper's flows first, as they come before them, and only has them at the helper's end."""
+        held = self.held = []
+        self.add = lambda *packet: held.append(packet)  # shadows the method: nothing to check on the way
+
+    def release(self) -> None:
+        """Count the packets held, in order, and count each one as it comes again."""
+        del self.add
+        held, self.held = self.held, []
+        for packet in held:
+            self.add(*packet)
 
     def merge(self, later: Flows, shift: int) -> None:
         """Add the flows counted over the next stretch of the same capture (frame refs `shift` short).

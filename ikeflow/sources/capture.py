@@ -40,7 +40,7 @@ RESIDENT = 1 << 20  # bytes of a mapped file read before its pages are let go
 PARALLEL_MIN = 64 << 20  # bytes from which a second core helps; IKEFLOW_PARALLEL_MIN sets it (tests, benchmarks)
 if os.environ.get("IKEFLOW_PARALLEL_MIN", "").strip().isdigit():  # anything else is not a size: ignored
     PARALLEL_MIN = int(os.environ["IKEFLOW_PARALLEL_MIN"])
-PARENT_SHARE = 0.4  # of a file read on two cores, the part the parent reads: it also decodes all the records (measured)
+PARENT_SHARE = 0.3  # of a file read on two cores, the part the parent reads: it also decodes all the records (measured)
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
 LISTED = 10  # frames listed as evidence for each capture-quality fact
@@ -769,6 +769,10 @@ class _PcapWalker:
         self.ref += frames
         self.last = last if last is not None else self.last
 
+    def resume_at(self, tail: tuple) -> int | None:
+        """Where to read on after following a helper (`tail`): a pcap helper reads to the end."""
+        return None
+
 
 def _pcap_linktype(header: bytes, endian: str) -> int:
     return struct.unpack(endian + "I", header[20:24])[0] & 0x0FFFFFFF
@@ -787,10 +791,11 @@ def _scan_pcap_mapped(mm, path, endian, scale, file_index, info, esp) -> Iterato
     split = _resync(mm, endian, scale, max(24, int(n * PARENT_SHARE))) if _two(esp, n) else None
     if split is None or split <= 24:
         yield from _walk_mapped(mm, walker, 24, n, info)
-    elif not (yield from _two_cores(mm, walker, _walk_mapped, split, ("pcap", path, split, file_index,
-                                                                        (endian, scale, info.linktypes[0])), info, esp)):
-        if walker.corrupt is None:
-            yield from _walk_mapped(mm, walker, split, n, info)
+    else:
+        on = yield from _two_cores(mm, walker, _walk_mapped, split,
+                                   ("pcap", path, split, file_index, (endian, scale, info.linktypes[0])), info, esp)
+        if on is not None and walker.corrupt is None:
+            yield from _walk_mapped(mm, walker, on, n, info)
     yield from _settled(walker)
     _pcap_end(walker, info, info.bytes_read, n)
 
@@ -837,13 +842,18 @@ def _resync(mm, endian: str, scale: float, start: int) -> int | None:
 
 def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) -> Iterator[list[Record]]:
     """Read a mapped capture on two cores: a helper process (`_helper`, on `job`) counts the ESP of the
-    part from `split` on and spools its other records; this process reads the part before (`walk`, from
-    the walker's start), then merges the helper's ESP flows and replays its records in order, renumbered.
-    The flows whose first packet in the later part the helper handed over (`_PcapWalker._more`) are
-    merged after the replay.  Returns False when the helper did not read the later part (it could not be
-    started, it failed, or the part before is broken or not what the helper was told): the caller reads
-    on from `split`, if at all."""
-    import pickle
+    part from `split` on and spools its other records a batch at a time; this process reads the part
+    before (`walk`, from the walker's start), then hands on the helper's records, renumbered, as they
+    come, and merges the helper's ESP flows when it has them.  The flows whose first packet in the later
+    part the helper handed over (`_PcapWalker._more`) are merged after the last record.
+
+    The helper's flows come before the packets that the decoder counts from here on, so these are held
+    (`EspTable.hold`) until the helper's end, and so are the cut frames it remembers (`_HeldRefs`).
+    Returns where this process reads on: None at the end of the file; `split` when the helper read
+    nothing that was handed on (it could not be started, it failed at once, or the part before is
+    broken or not what it was told); the block where the helper stopped because only a read from the
+    start goes on past it (pcapng: a new section or interface).  A helper that fails halfway is done
+    over here (`_help`), past the batches already handed on."""
     import tempfile
 
     spool = tempfile.TemporaryFile()
@@ -851,39 +861,147 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
     try:
         yield from walk(mm, walker, walker.start, split, info)
         if helper is None or not walker.intact(job[-1]):
-            return False
-        try:
-            flows, after, tail, end, quality = pickle.load(helper.stdout)
-        except (EOFError, pickle.UnpicklingError):  # it failed: read its part here
-            return False
-        if tail is None:  # it met what only a read from the start can tell (pcapng: a new section or interface)
-            return False
+            return split
         yield from _settled(walker)
-        shift = walker.ref - walker.base
-        esp.merge(flows, shift)
-        first = tail[1]
-        if first is not None and walker.last is not None and first <= walker.last:  # at the seam
-            info.quality.order(walker.ref + 1, first, walker.last)
-        info.quality.merge(quality, shift)
-        spool.seek(0)
-        while True:
-            try:
-                rows = pickle.load(spool)
-            except EOFError:
-                break
-            yield [Record(ref + shift, ts, linktype, data, wirelen) for ref, ts, linktype, data, wirelen in rows]
+        shift, quality = walker.ref - walker.base, info.quality
+        esp.hold()
+        cut, quality.cut_decoded = quality.cut_decoded, _HeldRefs()
+        spooled, handed, result = _Spool(spool, helper), None, None  # handed: the helper's last record handed on
+
+        def settle(done: tuple) -> None:
+            """The helper's flows and capture quality merged, then what was held since."""
+            nonlocal result
+            result, (flows, _, tail, _, later) = done, done
+            esp.merge(flows, shift)
+            esp.release()
+            first = tail[1]
+            if first is not None and walker.last is not None and first <= walker.last:  # at the seam
+                quality.order(walker.ref + 1, first, walker.last)
+            held, quality.cut_decoded = quality.cut_decoded, cut
+            quality.merge(later, shift)
+            cut.update(held[: max(0, CUT_KEPT - len(cut))])
+
+        try:
+            while (got := spooled.next()) is not None:
+                rows, info.bytes_read = got
+                if rows:
+                    handed = rows[-1][0]
+                yield [Record(ref + shift, ts, linktype, data, wirelen) for ref, ts, linktype, data, wirelen in rows]
+                if result is None and len(esp.held) > HELD_MAX:  # hold no more: wait for the helper's flows
+                    if spooled.wait() is None:
+                        break
+                    settle(spooled.result)
+            if result is None and spooled.result is not None:
+                settle(spooled.result)
+            elif result is None and handed is not None:  # it failed halfway: its part again, past what was handed on
+                work = _help((*job, esp.fresh()))
+                while True:  # first for what it counts, which comes before the records handed on from here
+                    try:
+                        next(work)
+                    except StopIteration as done:
+                        settle(done.value)
+                        break
+                for batch, info.bytes_read in _help((*job, esp.fresh())):
+                    if batch and batch[-1].ref > handed:
+                        yield [Record(r.ref + shift, r.time, r.linktype, r.data, r.wirelen)
+                               for r in batch if r.ref > handed]
+        finally:
+            if result is None:  # nothing to merge: what was held is counted as it is
+                esp.release()
+                held, quality.cut_decoded = quality.cut_decoded, cut
+                cut.update(held[: max(0, CUT_KEPT - len(cut))])
+        if result is None:
+            return split
+        flows, after, tail, end, later = result
         yield FLUSH  # every record decoded before the flows they begin are merged
         esp.merge(after, shift)
         walker.follow(tail, shift)
         info.bytes_read, info.packets = end, walker.ref - walker.base
-        return True
+        return walker.resume_at(tail)
     finally:
         spool.close()
         if helper is not None:
             if helper.poll() is None:  # stopped early, or its work is not wanted
                 helper.kill()
-            helper.stdout.close()
+            if helper.stdout:
+                helper.stdout.close()
             helper.wait()
+
+
+class _HeldRefs(list):
+    """Stands in for `Quality.cut_decoded` while a helper's part is handed on: the cut frames the pipeline
+    remembers, in order, to be added after the helper's own (as a one-core read adds them)."""
+
+    add = list.append
+
+
+class _Spool:
+    """What a two-core read's helper writes (`_helper`), read as it comes: frames of a kind byte, a length
+    and a pickle; BATCH: (records as tuples, bytes read), then RESULT: what `_help` returns."""
+
+    def __init__(self, spool, helper):
+        import pickle
+        import time
+
+        self.fd, self.helper, self.at = spool.fileno(), helper, 0
+        self.loads, self.sleep = pickle.loads, time.sleep
+        self.result = None  # the helper's RESULT, once read
+
+    def wait(self) -> tuple | None:
+        """Wait for the helper's end, handing on nothing: its RESULT (kept in `result`), None if it failed."""
+        at, ended = self.at, False
+        while True:
+            head = os.pread(self.fd, 9, at)
+            if len(head) == 9:
+                size = int.from_bytes(head[1:], "little")
+                if head[:1] == RESULT:
+                    body = os.pread(self.fd, size, at + 9)
+                    if len(body) == size:
+                        try:
+                            self.result = self.loads(body)
+                        except Exception:  # not what the helper writes: it failed
+                            return None
+                        return self.result
+                elif os.fstat(self.fd).st_size >= at + 9 + size:  # a whole batch: past it
+                    at += 9 + size
+                    continue
+            if ended:
+                return None
+            if self.helper.poll() is not None:
+                ended = True  # one more look: it may have written its last frame just before it ended
+            else:
+                self.sleep(WAIT)
+
+    def next(self) -> tuple | None:
+        """The next batch, waiting for it; None at the helper's end (`result`: None if it failed)."""
+        ended = False
+        while True:
+            head = os.pread(self.fd, 9, self.at)
+            if len(head) == 9:
+                size = int.from_bytes(head[1:], "little")
+                body = os.pread(self.fd, size, self.at + 9)
+                if len(body) == size:
+                    self.at += 9 + size
+                    try:
+                        got = self.loads(body)
+                    except Exception:  # not what the helper writes: it failed
+                        return None
+                    if head[:1] == RESULT:
+                        self.result = got
+                        return None
+                    return got
+            if ended:  # it ended without its result, and everything it wrote is read
+                return None
+            if self.helper.poll() is not None:
+                ended = True  # one more look: it may have written its last frame just before it ended
+            else:
+                self.sleep(WAIT)
+
+
+HELPER = "from ikeflow.sources.capture import _helper; _helper()"  # what the helper process runs
+BATCH, RESULT = b"B", b"R"  # kinds of frames in a two-core read's spool
+WAIT = 0.002  # s between two looks at the spool of a helper that has not written its next batch yet
+HELD_MAX = 1 << 15  # ESP packets decoded past the seam held for the helper's flows, at most (then it waits for them)
 
 
 def _start_helper(job: tuple, spool):
@@ -899,8 +1017,8 @@ def _start_helper(job: tuple, spool):
     home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where ikeflow/ is
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")])))
     try:
-        helper = subprocess.Popen([sys.executable, "-S", "-c", "from ikeflow.sources.capture import _helper; _helper()"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        helper = subprocess.Popen([sys.executable, "-S", "-c", HELPER],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   pass_fds=(spool.fileno(),), env=env)
     except OSError:
         return None
@@ -909,40 +1027,58 @@ def _start_helper(job: tuple, spool):
             pickle.dump(job, helper.stdin, pickle.HIGHEST_PROTOCOL)
     except OSError:  # it died at once: read on one core
         helper.kill()
-        helper.stdout.close()
         helper.wait()
         return None
     return helper
 
 
 def _helper() -> None:
-    """The helper process of a two-core read (`_two_cores`): counts the ESP of the file from `split` on
-    into `esp`, spools the records for the decoder to file descriptor `spool` (one pickle a batch, as
-    tuples: no pickler memo keeps records alive, and tuples are fast), and writes what it counted to
-    standard output."""
+    """The helper process of a two-core read (`_two_cores`): does `_help` on the job on standard input and
+    writes each batch, then what it counted, to the spool file descriptor it names (see `_Spool`; tuples,
+    one pickle a frame: no pickler memo keeps records alive, and tuples are fast)."""
     import pickle
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it ends this one
     try:
-        fmt, path, split, file_index, head, esp, spool = pickle.load(sys.stdin.buffer)
-        mm, firsts, info = _mapped(path), set(), FileInfo(path)
-        if fmt == "pcap":
-            walker, walk = _PcapWalker(*head, file_index, esp, Quality(), 24, firsts), _walk_mapped
-        else:
-            walker, walk = _PcapngWalker(file_index, esp, info, head, firsts), _walk_pcapng
+        *job, esp, spool = pickle.load(sys.stdin.buffer)
         with os.fdopen(spool, "wb") as out:
-            for batch in walk(mm, walker, split, len(mm), info):
-                pickle.dump([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], out,
-                            pickle.HIGHEST_PROTOCOL)
-        after = type(esp.flows)()  # the model's Flows, for the flows whose first packet is in the spool
-        for key in firsts & esp.flows.keys():
-            after[key] = esp.flows.pop(key)
-        pickle.dump((esp.flows, after, walker.tail(), info.bytes_read, walker.quality), sys.stdout.buffer,
-                    pickle.HIGHEST_PROTOCOL)
-        sys.stdout.flush()
+            def frame(kind: bytes, what) -> None:
+                data = pickle.dumps(what, pickle.HIGHEST_PROTOCOL)
+                out.write(kind + len(data).to_bytes(8, "little") + data)
+                out.flush()
+
+            work = _help((*job, esp))
+            while True:
+                try:
+                    batch, at = next(work)
+                except StopIteration as done:
+                    frame(RESULT, done.value)
+                    break
+                frame(BATCH, ([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], at))
     except Exception:  # the main process reads this part itself
         sys.exit(1)
+
+
+def _help(job: tuple) -> Iterator[tuple[list[Record], int]]:
+    """A two-core read's helper's work on `job` (fmt, path, split, file_index, head, an empty EspTable):
+    counts the ESP of the file from `split` on and yields each batch of the other records with the bytes
+    read so far; returns the flows it counted, those whose first packet it handed over (kept apart), the
+    walker's tail, the bytes read and the capture quality."""
+    fmt, path, split, file_index, head, esp = job
+    mm, firsts, info = _mapped(path), set(), FileInfo(path)
+    if mm is None:
+        raise CaptureError(f"{path}: cannot be mapped again to read its later part")
+    if fmt == "pcap":
+        walker, walk = _PcapWalker(*head, file_index, esp, Quality(), 24, firsts), _walk_mapped
+    else:
+        walker, walk = _PcapngWalker(file_index, esp, info, head, firsts), _walk_pcapng
+    for batch in walk(mm, walker, split, len(mm), info):
+        yield batch, info.bytes_read
+    after = type(esp.flows)()  # the model's Flows, for the flows whose first packet is in the spool
+    for key in firsts & esp.flows.keys():
+        after[key] = esp.flows.pop(key)
+    return esp.flows, after, walker.tail(), info.bytes_read, walker.quality
 
 
 def _walk_mapped(mm, walker: "_PcapWalker", off: int, stop: int, info: FileInfo) -> Iterator[list[Record]]:
@@ -1030,10 +1166,11 @@ def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Ite
             split = _pcapng_resync(mapped, head[0], int(n * PARENT_SHARE)) if head else None
             if split is None:
                 yield from _walk_pcapng(mapped, walker, 0, n, info)
-            elif not (yield from _two_cores(mapped, walker, _walk_pcapng, split,
-                                            ("pcapng", path, split, file_index, head), info, esp)):
-                if walker.bad is None:
-                    yield from _walk_pcapng(mapped, walker, split, n, info)
+            else:
+                on = yield from _two_cores(mapped, walker, _walk_pcapng, split,
+                                           ("pcapng", path, split, file_index, head), info, esp)
+                if on is not None and walker.bad is None:
+                    yield from _walk_pcapng(mapped, walker, on, n, info)
             yield from _settled(walker)
             walker.end(info, walker.stopped, n)
         return
@@ -1303,19 +1440,23 @@ class _PcapngWalker(_PcapWalker):
     def intact(self, head) -> bool:
         return self.bad is None and (self.endian, self.ifaces) == head[:2]
 
-    def tail(self) -> tuple | None:
-        """As _PcapWalker.tail; None if it stopped where it could not go on (a new section or interface)."""
-        if self.bad is SEALED:
-            return None
+    def tail(self) -> tuple:
+        """As _PcapWalker.tail, with where it stopped and why (SEALED: a new section or interface)."""
         return self.ref - self.base, self.first, self.last, self.bad, self.stopped, self.unknown, self.unknown_first
 
     def follow(self, tail: tuple, shift: int) -> None:
-        frames, _, last, self.bad, self.stopped, unknown, unknown_first = tail
+        frames, _, last, bad, self.stopped, unknown, unknown_first = tail
+        self.bad = None if bad == SEALED else bad  # past SEALED this walker reads on (`resume_at`)
         self.ref += frames
         self.last = last if last is not None else self.last
         if unknown:
             self.unknown += unknown
             self.unknown_first = self.unknown_first or unknown_first + shift
+
+    def resume_at(self, tail: tuple) -> int | None:
+        """Where to read on after following a helper (`tail`): the block that stopped it, if it was SEALED
+        (this walker knows the sections and interfaces before it)."""
+        return tail[4] if tail[3] == SEALED else None
 
     def end(self, info: FileInfo, off: int, n: int) -> None:
         """What the file's end tells: damage, a block cut short, packets on undescribed interfaces."""
