@@ -17,6 +17,8 @@ from ikeflow.limits import DEFAULT
 
 WINDOW = 128
 MASK = (1 << WINDOW) - 1
+SEAM = 2 * WINDOW  # a flow notes its out-of-order packets until its sequence numbers pass its first by this
+EARLY = 64  # out-of-order packets noted at most (see EspFlow.early)
 # The hot list of a flow: what the fast path in capture.py updates for an in-sequence packet,
 # and the destination (an int) it checks the SPI against.
 PACKETS, BYTES, LAST_TIME, LAST_FRAME, SEQ_MAX, DST = range(6)
@@ -36,7 +38,7 @@ class EspFlow:
     """One ESP SA as seen on the wire: one SPI towards one destination (from the source first seen)."""
 
     __slots__ = ("src", "dst", "spi", "encap", "sport", "dport", "first_time", "first_frame", "seq_first",
-                 "seq_min", "seen", "seen_top", "duplicates", "reordered", "hot")
+                 "seq_min", "seen", "seen_top", "duplicates", "reordered", "hot", "early")
 
     def __init__(self, src: bytes, dst: bytes, spi: int, encap: str, sport: int, dport: int,
                  size: int, ts: float, ref: int, seq: int):
@@ -46,12 +48,66 @@ class EspFlow:
         self.seen = 1  # bit i set: seen_top - i was received; all of seen_top+1..seq_max arrived in order
         self.duplicates = self.reordered = 0
         self.hot = [1, size, ts, ref, seq, int.from_bytes(dst, "big")]
+        # (index, sequence number) of each packet not next in sequence while the highest sequence number was
+        # below seq_first + SEAM, in order (False: more than EARLY): with seq_first they give the flow's first
+        # sequence numbers, which a two-core read needs to judge them after the other reader's (EspTable.merge)
+        self.early: list[tuple[int, int]] | tuple | bool = ()
 
     packets = property(lambda self: self.hot[PACKETS])
     bytes = property(lambda self: self.hot[BYTES])
     last_time = property(lambda self: self.hot[LAST_TIME])
     last_frame = property(lambda self: self.hot[LAST_FRAME])
     seq_max = property(lambda self: self.hot[SEQ_MAX])
+
+    def sequence(self, seq: int) -> None:
+        """Judge one more packet's sequence number (its packet already counted): the highest so far, a
+        duplicate or reordered within the window."""
+        h = self.hot
+        top = h[SEQ_MAX]
+        if seq == top + 1:  # the common case; the fast path in capture.py does the same inline
+            h[SEQ_MAX] = seq
+            return
+        if top != self.seen_top:  # fold the in-order run into the window
+            d = top - self.seen_top
+            self.seen = ((self.seen << d) | ((1 << d) - 1)) & MASK if d < WINDOW else MASK
+            self.seen_top = top
+        if seq > top:
+            d = seq - top
+            self.seen = ((self.seen << d) | 1) & MASK if d < WINDOW else 1
+            h[SEQ_MAX] = self.seen_top = seq
+        else:
+            i = top - seq
+            if i < WINDOW and (self.seen >> i) & 1:
+                self.duplicates += 1
+            else:
+                if i < WINDOW:
+                    self.seen |= 1 << i
+                self.reordered += 1
+                if seq < self.seq_min:
+                    self.seq_min = seq
+
+    def window(self) -> tuple[int, int]:
+        """(highest sequence number, the window below it with the in-order run folded in)."""
+        top, d = self.hot[SEQ_MAX], self.hot[SEQ_MAX] - self.seen_top
+        return top, (((self.seen << d) | ((1 << d) - 1)) & MASK if d < WINDOW else MASK) if d else self.seen
+
+    def first_sequence(self) -> list[int]:
+        """The sequence numbers of its first packets, in order, until the highest reaches seq_first + SEAM
+        (or its last packet): the packets in sequence between those noted in `early` fill the gaps."""
+        out, top, n = [self.seq_first], self.seq_first, 1
+        for index, seq in self.early:
+            while n < index:
+                top += 1
+                out.append(top)
+                n += 1
+            out.append(seq)
+            n += 1
+            top = max(top, seq)
+        while n < self.packets and top < self.seq_first + SEAM:
+            top += 1
+            out.append(top)
+            n += 1
+        return out
 
     @property
     def lost(self) -> int:
@@ -151,24 +207,12 @@ class EspTable:
         if seq == top + 1:  # the common case; the fast path in capture.py does the same inline
             h[SEQ_MAX] = seq
             return
-        if top != f.seen_top:  # fold the in-order run into the window
-            d = top - f.seen_top
-            f.seen = ((f.seen << d) | ((1 << d) - 1)) & MASK if d < WINDOW else MASK
-            f.seen_top = top
-        if seq > top:
-            d = seq - top
-            f.seen = ((f.seen << d) | 1) & MASK if d < WINDOW else 1
-            h[SEQ_MAX] = f.seen_top = seq
-        else:
-            i = top - seq
-            if i < WINDOW and (f.seen >> i) & 1:
-                f.duplicates += 1
+        if f.early is not False and top < f.seq_first + SEAM:
+            if len(f.early) >= EARLY:
+                f.early = False
             else:
-                if i < WINDOW:
-                    f.seen |= 1 << i
-                f.reordered += 1
-                if seq < f.seq_min:
-                    f.seq_min = seq
+                f.early = [*f.early, (h[PACKETS] - 1, seq)]
+        f.sequence(seq)
 
     def hold(self) -> None:
         """Keep the packets added from now on, in order, instead of counting them (until `release`): a two-core
@@ -186,7 +230,8 @@ class EspTable:
     def merge(self, later: Flows, shift: int) -> None:
         """Add the flows counted over the next stretch of the same capture (frame refs `shift` short).
 
-        Duplicates or reordering that straddle the seam between the two stretches are not seen."""
+        The later flow's first sequence numbers are judged after the earlier flow's (`seam`), so that
+        duplicates and reordering across the seam count as one reader counts them."""
         self.flows.uncounted += later.uncounted
         for cap, n in later.overflow.items():
             self.overflow[cap] = self.overflow.get(cap, 0) + n
@@ -203,11 +248,47 @@ class EspTable:
                 self.hot.setdefault(g.spi, g.hot)
                 continue
             h = f.hot
+            if not _seam(f, g):  # duplicates or reordering that straddle the seam are not seen
+                f.duplicates += g.duplicates
+                f.reordered += g.reordered
+                f.seq_min = min(f.seq_min, g.seq_min)
+                if gh[SEQ_MAX] >= h[SEQ_MAX]:
+                    h[SEQ_MAX], f.seen, f.seen_top = gh[SEQ_MAX], g.seen, g.seen_top
             h[PACKETS] += gh[PACKETS]
             h[BYTES] += gh[BYTES]
             h[LAST_TIME], h[LAST_FRAME] = gh[LAST_TIME], gh[LAST_FRAME]
-            f.duplicates += g.duplicates
-            f.reordered += g.reordered
-            f.seq_min = min(f.seq_min, g.seq_min)
-            if gh[SEQ_MAX] >= h[SEQ_MAX]:
-                h[SEQ_MAX], f.seen, f.seen_top = gh[SEQ_MAX], g.seen, g.seen_top
+
+
+def _seam(f: EspFlow, g: EspFlow) -> bool:
+    """Judge the sequence numbers of `g`, the same flow counted over the next stretch, after `f`'s, as one
+    reader would have: `f` takes the duplicates, reordering, lowest and highest sequence number and window
+    of the two stretches (the packets, bytes and times are left to the caller).  False leaves the sum to the
+    caller: it is what one reader counts when `g` starts above `f`'s highest sequence number with its first
+    SEAM in order (`f`'s window is passed by then), and the best there is when `g` noted more than EARLY
+    packets out of order, or `f`'s highest sequence number passes `g`'s first by WINDOW or more."""
+    if g.early is False or (not g.early and g.seq_first > f.hot[SEQ_MAX]):
+        return False
+    first = g.first_sequence()
+    one, alone = _copy(f), EspFlow(g.src, g.dst, g.spi, g.encap, g.sport, g.dport, 0, 0.0, 0, first[0])
+    one.sequence(first[0])
+    for seq in first[1:]:
+        one.sequence(seq)
+        alone.sequence(seq)
+    whole = len(first) == g.packets  # every packet of `g` judged here
+    if not whole and one.window() != alone.window():
+        return False
+    last = one if whole else g  # past its first packets `g` went on as one reader would
+    f.duplicates = one.duplicates + g.duplicates - alone.duplicates
+    f.reordered = one.reordered + g.reordered - alone.reordered
+    f.hot[SEQ_MAX], f.seen, f.seen_top = last.hot[SEQ_MAX], last.seen, last.seen_top
+    f.seq_min = min(one.seq_min, g.seq_min)
+    return True
+
+
+def _copy(f: EspFlow) -> EspFlow:
+    """A copy of `f` to judge sequence numbers on, apart."""
+    c = EspFlow.__new__(EspFlow)
+    for name in EspFlow.__slots__:
+        setattr(c, name, getattr(f, name))
+    c.hot = list(f.hot)
+    return c
