@@ -84,7 +84,7 @@ class IkeSa:
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
                  "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "_pending", "float_at",
                  "_first_natt", "natd", "stayed", "closed", "nat_oa", "offered", "chosen", "vendors", "retried_by",
-                 "redirected_to", "up_time", "_mm6_time", "index", "after_child", "decryption")
+                 "redirected_to", "up_time", "_mm6_time", "index", "after_child", "decryption", "probed")
 
     def __init__(self, version: int, ispi: bytes):
         self.version = version
@@ -119,6 +119,7 @@ class IkeSa:
         self.after_child = False  # IKEv2: a CREATE_CHILD_SA of its peers was answered before it (maybe its rekey)
         self.closed: tuple[str, int, float] | None = None  # (how, frame, time) it ended: model.lifecycle
         self.decryption: Decryption | None = None  # set when keys are given: its messages are decrypted
+        self.probed: dict[str, tuple] = {}  # role -> (count, up_time, its liveness probes): see liveness.probes
 
     # -- feeding -----------------------------------------------------------------
 

@@ -40,10 +40,14 @@ class Probe:
 
 
 def probes(sa: IkeSa, role: str) -> list[Probe]:
-    """The liveness checks that `role` ("I" or "R") sent on this IKE SA, in order."""
-    if sa.version == 2:
-        return _v2(sa, role)
-    return _v1(sa, role)
+    """The liveness checks that `role` ("I" or "R") sent on this IKE SA, in order (found once for as long
+    as the SA stays as it is: several findings rules ask)."""
+    known = sa.probed.get(role)
+    if known is not None and known[:2] == (sa.count, sa.up_time):
+        return known[2]
+    found = _v2(sa, role) if sa.version == 2 else _v1(sa, role)
+    sa.probed[role] = (sa.count, sa.up_time, found)
+    return found
 
 
 def unanswered_tail(found: list[Probe]) -> list[Probe]:
