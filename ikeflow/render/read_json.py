@@ -33,6 +33,8 @@ class MessageSpool:
     memory does not grow with the number of IKE messages.  Register `add` as an
     Analyzer listener."""
 
+    BATCH = 512  # messages written at once: one by one, between the model's steps, each costs twice as much
+
     def __init__(self, files: int):
         import tempfile
 
@@ -40,16 +42,28 @@ class MessageSpool:
         self.several = files > 1
         self.file = tempfile.TemporaryFile("w+", encoding="utf-8")
         self.count = 0
+        self.waiting: list[MessageSeen] = []  # a message's fields are final once the model has told of it
 
     def add(self, event) -> None:
         if isinstance(event, MessageSeen):
+            self.waiting.append(event)
+            if len(self.waiting) >= self.BATCH:
+                self._write()
+
+    def _write(self) -> None:
+        texts = []
+        for event in self.waiting:
             text = message_json(event.sa, event.seen, self.frame, self.several)
             if event.sa.decryption is not None:  # read with keys: what decrypting gave, before the closing brace
                 text = text[:-1] + decrypted_json(event.seen.msg) + "}"
-            self.file.write(("," if self.count else "") + text)
-            self.count += 1
+            texts.append(text)
+        if texts:
+            self.file.write(("," if self.count else "") + ",".join(texts))
+            self.count += len(texts)
+        self.waiting.clear()
 
     def copy_to(self, out) -> None:
+        self._write()
         self.file.seek(0)
         while chunk := self.file.read(1 << 20):
             out.write(chunk)
