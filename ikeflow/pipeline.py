@@ -74,17 +74,18 @@ class Pipeline:
         the frames it keeps are analysed, the others are counted as skipped (FILTERED), and the
         fast path is off.  Raises sources.capture.CaptureError on unreadable input.
         """
-        record = self.model.record
+        records = self.model.records
         filtered = 0
         fast = esp_fast and keep is None and self.model.esp_inner is None  # ESP keys: every packet is opened
         for batch in read_files(paths, self.model.esp if fast else None, self.infos):
+            if keep is not None:
+                kept = [rec for rec in batch if keep(rec.linktype, rec.data)]
+                filtered += len(batch) - len(kept)
+                batch = kept
             for rec in batch:
-                if keep is not None and not keep(rec.linktype, rec.data):
-                    filtered += 1
-                    continue
                 if len(rec.data) < rec.wirelen:
                     self._cut(rec.ref)
-                record(rec)
+            records(batch)
             if progress:
                 progress(self.infos)
         self._skip_copies(sum(info.quality.copies for info in self.infos))

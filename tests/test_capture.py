@@ -180,8 +180,8 @@ def _same_as_decoder(path, plain_ipv4=True):
     from ikeflow.pipeline import Pipeline
 
     fast, slow = Pipeline(), Pipeline()
-    record, fast.decoded = fast.model.record, []
-    fast.model.record = lambda rec: (fast.decoded.append(rec.ref), record(rec))
+    records, fast.decoded = fast.model.records, []
+    fast.model.records = lambda recs: (fast.decoded.extend(rec.ref for rec in recs), records(recs))
     fast.read([path])
     slow.read([path], esp_fast=False)
     for p in (fast, slow):
