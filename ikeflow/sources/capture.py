@@ -73,8 +73,9 @@ _IP4 = struct.Struct(_IP).unpack_from
 # IPv6 header and the first 16 bytes of its payload: payload length, next header, destination (two halves),
 # then w0..w3 as for IPv4.
 _IP6 = struct.Struct(">4xHBx16xQQIIII").unpack_from
-# The same for the inline path, with the version byte first and, last, the word that would be an ISAKMP
-# length if UDP 4500 carried IKE without the non-ESP marker (76 bytes from the IPv6 header on).
+# The same two for _PcapWalker._inline_more, the IPv6 one with the version byte first, and both with, last,
+# the word that would be an ISAKMP length if UDP 4500 carried IKE without the non-ESP marker.
+_IP4_INLINE = struct.Struct(_IP + "16xI").unpack_from
 _IP6_INLINE = struct.Struct(">B3xHBx16xQQIIII16xI").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 IPV4_ETHERTYPE, IPV6_ETHERTYPE = 0x0800, 0x86DD
@@ -559,7 +560,7 @@ class _PcapWalker:
         ref, ts, decoded = self.ref, self.last if self.last is not None else NEVER, self.decoded
         batch: list[Record] = []
         rec, scale, esp_v4, beyond, general = self.rec, self.scale, self._esp_v4, self._beyond, self._general
-        unpack, at, need, inline6 = self.unpack, self.ip_at, self.need, self._inline6
+        unpack, at, need, inline_more = self.unpack, self.ip_at, self.need, self._inline_more
         hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop:
             sec, frac, caplen, wirelen = rec(buf, off)
@@ -594,9 +595,9 @@ class _PcapWalker:
                         continue
                     decoded = (esp_v4(buf, off, caplen, wirelen, ts, ref, decoded, batch, dst, spi, seq, ports, size)
                                if spi else general(buf, off, caplen, wirelen, ts, ref, decoded, batch))
-                elif etype == IPV6_ETHERTYPE and inline6(buf, off, caplen, wirelen, ts, ref, batch):
+                elif inline_more(buf, off, caplen, wirelen, etype, ts, ref, batch):  # IPv6, or behind VLAN tags
                     decoded = ref
-                else:  # IPv6 (not next in sequence), or behind VLAN tags
+                else:
                     decoded = beyond(buf, off, caplen, wirelen, etype, ts, ref, decoded, batch)
             else:
                 decoded = general(buf, off, caplen, wirelen, ts, ref, decoded, batch)
@@ -606,27 +607,48 @@ class _PcapWalker:
             self.last = ts
         return off, batch
 
-    def _inline6(self, buf, off: int, caplen: int, wirelen: int, ts: float, ref: int, batch: list[Record]) -> bool:
-        """Count the untagged IPv6 frame at `off` (its clock and cut counted) if it is the next in sequence of a
-        known ESP flow, plain or UDP-encapsulated, as `_more` does (with its MARK record); else False.  One call
-        for what `_beyond` and `_more` take two calls and more steps for: most of a gateway's IPv6 traffic."""
-        if caplen < self.l2 + 76 or self.pending or self.flood:
+    def _inline_more(self, buf, off: int, caplen: int, wirelen: int, etype: int, ts: float, ref: int,
+                     batch: list[Record]) -> bool:
+        """Count the frame at `off` (its clock and cut counted; `etype`: what the link type's fixed offset holds)
+        if it is the next in sequence of a known ESP flow over IPv6 or behind 802.1Q/802.1ad tags, plain or
+        UDP-encapsulated, as `_more` counts it (with its MARK record); else False, for `_beyond`.  One call for
+        what `_beyond` and `_more` take two calls and more steps for: most of such traffic."""
+        if self.pending or self.flood:
             return False
-        v, plen, proto, dst_hi, dst_lo, w0, w1, w2, w3, w_ike = _IP6_INLINE(buf, off + 16 + self.l2)
+        ip, end = off + 16 + self.l2, off + 16 + caplen
+        if self.linktype == ETHERNET:
+            while etype in VLAN_ETHERTYPES and ip + 4 <= end:
+                etype = (buf[ip + 2] << 8) | buf[ip + 3]
+                ip += 4
+        if etype == IPV6_ETHERTYPE:
+            if ip + 76 > end:
+                return False
+            v, plen, proto, dst_hi, dst_lo, w0, w1, w2, w3, w_ike = _IP6_INLINE(buf, ip)
+            dst, body, size = (dst_hi << 64) | dst_lo, 40, 40 + plen
+            if v >> 4 != 6 or not dst >> 32:  # (an address that an IPv4 flow's destination could equal)
+                return False
+        elif etype == IPV4_ETHERTYPE:
+            if ip + 56 > end:
+                return False
+            vhl, size, frag, proto, dst, w0, w1, w2, w3, w_ike = _IP4_INLINE(buf, ip)
+            if vhl != 0x45 or frag & 0x3FFF:
+                return False
+            body = 20
+        else:
+            return False
+        if ip + size > end:  # cut by the capture, or a length that does not fit
+            return False
         if proto == 50:
-            spi, seq = (w0, w1) if plen >= 8 else (0, 0)
+            spi, seq = (w0, w1) if size - body >= 8 else (0, 0)
         elif proto == 17:
             natt, udp_len = self.esp.natt_port, w1 >> 16
             if ((w0 >> 16) != natt and (w0 & 0xFFFF) != natt) or IKE_PORT in (w0 >> 16, w0 & 0xFFFF) \
-                    or not 16 <= udp_len <= plen or (udp_len >= 36 and w_ike == udp_len - 8):
+                    or not 16 <= udp_len <= size - body or (udp_len >= 36 and w_ike == udp_len - 8):
                 return False  # not NAT-T, cut short, or maybe IKE without the non-ESP marker (_ike_without_marker)
             spi, seq = w2, w3
         else:
             return False
-        dst, size = (dst_hi << 64) | dst_lo, 40 + plen
-        if not spi or v >> 4 != 6 or not dst >> 32 or size > caplen - self.l2:
-            return False
-        h = self.esp.hot.get(spi)
+        h = self.esp.hot.get(spi) if spi else None
         if h is None or h[5] != dst or seq != h[4] + 1:
             return False
         h[0] += 1
@@ -1345,7 +1367,7 @@ class _PcapngWalker(_PcapWalker):
         _PcapWalker.walk reads records; returns where they end."""
         epb = struct.Struct(self.endian + "IIIIIII").unpack_from
         q, ref, decoded, linktype = self.quality, self.ref, self.decoded, self.linktype
-        esp_v4, beyond, general, inline6 = self._esp_v4, self._beyond, self._general, self._inline6
+        esp_v4, beyond, general, inline_more = self._esp_v4, self._beyond, self._general, self._inline_more
         ts = self.last if self.last is not None else NEVER
         before, unknown = self.before, number >= len(self.ifaces)
         unpack, ip_at, need = self.unpack, self.ip_at, self.need
@@ -1395,9 +1417,9 @@ class _PcapngWalker(_PcapWalker):
                         self.before = before  # the frame before, for the copy check
                         decoded = (esp_v4(buf, at, caplen, wirelen, ts, ref, decoded, batch, dst, spi, seq, ports, size)
                                    if spi else general(buf, at, caplen, wirelen, ts, ref, decoded, batch))
-                elif etype == IPV6_ETHERTYPE and inline6(buf, at, caplen, wirelen, ts, ref, batch):
+                elif inline_more(buf, at, caplen, wirelen, etype, ts, ref, batch):  # IPv6, or behind VLAN tags
                     decoded = ref
-                else:  # IPv6 (not next in sequence), or behind VLAN tags
+                else:
                     self.before = before
                     decoded = beyond(buf, at, caplen, wirelen, etype, ts, ref, decoded, batch)
             else:
