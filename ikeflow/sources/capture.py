@@ -913,7 +913,7 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
     nothing that was handed on (it could not be started, it failed at once, or the part before is
     broken or not what it was told); the block where the helper stopped because only a read from the
     start goes on past it (pcapng: a new section or interface).  A helper that fails halfway is done
-    over here (`_help`), past the batches already handed on."""
+    over here (`_help`: once for its counts, which come first, then for the records past those handed on)."""
     import tempfile
 
     spool = tempfile.TemporaryFile()
