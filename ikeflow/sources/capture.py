@@ -40,7 +40,9 @@ RESIDENT = 1 << 20  # bytes of a mapped file read before its pages are let go
 PARALLEL_MIN = 64 << 20  # bytes from which a second core helps; IKEFLOW_PARALLEL_MIN sets it (tests, benchmarks)
 if os.environ.get("IKEFLOW_PARALLEL_MIN", "").strip().isdigit():  # anything else is not a size: ignored
     PARALLEL_MIN = int(os.environ["IKEFLOW_PARALLEL_MIN"])
-PARENT_SHARE = 0.3  # of a file read on two cores, the part the parent reads: it also decodes all the records (measured)
+# of a file read on two cores, the part the parent reads (it also decodes every record), by format: measured (the
+# helper walks pcapng blocks more slowly than pcap records)
+PARENT_SHARE = {"pcap": 0.3, "pcapng": 0.35}
 MAX_RECORD = 1 << 18  # bigger caplen means a corrupt record, not a packet
 COPY_GAP = 0.002  # s: a copy of the frame before within this is the same packet captured twice (see same_datagram)
 LISTED = 10  # frames listed as evidence for each capture-quality fact
@@ -848,7 +850,7 @@ def _scan_pcap_mapped(mm, path, endian, scale, file_index, info, esp) -> Iterato
         return
     info.linktypes = [_pcap_linktype(mm[:24], endian)]
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
-    split = _resync(mm, endian, scale, max(24, int(n * PARENT_SHARE))) if _two(esp, n) else None
+    split = _resync(mm, endian, scale, max(24, int(n * PARENT_SHARE["pcap"]))) if _two(esp, n) else None
     if split is None or split <= 24:
         yield from _walk_mapped(mm, walker, 24, n, info)
     else:
@@ -1223,7 +1225,7 @@ def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Ite
         with mapped:
             n = len(mapped)
             head = _pcapng_head(mapped, file_index) if _two(esp, n) else None
-            split = _pcapng_resync(mapped, head[0], int(n * PARENT_SHARE)) if head else None
+            split = _pcapng_resync(mapped, head[0], int(n * PARENT_SHARE["pcapng"])) if head else None
             if split is None:
                 yield from _walk_pcapng(mapped, walker, 0, n, info)
             else:
@@ -1369,15 +1371,16 @@ class _PcapngWalker(_PcapWalker):
         q, ref, decoded, linktype = self.quality, self.ref, self.decoded, self.linktype
         esp_v4, beyond, general, inline_more = self._esp_v4, self._beyond, self._general, self._inline_more
         ts = self.last if self.last is not None else NEVER
-        before, unknown = self.before, number >= len(self.ifaces)
-        unpack, ip_at, need = self.unpack, self.ip_at, self.need
+        unknown, first, longest = number >= len(self.ifaces), self.first is None, MAX_RECORD + 64
+        before, prev = self.before, -1  # the frame before (for the copy check): `before`, or the block at `prev`
+        unpack, ip_at, need = self.unpack, self.ip_at + 12, self.need  # (from the block: 12 bytes before a record's)
         esp = self.esp
         hot_get, natt = (esp.hot.get, esp.natt_port) if esp is not None else (None, 0)
         while off < stop and off + 28 <= n:
             kind, blen, word, hi, lo, caplen, wirelen = epb(buf, off)
             if kind != btype or word != iface:
                 break
-            if blen < 32 or blen % 4 or blen > MAX_RECORD + 64 or caplen > blen - 32:
+            if blen < 32 or blen % 4 or blen > longest or caplen > blen - 32:
                 why = f"captured length {caplen} > block" if blen >= 32 and caplen > blen - 32 else f"length {blen}"
                 self.bad = f"corrupt pcapng block at byte {self.at + off} ({why})"
                 break
@@ -1388,8 +1391,8 @@ class _PcapngWalker(_PcapWalker):
             if unknown:
                 self.unknown, self.unknown_first = self.unknown + 1, self.unknown_first or ref - self.base
             t = ((hi << 32) | lo) * scale + tsoff
-            if self.first is None:
-                self.first = t
+            if first:
+                self.first, first = t, False
                 if not t:
                     q.zero_time += 1
             elif t <= ts:
@@ -1397,9 +1400,8 @@ class _PcapngWalker(_PcapWalker):
             ts = t
             if caplen < wirelen:
                 q.cut_short(ref, caplen)
-            at = off + 12  # where a pcap record header would start: the methods of _PcapWalker read from there
             if caplen >= need:  # as in _PcapWalker.walk
-                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, at + ip_at)
+                etype, vhl, size, frag, proto, dst, w0, w1, w2, w3 = unpack(buf, off + ip_at)
                 if etype == IPV4_ETHERTYPE and vhl == 0x45 and not frag & 0x3FFF:
                     if proto == 50:
                         spi, seq, ports = w0, w1, 0
@@ -1414,20 +1416,22 @@ class _PcapngWalker(_PcapWalker):
                         h[3] = ref
                         h[4] = seq
                     else:
-                        self.before = before  # the frame before, for the copy check
+                        self.before = before if prev < 0 else (buf, prev + 28, epb(buf, prev)[5], pts, linktype)
+                        at = off + 12
                         decoded = (esp_v4(buf, at, caplen, wirelen, ts, ref, decoded, batch, dst, spi, seq, ports, size)
                                    if spi else general(buf, at, caplen, wirelen, ts, ref, decoded, batch))
-                elif inline_more(buf, at, caplen, wirelen, etype, ts, ref, batch):  # IPv6, or behind VLAN tags
+                elif inline_more(buf, off + 12, caplen, wirelen, etype, ts, ref, batch):  # IPv6, or behind VLAN tags
                     decoded = ref
                 else:
-                    self.before = before
-                    decoded = beyond(buf, at, caplen, wirelen, etype, ts, ref, decoded, batch)
+                    self.before = before if prev < 0 else (buf, prev + 28, epb(buf, prev)[5], pts, linktype)
+                    decoded = beyond(buf, off + 12, caplen, wirelen, etype, ts, ref, decoded, batch)
             else:
-                self.before = before
-                decoded = general(buf, at, caplen, wirelen, ts, ref, decoded, batch)
-            before = (buf, off + 28, caplen, ts, linktype)
+                self.before = before if prev < 0 else (buf, prev + 28, epb(buf, prev)[5], pts, linktype)
+                decoded = general(buf, off + 12, caplen, wirelen, ts, ref, decoded, batch)
+            prev, pts = off, ts
             off = end
-        self.ref, self.decoded, self.before = ref, decoded, before
+        self.ref, self.decoded = ref, decoded
+        self.before = before if prev < 0 else (buf, prev + 28, epb(buf, prev)[5], pts, linktype)
         if ref != self.base:
             self.last = ts
         return off
