@@ -1011,22 +1011,38 @@ class _Spool:
 
     def wait(self) -> tuple | None:
         """Wait for the helper's end, handing on nothing: its RESULT (kept in `result`), None if it failed."""
-        at, ended = self.at, False
+        at = self.at
+        while (frame := self._frame(at)) is not None:
+            kind, end = frame
+            if kind == RESULT:
+                self.result = self._load(at, end)
+                return self.result
+            at = end
+        return None
+
+    def next(self) -> tuple | None:
+        """The next batch, waiting for it; None at the helper's end (`result`: None if it failed)."""
+        frame = self._frame(self.at)
+        if frame is None:  # it ended without its result, and everything it wrote is read
+            return None
+        (kind, end), at = frame, self.at
+        self.at = end
+        got = self._load(at, end)
+        if kind == RESULT:
+            self.result = got
+            return None
+        return got
+
+    def _frame(self, at: int) -> tuple[bytes, int] | None:
+        """(kind, where the next begins) of the frame at `at` once it is whole, waiting for the helper to
+        write it; None if the helper ended without."""
+        ended = False
         while True:
             head = os.pread(self.fd, 9, at)
             if len(head) == 9:
-                size = int.from_bytes(head[1:], "little")
-                if head[:1] == RESULT:
-                    body = os.pread(self.fd, size, at + 9)
-                    if len(body) == size:
-                        try:
-                            self.result = self.loads(body)
-                        except Exception:  # not what the helper writes: it failed
-                            return None
-                        return self.result
-                elif os.fstat(self.fd).st_size >= at + 9 + size:  # a whole batch: past it
-                    at += 9 + size
-                    continue
+                end = at + 9 + int.from_bytes(head[1:], "little")
+                if os.fstat(self.fd).st_size >= end:
+                    return head[:1], end
             if ended:
                 return None
             if self.helper.poll() is not None:
@@ -1034,30 +1050,12 @@ class _Spool:
             else:
                 self.sleep(WAIT)
 
-    def next(self) -> tuple | None:
-        """The next batch, waiting for it; None at the helper's end (`result`: None if it failed)."""
-        ended = False
-        while True:
-            head = os.pread(self.fd, 9, self.at)
-            if len(head) == 9:
-                size = int.from_bytes(head[1:], "little")
-                body = os.pread(self.fd, size, self.at + 9)
-                if len(body) == size:
-                    self.at += 9 + size
-                    try:
-                        got = self.loads(body)
-                    except Exception:  # not what the helper writes: it failed
-                        return None
-                    if head[:1] == RESULT:
-                        self.result = got
-                        return None
-                    return got
-            if ended:  # it ended without its result, and everything it wrote is read
-                return None
-            if self.helper.poll() is not None:
-                ended = True  # one more look: it may have written its last frame just before it ended
-            else:
-                self.sleep(WAIT)
+    def _load(self, at: int, end: int):
+        """The pickle of the frame at `at`; None if it is not what the helper writes (it failed)."""
+        try:
+            return self.loads(os.pread(self.fd, end - at - 9, at + 9))
+        except Exception:
+            return None
 
 
 HELPER = "from ikeflow.sources.capture import _helper; _helper()"  # what the helper process runs
