@@ -18,8 +18,9 @@ from ikeflow.model import attribution, lifecycle
 def find(an: Analyzer, files: list[FileInfo]) -> list[Finding]:
     """Run every rule (these and the diagnosis rules); errors first, then warnings, then information."""
     out: list[Finding] = []
-    for rule in stalls.RULES + RULES:
-        out.extend(rule(an, files))
+    with stalls.one_run(an):
+        for rule in stalls.RULES + RULES:
+            out.extend(rule(an, files))
     blocked = {f.pair for f in out if f.code == "esp-blocked"}
     out = [f for f in out if not (f.code == "esp-one-way" and f.pair in blocked)]  # the diagnosis says more
     order = {ERROR: 0, WARNING: 1, INFO: 2}

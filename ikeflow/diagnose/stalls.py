@@ -37,7 +37,8 @@ Two steps:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ikeflow.model import liveness, sequences
@@ -686,8 +687,31 @@ def _other_version(an: Analyzer, sa: IkeSa) -> int | None:
     return None
 
 
+_ONE_RUN: dict[int, dict[IkeSa, list[Stall]]] = {}  # id(Analyzer) -> each IKE SA's stalls, while `one_run` holds
+
+
+@contextmanager
+def one_run(an: Analyzer) -> Iterator[None]:
+    """While the rules run over a model that does not change, each IKE SA's stalls are found once (three
+    rules ask: `stalls`, `esp_blocked`, `error_notifies`; the others read only what `limit` leaves alone)."""
+    _ONE_RUN[id(an)] = {}
+    try:
+        yield
+    finally:
+        del _ONE_RUN[id(an)]
+
+
 def sa_stalls(an: Analyzer, sa: IkeSa) -> list[Stall]:
     """Every place where this IKE SA's negotiation stopped, with its evidence."""
+    memo = _ONE_RUN.get(id(an))
+    if memo is None:
+        return _sa_stalls(an, sa)
+    if sa not in memo:
+        memo[sa] = _sa_stalls(an, sa)
+    return memo[sa]
+
+
+def _sa_stalls(an: Analyzer, sa: IkeSa) -> list[Stall]:
     if sa.retried_by or sa.initiator is None or not sa.messages:
         return []
     out = []
