@@ -17,7 +17,8 @@ from rich.console import Console
 from conftest import PCAPS, need_public
 from ikeflow.pipeline import read_captures
 from ikeflow.render import read_terminal
-from ikeflow.render.common import PLAIN, grid, headline, ip, stamp, wrap
+from ikeflow.render.common import PLAIN, headline, ip, stamp
+from ikeflow.render.layout import grid, wrap
 from ikeflow.render.read_json import build
 
 LAB = sorted((PCAPS / "lab").glob("*.pcap"))

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ikeflow.diagnose.finding import ERROR, INFO
-from ikeflow.render.common import grid, wrap
+from ikeflow.render.layout import grid, wrap
 from ikeflow.render.read_terminal import FROM_CONSOLE, finding_lines
 from ikeflow.sources.capture import split_ref
 

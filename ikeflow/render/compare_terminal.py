@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ikeflow.diagnose.finding import ERROR
-from ikeflow.render.common import endpoint, grid, ip, ms, relative, span_text, stamp, wrap
+from ikeflow.render.common import endpoint, ip, ms, relative, span_text, stamp
+from ikeflow.render.layout import grid, wrap
 from ikeflow.render.read_terminal import FROM_CONSOLE, finding_lines
 from ikeflow.sources.capture import split_ref
 

@@ -21,8 +21,9 @@ from ikeflow.model.attribution import Owners
 from ikeflow.model.esp import EspTable
 from ikeflow.model.esp_inner import EspInner, protocol_name
 from ikeflow.model.ikesa import IkeSa, Seen
-from ikeflow.render.common import (PROPOSAL_STRINGS, grid, headline, ip, merge_info, nat_text, pair_of,
-                                   pair_words, relative, span_text, stamp, where, wrap)
+from ikeflow.render.common import (PROPOSAL_STRINGS, headline, ip, merge_info, nat_text, pair_of, pair_words,
+                                   relative, span_text, stamp, where)
+from ikeflow.render.layout import grid, wrap
 from ikeflow.sources.capture import FileInfo, split_ref
 
 STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
