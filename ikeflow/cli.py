@@ -177,9 +177,14 @@ def _one_stdin(files) -> None:
 @click.version_option(__version__, prog_name="ikeflow")
 def read(files, expr, **kw) -> None:
     _one_stdin(files)
-    kw["check"] = _configs(kw.pop("configs"))
     if kw["mermaid"] == "-" and kw["as_json"]:
         raise click.UsageError("--mermaid - and --json both print to standard output: give --mermaid a file")
+    if len(files) == 1 and expr is None and not kw["keys"]:  # the ESP fast path: maybe two cores
+        from ikeflow.model.esp import EspTable
+        from ikeflow.sources.capture import prestart
+
+        prestart(files[0], EspTable.of(kw["natt_port"], kw["limits"]))  # started while the analysis is imported
+    kw["check"] = _configs(kw.pop("configs"))
     kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
     kw["keys"] = _keys(kw["keys"])
     kw["keep"] = _frame_filter(expr)

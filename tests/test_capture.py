@@ -475,6 +475,57 @@ def test_two_cores_same_json_on_a_gateway_mix(tmp_path):
     assert out["0"][1].startswith(b"{") and out["0"] == out[str(1 << 60)]
 
 
+def test_prestarted_helper_is_taken_or_ended(tmp_path, monkeypatch):
+    """`read` starts the helper of a two-core read before it sets up the analysis (`prestart`): the read takes
+    it over when it would start the same one, and otherwise ends it and starts its own; either way the
+    analysis is that of a one-core read.  A helper that no read takes is ended at exit, and a file that is
+    not read on two cores gets none."""
+    from ikeflow.limits import DEFAULT
+    from ikeflow.pipeline import Options
+
+    path = tmp_path / "mix.pcap"
+    gen = [sys.executable, str(Path(__file__).parent / "bench" / "gen_capture.py"), str(path), "--packets", "20000",
+           "--peers", "30", "--ipv6", "0.1", "--quiet"]
+    subprocess.run(gen, check=True, stdout=subprocess.DEVNULL)
+    monkeypatch.setattr(capture, "_cpus", lambda: 2)
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 1 << 60)
+    one = read_captures([str(path)]).model
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 0)
+    helpers = []
+    start = capture._start_helper
+    monkeypatch.setattr(capture, "_start_helper", lambda job, spool: helpers.append(start(job, spool)) or helpers[-1])
+
+    def same(model):
+        assert model.stats == one.stats and list(model.esp.flows) == list(one.esp.flows)
+        assert [f.packets for f in model.esp.flows.values()] == [f.packets for f in one.esp.flows.values()]
+        assert [m.ref for sa in model.sas.values() for m in sa.messages] == \
+            [m.ref for sa in one.sas.values() for m in sa.messages]
+
+    capture.prestart(str(path), EspTable.of(4500, DEFAULT))
+    assert len(helpers) == 1 and capture._early is not None
+    same(read_captures([str(path)]).model)  # taken over: no second helper
+    assert len(helpers) == 1 and capture._early is None and helpers[0].poll() is not None
+
+    capture.prestart(str(path), EspTable.of(4501, DEFAULT))  # another NAT-T port: another ESP table than the read's
+    early = helpers[-1]
+    same(read_captures([str(path)], Options(natt_port=4500)).model)
+    assert len(helpers) == 3 and early.returncode is not None and capture._early is None
+
+    capture.prestart(str(path), EspTable.of(4500, DEFAULT))  # never read: ended at exit (atexit runs _end_early)
+    assert capture._early is not None
+    capture._end_early()
+    assert helpers[-1].returncode is not None and capture._early is None
+
+    small = tmp_path / "small.pcap.gz"  # gzip, a file that is no capture, one too small: no helper
+    small.write_bytes(gzip.compress(path.read_bytes()[:100000]))
+    (tmp_path / "text").write_text("not a capture\n" * 10)
+    for other in (small, tmp_path / "text", tmp_path / "missing"):
+        capture.prestart(str(other), EspTable.of(4500, DEFAULT))
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 1 << 60)
+    capture.prestart(str(path), EspTable.of(4500, DEFAULT))
+    assert len(helpers) == 4 and capture._early is None
+
+
 @pytest.mark.parametrize("value", ["", "64M", "-1"])
 def test_parallel_min_that_is_not_a_size_is_ignored(value):
     """IKEFLOW_PARALLEL_MIN (a knob for tests and benchmarks) set to something that is not a byte count

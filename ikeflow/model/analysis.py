@@ -83,8 +83,8 @@ class Analyzer:
         self.esp_inner = EspInner(keys) if keys and keys.counts["esp"] else None
         self.limits = limits
         self.stats = Stats()
-        self.esp = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)
-        self.ah = EspTable(natt_port, limits.esp_flows, self.stats.overflow, limits.new_esp_flows)  # AH SAs, alike
+        self.esp = EspTable.of(natt_port, limits, self.stats.overflow)
+        self.ah = EspTable.of(natt_port, limits, self.stats.overflow)  # AH SAs, alike
         self.sas: dict[tuple[int, bytes], IkeSa] = {}
         self.half_open: OrderedDict[tuple, IkeSa] = OrderedDict()  # kept SAs not yet answered, oldest first
         self.pairs: dict[tuple[bytes, bytes], PeerPair] = {}

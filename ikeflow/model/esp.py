@@ -144,6 +144,11 @@ class EspTable:
         self.new: OrderedDict[int, EspFlow] = OrderedDict()  # flows that had one packet when added, oldest first
         self.held: list[tuple] = []  # packets added while held (`hold`)
 
+    @classmethod
+    def of(cls, natt_port: int, limits, overflow: dict | None = None) -> EspTable:
+        """The table an analysis with these settings counts into (`limits`: a limits.Limits)."""
+        return cls(natt_port, limits.esp_flows, overflow, limits.new_esp_flows)
+
     def fresh(self) -> EspTable:
         """An empty table with the same settings, for a second reader of the same capture."""
         return EspTable(self.natt_port, self.max_flows, max_new=self.max_new)

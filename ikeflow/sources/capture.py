@@ -17,6 +17,7 @@ decoder come out in time order (`read_files`).
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import heapq
 import io
@@ -850,16 +851,31 @@ def _scan_pcap_mapped(mm, path, endian, scale, file_index, info, esp) -> Iterato
         return
     info.linktypes = [_pcap_linktype(mm[:24], endian)]
     walker = _PcapWalker(endian, scale, info.linktypes[0], file_index, esp, info.quality, 24)
-    split = _resync(mm, endian, scale, max(24, int(n * PARENT_SHARE["pcap"]))) if _two(esp, n) else None
-    if split is None or split <= 24:
+    job = _pcap_job(mm, path, endian, scale, file_index) if _two(esp, n) else None
+    if job is None:
         yield from _walk_mapped(mm, walker, 24, n, info)
     else:
-        on = yield from _two_cores(mm, walker, _walk_mapped, split,
-                                   ("pcap", path, split, file_index, (endian, scale, info.linktypes[0])), info, esp)
+        on = yield from _two_cores(mm, walker, _walk_mapped, job, info, esp)
         if on is not None and walker.corrupt is None:
             yield from _walk_mapped(mm, walker, on, n, info)
     yield from _settled(walker)
     _pcap_end(walker, info, info.bytes_read, n)
+
+
+def _pcap_job(mm, path: str, endian: str, scale: float, file_index: int) -> tuple | None:
+    """The helper's job (`_helper`, but the ESP table and the spool) for a two-core read of the mapped pcap
+    `mm`: from the first record boundary past PARENT_SHARE of it; None if there is none."""
+    split = _resync(mm, endian, scale, max(24, int(len(mm) * PARENT_SHARE["pcap"])))
+    if split is None or split <= 24:
+        return None
+    return "pcap", path, split, file_index, (endian, scale, _pcap_linktype(mm[:24], endian))
+
+
+def _pcapng_job(mm, path: str, file_index: int) -> tuple | None:
+    """As `_pcap_job`, for a mapped pcapng: from an Enhanced Packet Block past PARENT_SHARE of it."""
+    head = _pcapng_head(mm, file_index)
+    split = _pcapng_resync(mm, head[0], int(len(mm) * PARENT_SHARE["pcapng"])) if head else None
+    return None if split is None else ("pcapng", path, split, file_index, head)
 
 
 def _two(esp, size: int) -> bool:
@@ -902,12 +918,13 @@ def _resync(mm, endian: str, scale: float, start: int) -> int | None:
     return None
 
 
-def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) -> Iterator[list[Record]]:
-    """Read a mapped capture on two cores: a helper process (`_helper`, on `job`) counts the ESP of the
-    part from `split` on and spools its other records a batch at a time; this process reads the part
-    before (`walk`, from the walker's start), then hands on the helper's records, renumbered, as they
-    come, and merges the helper's ESP flows when it has them.  The flows whose first packet in the later
-    part the helper handed over (`_PcapWalker._more`) are merged after the last record.
+def _two_cores(mm, walker, walk, job: tuple, info: FileInfo, esp) -> Iterator[list[Record]]:
+    """Read a mapped capture on two cores: a helper process (`_helper`, on `job`; `prestart` may have
+    started it already) counts the ESP of the part from `split` (job[2]) on and spools its other records
+    a batch at a time; this process reads the part before (`walk`, from the walker's start), then hands
+    on the helper's records, renumbered, as they come, and merges the helper's ESP flows when it has them.
+    The flows whose first packet in the later part the helper handed over (`_PcapWalker._more`) are
+    merged after the last record.
 
     The helper's flows come before the packets that the decoder counts from here on, so these are held
     (`EspTable.hold`) until the helper's end, and so are the cut frames it remembers (`_HeldRefs`).
@@ -916,10 +933,8 @@ def _two_cores(mm, walker, walk, split: int, job: tuple, info: FileInfo, esp) ->
     broken or not what it was told); the block where the helper stopped because only a read from the
     start goes on past it (pcapng: a new section or interface).  A helper that fails halfway is done
     over here (`_help`: once for its counts, which come first, then for the records past those handed on)."""
-    import tempfile
-
-    spool = tempfile.TemporaryFile()
-    helper = _start_helper((*job, esp.fresh(), spool.fileno()), spool)
+    split = job[2]
+    spool, helper = _prestarted(job, esp) or _spawn(job, esp)
     try:
         yield from walk(mm, walker, walker.start, split, info)
         if helper is None or not walker.intact(job[-1]):
@@ -1062,6 +1077,82 @@ HELPER = "from ikeflow.sources.capture import _helper; _helper()"  # what the he
 BATCH, RESULT = b"B", b"R"  # kinds of frames in a two-core read's spool
 WAIT = 0.002  # s between two looks at the spool of a helper that has not written its next batch yet
 HELD_MAX = 1 << 15  # ESP packets decoded past the seam held for the helper's flows, at most (then it waits for them)
+
+
+_early: tuple | None = None  # (job, ESP settings, spool, helper) of the helper `prestart` started, until taken or ended
+
+
+def prestart(path: str, esp: EspTable) -> None:
+    """Start now the helper that a two-core read of the capture file `path` would start (a pcap or pcapng
+    file of PARALLEL_MIN or more, and a second core), so that it starts while this process imports and sets
+    up the analysis (about 60 ms).  `esp`: an empty table with the settings of the one the read counts into.
+    The read of `path` takes the helper over if it reads it on two cores with the same job; else it is
+    ended, at the latest at exit.  Never raises: the read reports what is wrong with the file."""
+    global _early
+    if _early is not None:
+        return
+    try:
+        mm = _mapped(path)
+        if mm is None:
+            return
+        with mm:
+            magic, job = bytes(mm[:4]), None
+            if _two(esp, len(mm)) and magic == PCAPNG_MAGIC:
+                job = _pcapng_job(mm, path, 0)
+            elif _two(esp, len(mm)) and magic in PCAP_MAGICS and len(mm) >= 24:
+                job = _pcap_job(mm, path, *PCAP_MAGICS[magic], 0)
+    except Exception:  # the read will say what is wrong
+        return
+    if job is not None:
+        spool, helper = _spawn(job, esp)
+        if helper is None:
+            spool.close()
+            return
+        _early = (job, _settings(esp), spool, helper)
+
+
+def _settings(esp) -> tuple:
+    return esp.natt_port, esp.max_flows, esp.max_new
+
+
+def _prestarted(job: tuple, esp) -> tuple | None:
+    """(spool, helper) of the helper `prestart` started for `job` with `esp`'s settings, or None (one started
+    for another job is ended)."""
+    global _early
+    early, _early = _early, None
+    if early is None:
+        return None
+    if early[:2] == (job, _settings(esp)):
+        return early[2:]
+    _end(*early[2:])
+    return None
+
+
+def _end_early() -> None:
+    """End the helper `prestart` started that no read took (at exit)."""
+    global _early
+    if _early is not None:
+        early, _early = _early, None
+        _end(*early[2:])
+
+
+atexit.register(_end_early)
+
+
+def _end(spool, helper) -> None:
+    """End a helper this process started (by its PID: Popen's own) and close its spool."""
+    if helper.poll() is None:
+        helper.kill()
+    helper.wait()
+    spool.close()
+
+
+def _spawn(job: tuple, esp) -> tuple:
+    """(spool, helper) for `job`: a new spool file, and the helper started on it (None if it cannot be)."""
+    import tempfile
+
+    spool = tempfile.TemporaryFile()
+    return spool, _start_helper((*job, esp.fresh(), spool.fileno()), spool)
 
 
 def _start_helper(job: tuple, spool):
@@ -1222,13 +1313,11 @@ def _scan_pcapng(stream, path: str, file_index: int, info: FileInfo, esp) -> Ite
     if mapped is not None:
         with mapped:
             n = len(mapped)
-            head = _pcapng_head(mapped, file_index) if _two(esp, n) else None
-            split = _pcapng_resync(mapped, head[0], int(n * PARENT_SHARE["pcapng"])) if head else None
-            if split is None:
+            job = _pcapng_job(mapped, path, file_index) if _two(esp, n) else None
+            if job is None:
                 yield from _walk_pcapng(mapped, walker, 0, n, info)
             else:
-                on = yield from _two_cores(mapped, walker, _walk_pcapng, split,
-                                           ("pcapng", path, split, file_index, head), info, esp)
+                on = yield from _two_cores(mapped, walker, _walk_pcapng, job, info, esp)
                 if on is not None and walker.bad is None:
                     yield from _walk_pcapng(mapped, walker, on, n, info)
             yield from _settled(walker)
