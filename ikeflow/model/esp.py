@@ -149,9 +149,15 @@ class EspTable:
         """The table an analysis with these settings counts into (`limits`: a limits.Limits)."""
         return cls(natt_port, limits.esp_flows, overflow, limits.new_esp_flows)
 
+    @property
+    def settings(self) -> tuple[int, int, int]:
+        """What `fresh` copies: the NAT-T port, the cap on flows and the cap on new one-packet flows."""
+        return self.natt_port, self.max_flows, self.max_new
+
     def fresh(self) -> EspTable:
         """An empty table with the same settings, for a second reader of the same capture."""
-        return EspTable(self.natt_port, self.max_flows, max_new=self.max_new)
+        natt_port, max_flows, max_new = self.settings
+        return EspTable(natt_port, max_flows, max_new=max_new)
 
     @property
     def packets(self) -> int:

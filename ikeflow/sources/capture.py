@@ -1108,11 +1108,7 @@ def prestart(path: str, esp: EspTable) -> None:
         if helper is None:
             spool.close()
             return
-        _early = (job, _settings(esp), spool, helper)
-
-
-def _settings(esp) -> tuple:
-    return esp.natt_port, esp.max_flows, esp.max_new
+        _early = (job, esp.settings, spool, helper)
 
 
 def _prestarted(job: tuple, esp) -> tuple | None:
@@ -1122,7 +1118,7 @@ def _prestarted(job: tuple, esp) -> tuple | None:
     early, _early = _early, None
     if early is None:
         return None
-    if early[:2] == (job, _settings(esp)):
+    if early[:2] == (job, esp.settings):
         return early[2:]
     _end(*early[2:])
     return None
