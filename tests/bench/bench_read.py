@@ -31,6 +31,9 @@ its RSS grows with the file.  Finally one more (untimed) ikeflow run's JSON on
 each file is compared with what the generator planted (packet counts, ESP SPIs,
 lost and duplicated packets): printed, not asserted.
 
+Before the runs and after them it times a fixed Python loop (the CPU probe): a machine that kept its
+speed gives the same figure twice, and the figure sets runs from different days side by side.
+
 This is a measurement, not a test: it never fails on a missed target
 (exit 0), only on a tool that could not run (exit 1).
 """
@@ -318,6 +321,17 @@ def sanity(path: Path, manifest: dict | None, cmd: list[str]) -> None:
     print(f"  sanity: {'all match' if not bad else f'{bad} mismatch(es)'}")
 
 
+PROBE = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(10_000_000):\n    x += i\nprint(time.perf_counter() - t)"
+
+
+def cpu_probe(times: int = 3) -> float:
+    """Seconds a fixed pure-Python loop (10M additions) takes in a child, the best of `times`: the machine's
+    speed at that moment.  Taken before and after the runs, it says whether the machine held its speed, and
+    it sets runs from different days side by side."""
+    return min(float(subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                                    check=True).stdout) for _ in range(times))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=1_000_000, help="size of the generated captures (default 1000000)")
@@ -358,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_tshark and not tshark:
         print("tshark not found (apt-get install tshark): timing ikeflow only")
     print()
+    before = cpu_probe()
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"python {sys.version.split()[0]}")
+          f"python {sys.version.split()[0]}; CPU probe {before:.3f} s (a Python loop of 10M additions, best of 3)")
     if tshark:
         version = subprocess.run([tshark, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
         print(f"tshark: {version}")
@@ -387,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         for label, path, manifest in files:
             print(f"\n{label}:")
             sanity(path, manifest, ike)
-    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    after = cpu_probe()
+    change = after / before - 1
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU probe {after:.3f} s "
+          f"({change:+.0%} against the start" + ("" if abs(change) <= 0.1 else
+                                                 ": the machine's speed changed, compare these figures with care") + ")")
     if tmp:
         tmp.cleanup()
     return 0
