@@ -525,6 +525,14 @@ def test_prestarted_helper_is_taken_or_ended(tmp_path, monkeypatch):
     capture.prestart(str(path), EspTable.of(4500, DEFAULT))
     assert len(helpers) == 4 and capture._early is None
 
+    def no_spool(job, esp):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(capture, "_spawn", no_spool)  # no temporary file: the read will say so, not prestart
+    capture.prestart(str(path), EspTable.of(4500, DEFAULT))
+    assert len(helpers) == 4 and capture._early is None
+
 
 @pytest.mark.parametrize("value", ["", "64M", "-1"])
 def test_parallel_min_that_is_not_a_size_is_ignored(value):

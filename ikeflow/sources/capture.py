@@ -1101,14 +1101,15 @@ def prestart(path: str, esp: EspTable) -> None:
                 job = _pcapng_job(mm, path, 0)
             elif _two(esp, len(mm)) and magic in PCAP_MAGICS and len(mm) >= 24:
                 job = _pcap_job(mm, path, *PCAP_MAGICS[magic], 0)
-    except Exception:  # the read will say what is wrong
-        return
-    if job is not None:
-        spool, helper = _spawn(job, esp)
-        if helper is None:
-            spool.close()
+        if job is None:
             return
-        _early = (job, esp.settings, spool, helper)
+        spool, helper = _spawn(job, esp)
+    except Exception:  # the read will say what is wrong, or start its helper itself
+        return
+    if helper is None:
+        spool.close()
+        return
+    _early = (job, esp.settings, spool, helper)
 
 
 def _prestarted(job: tuple, esp) -> tuple | None:
