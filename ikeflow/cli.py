@@ -374,6 +374,11 @@ class _Stdout:
     def flush(self) -> None:
         self._guard(self._out.flush)
 
+    @property
+    def buffer(self):
+        """The binary layer under it, guarded alike (read --json copies its spooled messages as bytes)."""
+        return _Stdout(self._out.buffer)
+
     def __getattr__(self, name):
         return getattr(self._out, name)
 

@@ -252,3 +252,41 @@ def test_write_error_on_stdout_is_one_line_exit_2(tmp_path, args):
         r = ikeflow(*args, *files, stdout=full)
     assert r.returncode == 2
     assert r.stderr.decode() == "ikeflow: cannot write the report: No space left on device\n"
+
+
+def test_write_error_while_the_messages_are_copied_is_a_write_error():
+    """read --json copies its spooled messages to stdout's binary layer: a write error there (a disk that fills
+    up just then) is a write error too (one line, exit 2: cli._Stdout), not an internal error."""
+    import io
+
+    from ikeflow import cli
+    from ikeflow.render.read_json import MessageSpool
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(28, "No space left on device")
+
+    spool = MessageSpool(1)
+    spool.file.write("x" * (1 << 16))  # more than a write buffer: it reaches the disk at once
+    out = cli._Stdout(io.TextIOWrapper(io.BufferedWriter(Full()), encoding="utf-8"))
+    with pytest.raises(cli._WriteError):
+        spool.copy_to(out)
+
+
+def test_messages_are_copied_as_text_where_stdout_does_not_write_ascii_as_is():
+    """The byte copy of the spooled messages is for encodings that write ASCII as ASCII; UTF-16 gets text."""
+    import io
+
+    from ikeflow.render.read_json import MessageSpool
+
+    spool = MessageSpool(1)
+    spool.file.write('{"frame":1}')
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-16")
+    out.write("[")
+    spool.copy_to(out)
+    out.write("]")
+    out.flush()
+    assert out.buffer.getvalue().decode("utf-16") == '[{"frame":1}]'

@@ -64,12 +64,12 @@ class MessageSpool:
         self.waiting.clear()
 
     def copy_to(self, out) -> None:
-        """The messages written so far, copied to `out`: as bytes where `out` has a binary buffer (the
-        spool is ASCII, as JSON encodes it: the same bytes in any encoding), a third of the time."""
+        """The messages written so far, copied to `out`: as bytes, in a third of the time, where `out` has a
+        binary buffer and an encoding that writes ASCII as ASCII (the spool is ASCII, as JSON encodes it)."""
         self._write()
         self.file.flush()
         raw = getattr(out, "buffer", None)
-        if raw is not None:
+        if raw is not None and _ascii_as_is(getattr(out, "encoding", None)):
             out.flush()
             self.file.buffer.seek(0)
             shutil.copyfileobj(self.file.buffer, raw, 1 << 20)
@@ -77,6 +77,17 @@ class MessageSpool:
         self.file.seek(0)
         while chunk := self.file.read(1 << 20):
             out.write(chunk)
+
+
+_PRINTABLE = bytes(range(32, 127))
+
+
+def _ascii_as_is(encoding: str | None) -> bool:
+    """Printable ASCII comes out of this text encoding byte for byte (UTF-8, Latin-1...; not UTF-16)."""
+    try:
+        return bool(encoding) and _PRINTABLE.decode("ascii").encode(encoding) == _PRINTABLE
+    except (LookupError, UnicodeError):
+        return False
 
 
 def decrypted_json(msg: IkeMessage) -> str:
