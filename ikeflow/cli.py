@@ -179,16 +179,20 @@ def read(files, expr, **kw) -> None:
     _one_stdin(files)
     if kw["mermaid"] == "-" and kw["as_json"]:
         raise click.UsageError("--mermaid - and --json both print to standard output: give --mermaid a file")
+    from ikeflow.sources.capture import cancel_prestart, prestart
+
     if len(files) == 1 and expr is None and not kw["keys"]:  # the ESP fast path: maybe two cores
         from ikeflow.model.esp import EspTable
-        from ikeflow.sources.capture import prestart
 
         prestart(files[0], EspTable.of(kw["natt_port"], kw["limits"]))  # started while the analysis is imported
-    kw["check"] = _configs(kw.pop("configs"))
-    kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
-    kw["keys"] = _keys(kw["keys"])
-    kw["keep"] = _frame_filter(expr)
-    run_command(_read, list(files), kw)
+    try:
+        kw["check"] = _configs(kw.pop("configs"))
+        kw["narrowing"] = _narrowing(kw.pop("peers"), kw.pop("severity"))
+        kw["keys"] = _keys(kw["keys"])
+        kw["keep"] = _frame_filter(expr)
+        run_command(_read, list(files), kw)
+    finally:
+        cancel_prestart()  # a usage error stopped it before the read took the helper (or nothing to end)
 
 
 def _configs(paths):

@@ -10,6 +10,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -511,10 +512,36 @@ def test_prestarted_helper_is_taken_or_ended(tmp_path, monkeypatch):
     same(read_captures([str(path)], Options(natt_port=4500)).model)
     assert len(helpers) == 3 and early.returncode is not None and capture._early is None
 
-    capture.prestart(str(path), EspTable.of(4500, DEFAULT))  # never read: ended at exit (atexit runs _end_early)
+    capture.prestart(str(path), EspTable.of(4500, DEFAULT))  # never read: ended at exit (atexit runs it too)
     assert capture._early is not None
-    capture._end_early()
+    capture.cancel_prestart()
     assert helpers[-1].returncode is not None and capture._early is None
+
+    capture.prestart(str(path), EspTable.of(4500, DEFAULT))  # the file grows before the read: not the same file
+    early = helpers[-1]
+    grown = tmp_path / "grown.pcap"
+    grown.write_bytes(path.read_bytes())
+    data = path.read_bytes()
+    with open(path, "ab") as f:  # its first record once more
+        f.write(data[24 : 40 + struct.unpack_from("<I", data, 32)[0]])
+    more = read_captures([str(path)])
+    assert early.returncode is not None and len(helpers) == 6
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 1 << 60)
+    alone = read_captures([str(path)])
+    assert more.infos[0].packets == alone.infos[0].packets == 20001 and more.infos[0].warning is None
+    assert more.model.stats == alone.model.stats
+    path.write_bytes(grown.read_bytes())
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 0)
+
+    fifo = tmp_path / "fifo"  # a named pipe is not opened (that would block until a writer came, then lose it)
+    os.mkfifo(fifo)
+    done = threading.Thread(target=capture.prestart, args=(str(fifo), EspTable.of(4500, DEFAULT)), daemon=True)
+    done.start()
+    done.join(10)
+    if done.is_alive():  # unblock it before failing
+        with open(fifo, "wb"):
+            pass
+    assert not done.is_alive() and capture._early is None
 
     small = tmp_path / "small.pcap.gz"  # gzip, a file that is no capture, one too small: no helper
     small.write_bytes(gzip.compress(path.read_bytes()[:100000]))
@@ -523,7 +550,7 @@ def test_prestarted_helper_is_taken_or_ended(tmp_path, monkeypatch):
         capture.prestart(str(other), EspTable.of(4500, DEFAULT))
     monkeypatch.setattr(capture, "PARALLEL_MIN", 1 << 60)
     capture.prestart(str(path), EspTable.of(4500, DEFAULT))
-    assert len(helpers) == 4 and capture._early is None
+    assert len(helpers) == 6 and capture._early is None
 
     def no_spool(job, esp):
         raise OSError(28, "No space left on device")
@@ -531,7 +558,7 @@ def test_prestarted_helper_is_taken_or_ended(tmp_path, monkeypatch):
     monkeypatch.setattr(capture, "PARALLEL_MIN", 0)
     monkeypatch.setattr(capture, "_spawn", no_spool)  # no temporary file: the read will say so, not prestart
     capture.prestart(str(path), EspTable.of(4500, DEFAULT))
-    assert len(helpers) == 4 and capture._early is None
+    assert len(helpers) == 6 and capture._early is None
 
 
 @pytest.mark.parametrize("value", ["", "64M", "-1"])

@@ -934,7 +934,7 @@ def _two_cores(mm, walker, walk, job: tuple, info: FileInfo, esp) -> Iterator[li
     start goes on past it (pcapng: a new section or interface).  A helper that fails halfway is done
     over here (`_help`: once for its counts, which come first, then for the records past those handed on)."""
     split = job[2]
-    spool, helper = _prestarted(job, esp) or _spawn(job, esp)
+    spool, helper = _prestarted(job, esp, len(mm)) or _spawn(job, esp)
     try:
         yield from walk(mm, walker, walker.start, split, info)
         if helper is None or not walker.intact(job[-1]):
@@ -1079,19 +1079,24 @@ WAIT = 0.002  # s between two looks at the spool of a helper that has not writte
 HELD_MAX = 1 << 15  # ESP packets decoded past the seam held for the helper's flows, at most (then it waits for them)
 
 
-_early: tuple | None = None  # (job, ESP settings, spool, helper) of the helper `prestart` started, until taken or ended
+# the helper `prestart` started, until taken or ended: (job, ESP settings, the file as it was, spool, helper)
+_early: tuple | None = None
 
 
 def prestart(path: str, esp: EspTable) -> None:
-    """Start now the helper that a two-core read of the capture file `path` would start (a pcap or pcapng
-    file of PARALLEL_MIN or more, and a second core), so that it starts while this process imports and sets
-    up the analysis (about 60 ms).  `esp`: an empty table with the settings of the one the read counts into.
-    The read of `path` takes the helper over if it reads it on two cores with the same job; else it is
-    ended, at the latest at exit.  Never raises: the read reports what is wrong with the file."""
+    """Start now the helper that a two-core read of the capture file `path` would start (a regular pcap or
+    pcapng file of PARALLEL_MIN or more, and a second core), so that it starts while this process imports
+    and sets up the analysis (about 60 ms).  `esp`: an empty table with the settings of the one the read
+    counts into.  The read of `path` takes the helper over if it reads the same file, unchanged, on two
+    cores with the same job; else it is ended (`cancel_prestart`), at the latest at exit.  Never raises:
+    the read reports what is wrong with the file."""
     global _early
     if _early is not None:
         return
     try:
+        seen = _identity(path)
+        if seen is None:  # not a regular file (a named pipe must not be opened twice), or none at all
+            return
         mm = _mapped(path)
         if mm is None:
             return
@@ -1109,31 +1114,42 @@ def prestart(path: str, esp: EspTable) -> None:
     if helper is None:
         spool.close()
         return
-    _early = (job, esp.settings, spool, helper)
+    _early = (job, esp.settings, seen, spool, helper)
 
 
-def _prestarted(job: tuple, esp) -> tuple | None:
-    """(spool, helper) of the helper `prestart` started for `job` with `esp`'s settings, or None (one started
-    for another job is ended)."""
+def _identity(path: str) -> tuple | None:
+    """(device, inode, size, modification time) of the regular file `path`, or None: a file that changed
+    since `prestart` looked at it is not the one its helper reads."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def _prestarted(job: tuple, esp, size: int) -> tuple | None:
+    """(spool, helper) of the helper `prestart` started for `job` with `esp`'s settings on the file as it is
+    now (mapped: `size` bytes), or None (one started for anything else is ended)."""
     global _early
     early, _early = _early, None
     if early is None:
         return None
-    if early[:2] == (job, esp.settings):
-        return early[2:]
-    _end(*early[2:])
+    seen = early[2]
+    if early[:2] == (job, esp.settings) and seen[2] == size and _identity(job[1]) == seen:
+        return early[3:]
+    _end(*early[3:])
     return None
 
 
-def _end_early() -> None:
-    """End the helper `prestart` started that no read took (at exit)."""
+def cancel_prestart() -> None:
+    """End the helper `prestart` started, if no read took it (the command stopped before it read; at exit)."""
     global _early
     if _early is not None:
         early, _early = _early, None
-        _end(*early[2:])
+        _end(*early[3:])
 
 
-atexit.register(_end_early)
+atexit.register(cancel_prestart)
 
 
 def _end(spool, helper) -> None:
