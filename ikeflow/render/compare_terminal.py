@@ -1,7 +1,7 @@
 """`ikeflow compare` on a terminal: the points and their clocks, per segment and conversation a
 table of the directions and a two-column ladder of the IKE messages, then the findings.
 
-Laid out line by line like `read` (render.common.wrap/grid): a value is wrapped, never cut.
+Laid out line by line like `read` (render.layout.wrap/grid): a value is wrapped, never cut.
 """
 
 from __future__ import annotations
