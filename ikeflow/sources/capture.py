@@ -1102,9 +1102,11 @@ def prestart(path: str, esp: EspTable) -> None:
             return
         with mm:
             magic, job = bytes(mm[:4]), None
-            if _two(esp, len(mm)) and magic == PCAPNG_MAGIC:
+            if not _two(esp, len(mm)):
+                return
+            if magic == PCAPNG_MAGIC:
                 job = _pcapng_job(mm, path, 0)
-            elif _two(esp, len(mm)) and magic in PCAP_MAGICS and len(mm) >= 24:
+            elif magic in PCAP_MAGICS and len(mm) >= 24:
                 job = _pcap_job(mm, path, *PCAP_MAGICS[magic], 0)
         if job is None:
             return
