@@ -1239,6 +1239,7 @@ def _help(job: tuple) -> Iterator[tuple[list[Record], int]]:
         walker, walk = _PcapWalker(*head, file_index, esp, Quality(), 24, firsts), _walk_mapped
     else:
         walker, walk = _PcapngWalker(file_index, esp, info, head, firsts), _walk_pcapng
+        walker.before_seam(mm, split)
     for batch in walk(mm, walker, split, len(mm), info):
         yield batch, info.bytes_read
     after = type(esp.flows)()  # the model's Flows, for the flows whose first packet is in the spool
@@ -1604,6 +1605,39 @@ class _PcapngWalker(_PcapWalker):
             return False
         self.quality.copy(ref, pbuf[pp + pip : pp + pip + size] != buf[p + ip : p + ip + size])
         return True
+
+    def before_seam(self, buf, at: int) -> None:
+        """A two-core read's helper, before it reads from `at`: the frame before is the last packet block in
+        front of it (found by the lengths that end the blocks), as for the main process that read up to it,
+        so that a copy across the seam is one.  Nothing past a section header or an interface description
+        (after which the helper's part is not taken: `intact`), nor past 64 blocks."""
+        u32 = struct.Struct(self.endian + "I").unpack_from
+        end, last = at, None  # last: where a simple packet block (which has no time) was met
+        for _ in range(64):
+            if end < 12:
+                return
+            blen = u32(buf, end - 4)[0]
+            p = end - blen
+            if blen < 12 or blen % 4 or p < 0 or u32(buf, p + 4)[0] != blen:
+                return
+            btype = u32(buf, p)[0]
+            if (btype == 6 or btype == 2) and blen >= 32:
+                word, hi, lo, caplen = struct.unpack_from(self.endian + "IIII", buf, p + 8)
+                number = word & 0xFFFF if btype == 2 else word
+                linktype, scale, tsoff = self.ifaces[number] if number < len(self.ifaces) else (-1, 1e-6, 0.0)
+                ts = ((hi << 32) | lo) * scale + tsoff
+                if last is None:
+                    self.before = (buf, p + 28, caplen, ts, linktype)
+                else:  # the simple packet block after it has its time (`_block`)
+                    self.before = self.before[:3] + (ts or 0.0,) + self.before[4:]
+                return
+            if btype == 3 and last is None and blen >= 16:
+                last = p
+                caplen = min(u32(buf, p + 8)[0], blen - 16)
+                self.before = (buf, p + 12, caplen, 0.0, self.ifaces[0][0] if self.ifaces else -1)
+            elif btype in (0x0A0D0D0A, 1):
+                return
+            end = p
 
     def intact(self, head) -> bool:
         return self.bad is None and (self.endian, self.ifaces) == head[:2]
