@@ -1,4 +1,4 @@
-"""The compiled inline path (ikeflow/sources/_walk.c) gives the JSON of the Python loop, byte for byte.
+"""The compiled inline path (ikeflow/sources/inline.c) gives the JSON of the Python loop, byte for byte.
 
 Every other test runs with the compiled path when it is built (and `test_capture` checks the inline
 path against the decoder); these read the same captures both ways: generated ESP streams with what

@@ -14,7 +14,7 @@ On the way the reader counts what the capture itself did to the packets
 by the snap length and steps back in time are counted, and the records for the
 decoder come out in time order (`read_files`).
 
-The inline path is also compiled (`_walk.c`, built at install time when a C
+The inline path is also compiled (`inline.c`, built at install time when a C
 compiler is there): it counts the in-sequence packets that the Python loop would
 count and stops at the first record it would not, which the Python loop reads.
 Without it, or with IKEFLOW_PURE_PYTHON=1, the Python loop counts them: the same
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ikeflow.model.esp import EspTable  # the ESP fast path counts into the model's table
 
 try:
-    from ikeflow.sources import _walk as _compiled  # the inline path in C (_walk.c)
+    from ikeflow.sources import inline as _compiled  # the inline path in C (inline.c)
 except ImportError:  # not built: the Python loop alone
     _compiled = None
 if os.environ.get("IKEFLOW_PURE_PYTHON", "") == "1":
