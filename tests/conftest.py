@@ -37,6 +37,17 @@ def need_root() -> None:
         pytest.skip("needs root (network namespaces)")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_neighbor_lookups():
+    """Scapy fills in the destination of an `Ether()` left without one by asking the network (ARP, or an
+    IPv6 neighbor solicitation with a 1 s timeout): tests build frames, they never ask (broadcast instead)."""
+    from scapy.config import conf
+
+    if conf.neighbor is not None:
+        conf.neighbor.resolvers.clear()
+    yield
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
