@@ -6,6 +6,7 @@ independent writer.
 """
 
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -570,3 +571,59 @@ def test_parallel_min_that_is_not_a_size_is_ignored(value):
                           env=env, capture_output=True, text=True, check=False)
     default = (64 if capture._compiled is None else 128) << 20  # (this process and that one import the same)
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, str(default), "")
+
+
+def test_compact_leaves_out_the_marks_that_change_nothing():
+    """A helper's batch for the spool (`_compact`): a MARK record is left out only when more than HOLD records
+    stay after it, none of them earlier; the first record always stays; the left-out times come in order."""
+    from ikeflow.sources.capture import HOLD, MARK, Record, _compact
+
+    n = HOLD + 10
+    batch = [Record(i, 100.0 + i, MARK, b"", 60) for i in range(1, n + 1)]
+    batch[3] = Record(4, 99.0, MARK, b"", 60)  # earlier than the one before it: after it nothing is earlier
+    batch[5] = Record(6, 98.0, MARK, b"", 60)  # ... but this one is, so the fourth stays
+    rows, dropped, last = _compact(batch)
+    kept = [r[0] for r in rows]
+    assert last == n and kept[0] == 1 and 4 in kept and 6 not in kept
+    assert kept[-(HOLD + 1):] == list(range(n - HOLD, n + 1))  # the last HOLD+1 stay
+    assert len(rows) + len(dropped) == n and dropped == sorted(dropped) and 98.0 in dropped
+    assert _compact([]) == ([], [], None)
+
+
+def test_two_cores_count_late_frames_of_tagged_flows_as_without_compact(tmp_path, monkeypatch):
+    """Tagged and IPv6 ESP counted by the helper is spooled without most of its MARK records (`_compact`):
+    the frames too late to be put back in order, the time steps back and everything else are what the
+    helper gives with every MARK record, byte for byte in the JSON."""
+    from click.testing import CliRunner
+    from ikeflow.cli import main
+
+    frames, t = [], 1000.0
+    tagged = lambda p: bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=7) / p)
+    for i in range(1, 4001):
+        t += 0.001
+        if i % 700 == 0:
+            t -= 1.5  # far back: more than HOLD frames earlier
+        if i % 333 == 0:
+            t -= 0.05  # a little back: put back in order
+        if i % 50 == 0:
+            pkt = tagged(ike())
+        elif i % 3 == 0:
+            pkt = tagged(IPv6(src=V6A, dst=V6B) / ESP(spi=0x701, seq=i // 3, data=b"v" * 30))
+        else:
+            pkt = tagged(esp(i, spi=0x702 + i % 2))
+        frames.append((t, pkt))
+    path = tmp_path / "t.pcap"
+    path.write_bytes(pcap(frames))
+    monkeypatch.setattr(capture, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(capture, "_cpus", lambda: 2)
+    out = []
+    every_mark = ("import ikeflow.sources.capture as c\n"
+                  "c._compact = lambda b: ([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in b], [],"
+                  " b[-1].ref if b else None)\nc._helper()")
+    for helper in (capture.HELPER, every_mark):
+        monkeypatch.setattr(capture, "HELPER", helper)
+        done = CliRunner().invoke(main, ["read", "--json", str(path)])
+        out.append((done.exit_code, done.output))
+    assert out[0] == out[1]
+    quality = json.loads(out[0][1])["capture"]["files"][0]["quality"]
+    assert quality["out_of_order"] > 0 and quality["time_back"] > 0, quality

@@ -989,11 +989,15 @@ def _two_cores(mm, walker, walk, job: tuple, info: FileInfo, esp) -> Iterator[li
             cut.update(held[: max(0, CUT_KEPT - len(cut))])
 
         try:
+            file = split_ref(walker.base)[0]
             while (got := spooled.next()) is not None:
-                rows, info.bytes_read = got
-                if rows:
-                    handed = rows[-1][0]
-                yield [Record(ref + shift, ts, linktype, data, wirelen) for ref, ts, linktype, data, wirelen in rows]
+                rows, dropped, last, info.bytes_read = got
+                if last is not None:
+                    handed = last
+                batch = _Compacted([Record(ref + shift, ts, linktype, data, wirelen)
+                                    for ref, ts, linktype, data, wirelen in rows])
+                batch.dropped, batch.file = dropped, file
+                yield batch
                 if result is None and len(esp.held) > HELD_MAX:  # hold no more: wait for the helper's flows
                     if spooled.wait() is None:
                         break
@@ -1044,7 +1048,8 @@ class _HeldRefs(list):
 
 class _Spool:
     """What a two-core read's helper writes (`_helper`), read as it comes: frames of a kind byte, a length
-    and a pickle; BATCH: (records as tuples, bytes read), then RESULT: what `_help` returns."""
+    and a pickle; BATCH: (records as tuples, the times of MARK records left out, the last frame, bytes
+    read: `_compact`), then RESULT: what `_help` returns."""
 
     def __init__(self, spool, helper):
         import pickle
@@ -1251,9 +1256,43 @@ def _helper() -> None:
                 except StopIteration as done:
                     frame(RESULT, done.value)
                     break
-                frame(BATCH, ([(r.ref, r.time, r.linktype, r.data, r.wirelen) for r in batch], at))
+                frame(BATCH, (*_compact(batch), at))
     except Exception:  # the main process reads this part itself
         sys.exit(1)
+
+
+def _compact(batch: list[Record]) -> tuple[list[tuple], list[float], int | None]:
+    """A helper's batch as the spool takes it: the records as tuples, but for the MARK records that cannot
+    change what `_in_time_order` does with them; the times of those, in order (it counts the ones earlier
+    than what it let through before as `late`, as it would have); the batch's last frame.
+
+    Left out: a MARK record that is not the batch's first, with more than HOLD records kept after it and none
+    after it earlier than it.  It would be let through with this batch and not be the last let through,
+    and no record's place or `late` count depends on it.  On the mix most frames of IPv6 and tagged flows
+    are such: they are not pickled, unpickled and sorted again."""
+    rows: list[tuple] = []
+    dropped: list[float] = []
+    after, low = 0, float("inf")
+    for i in range(len(batch) - 1, -1, -1):
+        r = batch[i]
+        t = r.time
+        if r.linktype == MARK and after > HOLD and t <= low and i:
+            dropped.append(t)
+        else:
+            rows.append((r.ref, t, r.linktype, r.data, r.wirelen))
+            after += 1
+        if t < low:
+            low = t
+    rows.reverse()
+    dropped.reverse()  # (each one no later than those after it: in order)
+    return rows, dropped, batch[-1].ref if batch else None
+
+
+class _Compacted(list):
+    """A batch of a helper's records without the MARK records left out (`_compact`): `dropped`, their times,
+    and `file`, the index of their file."""
+
+    __slots__ = ("dropped", "file")
 
 
 def _help(job: tuple) -> Iterator[tuple[list[Record], int]]:
@@ -1767,6 +1806,8 @@ def _in_time_order(batches: Iterator[list[Record]], infos: list[FileInfo]) -> It
     held: list[Record] = []
     let_through = NEVER
     for batch in batches:
+        if type(batch) is _Compacted and batch.dropped and batch.dropped[0] < let_through:  # (see _compact)
+            infos[batch.file].quality.late += bisect.bisect_left(batch.dropped, let_through)
         for r in batch:
             if not held or r.time >= held[-1].time:
                 held.append(r)
