@@ -18,7 +18,7 @@ The inline path is also compiled (`inline.c`, built at install time when a C
 compiler is there): it counts the in-sequence packets that the Python loop would
 count and stops at the first record it would not, which the Python loop reads.
 Without it, or with IKEFLOW_PURE_PYTHON=1, the Python loop counts them: the same
-JSON byte for byte, at about half the speed.
+JSON byte for byte, in about 1.4 times the time on a big capture.
 """
 
 from __future__ import annotations
