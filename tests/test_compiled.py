@@ -87,20 +87,19 @@ def streams(draw):
         kind = draw(st.sampled_from(["esp"] * 12 + ["copy", "ike", "keepalive", "ike4500", "frag", "options",
                                                     "short", "back"]))
         f = draw(st.sampled_from(flows))
-        spi, v6, natt, seq_base, dst = f
+        spi, v6, natt, _, dst = f
         step = draw(st.sampled_from([1] * 8 + [0, 2, -1, -3, 300]))
-        f[3] = max(0, f[3] + step)
-        seq = f[3]
+        f[3] = seq = max(0, f[3] + step)  # (the flow's last sequence number)
         body = struct.pack(">II", spi, seq) + bytes(draw(st.integers(0, 40)))
         if kind == "ike":
-            body, natt = bytes(8) + bytes(8) + b"\x21\x20\x22\x08" + bytes(8), 500
+            body = bytes(8) + bytes(8) + b"\x21\x20\x22\x08" + bytes(8)
         elif kind == "keepalive":
-            body, natt = b"\xff", True
-        elif kind == "ike4500":
-            body, natt = bytes(4) + bytes(16) + b"\x21\x20\x22\x08" + bytes(4) + struct.pack(">I", 32), True
-        if natt:
-            port = 500 if natt == 500 else 4500
-            payload, proto = _udp(port if kind == "ike" else 4500, draw(st.sampled_from([4500, 62001, 500])), body), 17
+            body = b"\xff"
+        elif kind == "ike4500":  # IKE on the NAT-T port without the non-ESP marker
+            body = bytes(4) + bytes(16) + b"\x21\x20\x22\x08" + bytes(4) + struct.pack(">I", 32)
+        if natt or kind in ("ike", "keepalive", "ike4500"):
+            sport = 500 if kind == "ike" else 4500
+            payload, proto = _udp(sport, draw(st.sampled_from([4500, 62001, 500])), body), 17
         else:
             payload, proto = body, 50
         if v6:

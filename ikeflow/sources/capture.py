@@ -1692,7 +1692,7 @@ class _PcapngWalker(_PcapWalker):
         so that a copy across the seam is one.  Nothing past a section header or an interface description
         (after which the helper's part is not taken: `intact`), nor past 64 blocks."""
         u32 = struct.Struct(self.endian + "I").unpack_from
-        end, last = at, None  # last: where a simple packet block (which has no time) was met
+        end, simple = at, False  # simple: a simple packet block (which has no time) was met on the way
         for _ in range(64):
             if end < 12:
                 return
@@ -1706,13 +1706,13 @@ class _PcapngWalker(_PcapWalker):
                 number = word & 0xFFFF if btype == 2 else word
                 linktype, scale, tsoff = self.ifaces[number] if number < len(self.ifaces) else (-1, 1e-6, 0.0)
                 ts = ((hi << 32) | lo) * scale + tsoff
-                if last is None:
+                if not simple:
                     self.before = (buf, p + 28, caplen, ts, linktype)
                 else:  # the simple packet block after it has its time (`_block`)
                     self.before = self.before[:3] + (ts or 0.0,) + self.before[4:]
                 return
-            if btype == 3 and last is None and blen >= 16:
-                last = p
+            if btype == 3 and not simple and blen >= 16:
+                simple = True
                 caplen = min(u32(buf, p + 8)[0], blen - 16)
                 self.before = (buf, p + 12, caplen, 0.0, self.ifaces[0][0] if self.ifaces else -1)
             elif btype in (0x0A0D0D0A, 1):
