@@ -15,7 +15,9 @@ from ikeflow.diagnose.finding import INFO, Finding
 from ikeflow.diagnose.findings import fails
 from ikeflow.model.events import pair_key
 from ikeflow.model.ikesa import IkeSa, Seen
-from ikeflow.sources.capture import split_ref
+from ikeflow.sources.capture import REF_SHIFT, split_ref
+
+FRAME_BITS = (1 << REF_SHIFT) - 1
 
 compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(separators=) builds one per call
 
@@ -75,30 +77,47 @@ def clock(t: float, utc: bool = True) -> str:
 
 _text = functools.lru_cache(maxsize=4096)(json.dumps)  # names and labels repeat: encode each once
 _BOOL = {True: "true", False: "false", None: "null"}
+_EXCHANGE: dict[tuple[int, int], str] = {}  # (version, exchange type) -> its fields of a `messages[]` object
+_FLAGS: dict[tuple[int, int, bool], str] = {}  # (version, flag bits, encrypted) -> the "flags" field
 
 
 def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
     """One `messages[]` object as JSON text.  Written out field by field: this runs for
     every IKE message, and building a dict to encode costs twice as much."""
     msg = m.msg
-    file, number = split_ref(m.ref)
+    file, number = m.ref >> REF_SHIFT, m.ref & FRAME_BITS  # split_ref, without the call
     payloads = msg.payloads
-    names = _text(tuple([p.name for p in payloads])) if payloads else "[]"
-    types = ",".join([str(p.type) for p in payloads])
-    notify = ",".join([f'{{"type":{t},"name":{_text(n)}}}' for t, n in msg.notifies])
-    fragments = ",".join(compact(frame(r)) for r in m.fragments)
+    if payloads:
+        names = _text(tuple([p.name for p in payloads]))
+        types = ",".join([str(p.type) for p in payloads])
+    else:
+        names, types = "[]", ""
+    inner = msg.inner
+    notify = ",".join([f'{{"type":{p.info["notify_type"]},"name":{_text(p.info["notify_name"])}}}'
+                       for p in (payloads + inner if inner else payloads)
+                       if p.name == "N" and "notify_type" in p.info])  # IkeMessage.notifies
+    fragments = ",".join([compact(frame(r)) for r in m.fragments]) if m.fragments else ""
+    version, kind = msg.version, msg.exchange_type
+    exchange = _EXCHANGE.get((version, kind))
+    if exchange is None:
+        exchange = _EXCHANGE[version, kind] = \
+            f'"version":{version},"exchange_type":{kind},"exchange":{_text(msg.exchange)},'
+    encrypted = msg.encrypted
+    flags = _FLAGS.get((version, msg.flags, encrypted))
+    if flags is None:
+        flags = _FLAGS[version, msg.flags, encrypted] = (
+            f'"flags":{{"initiator":{_BOOL[msg.initiator]},"response":{_BOOL[msg.response]},'
+            f'"encrypted":{_BOOL[encrypted]},"commit":{_BOOL[msg.commit]}}},')
     return (
         f'{{"frame":{number},"time":{m.time!r},"src":"{ip(m.src)}","dst":"{ip(m.dst)}",'
-        f'"sport":{m.sport},"dport":{m.dport},"natt":{_BOOL[m.natt]},"version":{msg.version},'
-        f'"exchange_type":{msg.exchange_type},"exchange":{_text(msg.exchange)},'
-        f'"ispi":"{msg.ispi.hex()}","rspi":"{msg.rspi.hex()}","message_id":{msg.message_id},'
-        f'"flags":{{"initiator":{_BOOL[msg.initiator]},"response":{_BOOL[msg.response]},'
-        f'"encrypted":{_BOOL[msg.encrypted]},"commit":{_BOOL[msg.commit]}}},'
+        f'"sport":{m.sport},"dport":{m.dport},"natt":{_BOOL[m.natt]},{exchange}'
+        f'"ispi":"{msg.ispi.hex()}","rspi":"{msg.rspi.hex()}","message_id":{msg.message_id},{flags}'
         f'"label":{_text(m.label)},"sender":"{"initiator" if m.sender == "I" else "responder"}",'
         f'"request":{_BOOL[m.request]},"size":{m.size},"payloads":{names},'
         f'"payload_types":[{types}],"notify":[{notify}],'
         f'"retransmission":{_BOOL[m.retransmission]},"retry":{_text(m.retry)},'
-        f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)},"encrypted_first":{_text(msg.encrypted_first)}'
+        f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)},'
+        f'"encrypted_first":{_text(msg.encrypted_first) if encrypted else "null"}'
         + (f',"file":{file}}}' if several else "}")
     )
 
