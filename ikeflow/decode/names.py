@@ -50,7 +50,7 @@ AUTHIP_EXCHANGES = {
 def exchange_name(version: int, n: int) -> str:
     """Short exchange name ("Main Mode", "IKE_AUTH"), or "type N"."""
     table = EXCHANGES_V2 if version == 2 else EXCHANGES_V1
-    return table.get(n, f"type {n}")
+    return table.get(n) or f"type {n}"
 
 
 # --- payload types ---------------------------------------------------------
@@ -116,7 +116,7 @@ PAYLOADS_V2 = {
 def payload_name(version: int, n: int) -> str:
     """Short payload name ("SA", "VID", "IDi"), or "type N"."""
     table = PAYLOADS_V2 if version == 2 else PAYLOADS_V1
-    return table.get(n, f"type {n}")
+    return table.get(n) or f"type {n}"
 
 
 # --- notify message types --------------------------------------------------
@@ -259,7 +259,7 @@ NOTIFY_V2 = {
 def notify_name(version: int, n: int) -> str:
     """Notify message type name, or "type N"."""
     table = NOTIFY_V2 if version == 2 else NOTIFY_V1
-    return table.get(n, f"type {n}")
+    return table.get(n) or f"type {n}"
 
 
 # --- protocols, DOI, identities --------------------------------------------
@@ -271,7 +271,7 @@ PROTOCOLS_V2 = {1: "IKE", 2: "AH", 3: "ESP"}
 def protocol_name(version: int, n: int) -> str:
     """Security protocol id name ("ISAKMP"/"IKE", "AH", "ESP", "IPCOMP")."""
     table = PROTOCOLS_V2 if version == 2 else PROTOCOLS_V1
-    return table.get(n, f"proto {n}")
+    return table.get(n) or f"proto {n}"
 
 
 ID_TYPES_V1 = {
@@ -305,7 +305,7 @@ ID_TYPES_V2 = {
 def id_type_name(version: int, n: int) -> str:
     """Identification type name, or "type N"."""
     table = ID_TYPES_V2 if version == 2 else ID_TYPES_V1
-    return table.get(n, f"type {n}")
+    return table.get(n) or f"type {n}"
 
 
 CERT_ENCODINGS = {
@@ -437,7 +437,7 @@ DH_GROUPS = {
 
 def group_name(n: int) -> str:
     """Short DH group name ("modp2048", "ecp256", "curve25519"), or "group N"."""
-    return DH_GROUPS.get(n, f"group {n}")
+    return DH_GROUPS.get(n) or f"group {n}"
 
 
 # --- IKEv2 transforms (RFC 7296 3.3.2, IANA) --------------------------------
@@ -558,7 +558,7 @@ V2_TRANSFORM_IDS = {1: V2_ENCR, 2: V2_PRF, 3: V2_INTEG, 4: V2_DH, 5: V2_ESN}
 def v2_transform_name(ttype: int, tid: int) -> str:
     """IKEv2 transform id name within its type ("AES_CBC", "MODP_2048")."""
     table = V2_TRANSFORM_IDS.get(ttype, V2_DH if 6 <= ttype <= 12 else {})
-    return table.get(tid, f"id {tid}")
+    return table.get(tid) or f"id {tid}"
 
 
 # --- IKEv1 transforms and SA attributes (RFC 2407, RFC 2409) ---------------
