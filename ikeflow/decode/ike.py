@@ -219,13 +219,8 @@ def decode_isakmp(data: bytes) -> IkeMessage:
             message_id=0, length=0,
             malformed=f"truncated header: {size} bytes < {HEADER_LEN}", size=size,
         )
-    msg_id, length = struct.unpack_from("!II", data, 20)
-    msg = IkeMessage(
-        ispi=data[0:8], rspi=data[8:16], next_payload=data[16],
-        version=data[17] >> 4, minor_version=data[17] & 0x0F,
-        exchange_type=data[18], flags=data[19],
-        message_id=msg_id, length=length, size=size,
-    )
+    ispi, rspi, nxt, version, kind, flags, msg_id, length = _HEADER(data)
+    msg = IkeMessage(ispi, rspi, nxt, version >> 4, version & 0x0F, kind, flags, msg_id, length, [], None, size)
     if length < HEADER_LEN:
         msg.malformed = f"header length {length} < {HEADER_LEN}"
         end = size
@@ -248,15 +243,10 @@ def decode_isakmp(data: bytes) -> IkeMessage:
             },
         ))
         return msg
-    fault = _walk(data, end, msg)
+    fault = _chain(data, HEADER_LEN, end, msg.version, msg.next_payload, msg.payloads, outer=True)
     if fault and not msg.malformed:
         msg.malformed = fault
     return msg
-
-
-def _walk(data: bytes, end: int, msg: IkeMessage) -> str | None:
-    """Follow the payload chain from the header; return the first fault."""
-    return _chain(data, HEADER_LEN, end, msg.version, msg.next_payload, msg.payloads, outer=True)
 
 
 def decode_inner(version: int, first: int, plaintext: bytes) -> tuple[list[Payload], str | None]:
@@ -311,6 +301,8 @@ def _chain(data: bytes, off: int, end: int, version: int, ptype: int, out: list[
 
 
 _PAYLOAD_HEADER = struct.Struct("!BBH").unpack_from  # next payload, flags, length
+# initiator SPI, responder SPI, next payload, version byte, exchange type, flags, message ID, length
+_HEADER = struct.Struct("!8s8sBBBBII").unpack_from
 
 
 def _label(index: int, name: str) -> str:
