@@ -41,6 +41,7 @@ REFUSED_SIZE = 120
 OPENING = ("MM1", "AM1", "IKE_SA_INIT")  # the initiator's first message of an IKE SA
 NOTIFY_REDIRECT = 16407  # RFC 5685 10: New Responder GW Identity (and a nonce)
 EAP_FAILURE = 4  # EAP code (RFC 3748 4.2): an answer with only this and notifies refused
+UNKNOWN_OVERHEAD = (None, proposals.sk_overhead(None))  # IkeSa._overhead before a proposal is chosen
 
 
 @dataclass(slots=True)
@@ -84,7 +85,8 @@ class IkeSa:
     __slots__ = ("version", "ispi", "rspi", "initiator", "responder", "roles_guessed", "messages", "count",
                  "retransmitted", "retransmission_frames", "runs", "_digests", "_fragmented", "_pending", "float_at",
                  "_first_natt", "natd", "stayed", "closed", "nat_oa", "offered", "chosen", "vendors", "retried_by",
-                 "redirected_to", "up_time", "_mm6_time", "index", "after_child", "decryption", "probed")
+                 "redirected_to", "up_time", "_mm6_time", "index", "after_child", "decryption", "probed",
+                 "_overhead")
 
     def __init__(self, version: int, ispi: bytes):
         self.version = version
@@ -120,6 +122,7 @@ class IkeSa:
         self.closed: tuple[str, int, float] | None = None  # (how, frame, time) it ended: model.lifecycle
         self.decryption: Decryption | None = None  # set when keys are given: its messages are decrypted
         self.probed: dict[str, tuple] = {}  # role -> (count, up_time, its liveness probes): see liveness.probes
+        self._overhead = UNKNOWN_OVERHEAD  # (the `chosen` it was worked out for, IKEv2 SK IV + ICV bytes)
 
     # -- feeding -----------------------------------------------------------------
 
@@ -143,8 +146,10 @@ class IkeSa:
         digest = 2 * hash(raw) + (sender == "R")  # the sender and the bytes: a copy has both the same
         sk = msg.payload("SK") if self.version == 2 else None  # (an SA's messages are of its version)
         if sk is not None:
-            chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
-            seen.plaintext = sk.length - 4 - proposals.sk_overhead(chosen)
+            if self._overhead[0] is not self.chosen:
+                chosen = (self.chosen.info.get("proposals") or [None])[0] if self.chosen else None
+                self._overhead = (self.chosen, proposals.sk_overhead(chosen))
+            seen.plaintext = sk.length - 4 - self._overhead[1]
         if self.decryption is not None:
             self.decryption.open(msg, raw, sender, self.chosen)
         if natt_ and self.float_at is None and not self._first_natt:
@@ -234,9 +239,10 @@ class IkeSa:
         if len(self.messages) > 2 * KEEP:
             del self.messages[KEEP]
         if len(self.runs) > KEEP_RUNS:
-            old = next((k for k, r in self.runs.items() if r.exchange.phase != 1), None)
-            if old is not None:
-                del self.runs[old]
+            for key, run in self.runs.items():  # the oldest that is not phase 1
+                if run.exchange.phase != 1:
+                    del self.runs[key]
+                    break
 
     def _sender(self, msg: IkeMessage, src: bytes, sport: int, dst: bytes, dport: int) -> str:
         if self.initiator is None:
@@ -294,7 +300,7 @@ class IkeSa:
         if not v2:
             seen.request = role == "I"
         marks = {p.name for p in msg.payloads}
-        if msg.encrypted:
+        if ("SK" in marks or "SKF" in marks) if v2 else msg.flags & FLAG_ENCRYPTION:  # msg.encrypted
             marks.add(ENC)
         frag = None if v2 else msg.payload("FRAG")  # IKEv1 fragmentation: each fragment is a message of its own
         whole = (seen.sender, frag.info.get("fragment_id")) if frag is not None else None
