@@ -300,7 +300,7 @@ class IkeSa:
         if not v2:
             seen.request = role == "I"
         marks = {p.name for p in msg.payloads}
-        if ("SK" in marks or "SKF" in marks) if v2 else msg.flags & FLAG_ENCRYPTION:  # msg.encrypted
+        if msg.encrypted:
             marks.add(ENC)
         frag = None if v2 else msg.payload("FRAG")  # IKEv1 fragmentation: each fragment is a message of its own
         whole = (seen.sender, frag.info.get("fragment_id")) if frag is not None else None

@@ -15,9 +15,7 @@ from ikeflow.diagnose.finding import INFO, Finding
 from ikeflow.diagnose.findings import fails
 from ikeflow.model.events import pair_key
 from ikeflow.model.ikesa import IkeSa, Seen
-from ikeflow.sources.capture import REF_SHIFT, split_ref
-
-FRAME_BITS = (1 << REF_SHIFT) - 1
+from ikeflow.sources.capture import split_ref
 
 compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(separators=) builds one per call
 
@@ -85,7 +83,7 @@ def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
     """One `messages[]` object as JSON text.  Written out field by field: this runs for
     every IKE message, and building a dict to encode costs twice as much."""
     msg = m.msg
-    file, number = m.ref >> REF_SHIFT, m.ref & FRAME_BITS  # split_ref, without the call
+    file, number = split_ref(m.ref)
     payloads = msg.payloads
     if payloads:
         names = _text(tuple([p.name for p in payloads]))
