@@ -42,7 +42,8 @@ def replay(records_file: str, mode: str) -> None:
     for batch in batches:
         model.records(batch)
     if spool is not None:
-        spool.copy_to(open(os.devnull, "w"))
+        with open(os.devnull, "w") as out:
+            spool.copy_to(out)
 
 
 def save_records(capture: Path, out: str) -> int:
