@@ -90,10 +90,7 @@ def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
         types = ",".join([str(p.type) for p in payloads])
     else:
         names, types = "[]", ""
-    inner = msg.inner
-    notify = ",".join([f'{{"type":{p.info["notify_type"]},"name":{_text(p.info["notify_name"])}}}'
-                       for p in (payloads + inner if inner else payloads)
-                       if p.name == "N" and "notify_type" in p.info])  # IkeMessage.notifies
+    notify = ",".join([f'{{"type":{t},"name":{_text(n)}}}' for t, n in msg.notifies])
     fragments = ",".join([compact(frame(r)) for r in m.fragments]) if m.fragments else ""
     version, kind = msg.version, msg.exchange_type
     exchange = _EXCHANGE.get((version, kind))
@@ -115,7 +112,7 @@ def message_json(sa: IkeSa, m: Seen, frame, several: bool) -> str:
         f'"payload_types":[{types}],"notify":[{notify}],'
         f'"retransmission":{_BOOL[m.retransmission]},"retry":{_text(m.retry)},'
         f'"ip_fragments":[{fragments}],"malformed":{_text(msg.malformed)},'
-        f'"encrypted_first":{_text(msg.encrypted_first) if encrypted else "null"}'
+        f'"encrypted_first":{_text(msg.encrypted_first)}'
         + (f',"file":{file}}}' if several else "}")
     )
 
